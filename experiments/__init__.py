@@ -1,0 +1,1 @@
+"""Reproducible runs: the synthetic CRM world, training, evaluation and benchmarks."""

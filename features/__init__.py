@@ -1,0 +1,1 @@
+"""keepwise feature pipelines: pure polars transforms from validated CRM tables to one row per customer."""

@@ -1,0 +1,1 @@
+"""keepwise models: churn, value and offer response; decision policy; MLflow I/O."""

@@ -1,0 +1,1 @@
+"""keepwise service layer: the FastAPI app and the keepwise CLI (thin, no business logic)."""
