@@ -55,6 +55,8 @@ class Archetype:
     segments: dict[str, float]
     contracts: dict[str, float]
     fades: bool = False  # silent decliner: orders fade from a random month on
+    # how strongly dissatisfaction drives complaints; low where complaints come from misuse
+    complaint_drive: float = 1.0
     venting_bias: float = 0.0  # extra log-odds of venting words in complaint text
 
 
@@ -124,7 +126,7 @@ ARCHETYPES: tuple[Archetype, ...] = (
         order_value=330.0,
         cogs_ratio=0.58,
         discount_rate=0.04,
-        base_hazard=0.01,
+        base_hazard=0.005,
         complaint_mix=(0.5, 0.4, 0.2),
         handling_factor=0.8,
         escalation_rate=0.05,
@@ -181,7 +183,7 @@ ARCHETYPES: tuple[Archetype, ...] = (
         cogs_ratio=0.60,
         discount_rate=0.12,
         base_hazard=0.007,
-        complaint_mix=(20.0, 70.0, 200.0),
+        complaint_mix=(50.0, 160.0, 400.0),
         handling_factor=6.0,
         escalation_rate=2.0,
         slow_resolution_prob=0.6,
@@ -200,6 +202,7 @@ ARCHETYPES: tuple[Archetype, ...] = (
         segments=_weights(enterprise=0.6, mid_market=0.35, public_sector=0.05),
         contracts=_weights(annual=0.6, two_year=0.4),
         venting_bias=2.0,
+        complaint_drive=0.3,
     ),
     Archetype(
         name="small_stable",

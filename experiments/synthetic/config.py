@@ -8,7 +8,7 @@ from datetime import date
 # Base monthly complaint rates per severity (near-miss, minor, major) for a customer with
 # propensity 1; archetype mixes multiply them. Chosen so that across the whole base the counts
 # come out near Heinrich's 300 : 29 : 1 (the generator's summary reports the realised ratio).
-BASE_COMPLAINT_RATES: tuple[float, float, float] = (0.12, 0.0040, 0.00009)
+BASE_COMPLAINT_RATES: tuple[float, float, float] = (0.12, 0.0042, 0.000075)
 # Standard handling minutes per complaint of each severity.
 BASE_HANDLING_MINUTES: tuple[float, float, float] = (12.0, 55.0, 240.0)
 

@@ -49,7 +49,7 @@ _MISUSE = np.array([_CATEGORY[c] for c in ("usage_question", "custom_request", "
 _MISUSE_WEIGHTS = np.array([0.45, 0.35, 0.1, 0.1])
 _CHANNEL_WEIGHTS = np.array([0.10, 0.05, 0.30, 0.20, 0.10, 0.15, 0.10])  # CHANNELS order
 _CONTRACT_HAZARD = np.array([1.5, 0.8, 0.5])  # monthly, annual, two_year
-_SEVERITY_DRIVE = np.array([0.9, 0.9, 0.6])  # how strongly dissatisfaction raises each severity
+_SEVERITY_DRIVE = np.array([1.4, 1.4, 0.8])  # how strongly dissatisfaction raises each severity
 _SEVERITY_ESCALATION = np.array([0.05, 1.0, 3.0])
 _SLA_HOURS = 24.0
 _HAZARD_CAP = 0.6
@@ -191,6 +191,7 @@ def simulate_chunk(config: WorldConfig, chunk_index: int) -> ChunkTables:
     late_days = _arch_param(archetype, "late_days") * rng.lognormal(0, 0.5, n)
     broad_accept = _arch_param(archetype, "broad_accept")
     venting_bias = _arch_param(archetype, "venting_bias")
+    complaint_drive = _arch_param(archetype, "complaint_drive")
     fit = np.array([[a.offer_fit[k] for k in OFFER_KINDS] for a in ARCHETYPES])[archetype]
     targeted_accept = np.clip(
         _arch_param(archetype, "targeted_accept")[:, None] * (0.6 + 0.4 * fit)
@@ -219,7 +220,7 @@ def simulate_chunk(config: WorldConfig, chunk_index: int) -> ChunkTables:
         rng.integers(0, 28, n),  # day within the joining month
     )
     signup_day = starts[join_month] + join_offset
-    fade_month = join_month + rng.integers(3, months + 12, n)
+    fade_month = join_month + rng.integers(2, 30, n)
 
     # --- month by month ------------------------------------------------------------------
     alive = np.ones(n, dtype=bool)
@@ -327,7 +328,8 @@ def simulate_chunk(config: WorldConfig, chunk_index: int) -> ChunkTables:
         # complaints, per severity
         fault = rng.random(len(idx)) < fault_prob[idx]
         rates = (base_rates * mix[idx] * propensity[idx, None]
-                 * np.exp(_SEVERITY_DRIVE * d[:, None]) * (1 + 4 * fault[:, None]))
+                 * np.exp(_SEVERITY_DRIVE * complaint_drive[idx, None] * d[:, None])
+                 * (1 + 4 * fault[:, None]))
         sev_counts = rng.poisson(rates * active_share[:, None])
         # one row per complaint, ordered by customer (idx is ascending) then severity
         c_owner_pos = np.repeat(np.repeat(np.arange(len(idx)), 3), sev_counts.ravel())
@@ -367,7 +369,7 @@ def simulate_chunk(config: WorldConfig, chunk_index: int) -> ChunkTables:
         n_month = np.bincount(c_owner_pos, minlength=len(idx))
         slow_share = np.divide(n_slow, n_month, out=np.zeros(len(idx)), where=n_month > 0)
         fast_fix_share = np.divide(n_fast_fault, n_month, out=np.zeros(len(idx)), where=n_month > 0)
-        dissatisfaction[idx] = (0.75 * d + rng.normal(0, 0.25, len(idx)) + 0.8 * fault
+        dissatisfaction[idx] = (0.75 * d + rng.normal(0, 0.3, len(idx)) + 0.8 * fault
                                 + 0.6 * slow_share - 0.3 * fast_fix_share)
         grievance = (sev_counts[:, 2] >= 1) | (n_slow >= 2) | (sev_counts[:, 1] >= 2)
         wants_offer = grievance & ~churn & (rng.random(len(idx)) < config.targeted_offer_prob)
