@@ -1,0 +1,1 @@
+"""Benchmark entry points; results with command, data size and machine go to docs/benchmarks.md."""
