@@ -1,5 +1,7 @@
 """The CRM data contract: tables, columns, dtypes and the enumerated values keepwise understands.
 
+Date-times (complaints.opened_at / resolved_at) carry no time zone and are read as UTC.
+
 One place names every column so the synthetic world, the pandera schemas, the loader and the
 feature pipelines cannot drift apart. The pandera schemas in :mod:`features.schemas` add the
 checks (uniqueness, ranges, cross-column rules) on top of these definitions.
@@ -36,6 +38,7 @@ COMPLAINT_CATEGORIES: tuple[str, ...] = (
 OFFER_KINDS: tuple[str, ...] = ("refund", "discount", "replacement", "training", "gift", "service")
 SEGMENTS: tuple[str, ...] = ("enterprise", "mid_market", "small_business", "public_sector")
 CONTRACT_TYPES: tuple[str, ...] = ("monthly", "annual", "two_year")
+# Regions of the synthetic world; in real exports region is free text.
 REGIONS: tuple[str, ...] = ("north", "south", "east", "west", "central")
 
 
@@ -84,8 +87,8 @@ CUSTOMERS = Table(
         Column("segment", pl.String(), description=f"one of {', '.join(SEGMENTS)}"),
         Column("signup_date", pl.Date()),
         Column("contract_type", pl.String(), description=f"one of {', '.join(CONTRACT_TYPES)}"),
-        Column("region", pl.String()),
-        Column("account_manager", pl.String()),
+        Column("region", pl.String(), nullable=True, description="free text"),
+        Column("account_manager", pl.String(), nullable=True),
         Column("end_date", pl.Date(), nullable=True, description="null while active"),
     ),
 )
@@ -147,7 +150,13 @@ OFFERS = Table(
         Column("cost", pl.Float64(), description="cost to the company if accepted, >= 0"),
         Column("accepted", pl.Boolean(), nullable=True, description="null = no answer yet"),
         Column("responded_at", pl.Date(), nullable=True),
-        Column("targeted", pl.Boolean(), required=False, description="false for broad campaigns"),
+        Column(
+            "targeted",
+            pl.Boolean(),
+            nullable=True,
+            required=False,
+            description="false for broad campaigns",
+        ),
         Column("complaint_id", pl.String(), nullable=True, required=False),
     ),
 )
