@@ -1,1 +1,1 @@
-"""keepwise feature pipelines: pure polars transforms from validated CRM tables to one row per customer."""
+"""keepwise features: pure polars transforms from validated CRM tables to one row per customer."""
