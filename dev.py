@@ -40,7 +40,7 @@ def _run(*args: str | Path, **kwargs) -> None:
 
 def ensure_venv() -> None:
     """Create .venv and install the locked versions unless it is already up to date."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be started by an older python3
         sys.exit(f"keepwise needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     wanted = _fingerprint()
     if STAMP.exists() and STAMP.read_text().strip() == wanted:
@@ -63,11 +63,14 @@ def lock() -> None:
         _run(python, "-m", "pip", "install", "--quiet", f"{ROOT}[dev]")
         frozen = subprocess.run(
             [str(python), "-m", "pip", "freeze", "--exclude-editable"],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.splitlines()
     pins = sorted((line for line in frozen if not line.startswith("keepwise")), key=str.lower)
     header = [
-        "# Exact versions of every package keepwise installs (direct and transitive), for Python 3.11.",
+        "# Exact versions of every package keepwise installs (direct and transitive),",
+        "# for Python 3.11.",
         "# Regenerate after changing pyproject.toml: python3 dev.py lock",
     ]
     LOCK.write_text("\n".join(header + pins) + "\n")

@@ -48,16 +48,22 @@ def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option(help="Folder to write the tables and truth into.")] = Path(
-        "keepwise-data/world"),
+        "keepwise-data/world"
+    ),
     customers: Annotated[int, typer.Option(min=1, help="Customers ever in the CRM.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same bytes.")] = 42,
-    file_format: Annotated[FileFormat, typer.Option(
-        "--format", help="File format of the five CRM tables (truth is always Parquet).")
+    file_format: Annotated[
+        FileFormat,
+        typer.Option(
+            "--format", help="File format of the five CRM tables (truth is always Parquet)."
+        ),
     ] = FileFormat.parquet,
     months: Annotated[int, typer.Option(min=1, help="Months of history.")] = 48,
     start: Annotated[str, typer.Option(help="First day of history, YYYY-MM-DD.")] = "2022-01-01",
-    summary: Annotated[bool, typer.Option(
-        help="Print the per-archetype summary and realism figures after writing.")] = True,
+    summary: Annotated[
+        bool,
+        typer.Option(help="Print the per-archetype summary and realism figures after writing."),
+    ] = True,
 ) -> None:
     """Generate a synthetic CRM world with known ground truth (five tables + truth*.parquet)."""
     try:
@@ -70,8 +76,9 @@ def generate(
         counts = write_world(config, out, file_format.value, on_chunk=update)
     elapsed = time.perf_counter() - started
     rows = pl.DataFrame({"table": list(counts), "rows": list(counts.values())})
-    console.print(frame_table(rows, title=f"Wrote {out} in {elapsed:.1f} s",
-                              formats={"rows": ",d"}))
+    console.print(
+        frame_table(rows, title=f"Wrote {out} in {elapsed:.1f} s", formats={"rows": ",d"})
+    )
     if summary:
         _print_world_summary(out)
 
@@ -92,93 +99,162 @@ def validate(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Working folder for the demo's data.")] = Path(
-        "keepwise-data"),
+        "keepwise-data"
+    ),
     customers: Annotated[int, typer.Option(min=1, help="Customers in the demo world.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed of the demo world.")] = 42,
 ) -> None:
     """The main job on the embedded default: generate a world, validate it, summarise it."""
     world = out / "world"
     console.rule("1. Synthetic CRM world")
-    generate(out=world, customers=customers, seed=seed, file_format=FileFormat.parquet,
-             months=48, start="2022-01-01", summary=False)
+    generate(
+        out=world,
+        customers=customers,
+        seed=seed,
+        file_format=FileFormat.parquet,
+        months=48,
+        start="2022-01-01",
+        summary=False,
+    )
     console.rule("2. Validation against the data contract")
     result = load_tables(world)
     _print_validation(result, world)
     if result.problems:
-        raise _fail("the generated world failed validation (a bug: please report it)",
-                    EXIT_INVALID_DATA)
+        raise _fail(
+            "the generated world failed validation (a bug: please report it)", EXIT_INVALID_DATA
+        )
     console.rule("3. What the world looks like")
     _print_world_summary(world)
 
 
 def _print_validation(result: LoadResult, folder: Path) -> None:
-    counts = {name: frame.select(pl.len()).collect().item() for name, frame in result.tables.items()}
+    counts = {
+        name: frame.select(pl.len()).collect().item() for name, frame in result.tables.items()
+    }
     rejected = {name: frame.height for name, frame in result.rejects.items()}
-    tables = pl.DataFrame({
-        "table": list(counts),
-        "valid_rows": list(counts.values()),
-        "rejected_rows": [rejected.get(name, 0) for name in counts],
-    })
-    console.print(frame_table(tables, title=f"Tables in {folder}",
-                              formats={"valid_rows": ",d", "rejected_rows": ",d"}))
+    tables = pl.DataFrame(
+        {
+            "table": list(counts),
+            "valid_rows": list(counts.values()),
+            "rejected_rows": [rejected.get(name, 0) for name in counts],
+        }
+    )
+    console.print(
+        frame_table(
+            tables, title=f"Tables in {folder}", formats={"valid_rows": ",d", "rejected_rows": ",d"}
+        )
+    )
     if not result.problems:
         console.print("[green]valid:[/] every table meets the contract")
         return
-    problems = pl.DataFrame({
-        "table": [p.table for p in result.problems],
-        "column": [p.column or "" for p in result.problems],
-        "check": [p.check for p in result.problems],
-        "rows": [p.rows for p in result.problems],
-        "examples": ["; ".join(p.examples) for p in result.problems],
-    })
-    errors.print(frame_table(problems, title=f"{len(result.problems)} problem(s) found",
-                             formats={"rows": ",d"}))
+    problems = pl.DataFrame(
+        {
+            "table": [p.table for p in result.problems],
+            "column": [p.column or "" for p in result.problems],
+            "check": [p.check for p in result.problems],
+            "rows": [p.rows for p in result.problems],
+            "examples": ["; ".join(p.examples) for p in result.problems],
+        }
+    )
+    errors.print(
+        frame_table(
+            problems, title=f"{len(result.problems)} problem(s) found", formats={"rows": ",d"}
+        )
+    )
 
 
 def _print_world_summary(world: Path) -> None:
     manifest = read_manifest(world)
     fmt = manifest["format"]
     scan = pl.scan_parquet if fmt == "parquet" else _scan_world_csv
-    tables = {name: scan(world / f"{name}.{fmt}") for name in
-              ("customers", "orders", "payments", "complaints", "offers")}
+    tables = {
+        name: scan(world / f"{name}.{fmt}")
+        for name in ("customers", "orders", "payments", "complaints", "offers")
+    }
     truth_customers, truth_monthly = scan_truth(world)
     config = manifest["config"]
     start, end = date.fromisoformat(config["start"]), date.fromisoformat(manifest["export_date"])
     cost_minute, cost_escalation = config["cost_per_handling_minute"], config["cost_per_escalation"]
-    by_archetype = archetype_summary(tables, truth_customers, truth_monthly, start, end,
-                                     cost_minute, cost_escalation)
-    console.print(frame_table(
-        by_archetype,
-        title="Per archetype (realised over the whole history)",
-        labels={"churned_share": "churned", "mean_monthly_hazard": "hazard/mo",
-                "net_margin_per_month": "net margin/mo", "complaints_per_year": "complaints/yr",
-                "major_per_year": "majors/yr", "slow_share": ">24h", "venting_share": "venting",
-                "disputed_share": "disputed", "unpaid_share": "unpaid",
-                "offer_acceptance": "remedies taken"},
-        formats={"customers": ",d", "churned_share": ".1%", "mean_monthly_hazard": ".2%",
-                 "net_margin_per_month": ",.0f", "complaints_per_year": ".1f",
-                 "major_per_year": ".2f", "slow_share": ".0%", "venting_share": ".0%",
-                 "disputed_share": ".1%", "unpaid_share": ".1%", "offer_acceptance": ".0%"},
-    ))
+    by_archetype = archetype_summary(
+        tables, truth_customers, truth_monthly, start, end, cost_minute, cost_escalation
+    )
+    console.print(
+        frame_table(
+            by_archetype,
+            title="Per archetype (realised over the whole history)",
+            labels={
+                "churned_share": "churned",
+                "mean_monthly_hazard": "hazard/mo",
+                "net_margin_per_month": "net margin/mo",
+                "complaints_per_year": "complaints/yr",
+                "major_per_year": "majors/yr",
+                "slow_share": ">24h",
+                "venting_share": "venting",
+                "disputed_share": "disputed",
+                "unpaid_share": "unpaid",
+                "offer_acceptance": "remedies taken",
+            },
+            formats={
+                "customers": ",d",
+                "churned_share": ".1%",
+                "mean_monthly_hazard": ".2%",
+                "net_margin_per_month": ",.0f",
+                "complaints_per_year": ".1f",
+                "major_per_year": ".2f",
+                "slow_share": ".0%",
+                "venting_share": ".0%",
+                "disputed_share": ".1%",
+                "unpaid_share": ".1%",
+                "offer_acceptance": ".0%",
+            },
+        )
+    )
     reference = (end - timedelta(days=730)).replace(day=1)
     figures = realism_figures(tables, truth_monthly, reference, cost_minute, cost_escalation)
     near, minor, major = figures.complaint_ratio
-    realism = pl.DataFrame({
-        "figure": ["annual churn", "oracle ROC AUC (true hazard, 12-month label)",
-                   "profit share of the top 20% of customers", "whale curve peak",
-                   "profit share of the bottom 20%", "near-miss : minor : major",
-                   "complaints raised by the top 5% of customers", "broad offer acceptance",
-                   "targeted offer acceptance"],
-        "value": [f"{figures.annual_churn:.1%}", f"{figures.oracle_roc_auc:.3f}",
-                  f"{figures.top20_profit_share:.0%}", f"{figures.whale_curve_peak:.0%}",
-                  f"{figures.bottom20_profit_share:.0%}", f"{near:.0f} : {minor:.0f} : {major:.0f}",
-                  f"{figures.top5_complaint_share:.0%}", f"{figures.broad_offer_acceptance:.1%}",
-                  f"{figures.targeted_offer_acceptance:.0%}"],
-        "target (DESIGN.md)": ["10-30%", "0.80-0.90", "150-300%", "150-300%", "large loss",
-                               "300 : 29 : 1", "most", "1-3%", "well above broad"],
-    })
-    console.print(frame_table(realism, title=f"Realism, as of {figures.reference_date} "
-                                             f"(profit over the following 12 months)"))
+    realism = pl.DataFrame(
+        {
+            "figure": [
+                "annual churn",
+                "oracle ROC AUC (true hazard, 12-month label)",
+                "profit share of the top 20% of customers",
+                "whale curve peak",
+                "profit share of the bottom 20%",
+                "near-miss : minor : major",
+                "complaints raised by the top 5% of customers",
+                "broad offer acceptance",
+                "targeted offer acceptance",
+            ],
+            "value": [
+                f"{figures.annual_churn:.1%}",
+                f"{figures.oracle_roc_auc:.3f}",
+                f"{figures.top20_profit_share:.0%}",
+                f"{figures.whale_curve_peak:.0%}",
+                f"{figures.bottom20_profit_share:.0%}",
+                f"{near:.0f} : {minor:.0f} : {major:.0f}",
+                f"{figures.top5_complaint_share:.0%}",
+                f"{figures.broad_offer_acceptance:.1%}",
+                f"{figures.targeted_offer_acceptance:.0%}",
+            ],
+            "target (DESIGN.md)": [
+                "10-30%",
+                "0.80-0.90",
+                "150-300%",
+                "150-300%",
+                "large loss",
+                "300 : 29 : 1",
+                "most",
+                "1-3%",
+                "well above broad",
+            ],
+        }
+    )
+    console.print(
+        frame_table(
+            realism,
+            title=f"Realism, as of {figures.reference_date} (profit over the following 12 months)",
+        )
+    )
 
 
 def _scan_world_csv(path: Path) -> pl.LazyFrame:

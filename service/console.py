@@ -1,9 +1,8 @@
-"""Terminal rendering for the CLI: polars frames as tables, progress bars that degrade to log lines."""
+"""Terminal rendering for the CLI: frames as tables, progress that degrades to plain lines."""
 
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -15,9 +14,12 @@ from rich.table import Table
 logger = logging.getLogger(__name__)
 
 
-def frame_table(frame: pl.DataFrame, title: str | None = None,
-                formats: dict[str, str] | None = None,
-                labels: dict[str, str] | None = None) -> Table:
+def frame_table(
+    frame: pl.DataFrame,
+    title: str | None = None,
+    formats: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> Table:
     """A rich table of a (small) polars frame.
 
     Args:
@@ -29,8 +31,10 @@ def frame_table(frame: pl.DataFrame, title: str | None = None,
     formats, labels = formats or {}, labels or {}
     table = Table(title=title, title_justify="left", header_style="bold")
     for name, dtype in frame.schema.items():
-        table.add_column(labels.get(name, name.replace("_", " ")),
-                         justify="right" if dtype.is_numeric() else "left")
+        table.add_column(
+            labels.get(name, name.replace("_", " ")),
+            justify="right" if dtype.is_numeric() else "left",
+        )
     for row in frame.iter_rows():
         cells = []
         for name, value in zip(frame.columns, row, strict=True):
@@ -56,8 +60,14 @@ def make_console(stderr: bool = False) -> Console:
 def progress(description: str, console: Console) -> Iterator[Callable[[int, int], None]]:
     """Yield ``update(done, total)``: a live bar on a terminal, periodic log lines otherwise."""
     if console.is_terminal:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=False) as bar:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as bar:
             task = bar.add_task(description, total=None)
 
             def update(done: int, total: int) -> None:
@@ -66,12 +76,13 @@ def progress(description: str, console: Console) -> Iterator[Callable[[int, int]
             yield update
         return
 
+    plain = Console(stderr=True, highlight=False)
     last_logged = [-1]
 
     def update_plain(done: int, total: int) -> None:
         tenth = (10 * done) // max(total, 1)
         if tenth != last_logged[0] or done == total:
             last_logged[0] = tenth
-            print(f"{description}: {done}/{total}", file=sys.stderr, flush=True)
+            plain.print(f"{description}: {done}/{total}")
 
     yield update_plain

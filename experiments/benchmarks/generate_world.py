@@ -30,16 +30,20 @@ def main() -> None:
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     started = time.perf_counter()
-    counts = write_world(WorldConfig(n_customers=args.customers, seed=args.seed), args.out,
-                         args.format)
+    counts = write_world(
+        WorldConfig(n_customers=args.customers, seed=args.seed), args.out, args.format
+    )
     elapsed = time.perf_counter() - started
     rows = sum(counts.values())
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     size_gib = sum(p.stat().st_size for p in args.out.iterdir()) / 2**30
     print(f"machine: {platform.machine()} {platform.system()}, python {platform.python_version()}")
-    print(f"customers={args.customers:,} rows={rows:,} ({', '.join(f'{k}={v:,}' for k, v in counts.items())})")
-    print(f"wall={elapsed:.1f}s rows/s={rows / elapsed:,.0f} peak_rss={peak_gib:.2f}GiB "
-          f"on_disk={size_gib:.2f}GiB")
+    per_table = ", ".join(f"{name}={n:,}" for name, n in counts.items())
+    print(f"customers={args.customers:,} rows={rows:,} ({per_table})")
+    print(
+        f"wall={elapsed:.1f}s rows/s={rows / elapsed:,.0f} peak_rss={peak_gib:.2f}GiB "
+        f"on_disk={size_gib:.2f}GiB"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Customer archetypes of the synthetic CRM world and the parameters that make each one recognisable.
+"""Customer archetypes of the synthetic CRM world and the parameters that make each recognisable.
 
 Every figure is a *monthly* rate or a median; customers draw their own values around these
 (log-normal spreads in :mod:`experiments.synthetic.simulate`), so archetypes overlap the way real

@@ -9,7 +9,7 @@ The model, per customer ``i`` and month ``t`` (all vectorised over the chunk):
   so near-misses and minor complaints rise *before* churn (Heinrich's 1 : 29 : 300).
 * the monthly churn hazard is ``h0_i * exp(beta * D) * contract * newness / fade``, capped; the
   truth also records the hazard *if* each offer kind were accepted at the start of the month
-  (``exp(-beta * effect_ik)`` lower, where ``effect_ik`` is the customer's own uplift, nil for some).
+  (``exp(-beta * effect_ik)`` lower, ``effect_ik`` being the customer's own uplift, nil for some).
 * orders are Poisson with a customer-specific rate (fading for silent decliners), invoices are
   monthly, disputed or withheld with archetype-specific chances; offers come after grievances
   (targeted) or in broad campaigns whose uptake is small (the Pentium replacement: 1-3 %).
@@ -21,6 +21,7 @@ complaint cost - expected bad debt, i.e. what the relationship earns if nothing 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 
@@ -43,9 +44,14 @@ _N_KINDS = len(OFFER_KINDS)
 _KIND = {kind: k for k, kind in enumerate(OFFER_KINDS)}
 _CATEGORY = {name: c for c, name in enumerate(COMPLAINT_CATEGORIES)}
 _COMPANY_FAULT = np.array(
-    [_CATEGORY[c] for c in ("billing_error", "product_defect", "outage", "delivery", "staff_conduct")]
+    [
+        _CATEGORY[c]
+        for c in ("billing_error", "product_defect", "outage", "delivery", "staff_conduct")
+    ]
 )
-_MISUSE = np.array([_CATEGORY[c] for c in ("usage_question", "custom_request", "product_defect", "price")])
+_MISUSE = np.array(
+    [_CATEGORY[c] for c in ("usage_question", "custom_request", "product_defect", "price")]
+)
 _MISUSE_WEIGHTS = np.array([0.45, 0.35, 0.1, 0.1])
 _CHANNEL_WEIGHTS = np.array([0.10, 0.05, 0.30, 0.20, 0.10, 0.15, 0.10])  # CHANNELS order
 _CONTRACT_HAZARD = np.array([1.5, 0.8, 0.5])  # monthly, annual, two_year
@@ -54,14 +60,81 @@ _SEVERITY_ESCALATION = np.array([0.05, 1.0, 3.0])
 _SLA_HOURS = 24.0
 _HAZARD_CAP = 0.6
 
-_FIRST_NAMES = ("Anna", "Ben", "Chen", "Dara", "Emil", "Fatima", "Goran", "Hana", "Ivo", "Jia",
-                "Kofi", "Lena", "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sami", "Tara")
-_LAST_NAMES = ("Adler", "Brandt", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Huang",
-               "Ivanova", "Jensen", "Kowalski", "Li", "Moreau", "Novak", "Okafor")
-_NAME_PREFIX = ("North", "Blue", "Silver", "Bright", "Green", "Iron", "Red", "Summit", "Harbor",
-                "Pine", "Delta", "Nova", "Atlas", "Cedar", "Vertex", "Orion")
-_NAME_NOUN = ("Logistics", "Foods", "Dental", "Media", "Systems", "Retail", "Clinic", "Labs",
-              "Motors", "Studio", "Builders", "Textiles", "Pharma", "Travel", "Energy", "Bakery")
+_FIRST_NAMES = (
+    "Anna",
+    "Ben",
+    "Chen",
+    "Dara",
+    "Emil",
+    "Fatima",
+    "Goran",
+    "Hana",
+    "Ivo",
+    "Jia",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Nadia",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sami",
+    "Tara",
+)
+_LAST_NAMES = (
+    "Adler",
+    "Brandt",
+    "Costa",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Garcia",
+    "Huang",
+    "Ivanova",
+    "Jensen",
+    "Kowalski",
+    "Li",
+    "Moreau",
+    "Novak",
+    "Okafor",
+)
+_NAME_PREFIX = (
+    "North",
+    "Blue",
+    "Silver",
+    "Bright",
+    "Green",
+    "Iron",
+    "Red",
+    "Summit",
+    "Harbor",
+    "Pine",
+    "Delta",
+    "Nova",
+    "Atlas",
+    "Cedar",
+    "Vertex",
+    "Orion",
+)
+_NAME_NOUN = (
+    "Logistics",
+    "Foods",
+    "Dental",
+    "Media",
+    "Systems",
+    "Retail",
+    "Clinic",
+    "Labs",
+    "Motors",
+    "Studio",
+    "Builders",
+    "Textiles",
+    "Pharma",
+    "Travel",
+    "Energy",
+    "Bakery",
+)
 _NAME_SUFFIX = ("Ltd", "GmbH", "Inc", "& Co", "AG", "SA", "LLC", "Group")
 
 
@@ -118,8 +191,13 @@ def _month_starts(config: WorldConfig) -> np.ndarray:
     return (months.astype("datetime64[D]") - _EPOCH).astype(np.int64)
 
 
-def _ids(prefix: str, numbers: np.ndarray, width: int, suffix: np.ndarray | None = None,
-         suffix_width: int = 0) -> pl.Series:
+def _ids(
+    prefix: str,
+    numbers: np.ndarray,
+    width: int,
+    suffix: np.ndarray | None = None,
+    suffix_width: int = 0,
+) -> pl.Series:
     frame = pl.DataFrame({"n": numbers.astype(np.int64)})
     expr = pl.lit(prefix) + pl.col("n").cast(pl.String).str.pad_start(width, "0")
     if suffix is not None:
@@ -177,14 +255,18 @@ def simulate_chunk(config: WorldConfig, chunk_index: int) -> ChunkTables:
     order_rate = _arch_param(archetype, "order_rate") * rng.lognormal(0.0, 0.35, n)
     order_value = _arch_param(archetype, "order_value") * rng.lognormal(0.0, 0.5, n)
     cogs_ratio = np.clip(_arch_param(archetype, "cogs_ratio") + rng.normal(0, 0.05, n), 0.2, 0.95)
-    discount_rate = np.clip(_arch_param(archetype, "discount_rate") * rng.lognormal(0, 0.3, n), 0, 0.5)
+    discount_rate = np.clip(
+        _arch_param(archetype, "discount_rate") * rng.lognormal(0, 0.3, n), 0, 0.5
+    )
     base_hazard = _arch_param(archetype, "base_hazard") * rng.lognormal(-0.55, 1.2, n)
     # heavy-tailed: a few percent of customers raise most complaints
     propensity = rng.lognormal(-0.72, 1.2, n)
     mix = np.array([a.complaint_mix for a in ARCHETYPES])[archetype]
     handling = _arch_param(archetype, "handling_factor") * rng.lognormal(0, 0.3, n)
     escalation_rate = _arch_param(archetype, "escalation_rate")
-    slow_prob = np.clip(_arch_param(archetype, "slow_resolution_prob") * rng.lognormal(0, 0.3, n), 0, 0.95)
+    slow_prob = np.clip(
+        _arch_param(archetype, "slow_resolution_prob") * rng.lognormal(0, 0.3, n), 0, 0.95
+    )
     fault_prob = _arch_param(archetype, "fault_episode_prob")
     dispute_prob = _arch_param(archetype, "dispute_prob")
     withhold_prob = _arch_param(archetype, "withhold_prob")
@@ -194,14 +276,19 @@ def simulate_chunk(config: WorldConfig, chunk_index: int) -> ChunkTables:
     complaint_drive = _arch_param(archetype, "complaint_drive")
     fit = np.array([[a.offer_fit[k] for k in OFFER_KINDS] for a in ARCHETYPES])[archetype]
     targeted_accept = np.clip(
-        _arch_param(archetype, "targeted_accept")[:, None] * (0.6 + 0.4 * fit)
+        _arch_param(archetype, "targeted_accept")[:, None]
+        * (0.6 + 0.4 * fit)
         * rng.lognormal(0, 0.3, (n, _N_KINDS)),
-        0.0, 0.97,
+        0.0,
+        0.97,
     )
     nil = rng.random(n) < _arch_param(archetype, "nil_share")
     effect = np.where(
-        nil[:, None], 0.0,
-        _arch_param(archetype, "remedy_effect")[:, None] * fit * rng.lognormal(0, 0.35, (n, _N_KINDS)),
+        nil[:, None],
+        0.0,
+        _arch_param(archetype, "remedy_effect")[:, None]
+        * fit
+        * rng.lognormal(0, 0.35, (n, _N_KINDS)),
     )
     language = (rng.random(n) < config.zh_share).astype(np.int64)
     segment = _choice_by_archetype(rng, archetype, SEGMENTS, "segments")
@@ -216,7 +303,8 @@ def simulate_chunk(config: WorldConfig, chunk_index: int) -> ChunkTables:
     existing = rng.random(n) < config.existing_share
     join_month = np.where(existing, 0, rng.integers(0, months, n))
     join_offset = np.where(
-        existing, -rng.integers(30, 3000, n),
+        existing,
+        -rng.integers(30, 3000, n),
         rng.integers(0, 28, n),  # day within the joining month
     )
     signup_day = starts[join_month] + join_offset
@@ -275,9 +363,13 @@ def simulate_chunk(config: WorldConfig, chunk_index: int) -> ChunkTables:
             offered_day = month_start + lo[o] + rng.integers(0, 5, len(o))
             responded_day = offered_day + 1 + rng.geometric(0.25, len(o))
             offers.add(
-                customer=idx[o], kind=kind[o], cost=np.round(np.maximum(cost, 5.0), 2),
-                offered_day=offered_day, responded_day=responded_day,
-                accepted=accepted[o], targeted=targeted[o],
+                customer=idx[o],
+                kind=kind[o],
+                cost=np.round(np.maximum(cost, 5.0), 2),
+                offered_day=offered_day,
+                responded_day=responded_day,
+                accepted=accepted[o],
+                targeted=targeted[o],
                 complaint_number=np.where(targeted[o], answers[o], -1),
             )
 
@@ -285,8 +377,11 @@ def simulate_chunk(config: WorldConfig, chunk_index: int) -> ChunkTables:
         d = dissatisfaction[idx]
         tenure_months = (month_start - signup_day[idx]) / 30.4
         newness = 1.0 + 1.5 * np.exp(-np.maximum(tenure_months, 0) / 6.0)
-        fade = np.where(fades[idx] & (t >= fade_month[idx]),
-                        np.exp(-fade_rate[idx] * (t - fade_month[idx])), 1.0)
+        fade = np.where(
+            fades[idx] & (t >= fade_month[idx]),
+            np.exp(-fade_rate[idx] * (t - fade_month[idx])),
+            1.0,
+        )
         hazard_core = base_hazard[idx] * _CONTRACT_HAZARD[contract[idx]] * newness / fade**1.5
         hazard = np.minimum(hazard_core * np.exp(beta * d), _HAZARD_CAP)
         hazard_if = np.minimum(
@@ -306,8 +401,14 @@ def simulate_chunk(config: WorldConfig, chunk_index: int) -> ChunkTables:
         cogs = np.round(revenue * cogs_ratio[owner] * rng.lognormal(0, 0.05, len(owner)), 2)
         discount = np.round(revenue * discount_rate[owner], 2)
         quantity = np.maximum(1, np.round(3 * revenue / order_value[owner])).astype(np.int64)
-        orders.add(customer=owner, day=o_day, revenue=revenue, cogs=cogs, discount=discount,
-                   quantity=quantity)
+        orders.add(
+            customer=owner,
+            day=o_day,
+            revenue=revenue,
+            cogs=cogs,
+            discount=discount,
+            quantity=quantity,
+        )
 
         # one invoice per customer-month with orders, issued on the 1st of the next month
         billed = np.bincount(owner, weights=revenue - discount, minlength=n)[idx]
@@ -321,34 +422,52 @@ def simulate_chunk(config: WorldConfig, chunk_index: int) -> ChunkTables:
             delay = np.round(late_days[c] * rng.exponential(1.0, len(c)) - 5).astype(np.int64)
             paid_day = np.maximum(due_day + delay, invoice_day + 1)
             paid_day = np.where(withheld | (paid_day >= export_day), -1, paid_day)
-            invoices.add(customer=c, month=np.full(len(c), t), invoice_day=invoice_day,
-                         due_day=due_day, amount=np.round(billed[invoiced], 2), paid_day=paid_day,
-                         disputed=disputed)
+            invoices.add(
+                customer=c,
+                month=np.full(len(c), t),
+                invoice_day=invoice_day,
+                due_day=due_day,
+                amount=np.round(billed[invoiced], 2),
+                paid_day=paid_day,
+                disputed=disputed,
+            )
 
         # complaints, per severity
         fault = rng.random(len(idx)) < fault_prob[idx]
-        rates = (base_rates * mix[idx] * propensity[idx, None]
-                 * np.exp(_SEVERITY_DRIVE * complaint_drive[idx, None] * d[:, None])
-                 * (1 + 4 * fault[:, None]))
+        rates = (
+            base_rates
+            * mix[idx]
+            * propensity[idx, None]
+            * np.exp(_SEVERITY_DRIVE * complaint_drive[idx, None] * d[:, None])
+            * (1 + 4 * fault[:, None])
+        )
         sev_counts = rng.poisson(rates * active_share[:, None])
         # one row per complaint, ordered by customer (idx is ascending) then severity
         c_owner_pos = np.repeat(np.repeat(np.arange(len(idx)), 3), sev_counts.ravel())
         severity = np.repeat(np.tile(np.arange(3), len(idx)), sev_counts.ravel())
         c_owner = idx[c_owner_pos]
         k = len(c_owner)
-        c_fault = fault[c_owner_pos] | ((archetype[c_owner] == _ARCH["recoverable_complainer"])
-                                        & (rng.random(k) < 0.6))
+        c_fault = fault[c_owner_pos] | (
+            (archetype[c_owner] == _ARCH["recoverable_complainer"]) & (rng.random(k) < 0.6)
+        )
         misuse = (archetype[c_owner] == _ARCH["difficult_client"]) & ~c_fault
         category = np.where(
-            c_fault, _COMPANY_FAULT[rng.integers(0, len(_COMPANY_FAULT), k)],
-            np.where(misuse, _MISUSE[rng.choice(len(_MISUSE), k, p=_MISUSE_WEIGHTS)],
-                     rng.integers(0, len(COMPLAINT_CATEGORIES), k)),
+            c_fault,
+            _COMPANY_FAULT[rng.integers(0, len(_COMPANY_FAULT), k)],
+            np.where(
+                misuse,
+                _MISUSE[rng.choice(len(_MISUSE), k, p=_MISUSE_WEIGHTS)],
+                rng.integers(0, len(COMPLAINT_CATEGORIES), k),
+            ),
         )
         slow = rng.random(k) < slow_prob[c_owner]
-        hours = np.where(slow, rng.lognormal(np.log(60.0), 0.6, k), rng.lognormal(np.log(4.0), 0.8, k))
+        hours = np.where(
+            slow, rng.lognormal(np.log(60.0), 0.6, k), rng.lognormal(np.log(4.0), 0.8, k)
+        )
         c_lo, c_hi = lo[c_owner_pos], hi[c_owner_pos]
-        opened_s = ((month_start + c_lo) * 86_400
-                    + (rng.random(k) * (c_hi - c_lo) * 86_400).astype(np.int64))
+        opened_s = (month_start + c_lo) * 86_400 + (rng.random(k) * (c_hi - c_lo) * 86_400).astype(
+            np.int64
+        )
         resolved_s = opened_s + (hours * 3600).astype(np.int64)
         minutes = np.round(base_minutes[severity] * handling[c_owner] * rng.lognormal(0, 0.5, k), 1)
         escalations = rng.poisson(escalation_rate[c_owner] * _SEVERITY_ESCALATION[severity])
@@ -356,21 +475,36 @@ def simulate_chunk(config: WorldConfig, chunk_index: int) -> ChunkTables:
         vents = (rng.random(k) < 1 / (1 + np.exp(-anger))).astype(np.int64) * rng.integers(1, 3, k)
         number = complaint_counter[c_owner] + _sequence_within(c_owner)
         complaint_counter += np.bincount(c_owner, minlength=n)
-        complaints.add(customer=c_owner, number=number, opened_s=opened_s, resolved_s=resolved_s,
-                       channel=rng.choice(len(CHANNELS), k, p=_CHANNEL_WEIGHTS), category=category,
-                       severity=severity, minutes=minutes, escalations=escalations, vents=vents)
+        complaints.add(
+            customer=c_owner,
+            number=number,
+            opened_s=opened_s,
+            resolved_s=resolved_s,
+            channel=rng.choice(len(CHANNELS), k, p=_CHANNEL_WEIGHTS),
+            category=category,
+            severity=severity,
+            minutes=minutes,
+            escalations=escalations,
+            vents=vents,
+        )
 
         # what the month did to dissatisfaction, and the remedies it triggers
         n_slow = np.bincount(c_owner_pos, weights=hours > _SLA_HOURS, minlength=len(idx))
-        n_fast_fault = np.bincount(c_owner_pos, weights=c_fault & (hours <= _SLA_HOURS),
-                                   minlength=len(idx))
+        n_fast_fault = np.bincount(
+            c_owner_pos, weights=c_fault & (hours <= _SLA_HOURS), minlength=len(idx)
+        )
         # slow handling hurts in proportion to the share of the month's complaints it affects,
         # so dissatisfaction stays bounded even for customers who complain every day
         n_month = np.bincount(c_owner_pos, minlength=len(idx))
         slow_share = np.divide(n_slow, n_month, out=np.zeros(len(idx)), where=n_month > 0)
         fast_fix_share = np.divide(n_fast_fault, n_month, out=np.zeros(len(idx)), where=n_month > 0)
-        dissatisfaction[idx] = (0.75 * d + rng.normal(0, 0.3, len(idx)) + 0.8 * fault
-                                + 0.6 * slow_share - 0.3 * fast_fix_share)
+        dissatisfaction[idx] = (
+            0.75 * d
+            + rng.normal(0, 0.3, len(idx))
+            + 0.8 * fault
+            + 0.6 * slow_share
+            - 0.3 * fast_fix_share
+        )
         grievance = (sev_counts[:, 2] >= 1) | (n_slow >= 2) | (sev_counts[:, 1] >= 2)
         wants_offer = grievance & ~churn & (rng.random(len(idx)) < config.targeted_offer_prob)
         w = idx[wants_offer]
@@ -379,26 +513,60 @@ def simulate_chunk(config: WorldConfig, chunk_index: int) -> ChunkTables:
 
         # truth for the month
         revenue_rate = order_rate[idx] * fade * order_value[idx]
-        complaint_cost = (
-            (rates * base_minutes * handling[idx, None] * np.exp(0.125)).sum(axis=1)
-            * config.cost_per_handling_minute
-            + (rates * _SEVERITY_ESCALATION).sum(axis=1) * escalation_rate[idx]
-            * config.cost_per_escalation
+        complaint_cost = (rates * base_minutes * handling[idx, None] * np.exp(0.125)).sum(
+            axis=1
+        ) * config.cost_per_handling_minute + (rates * _SEVERITY_ESCALATION).sum(
+            axis=1
+        ) * escalation_rate[idx] * config.cost_per_escalation
+        bad_debt = (
+            revenue_rate * (1 - discount_rate[idx]) * (withhold_prob[idx] + 0.3 * dispute_prob[idx])
         )
-        bad_debt = revenue_rate * (1 - discount_rate[idx]) * (
-            withhold_prob[idx] + 0.3 * dispute_prob[idx])
-        margin = revenue_rate * (1 - cogs_ratio[idx] - discount_rate[idx]) - complaint_cost - bad_debt
-        truth.add(customer=idx, month=np.full(len(idx), t), hazard=hazard, hazard_if=hazard_if,
-                  margin=margin, complaint_cost=complaint_cost, dissatisfaction=d, churned=churn)
+        margin = (
+            revenue_rate * (1 - cogs_ratio[idx] - discount_rate[idx]) - complaint_cost - bad_debt
+        )
+        truth.add(
+            customer=idx,
+            month=np.full(len(idx), t),
+            hazard=hazard,
+            hazard_if=hazard_if,
+            margin=margin,
+            complaint_cost=complaint_cost,
+            dissatisfaction=d,
+            churned=churn,
+        )
 
         ended = idx[churn]
         alive[ended] = False
         end_day[ended] = month_start + churn_day[churn]
 
-    return _assemble(config, rng, numbers, width, starts, export_day, archetype, segment, contract,
-                     region, manager, signup_day, end_day, language, base_hazard, order_rate,
-                     order_value, propensity, targeted_accept, effect, nil,
-                     orders, invoices, complaints, offers, truth)
+    return _assemble(
+        config,
+        rng,
+        numbers,
+        width,
+        starts,
+        export_day,
+        archetype,
+        segment,
+        contract,
+        region,
+        manager,
+        signup_day,
+        end_day,
+        language,
+        base_hazard,
+        order_rate,
+        order_value,
+        propensity,
+        targeted_accept,
+        effect,
+        nil,
+        orders,
+        invoices,
+        complaints,
+        offers,
+        truth,
+    )
 
 
 _ARCH = {a.name: i for i, a in enumerate(ARCHETYPES)}
@@ -410,99 +578,159 @@ def _dates(days: np.ndarray) -> pl.Series:
 
 def _nullable_dates(days: np.ndarray) -> pl.Series:
     series = pl.Series(days.astype(np.int64))
-    return pl.select(pl.when(series >= 0).then(series).otherwise(None).cast(pl.Int32).cast(pl.Date)).to_series()
+    return pl.select(
+        pl.when(series >= 0).then(series).otherwise(None).cast(pl.Int32).cast(pl.Date)
+    ).to_series()
 
 
-def _assemble(config, rng, numbers, width, starts, export_day, archetype, segment, contract, region,
-              manager, signup_day, end_day, language, base_hazard, order_rate, order_value,
-              propensity, targeted_accept, effect, nil, orders, invoices, complaints, offers,
-              truth) -> ChunkTables:
+def _assemble(
+    config,
+    rng,
+    numbers,
+    width,
+    starts,
+    export_day,
+    archetype,
+    segment,
+    contract,
+    region,
+    manager,
+    signup_day,
+    end_day,
+    language,
+    base_hazard,
+    order_rate,
+    order_value,
+    propensity,
+    targeted_accept,
+    effect,
+    nil,
+    orders,
+    invoices,
+    complaints,
+    offers,
+    truth,
+) -> ChunkTables:
     n = len(numbers)
     customer_ids = _ids("C", numbers, width)
-    names = pl.DataFrame({
-        "a": pl.Series(_NAME_PREFIX).gather(rng.integers(0, len(_NAME_PREFIX), n)),
-        "b": pl.Series(_NAME_NOUN).gather(rng.integers(0, len(_NAME_NOUN), n)),
-        "c": pl.Series(_NAME_SUFFIX).gather(rng.integers(0, len(_NAME_SUFFIX), n)),
-    }).select(pl.concat_str("a", "b", "c", separator=" ")).to_series()
-    managers = pl.Series([f"{f} {last}" for f in _FIRST_NAMES for last in _LAST_NAMES]).gather(manager)
-    customers = pl.DataFrame({
-        "customer_id": customer_ids,
-        "name": names,
-        "segment": pl.Series(SEGMENTS).gather(segment),
-        "signup_date": _dates(signup_day),
-        "contract_type": pl.Series(CONTRACT_TYPES).gather(contract),
-        "region": pl.Series(REGIONS).gather(region),
-        "account_manager": managers,
-        "end_date": _nullable_dates(end_day),
-    })
+    names = (
+        pl.DataFrame(
+            {
+                "a": pl.Series(_NAME_PREFIX).gather(rng.integers(0, len(_NAME_PREFIX), n)),
+                "b": pl.Series(_NAME_NOUN).gather(rng.integers(0, len(_NAME_NOUN), n)),
+                "c": pl.Series(_NAME_SUFFIX).gather(rng.integers(0, len(_NAME_SUFFIX), n)),
+            }
+        )
+        .select(pl.concat_str("a", "b", "c", separator=" "))
+        .to_series()
+    )
+    managers = pl.Series([f"{f} {last}" for f in _FIRST_NAMES for last in _LAST_NAMES]).gather(
+        manager
+    )
+    customers = pl.DataFrame(
+        {
+            "customer_id": customer_ids,
+            "name": names,
+            "segment": pl.Series(SEGMENTS).gather(segment),
+            "signup_date": _dates(signup_day),
+            "contract_type": pl.Series(CONTRACT_TYPES).gather(contract),
+            "region": pl.Series(REGIONS).gather(region),
+            "account_manager": managers,
+            "end_date": _nullable_dates(end_day),
+        }
+    )
 
     # orders: sorted by customer then date, numbered within customer
     o_customer = orders.get("customer", np.int64)
     o_day = orders.get("day", np.int64)
     order_sort = np.lexsort((o_day, o_customer))
     o_customer, o_day = o_customer[order_sort], o_day[order_sort]
-    orders_frame = pl.DataFrame({
-        "order_id": _ids("O", numbers[o_customer], width, _sequence_within(o_customer), 4),
-        "customer_id": customer_ids.gather(o_customer),
-        "order_date": _dates(o_day),
-        "revenue": orders.get("revenue", np.float64)[order_sort],
-        "cost_of_goods": orders.get("cogs", np.float64)[order_sort],
-        "discount": orders.get("discount", np.float64)[order_sort],
-        "quantity": orders.get("quantity", np.int64)[order_sort],
-    })
+    orders_frame = pl.DataFrame(
+        {
+            "order_id": _ids("O", numbers[o_customer], width, _sequence_within(o_customer), 4),
+            "customer_id": customer_ids.gather(o_customer),
+            "order_date": _dates(o_day),
+            "revenue": orders.get("revenue", np.float64)[order_sort],
+            "cost_of_goods": orders.get("cogs", np.float64)[order_sort],
+            "discount": orders.get("discount", np.float64)[order_sort],
+            "quantity": orders.get("quantity", np.int64)[order_sort],
+        }
+    )
 
     p_customer = invoices.get("customer", np.int64)
     p_sort = np.lexsort((invoices.get("month", np.int64), p_customer))
     p_customer = p_customer[p_sort]
-    payments = pl.DataFrame({
-        "invoice_id": _ids("I", numbers[p_customer], width, invoices.get("month", np.int64)[p_sort], 3),
-        "customer_id": customer_ids.gather(p_customer),
-        "invoice_date": _dates(invoices.get("invoice_day", np.int64)[p_sort]),
-        "due_date": _dates(invoices.get("due_day", np.int64)[p_sort]),
-        "amount": invoices.get("amount", np.float64)[p_sort],
-        "paid_date": _nullable_dates(invoices.get("paid_day", np.int64)[p_sort]),
-        "disputed": invoices.get("disputed", bool)[p_sort],
-    })
+    payments = pl.DataFrame(
+        {
+            "invoice_id": _ids(
+                "I", numbers[p_customer], width, invoices.get("month", np.int64)[p_sort], 3
+            ),
+            "customer_id": customer_ids.gather(p_customer),
+            "invoice_date": _dates(invoices.get("invoice_day", np.int64)[p_sort]),
+            "due_date": _dates(invoices.get("due_day", np.int64)[p_sort]),
+            "amount": invoices.get("amount", np.float64)[p_sort],
+            "paid_date": _nullable_dates(invoices.get("paid_day", np.int64)[p_sort]),
+            "disputed": invoices.get("disputed", bool)[p_sort],
+        }
+    )
 
-    complaints_frame = _complaints_frame(complaints, numbers, width, customer_ids, language,
-                                         export_day, rng)
+    complaints_frame = _complaints_frame(
+        complaints, numbers, width, customer_ids, language, export_day, rng
+    )
     offers_frame = _offers_frame(offers, numbers, width, customer_ids, export_day)
 
-    truth_customers = pl.DataFrame({
-        "customer_id": customer_ids,
-        "archetype": pl.Series([a.name for a in ARCHETYPES]).gather(archetype),
-        "language": pl.Series(LANGUAGES).gather(language),
-        "base_hazard": base_hazard,
-        "order_rate": order_rate,
-        "order_value": order_value,
-        "complaint_propensity": propensity,
-        "offer_nil_effect": nil,
-        **{f"accept_prob_{kind}": targeted_accept[:, k] for k, kind in enumerate(OFFER_KINDS)},
-        **{f"uplift_effect_{kind}": effect[:, k] for k, kind in enumerate(OFFER_KINDS)},
-    }).with_columns(pl.selectors.float().cast(pl.Float32))
+    truth_customers = pl.DataFrame(
+        {
+            "customer_id": customer_ids,
+            "archetype": pl.Series([a.name for a in ARCHETYPES]).gather(archetype),
+            "language": pl.Series(LANGUAGES).gather(language),
+            "base_hazard": base_hazard,
+            "order_rate": order_rate,
+            "order_value": order_value,
+            "complaint_propensity": propensity,
+            "offer_nil_effect": nil,
+            **{f"accept_prob_{kind}": targeted_accept[:, k] for k, kind in enumerate(OFFER_KINDS)},
+            **{f"uplift_effect_{kind}": effect[:, k] for k, kind in enumerate(OFFER_KINDS)},
+        }
+    ).with_columns(pl.selectors.float().cast(pl.Float32))
 
     t_customer = truth.get("customer", np.int64)
     t_month = truth.get("month", np.int64)
     t_sort = np.lexsort((t_month, t_customer))
-    hazard_if = np.concatenate(truth.parts["hazard_if"]) if "hazard_if" in truth.parts \
+    hazard_if = (
+        np.concatenate(truth.parts["hazard_if"])
+        if "hazard_if" in truth.parts
         else np.zeros((0, _N_KINDS))
-    truth_monthly = pl.DataFrame({
-        "customer_id": customer_ids.gather(t_customer[t_sort]),
-        "month": _dates(starts[t_month[t_sort]]),
-        "true_churn_hazard": truth.get("hazard", np.float64)[t_sort],
-        **{f"true_hazard_if_{kind}": hazard_if[t_sort, k] for k, kind in enumerate(OFFER_KINDS)},
-        "true_net_margin": truth.get("margin", np.float64)[t_sort],
-        "true_complaint_cost_rate": truth.get("complaint_cost", np.float64)[t_sort],
-        "true_dissatisfaction": truth.get("dissatisfaction", np.float64)[t_sort],
-        "churned_this_month": truth.get("churned", bool)[t_sort],
-    }).with_columns(pl.selectors.float().cast(pl.Float32))
+    )
+    truth_monthly = pl.DataFrame(
+        {
+            "customer_id": customer_ids.gather(t_customer[t_sort]),
+            "month": _dates(starts[t_month[t_sort]]),
+            "true_churn_hazard": truth.get("hazard", np.float64)[t_sort],
+            **{
+                f"true_hazard_if_{kind}": hazard_if[t_sort, k] for k, kind in enumerate(OFFER_KINDS)
+            },
+            "true_net_margin": truth.get("margin", np.float64)[t_sort],
+            "true_complaint_cost_rate": truth.get("complaint_cost", np.float64)[t_sort],
+            "true_dissatisfaction": truth.get("dissatisfaction", np.float64)[t_sort],
+            "churned_this_month": truth.get("churned", bool)[t_sort],
+        }
+    ).with_columns(pl.selectors.float().cast(pl.Float32))
 
-    return ChunkTables(customers, orders_frame, payments, complaints_frame, offers_frame,
-                       truth_customers, truth_monthly)
+    return ChunkTables(
+        customers,
+        orders_frame,
+        payments,
+        complaints_frame,
+        offers_frame,
+        truth_customers,
+        truth_monthly,
+    )
 
 
-def _complaints_frame(complaints: _Collector, numbers, width, customer_ids, language, export_day,
-                      rng) -> pl.DataFrame:
+def _complaints_frame(
+    complaints: _Collector, numbers, width, customer_ids, language, export_day, rng
+) -> pl.DataFrame:
     owner = complaints.get("customer", np.int64)
     sort = np.lexsort((complaints.get("number", np.int64), owner))
     owner = owner[sort]
@@ -517,21 +745,25 @@ def _complaints_frame(complaints: _Collector, numbers, width, customer_ids, lang
     has_text = ~((channel == CHANNELS.index("phone")) & (rng.random(len(owner)) < 0.33))
     text = complaint_texts(language[owner], category, complaints.get("vents", np.int64)[sort], rng)
     to_ts = lambda seconds: pl.Series(seconds * 1_000_000).cast(pl.Datetime("us"))  # noqa: E731
-    frame = pl.DataFrame({
-        "complaint_id": _ids("K", numbers[owner], width, complaints.get("number", np.int64)[sort], 4),
-        "customer_id": customer_ids.gather(owner),
-        "opened_at": to_ts(opened_s),
-        "resolved_at": to_ts(resolved_s),
-        "still_open": still_open,
-        "channel": pl.Series(CHANNELS).gather(channel),
-        "category": pl.Series(COMPLAINT_CATEGORIES).gather(category),
-        "severity": pl.Series(SEVERITIES).gather(complaints.get("severity", np.int64)[sort]),
-        "handling_minutes": complaints.get("minutes", np.float64)[sort],
-        "escalations": complaints.get("escalations", np.int64)[sort],
-        "stage": pl.Series(STAGES).gather(stage_code),
-        "text": text,
-        "has_text": has_text,
-    })
+    frame = pl.DataFrame(
+        {
+            "complaint_id": _ids(
+                "K", numbers[owner], width, complaints.get("number", np.int64)[sort], 4
+            ),
+            "customer_id": customer_ids.gather(owner),
+            "opened_at": to_ts(opened_s),
+            "resolved_at": to_ts(resolved_s),
+            "still_open": still_open,
+            "channel": pl.Series(CHANNELS).gather(channel),
+            "category": pl.Series(COMPLAINT_CATEGORIES).gather(category),
+            "severity": pl.Series(SEVERITIES).gather(complaints.get("severity", np.int64)[sort]),
+            "handling_minutes": complaints.get("minutes", np.float64)[sort],
+            "escalations": complaints.get("escalations", np.int64)[sort],
+            "stage": pl.Series(STAGES).gather(stage_code),
+            "text": text,
+            "has_text": has_text,
+        }
+    )
     return frame.with_columns(
         resolved_at=pl.when(pl.col("still_open")).then(None).otherwise(pl.col("resolved_at")),
         text=pl.when(pl.col("has_text")).then(pl.col("text")).otherwise(None),
@@ -548,23 +780,27 @@ def _offers_frame(offers: _Collector, numbers, width, customer_ids, export_day) 
     keep = offered_day < export_day
     complaint_number = offers.get("complaint_number", np.int64)[sort]
     complaint_ids = _ids("K", numbers[owner], width, np.maximum(complaint_number, 0), 4)
-    frame = pl.DataFrame({
-        "offer_id": _ids("F", numbers[owner], width, _sequence_within(owner), 3),
-        "customer_id": customer_ids.gather(owner),
-        "offered_at": _dates(offered_day),
-        "kind": pl.Series(OFFER_KINDS).gather(offers.get("kind", np.int64)[sort]),
-        "cost": offers.get("cost", np.float64)[sort],
-        "accepted": offers.get("accepted", bool)[sort],
-        "responded_at": _nullable_dates(np.where(answered, responded_day, -1)),
-        "targeted": offers.get("targeted", bool)[sort],
-        "complaint_id": complaint_ids,
-        "answered": answered,
-        "links": complaint_number > 0,
-        "keep": keep,
-    })
-    return frame.filter("keep").with_columns(
-        accepted=pl.when("answered").then("accepted").otherwise(None),
-        complaint_id=pl.when("links").then("complaint_id").otherwise(None),
-    ).drop("answered", "links", "keep")
-
-
+    frame = pl.DataFrame(
+        {
+            "offer_id": _ids("F", numbers[owner], width, _sequence_within(owner), 3),
+            "customer_id": customer_ids.gather(owner),
+            "offered_at": _dates(offered_day),
+            "kind": pl.Series(OFFER_KINDS).gather(offers.get("kind", np.int64)[sort]),
+            "cost": offers.get("cost", np.float64)[sort],
+            "accepted": offers.get("accepted", bool)[sort],
+            "responded_at": _nullable_dates(np.where(answered, responded_day, -1)),
+            "targeted": offers.get("targeted", bool)[sort],
+            "complaint_id": complaint_ids,
+            "answered": answered,
+            "links": complaint_number > 0,
+            "keep": keep,
+        }
+    )
+    return (
+        frame.filter("keep")
+        .with_columns(
+            accepted=pl.when("answered").then("accepted").otherwise(None),
+            complaint_id=pl.when("links").then("complaint_id").otherwise(None),
+        )
+        .drop("answered", "links", "keep")
+    )

@@ -35,8 +35,13 @@ class RealismFigures:
     reference_date: date
 
 
-def realised_profit(tables: dict[str, pl.LazyFrame], start: date, end: date,
-                    cost_per_minute: float, cost_per_escalation: float) -> pl.LazyFrame:
+def realised_profit(
+    tables: dict[str, pl.LazyFrame],
+    start: date,
+    end: date,
+    cost_per_minute: float,
+    cost_per_escalation: float,
+) -> pl.LazyFrame:
     """Realised profit per customer from events in ``[start, end)``.
 
     Args:
@@ -51,38 +56,58 @@ def realised_profit(tables: dict[str, pl.LazyFrame], start: date, end: date,
     """
     in_window = lambda col: (pl.col(col) >= start) & (pl.col(col) < end)  # noqa: E731
     gross = (
-        tables["orders"].filter(in_window("order_date"))
+        tables["orders"]
+        .filter(in_window("order_date"))
         .group_by("customer_id")
         .agg(gross_margin=(pl.col("revenue") - pl.col("cost_of_goods") - pl.col("discount")).sum())
     )
     complaints = (
-        tables["complaints"].filter(in_window("opened_at"))
+        tables["complaints"]
+        .filter(in_window("opened_at"))
         .group_by("customer_id")
-        .agg(complaint_cost=(pl.col("handling_minutes") * cost_per_minute
-                             + pl.col("escalations") * cost_per_escalation).sum())
+        .agg(
+            complaint_cost=(
+                pl.col("handling_minutes") * cost_per_minute
+                + pl.col("escalations") * cost_per_escalation
+            ).sum()
+        )
     )
     write_off = (
         tables["payments"]
-        .filter(in_window("invoice_date") & pl.col("paid_date").is_null()
-                & (pl.col("due_date") < end - timedelta(days=WRITE_OFF_DAYS)))
-        .group_by("customer_id").agg(write_off=pl.col("amount").sum())
+        .filter(
+            in_window("invoice_date")
+            & pl.col("paid_date").is_null()
+            & (pl.col("due_date") < end - timedelta(days=WRITE_OFF_DAYS))
+        )
+        .group_by("customer_id")
+        .agg(write_off=pl.col("amount").sum())
     )
     compensation = (
-        tables["offers"].filter(in_window("offered_at") & pl.col("accepted").fill_null(False))
-        .group_by("customer_id").agg(compensation=pl.col("cost").sum())
+        tables["offers"]
+        .filter(in_window("offered_at") & pl.col("accepted").fill_null(False))
+        .group_by("customer_id")
+        .agg(compensation=pl.col("cost").sum())
     )
     frame = tables["customers"].select("customer_id")
     for part in (gross, complaints, write_off, compensation):
         frame = frame.join(part, on="customer_id", how="left")
     return frame.with_columns(pl.exclude("customer_id").fill_null(0.0)).with_columns(
-        profit=pl.col("gross_margin") - pl.col("complaint_cost") - pl.col("write_off")
+        profit=pl.col("gross_margin")
+        - pl.col("complaint_cost")
+        - pl.col("write_off")
         - pl.col("compensation")
     )
 
 
-def archetype_summary(tables: dict[str, pl.LazyFrame], truth_customers: pl.LazyFrame,
-                      truth_monthly: pl.LazyFrame, start: date, end: date,
-                      cost_per_minute: float, cost_per_escalation: float) -> pl.DataFrame:
+def archetype_summary(
+    tables: dict[str, pl.LazyFrame],
+    truth_customers: pl.LazyFrame,
+    truth_monthly: pl.LazyFrame,
+    start: date,
+    end: date,
+    cost_per_minute: float,
+    cost_per_escalation: float,
+) -> pl.DataFrame:
     """One row per archetype: size, churn, realised margin, complaints, payments, offers.
 
     Args:
@@ -101,19 +126,34 @@ def archetype_summary(tables: dict[str, pl.LazyFrame], truth_customers: pl.LazyF
     active_months = truth_monthly.group_by("customer_id").agg(
         active_months=pl.len(), mean_true_hazard=pl.col("true_churn_hazard").mean()
     )
-    complaints = tables["complaints"].group_by("customer_id").agg(
-        complaints=pl.len(),
-        majors=(pl.col("severity") == "major").sum(),
-        slow=((pl.col("resolved_at") - pl.col("opened_at")) > pl.duration(hours=24)).sum(),
-        venting=pl.col("text").str.contains(
-            "(?i)always|every time|useless|never|ridiculous|worst|总是|经常|破公司|每次|垃圾"
-        ).sum(),
+    complaints = (
+        tables["complaints"]
+        .group_by("customer_id")
+        .agg(
+            complaints=pl.len(),
+            majors=(pl.col("severity") == "major").sum(),
+            slow=((pl.col("resolved_at") - pl.col("opened_at")) > pl.duration(hours=24)).sum(),
+            venting=pl.col("text")
+            .str.contains(
+                "(?i)always|every time|useless|never|ridiculous|worst|总是|经常|破公司|每次|垃圾"
+            )
+            .sum(),
+        )
     )
-    payments = tables["payments"].group_by("customer_id").agg(
-        invoices=pl.len(), disputed=pl.col("disputed").sum(), unpaid=pl.col("paid_date").null_count()
+    payments = (
+        tables["payments"]
+        .group_by("customer_id")
+        .agg(
+            invoices=pl.len(),
+            disputed=pl.col("disputed").sum(),
+            unpaid=pl.col("paid_date").null_count(),
+        )
     )
-    offers = tables["offers"].filter(pl.col("targeted")).group_by("customer_id").agg(
-        targeted_offers=pl.len(), targeted_accepted=pl.col("accepted").fill_null(False).sum()
+    offers = (
+        tables["offers"]
+        .filter(pl.col("targeted"))
+        .group_by("customer_id")
+        .agg(targeted_offers=pl.len(), targeted_accepted=pl.col("accepted").fill_null(False).sum())
     )
     per_customer = (
         truth_customers.select("customer_id", "archetype")
@@ -156,9 +196,13 @@ def _roc_auc(frame: pl.DataFrame, score: str, label: str) -> float:
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
 
 
-def realism_figures(tables: dict[str, pl.LazyFrame], truth_monthly: pl.LazyFrame,
-                    reference: date, cost_per_minute: float,
-                    cost_per_escalation: float) -> RealismFigures:
+def realism_figures(
+    tables: dict[str, pl.LazyFrame],
+    truth_monthly: pl.LazyFrame,
+    reference: date,
+    cost_per_minute: float,
+    cost_per_escalation: float,
+) -> RealismFigures:
     """Annual churn, oracle AUC, whale curve, Heinrich ratio and offer uptake.
 
     Args:
@@ -174,19 +218,30 @@ def realism_figures(tables: dict[str, pl.LazyFrame], truth_monthly: pl.LazyFrame
     year_later = date(reference.year + 1, reference.month, reference.day)
     cohort = (
         tables["customers"]
-        .filter((pl.col("signup_date") < reference)
-                & (pl.col("end_date").is_null() | (pl.col("end_date") >= reference)))
-        .select("customer_id", churned=pl.col("end_date").is_not_null()
-                & (pl.col("end_date") < year_later))
-        .join(truth_monthly.filter(pl.col("month") == reference)
-              .select("customer_id", "true_churn_hazard"), on="customer_id", how="inner")
+        .filter(
+            (pl.col("signup_date") < reference)
+            & (pl.col("end_date").is_null() | (pl.col("end_date") >= reference))
+        )
+        .select(
+            "customer_id",
+            churned=pl.col("end_date").is_not_null() & (pl.col("end_date") < year_later),
+        )
+        .join(
+            truth_monthly.filter(pl.col("month") == reference).select(
+                "customer_id", "true_churn_hazard"
+            ),
+            on="customer_id",
+            how="inner",
+        )
         .with_columns(oracle=1 - (1 - pl.col("true_churn_hazard")) ** 12)
         .collect()
     )
     profit = (
         realised_profit(tables, reference, year_later, cost_per_minute, cost_per_escalation)
         .join(cohort.lazy().select("customer_id"), on="customer_id", how="semi")
-        .select("profit").sort("profit", descending=True).collect()["profit"]
+        .select("profit")
+        .sort("profit", descending=True)
+        .collect()["profit"]
     )
     total = float(profit.sum())
     n = len(profit)
@@ -195,14 +250,21 @@ def realism_figures(tables: dict[str, pl.LazyFrame], truth_monthly: pl.LazyFrame
     by_severity = dict(zip(severity["severity"], severity["n"], strict=True))
     major = max(by_severity.get("major", 0), 1)
     per_customer = (
-        tables["complaints"].group_by("customer_id").agg(n=pl.len())
+        tables["complaints"]
+        .group_by("customer_id")
+        .agg(n=pl.len())
         .join(tables["customers"].select("customer_id"), on="customer_id", how="right")
-        .select(pl.col("n").fill_null(0)).sort("n", descending=True).collect()["n"]
+        .select(pl.col("n").fill_null(0))
+        .sort("n", descending=True)
+        .collect()["n"]
     )
     top5 = max(1, int(0.05 * len(per_customer)))
     uptake = (
-        tables["offers"].filter(pl.col("accepted").is_not_null())
-        .group_by("targeted").agg(rate=pl.col("accepted").mean()).collect()
+        tables["offers"]
+        .filter(pl.col("accepted").is_not_null())
+        .group_by("targeted")
+        .agg(rate=pl.col("accepted").mean())
+        .collect()
     )
     rate = dict(zip(uptake["targeted"], uptake["rate"], strict=True))
     return RealismFigures(
@@ -212,9 +274,13 @@ def realism_figures(tables: dict[str, pl.LazyFrame], truth_monthly: pl.LazyFrame
         top20_profit_share=float(profit.head(max(1, n // 5)).sum()) / total,
         whale_curve_peak=float(cumulative.max()) / total,
         bottom20_profit_share=float(profit.tail(max(1, n // 5)).sum()) / total,
-        complaint_ratio=(by_severity.get("near_miss", 0) / major * 1.0,
-                         by_severity.get("minor", 0) / major * 1.0, 1.0),
-        top5_complaint_share=float(per_customer.head(top5).sum()) / max(float(per_customer.sum()), 1),
+        complaint_ratio=(
+            by_severity.get("near_miss", 0) / major * 1.0,
+            by_severity.get("minor", 0) / major * 1.0,
+            1.0,
+        ),
+        top5_complaint_share=float(per_customer.head(top5).sum())
+        / max(float(per_customer.sum()), 1),
         broad_offer_acceptance=float(rate.get(False, float("nan"))),
         targeted_offer_acceptance=float(rate.get(True, float("nan"))),
         reference_date=reference,

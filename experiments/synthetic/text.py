@@ -85,7 +85,10 @@ def complaint_texts(
     n_phrases = len(VENTING["en"])
     vent_table = [phrase for lang in LANGUAGES for phrase in VENTING[lang]]
     first = language * n_phrases + rng.integers(0, n_phrases, n)
-    second = language * n_phrases + (first % n_phrases + 1 + rng.integers(0, n_phrases - 1, n)) % n_phrases
+    second = (
+        language * n_phrases
+        + (first % n_phrases + 1 + rng.integers(0, n_phrases - 1, n)) % n_phrases
+    )
     separator = np.where(language == 0, " ", "")
     frame = pl.DataFrame(
         {
@@ -99,7 +102,11 @@ def complaint_texts(
     return frame.select(
         pl.concat_str(
             pl.col("fact"),
-            pl.when(pl.col("vents") >= 1).then(pl.col("sep") + pl.col("vent1")).otherwise(pl.lit("")),
-            pl.when(pl.col("vents") >= 2).then(pl.col("sep") + pl.col("vent2")).otherwise(pl.lit("")),
+            pl.when(pl.col("vents") >= 1)
+            .then(pl.col("sep") + pl.col("vent1"))
+            .otherwise(pl.lit("")),
+            pl.when(pl.col("vents") >= 2)
+            .then(pl.col("sep") + pl.col("vent2"))
+            .otherwise(pl.lit("")),
         ).alias("text")
     ).to_series()

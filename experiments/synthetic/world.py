@@ -90,8 +90,9 @@ class _TableSink:
                 self._csv = self.path.open("wb")
                 frame.write_csv(self._csv, datetime_format=CSV_DATETIME_FORMAT)
             else:
-                frame.write_csv(self._csv, include_header=False,
-                                datetime_format=CSV_DATETIME_FORMAT)
+                frame.write_csv(
+                    self._csv, include_header=False, datetime_format=CSV_DATETIME_FORMAT
+                )
 
     def close(self) -> None:
         if self._parquet is not None:
@@ -145,8 +146,9 @@ def write_world(
     manifest = {
         "generator": "keepwise synthetic CRM world",
         "format": fmt,
-        "config": {k: (v.isoformat() if hasattr(v, "isoformat") else v)
-                   for k, v in asdict(config).items()},
+        "config": {
+            k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(config).items()
+        },
         "export_date": config.end.isoformat(),
         "rows": counts,
     }
@@ -169,5 +171,7 @@ def read_manifest(world_dir: Path | str) -> dict:
 def scan_truth(world_dir: Path | str) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Lazy truth tables (per customer, per customer-month) of a written world."""
     folder = Path(world_dir)
-    return (pl.scan_parquet(folder / "truth_customers.parquet"),
-            pl.scan_parquet(folder / "truth_monthly.parquet"))
+    return (
+        pl.scan_parquet(folder / "truth_customers.parquet"),
+        pl.scan_parquet(folder / "truth_monthly.parquet"),
+    )

@@ -1,4 +1,4 @@
-"""The synthetic world: deterministic, valid against the contract, and every archetype recognisable."""
+"""The synthetic world: deterministic, valid against the contract, every archetype recognisable."""
 
 from __future__ import annotations
 
@@ -20,13 +20,20 @@ def _lazy(world: World) -> dict[str, pl.LazyFrame]:
 @pytest.fixture(scope="module")
 def by_archetype(world: World) -> dict[str, dict]:
     cfg = world.config
-    frame = archetype_summary(_lazy(world), world.truth_customers.lazy(),
-                              world.truth_monthly.lazy(), cfg.start, cfg.end,
-                              cfg.cost_per_handling_minute, cfg.cost_per_escalation)
+    frame = archetype_summary(
+        _lazy(world),
+        world.truth_customers.lazy(),
+        world.truth_monthly.lazy(),
+        cfg.start,
+        cfg.end,
+        cfg.cost_per_handling_minute,
+        cfg.cost_per_escalation,
+    )
     return {row["archetype"]: row for row in frame.iter_rows(named=True)}
 
 
 # --- determinism -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_same_seed_writes_identical_bytes(tmp_path, fmt):
@@ -35,8 +42,10 @@ def test_same_seed_writes_identical_bytes(tmp_path, fmt):
     write_world(config, tmp_path / "b", fmt)
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
-    assert {f"{t}.{fmt}" for t in CRM_TABLES} | {"truth_customers.parquet",
-                                                 "truth_monthly.parquet"} <= set(files)
+    assert {f"{t}.{fmt}" for t in CRM_TABLES} | {
+        "truth_customers.parquet",
+        "truth_monthly.parquet",
+    } <= set(files)
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
@@ -55,6 +64,7 @@ def test_chunks_number_customers_without_gaps():
 
 
 # --- contract --------------------------------------------------------------------------------
+
 
 def test_world_passes_the_schemas(world):
     result = validate_tables(world.tables)
@@ -77,8 +87,11 @@ def test_history_spans_years_with_customers_joining_and_leaving(world):
     left = customers["end_date"].drop_nulls().dt.year().unique()
     assert set(joined) == set(left) == set(range(start.year, end.year))
     assert customers.filter(pl.col("signup_date") < start).height > 0.3 * customers.height
-    for table, column in [("orders", "order_date"), ("payments", "invoice_date"),
-                          ("offers", "offered_at")]:
+    for table, column in [
+        ("orders", "order_date"),
+        ("payments", "invoice_date"),
+        ("offers", "offered_at"),
+    ]:
         dates = world.tables[table][column]
         assert dates.min() >= start and dates.max() < end, table
     opened = world.tables["complaints"]["opened_at"]
@@ -97,9 +110,16 @@ def test_no_event_after_a_customers_end(world):
 
 # --- archetype signatures -----------------------------------------------------------------------
 
+
 def test_all_archetypes_present(by_archetype):
-    assert set(by_archetype) == {"profitable_loyal", "whale", "silent_decliner",
-                                 "recoverable_complainer", "difficult_client", "small_stable"}
+    assert set(by_archetype) == {
+        "profitable_loyal",
+        "whale",
+        "silent_decliner",
+        "recoverable_complainer",
+        "difficult_client",
+        "small_stable",
+    }
 
 
 def test_difficult_clients_lose_money_and_complain_most(by_archetype):
@@ -116,9 +136,13 @@ def test_difficult_clients_lose_money_and_complain_most(by_archetype):
 
 def test_difficult_clients_decline_remedies_including_training(world):
     offers = world.tables["offers"].join(
-        world.truth_customers.select("customer_id", "archetype"), on="customer_id")
-    difficult = offers.filter((pl.col("archetype") == "difficult_client") & pl.col("targeted")
-                              & pl.col("accepted").is_not_null())
+        world.truth_customers.select("customer_id", "archetype"), on="customer_id"
+    )
+    difficult = offers.filter(
+        (pl.col("archetype") == "difficult_client")
+        & pl.col("targeted")
+        & pl.col("accepted").is_not_null()
+    )
     assert difficult.filter(pl.col("kind") == "training").height > 50
     assert difficult["accepted"].mean() < 0.1
 
@@ -136,13 +160,18 @@ def test_recoverable_complainers_hazard_falls_after_a_remedy(world):
     offers = (
         world.tables["offers"]
         .join(world.truth_customers.select("customer_id", "archetype"), on="customer_id")
-        .filter((pl.col("archetype") == "recoverable_complainer") & pl.col("targeted")
-                & pl.col("accepted").is_not_null())
+        .filter(
+            (pl.col("archetype") == "recoverable_complainer")
+            & pl.col("targeted")
+            & pl.col("accepted").is_not_null()
+        )
         .with_columns(month=pl.col("offered_at").dt.truncate("1mo"))
         .with_columns(before=pl.col("month").dt.offset_by("-1mo"))
         .join(months, on=["customer_id", "month"])
-        .join(months.rename({"month": "before", "true_churn_hazard": "hazard_before"}),
-              on=["customer_id", "before"])
+        .join(
+            months.rename({"month": "before", "true_churn_hazard": "hazard_before"}),
+            on=["customer_id", "before"],
+        )
         .with_columns(change=pl.col("true_churn_hazard") / pl.col("hazard_before"))
     )
     accepted = offers.filter(pl.col("accepted"))["change"].median()
@@ -158,7 +187,8 @@ def test_recoverable_complainers_are_slowly_served_company_faults(by_archetype, 
     assert recoverable["offer_acceptance"] > 0.5
     faults = ("billing_error", "product_defect", "outage", "delivery", "staff_conduct")
     complaints = world.tables["complaints"].join(
-        world.truth_customers.select("customer_id", "archetype"), on="customer_id")
+        world.truth_customers.select("customer_id", "archetype"), on="customer_id"
+    )
     share = complaints.group_by("archetype").agg(fault=pl.col("category").is_in(faults).mean())
     fault_share = dict(share.iter_rows())
     assert fault_share["recoverable_complainer"] > 0.75
@@ -169,18 +199,23 @@ def test_slow_resolution_raises_the_hazard(world):
     """Same archetype, next month's true hazard after a month with SLA breaches vs without."""
     complaints = (
         world.tables["complaints"]
-        .with_columns(month=pl.col("opened_at").dt.date().dt.truncate("1mo"),
-                      slow=(pl.col("resolved_at") - pl.col("opened_at")) > pl.duration(hours=24))
-        .group_by("customer_id", "month").agg(any_slow=pl.col("slow").any())
+        .with_columns(
+            month=pl.col("opened_at").dt.date().dt.truncate("1mo"),
+            slow=(pl.col("resolved_at") - pl.col("opened_at")) > pl.duration(hours=24),
+        )
+        .group_by("customer_id", "month")
+        .agg(any_slow=pl.col("slow").any())
         .with_columns(next_month=pl.col("month").dt.offset_by("1mo"))
     )
     hazard = (
-        world.truth_monthly.select("customer_id", pl.col("month").alias("next_month"),
-                                   "true_churn_hazard")
+        world.truth_monthly.select(
+            "customer_id", pl.col("month").alias("next_month"), "true_churn_hazard"
+        )
         .join(complaints, on=["customer_id", "next_month"])
         .join(world.truth_customers.select("customer_id", "archetype"), on="customer_id")
         .filter(pl.col("archetype") == "recoverable_complainer")
-        .group_by("any_slow").agg(pl.col("true_churn_hazard").median())
+        .group_by("any_slow")
+        .agg(pl.col("true_churn_hazard").median())
     )
     by_slow = dict(hazard.iter_rows())
     assert by_slow[True] > 1.1 * by_slow[False], by_slow
@@ -188,12 +223,18 @@ def test_slow_resolution_raises_the_hazard(world):
 
 def test_silent_decliners_order_less_before_they_leave(world):
     decliners = world.truth_customers.filter(pl.col("archetype") == "silent_decliner")
-    churned = world.tables["customers"].join(decliners, on="customer_id").filter(
-        pl.col("end_date").is_not_null()
-        & (pl.col("end_date") - pl.col("signup_date") > timedelta(days=550))
-        & (pl.col("end_date") > world.config.start + timedelta(days=550))
+    churned = (
+        world.tables["customers"]
+        .join(decliners, on="customer_id")
+        .filter(
+            pl.col("end_date").is_not_null()
+            & (pl.col("end_date") - pl.col("signup_date") > timedelta(days=550))
+            & (pl.col("end_date") > world.config.start + timedelta(days=550))
+        )
     )
-    orders = world.tables["orders"].join(churned.select("customer_id", "end_date"), on="customer_id")
+    orders = world.tables["orders"].join(
+        churned.select("customer_id", "end_date"), on="customer_id"
+    )
     months_before = (pl.col("end_date") - pl.col("order_date")).dt.total_days() / 30.4
     late = orders.filter(months_before < 6).height
     early = orders.filter((months_before >= 12) & (months_before < 18)).height
@@ -207,8 +248,11 @@ def _minor_trend(complaints: pl.DataFrame, window_end: pl.DataFrame) -> float:
     """Monthly minor + near-miss rate in the 3 months before ``window_end`` over the rate 6-12
     months before, pooled over the customers in ``window_end`` (customer_id, end)."""
     days_before = (pl.col("end") - pl.col("opened_at").dt.date()).dt.total_days()
-    rows = (complaints.filter(pl.col("severity").is_in(["near_miss", "minor"]))
-            .join(window_end, on="customer_id").with_columns(days_before=days_before))
+    rows = (
+        complaints.filter(pl.col("severity").is_in(["near_miss", "minor"]))
+        .join(window_end, on="customer_id")
+        .with_columns(days_before=days_before)
+    )
     recent = rows.filter(pl.col("days_before").is_between(0, 90)).height / 3
     earlier = rows.filter(pl.col("days_before").is_between(182, 365)).height / 6
     return recent / earlier
@@ -218,14 +262,15 @@ def test_minor_complaints_and_near_misses_rise_before_churn(world):
     """Heinrich's early warning: before churn, minor complaints and near-misses rise; for
     customers who stay, the same windows before the export show no such rise."""
     customers = world.tables["customers"]
-    long_history = (pl.col("signup_date") < world.config.end - timedelta(days=400))
+    long_history = pl.col("signup_date") < world.config.end - timedelta(days=400)
     churners = customers.filter(
         pl.col("end_date").is_not_null()
         & (pl.col("end_date") - pl.col("signup_date") > timedelta(days=400))
         & (pl.col("end_date") > world.config.start + timedelta(days=400))
     ).select("customer_id", end=pl.col("end_date"))
     stayers = customers.filter(pl.col("end_date").is_null() & long_history).select(
-        "customer_id", end=pl.lit(world.config.end))
+        "customer_id", end=pl.lit(world.config.end)
+    )
     churn_trend = _minor_trend(world.tables["complaints"], churners)
     stay_trend = _minor_trend(world.tables["complaints"], stayers)
     assert churners.height > 500 and stayers.height > 2000
@@ -234,8 +279,10 @@ def test_minor_complaints_and_near_misses_rise_before_churn(world):
 
 
 def test_venting_words_come_with_anger_in_both_languages(by_archetype, world):
-    assert by_archetype["difficult_client"]["venting_share"] > 3 * by_archetype[
-        "profitable_loyal"]["venting_share"]
+    assert (
+        by_archetype["difficult_client"]["venting_share"]
+        > 3 * by_archetype["profitable_loyal"]["venting_share"]
+    )
     texts = world.tables["complaints"]["text"].drop_nulls()
     for word in ("always", "Useless company", "总是", "经常", "破公司"):
         assert texts.str.contains(word, literal=True).sum() > 10, word
@@ -244,11 +291,17 @@ def test_venting_words_come_with_anger_in_both_languages(by_archetype, world):
 
 # --- realism --------------------------------------------------------------------------------
 
+
 def test_realism_figures_within_design_targets(world):
     cfg = world.config
     reference = date(cfg.end.year - 2, cfg.end.month, 1)
-    figures = realism_figures(_lazy(world), world.truth_monthly.lazy(), reference,
-                              cfg.cost_per_handling_minute, cfg.cost_per_escalation)
+    figures = realism_figures(
+        _lazy(world),
+        world.truth_monthly.lazy(),
+        reference,
+        cfg.cost_per_handling_minute,
+        cfg.cost_per_escalation,
+    )
     assert 0.10 <= figures.annual_churn <= 0.30
     assert 0.78 <= figures.oracle_roc_auc <= 0.92  # "hard to predict, as in real data"
     assert 1.4 <= figures.top20_profit_share <= 3.0  # whale curve (Kaplan & Narayanan)

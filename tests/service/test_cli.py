@@ -25,8 +25,19 @@ def test_help_lists_the_subcommands():
 
 def test_generate_twice_gives_identical_files_that_validate(tmp_path):
     for name in ("a", "b"):
-        result = runner.invoke(app, ["generate", "--customers", "1000", "--seed", "7",
-                                     "--out", str(tmp_path / name), "--no-summary"])
+        result = runner.invoke(
+            app,
+            [
+                "generate",
+                "--customers",
+                "1000",
+                "--seed",
+                "7",
+                "--out",
+                str(tmp_path / name),
+                "--no-summary",
+            ],
+        )
         assert result.exit_code == 0, result.output
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert "truth_monthly.parquet" in files and "orders.parquet" in files
@@ -38,8 +49,9 @@ def test_generate_twice_gives_identical_files_that_validate(tmp_path):
 
 
 def test_generate_prints_the_archetype_summary(tmp_path):
-    result = runner.invoke(app, ["generate", "--customers", "600", "--out", str(tmp_path),
-                                 "--format", "csv"])
+    result = runner.invoke(
+        app, ["generate", "--customers", "600", "--out", str(tmp_path), "--format", "csv"]
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "orders.csv").exists()
     for text in ("difficult_client", "whale", "annual churn", "near-miss : minor : major"):
@@ -58,9 +70,11 @@ def broken_orders(tmp_path):
     write_world(WorldConfig(n_customers=300, seed=5), tmp_path, "csv")
     orders = pl.read_csv(tmp_path / "orders.csv", infer_schema=False)
     orders = orders.with_columns(
-        revenue=pl.when(pl.col("order_id") == orders["order_id"][3]).then(pl.lit("-120.5"))
+        revenue=pl.when(pl.col("order_id") == orders["order_id"][3])
+        .then(pl.lit("-120.5"))
         .otherwise(pl.col("revenue")),
-        customer_id=pl.when(pl.col("order_id") == orders["order_id"][7]).then(pl.lit("C9999999"))
+        customer_id=pl.when(pl.col("order_id") == orders["order_id"][7])
+        .then(pl.lit("C9999999"))
         .otherwise(pl.col("customer_id")),
     )
     orders.write_csv(tmp_path / "orders.csv")
@@ -82,8 +96,12 @@ def test_validate_names_table_columns_and_checks(broken_orders):
 
 def test_validate_from_a_real_process_has_no_traceback(broken_orders):
     folder, _, _ = broken_orders
-    completed = subprocess.run([sys.executable, "-m", "service.cli", "validate", "--data",
-                                str(folder)], capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [sys.executable, "-m", "service.cli", "validate", "--data", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert completed.returncode == EXIT_INVALID_DATA
     assert "Traceback" not in completed.stdout + completed.stderr
     assert "revenue" in completed.stderr
