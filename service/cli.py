@@ -1,7 +1,8 @@
 """The ``keepwise`` command line: one command per step; each parses, calls a function, writes.
 
-Exit codes: 0 success, 1 the input data broke the contract (problems are listed), 2 usage error
-(bad option, missing folder).
+Exit codes: 0 success, 1 the input data broke the contract (problems are listed; for commands
+that produce output: a table was unusable, nothing written), 2 usage error (bad option, missing
+folder), 3 the output was written but some input rows were rejected (see the rejects folder).
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ import typer
 from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.summary import archetype_summary, realism_figures
 from experiments.synthetic.world import read_manifest, scan_truth, write_world
+from features.config import FeatureConfig
 from features.loader import LoadResult, load_tables
+from features.output_schema import validate_feature_table, validate_training_set
+from features.pipeline import build_features, build_training_set
+from service.files import write_parquet_atomically
 from service.console import frame_table, make_console, progress
 
-EXIT_OK, EXIT_INVALID_DATA, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_INVALID_DATA, EXIT_USAGE, EXIT_WITH_REJECTS = 0, 1, 2, 3
 
 app = typer.Typer(
     name="keepwise",
@@ -66,10 +71,7 @@ def generate(
     ] = True,
 ) -> None:
     """Generate a synthetic CRM world with known ground truth (five tables + truth*.parquet)."""
-    try:
-        first_day = date.fromisoformat(start)
-    except ValueError:
-        raise _fail(f"--start must be a date YYYY-MM-DD, got {start!r}") from None
+    first_day = _parse_date("--start", start)
     config = WorldConfig(n_customers=customers, seed=seed, months=months, start=first_day)
     started = time.perf_counter()
     with progress(f"generating {customers:,} customers", console) as update:
@@ -94,6 +96,75 @@ def validate(
     _print_validation(result, data)
     if result.problems:
         raise typer.Exit(EXIT_INVALID_DATA)
+
+
+class ChurnDefinition(StrEnum):
+    contractual = "contractual"
+    non_contractual = "non_contractual"
+
+
+@app.command()
+def features(
+    data: Annotated[Path, typer.Option(help="Folder with <table>.csv or <table>.parquet files.")],
+    as_of: Annotated[
+        str, typer.Option(help="Snapshot date YYYY-MM-DD; only events strictly before it are used.")
+    ],
+    out: Annotated[Path, typer.Option(help="Parquet file to write the feature table to.")],
+    labels_horizon_days: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Also write churn and realised-margin labels over this many days after "
+            "--as-of (for training; needs data after --as-of).",
+        ),
+    ] = None,
+    churn_definition: Annotated[
+        ChurnDefinition,
+        typer.Option(
+            help="contractual: churn = end_date; non_contractual: no order within the horizon."
+        ),
+    ] = ChurnDefinition.contractual,
+) -> None:
+    """Build the point-in-time feature table: one row per customer active at --as-of."""
+    snapshot = _parse_date("--as-of", as_of)
+    if not data.is_dir():
+        raise _fail(f"--data {data} is not a folder")
+    result = load_tables(data)
+    if any(p.fatal for p in result.problems):
+        _print_validation(result, data)
+        raise _fail(
+            "cannot build features: a table is unusable (see above); nothing written",
+            EXIT_INVALID_DATA,
+        )
+    config = FeatureConfig(churn_definition=churn_definition.value)
+    started = time.perf_counter()
+    if labels_horizon_days is None:
+        frame = build_features(result.tables, snapshot, config)
+    else:
+        frame = build_training_set(result.tables, [snapshot], labels_horizon_days, config)
+    table = frame.collect(engine="streaming")
+    (validate_feature_table if labels_horizon_days is None else validate_training_set)(table)
+    write_parquet_atomically(table, out)
+    elapsed = time.perf_counter() - started
+    console.print(
+        f"wrote {table.height:,} customers x {table.width - 1} columns to {out} "
+        f"in {elapsed:.1f} s (as of {snapshot})"
+    )
+    if result.problems:
+        rejects_dir = out.with_name(out.stem + ".rejects")
+        _print_validation(result, data)
+        for name, rejected in result.rejects.items():
+            if rejected.height:
+                write_parquet_atomically(rejected, rejects_dir / f"{name}.parquet")
+        errors.print(f"rejected rows were left out and written to {rejects_dir}/")
+        raise typer.Exit(EXIT_WITH_REJECTS)
+
+
+def _parse_date(option: str, value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _fail(f"{option} must be a date YYYY-MM-DD, got {value!r}") from None
 
 
 @app.command()
