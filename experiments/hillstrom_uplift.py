@@ -38,7 +38,7 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 import polars as pl
@@ -88,6 +88,28 @@ HILLSTROM_PARAMS = UpliftParams(
 )
 #: Random rankings drawn to estimate the spread of the Qini coefficient under no signal.
 N_NULL_RANKINGS = 200
+
+
+class RankingMetrics(TypedDict):
+    """Test-set figures of one ranking (see :mod:`model.uplift`)."""
+
+    qini: float
+    uplift_at_10: float
+    uplift_at_30: float
+
+
+class HillstromResult(TypedDict):
+    """What :func:`evaluate_hillstrom` returns (a plain dict with these keys)."""
+
+    treatment: Treatment
+    seed: int
+    n_train: int
+    n_test: int
+    visit_rates: dict[str, float]
+    test_ate: float
+    null_qini_sd: float
+    metrics: dict[str, RankingMetrics]
+    seconds: float
 
 
 def default_data_path() -> Path:
@@ -141,7 +163,7 @@ def evaluate_hillstrom(
     treatment: Treatment = "any",
     max_rows: int | None = None,
     params: UpliftParams | None = None,
-) -> dict[str, object]:
+) -> HillstromResult:
     """Fit and evaluate the uplift learners and the response baseline on Hillstrom.
 
     Args:
@@ -155,8 +177,9 @@ def evaluate_hillstrom(
             by ``seed``.
 
     Returns:
-        A dict with ``treatment``, ``seed``, ``n_train``, ``n_test``, ``visit_rates`` (per arm,
-        all rows), ``test_ate`` (treated minus control visit rate on the test part),
+        A :class:`HillstromResult` (a dict) with ``treatment``, ``seed``, ``n_train``,
+        ``n_test``, ``visit_rates`` (per arm, all rows), ``test_ate`` (treated minus control
+        visit rate on the test part),
         ``null_qini_sd`` (standard deviation of the Qini coefficient of
         :data:`N_NULL_RANKINGS` random rankings of the test part — the noise floor),
         ``metrics`` and ``seconds``. ``metrics[name]`` holds ``qini``, ``uplift_at_10`` and
@@ -200,55 +223,54 @@ def evaluate_hillstrom(
         "random": rng.uniform(size=test_idx.size),
     }
     metrics = {
-        name: {
-            "qini": qini_coefficient(score, t_test, y_test),
-            "uplift_at_10": uplift_at_k(score, t_test, y_test, 0.1),
-            "uplift_at_30": uplift_at_k(score, t_test, y_test, 0.3),
-        }
+        name: RankingMetrics(
+            qini=qini_coefficient(score, t_test, y_test),
+            uplift_at_10=uplift_at_k(score, t_test, y_test, 0.1),
+            uplift_at_30=uplift_at_k(score, t_test, y_test, 0.3),
+        )
         for name, score in scores.items()
     }
     null_qini = [
         qini_coefficient(rng.uniform(size=test_idx.size), t_test, y_test)
         for _ in range(N_NULL_RANKINGS)
     ]
-    return {
-        "treatment": treatment,
-        "seed": seed,
-        "n_train": int(train_idx.size),
-        "n_test": int(test_idx.size),
-        "visit_rates": rates,
-        "test_ate": float(y_test[t_test == 1].mean() - y_test[t_test == 0].mean()),
-        "null_qini_sd": float(np.std(null_qini)),
-        "metrics": metrics,
-        "seconds": time.perf_counter() - started,
-    }
+    return HillstromResult(
+        treatment=treatment,
+        seed=seed,
+        n_train=int(train_idx.size),
+        n_test=int(test_idx.size),
+        visit_rates=rates,
+        test_ate=float(y_test[t_test == 1].mean() - y_test[t_test == 0].mean()),
+        null_qini_sd=float(np.std(null_qini)),
+        metrics=metrics,
+        seconds=time.perf_counter() - started,
+    )
 
 
-def _print_report(results: dict[str, list[dict[str, object]]]) -> None:
+def _print_report(results: dict[str, list[HillstromResult]]) -> None:
     first = next(iter(results.values()))[0]
     rates = first["visit_rates"]
-    assert isinstance(rates, dict)
     print("Visit rate per arm (published reference in brackets):")
     for arm in ARMS:
         print(f"  {arm:<14} {rates[arm]:.4f}  [{REFERENCE_VISIT_RATES[arm]:.4f}]")
     for treatment, runs in results.items():
-        seeds = [int(r["seed"]) for r in runs]  # type: ignore[call-overload]
+        seeds = [r["seed"] for r in runs]
         print(
             f"\ntreatment={treatment}  seeds={seeds}  train={runs[0]['n_train']:,}  "
             f"test={runs[0]['n_test']:,}  "
             f"test ATE={np.mean([r['test_ate'] for r in runs]):+.4f}  "
             f"Qini noise floor (sd of random rankings)="
             f"{np.mean([r['null_qini_sd'] for r in runs]):.4f}  "
-            f"({sum(r['seconds'] for r in runs):.0f} s)"  # type: ignore[misc]
+            f"({sum(r['seconds'] for r in runs):.0f} s)"
         )
         print(f"  {'ranking':<18} {'Qini':>17} {'uplift@10%':>17} {'uplift@30%':>17}")
         for name in (*RANKINGS, "random"):
             cells = []
             for key in ("qini", "uplift_at_10", "uplift_at_30"):
-                values = [r["metrics"][name][key] for r in runs]  # type: ignore[index]
+                values = [r["metrics"][name][key] for r in runs]
                 cells.append(f"{np.mean(values):+.4f} ± {np.std(values):.4f}")
             print(f"  {name:<18} " + " ".join(f"{c:>17}" for c in cells))
-    print("\n(mean ± sd over seeds; each seed is a new 70/30 split and new LightGBM seed)")
+    print("\n(mean ± sd over seeds; each seed is a new stratified 70/30 split)")
 
 
 def main() -> None:

@@ -24,8 +24,8 @@ from features.config import FeatureConfig
 from features.loader import LoadResult, load_tables
 from features.output_schema import validate_feature_table, validate_training_set
 from features.pipeline import build_features, build_training_set
-from service.files import write_parquet_atomically
 from service.console import frame_table, make_console, progress
+from service.files import write_parquet_atomically
 
 EXIT_OK, EXIT_INVALID_DATA, EXIT_USAGE, EXIT_WITH_REJECTS = 0, 1, 2, 3
 
