@@ -175,7 +175,7 @@ def demo(
     customers: Annotated[int, typer.Option(min=1, help="Customers in the demo world.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed of the demo world.")] = 42,
 ) -> None:
-    """The main job on the embedded default: generate a world, validate it, summarise it."""
+    """The main job on the embedded default: world -> validation -> summary -> features."""
     world = out / "world"
     console.rule("1. Synthetic CRM world")
     generate(
@@ -196,6 +196,16 @@ def demo(
         )
     console.rule("3. What the world looks like")
     _print_world_summary(world)
+    console.rule("4. Point-in-time features at the export date")
+    as_of = date.fromisoformat(read_manifest(world)["export_date"])
+    table = build_features(result.tables, as_of, FeatureConfig()).collect(engine="streaming")
+    validate_feature_table(table)
+    write_parquet_atomically(table, out / "features.parquet")
+    console.print(
+        f"{table.height:,} active customers x {table.width - 1} features "
+        f"-> {out / 'features.parquet'}"
+    )
+    _print_loss_makers(table)
 
 
 def _print_validation(result: LoadResult, folder: Path) -> None:
@@ -324,6 +334,40 @@ def _print_world_summary(world: Path) -> None:
         frame_table(
             realism,
             title=f"Realism, as of {figures.reference_date} (profit over the following 12 months)",
+        )
+    )
+
+
+def _print_loss_makers(features_table: pl.DataFrame, n: int = 8) -> None:
+    worst = (
+        features_table.sort("net_margin_12m")
+        .head(n)
+        .select(
+            "customer_id",
+            "segment",
+            "net_margin_12m",
+            "revenue_12m",
+            "cost_to_serve_12m",
+            "complaints_12m",
+            "escalations_12m",
+            "receivables_overdue",
+            "receivables_disputed",
+        )
+    )
+    console.print(
+        frame_table(
+            worst,
+            title=f"The {n} biggest loss-makers over the last 12 months",
+            formats={c: ",.0f" for c in worst.columns if c not in ("customer_id", "segment")},
+            labels={
+                "net_margin_12m": "net margin 12m",
+                "revenue_12m": "revenue 12m",
+                "cost_to_serve_12m": "cost to serve 12m",
+                "complaints_12m": "complaints",
+                "escalations_12m": "escalations",
+                "receivables_overdue": "overdue",
+                "receivables_disputed": "disputed",
+            },
         )
     )
 

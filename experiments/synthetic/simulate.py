@@ -260,7 +260,7 @@ def simulate_chunk(config: WorldConfig, chunk_index: int) -> ChunkTables:
     )
     base_hazard = _arch_param(archetype, "base_hazard") * rng.lognormal(-0.55, 1.2, n)
     # heavy-tailed: a few percent of customers raise most complaints
-    propensity = rng.lognormal(-0.72, 1.2, n)
+    propensity = np.minimum(rng.lognormal(-0.72, 1.2, n), 6.0)
     mix = np.array([a.complaint_mix for a in ARCHETYPES])[archetype]
     handling = _arch_param(archetype, "handling_factor") * rng.lognormal(0, 0.3, n)
     escalation_rate = _arch_param(archetype, "escalation_rate")
