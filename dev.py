@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import tomllib
 import venv
 from pathlib import Path
 
@@ -50,8 +51,9 @@ def ensure_venv() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("dev.py: installing locked dependencies (first run takes about a minute)", flush=True)
     pip = [BIN / "python", "-m", "pip", "--disable-pip-version-check"]
-    _run(*pip, "install", "--quiet", "--requirement", LOCK)
-    _run(*pip, "install", "--quiet", "--no-deps", "--no-build-isolation", "--editable", ROOT)
+    # -qq: errors only (a machine-wide pip config may warn about index folders it lacks)
+    _run(*pip, "install", "-qq", "--requirement", LOCK)
+    _run(*pip, "install", "-qq", "--no-deps", "--no-build-isolation", "--editable", ROOT)
     STAMP.write_text(wanted + "\n")
 
 
@@ -60,14 +62,19 @@ def lock() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         venv.EnvBuilder(with_pip=True).create(scratch)
         python = Path(scratch) / "bin" / "python"
-        _run(python, "-m", "pip", "install", "--quiet", f"{ROOT}[dev]")
+        build_requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]
+        _run(python, "-m", "pip", "install", "-qq", *build_requires["requires"])
+        _run(python, "-m", "pip", "install", "-qq", f"{ROOT}[dev]")
         frozen = subprocess.run(
-            [str(python), "-m", "pip", "freeze", "--exclude-editable"],
+            [str(python), "-m", "pip", "freeze", "--all", "--exclude-editable"],
             check=True,
             capture_output=True,
             text=True,
         ).stdout.splitlines()
-    pins = sorted((line for line in frozen if not line.startswith("keepwise")), key=str.lower)
+    # the build tools are pinned too: the editable install builds without isolation
+    pins = sorted(
+        (line for line in frozen if not line.startswith(("keepwise", "pip=="))), key=str.lower
+    )
     header = [
         "# Exact versions of every package keepwise installs (direct and transitive),",
         "# for Python 3.11.",
