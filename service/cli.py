@@ -78,9 +78,8 @@ def generate(
         counts = write_world(config, out, file_format.value, on_chunk=update)
     elapsed = time.perf_counter() - started
     rows = pl.DataFrame({"table": list(counts), "rows": list(counts.values())})
-    console.print(
-        frame_table(rows, title=f"Wrote {out} in {elapsed:.1f} s", formats={"rows": ",d"})
-    )
+    console.print(f"wrote {out} in {elapsed:.1f} s")
+    console.print(frame_table(rows, formats={"rows": ",d"}))
     if summary:
         _print_world_summary(out)
 
