@@ -177,7 +177,7 @@ ARCHETYPES: tuple[Archetype, ...] = (
     ),
     Archetype(
         name="difficult_client",
-        share=0.07,
+        share=0.08,
         order_rate=3.0,
         order_value=1500.0,
         cogs_ratio=0.60,
@@ -206,7 +206,7 @@ ARCHETYPES: tuple[Archetype, ...] = (
     ),
     Archetype(
         name="small_stable",
-        share=0.35,
+        share=0.34,
         order_rate=0.9,
         order_value=110.0,
         cogs_ratio=0.68,
