@@ -1,0 +1,679 @@
+"""The decision math: hand-computed values, DESIGN.md's business cases, guard-rails, the budget,
+directional properties and a slow per-customer reference that the vectorised code must match."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from model import reason_text as rt
+from model.decide import (
+    DECISION_COLUMNS,
+    DecisionInputError,
+    allocate_budget,
+    decide,
+    ev_columns,
+)
+from model.policy import (
+    AuthorityTier,
+    ExitCosts,
+    GuardRails,
+    Offer,
+    Policy,
+    load_policy,
+)
+
+DEFAULT = Path(__file__).resolve().parents[2] / "policies" / "default.toml"
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return load_policy(DEFAULT)
+
+
+def tiny_policy(monthly_discount_rate: float = 0.0) -> Policy:
+    """H = 2 months so every number below can be checked by hand."""
+    return Policy(
+        version="tiny-1",
+        horizon_months=2,
+        monthly_discount_rate=monthly_discount_rate,
+        cost_per_complaint_minute=1.5,
+        cost_per_escalation=250.0,
+        offers=(
+            # absolute prior: p' = p - 0.17 if accepted
+            Offer(
+                "refund",
+                20.0,
+                0.0,
+                acceptance=0.5,
+                churn_reduction=0.17,
+                churn_reduction_mode="absolute",
+            ),
+            # training: no churn effect, halves the complaint cost if accepted
+            Offer(
+                "training",
+                30.0,
+                0.0,
+                acceptance=0.25,
+                churn_reduction=0.0,
+                churn_reduction_mode="absolute",
+                complaint_cost_reduction=0.5,
+            ),
+        ),
+        exit=ExitCosts(fixed=50.0, revenue_months=0.5, receivables_write_off_share=0.5),
+        authority=(AuthorityTier("front_line", 25.0), AuthorityTier("director")),
+        guardrails=GuardRails("director", ("public_sector",), 6, 0.95),
+    )
+
+
+def customer(**overrides: Any) -> dict[str, Any]:
+    """One scoring row: a healthy mid-market account unless overridden."""
+    row: dict[str, Any] = {
+        "customer_id": "C1",
+        "segment": "mid_market",
+        "months_of_history": 24,
+        "p_churn": 0.1,
+        "monthly_margin": 300.0,
+        "monthly_margin_se": 40.0,
+        "monthly_revenue": 1_000.0,
+        "monthly_complaint_cost": 20.0,
+    }
+    row.update(overrides)
+    return row
+
+
+def frame(*rows: dict[str, Any]) -> pl.DataFrame:
+    return pl.DataFrame(list(rows), infer_schema_length=None)
+
+
+def one(result: pl.DataFrame, customer_id: str = "C1") -> dict[str, Any]:
+    return result.filter(pl.col("customer_id") == customer_id).row(0, named=True)
+
+
+# --- the exact formula -------------------------------------------------------------------------
+
+
+def test_hand_computed_expected_values() -> None:
+    # H = 2, r = 0 so delta = 1; p = 0.36, m = 100, revenue 200, complaint cost 40.
+    #   S(1) = 0.64^(1/2) = 0.8, S(2) = 0.64        -> A(0.36) = 1.44
+    #   V_retain = 100 * 1.44 = 144
+    # refund: a = 0.5, c = 20, p' = 0.36 - 0.17 = 0.19
+    #   S'(1) = 0.81^(1/2) = 0.9, S'(2) = 0.81      -> A(0.19) = 1.71
+    #   V_refund = 0.5 * (100 * 1.71 - 20) + 0.5 * 144 = 75.5 + 72 = 147.5
+    # training: a = 0.25, c = 30, p' = p, m' = 100 + 0.5 * 40 = 120
+    #   V_training = 0.25 * (120 * 1.44 - 30) + 0.75 * 144 = 35.7 + 108 = 143.7
+    # end: exit = 50 + 0.5 * 200 + 0.5 * 60 (receivables) = 180 -> V_end = -180
+    # best: refund (147.5 > 144 > -180) -> compensate; cost 20 <= 25 -> front_line
+    row = customer(
+        p_churn=0.36,
+        monthly_margin=100.0,
+        monthly_revenue=200.0,
+        monthly_complaint_cost=40.0,
+        receivables_open=60.0,
+    )
+    result = one(decide(frame(row), tiny_policy()))
+    assert result["ev_retain"] == pytest.approx(144.0)
+    assert result["ev_offer_refund"] == pytest.approx(147.5)
+    assert result["ev_offer_training"] == pytest.approx(143.7)
+    assert result["ev_end"] == pytest.approx(-180.0)
+    assert result["ev_best_offer"] == pytest.approx(147.5)
+    assert result["action"] == "compensate"
+    assert result["offer_kind"] == "refund"
+    assert result["offer_cost"] == pytest.approx(20.0)
+    assert result["offer_expected_cost"] == pytest.approx(10.0)  # a * c = 0.5 * 20
+    assert result["offer_churn_reduction"] == pytest.approx(0.17)
+    assert result["churn_after_offer"] == pytest.approx(0.19)
+    assert result["approval_tier"] == "front_line"
+    assert result["policy_version"] == "tiny-1"
+    assert result["horizon_months"] == 2
+
+
+def test_discounting_can_turn_an_offer_down() -> None:
+    # Same customer, r = 0.25 so delta = 0.8:
+    #   A(0.36) = 0.8 * 0.8 + 0.64 * 0.64 = 0.64 + 0.4096 = 1.0496 -> V_retain = 104.96
+    #   A(0.19) = 0.9 * 0.8 + 0.81 * 0.64 = 0.72 + 0.5184 = 1.2384
+    #   V_refund = 0.5 * (123.84 - 20) + 0.5 * 104.96 = 51.92 + 52.48 = 104.40 < 104.96
+    #   V_training = 0.25 * (120 * 1.0496 - 30) + 0.75 * 104.96 = 23.988 + 78.72 = 102.708
+    row = customer(
+        p_churn=0.36, monthly_margin=100.0, monthly_revenue=200.0, monthly_complaint_cost=40.0
+    )
+    result = one(decide(frame(row), tiny_policy(monthly_discount_rate=0.25)))
+    assert result["ev_retain"] == pytest.approx(104.96)
+    assert result["ev_offer_refund"] == pytest.approx(104.40)
+    assert result["ev_offer_training"] == pytest.approx(102.708)
+    assert result["action"] == "retain"
+    assert result["approval_tier"] is None  # keeping things as they are needs no approval
+
+
+def test_mixture_not_averaged_effect() -> None:
+    # The docstring's choice: V_o = a [m A(p') - c] + (1 - a) V_retain, not DESIGN's
+    # averaged-effect form m A(p - a u) - a c. For the tiny case (delta = 1):
+    #   averaged: p - a u = 0.36 - 0.085 = 0.275; A(0.275) = sqrt(0.725) + 0.725 = 1.576475...
+    #             100 * 1.576475 - 10 = 147.6475 > 147.5 (Jensen: A is concave in p)
+    row = customer(
+        p_churn=0.36, monthly_margin=100.0, monthly_revenue=200.0, monthly_complaint_cost=40.0
+    )
+    result = one(decide(frame(row), tiny_policy()))
+    averaged = 100 * (math.sqrt(0.725) + 0.725) - 10
+    assert result["ev_offer_refund"] == pytest.approx(147.5)
+    assert result["ev_offer_refund"] < averaged
+
+
+def test_model_estimates_override_priors_and_nulls_fall_back() -> None:
+    rows = [
+        customer(
+            customer_id="model",
+            p_churn=0.36,
+            monthly_margin=100.0,
+            monthly_revenue=200.0,
+            uplift_refund=0.36,
+            accept_refund=1.0,
+        ),
+        customer(
+            customer_id="prior",
+            p_churn=0.36,
+            monthly_margin=100.0,
+            monthly_revenue=200.0,
+            uplift_refund=None,
+            accept_refund=None,
+        ),
+    ]
+    result = decide(frame(*rows), tiny_policy())
+    # model: accepted for sure and churn goes to 0: A(0) = 2 -> V = 100 * 2 - 20 = 180
+    assert one(result, "model")["ev_offer_refund"] == pytest.approx(180.0)
+    assert one(result, "prior")["ev_offer_refund"] == pytest.approx(147.5)
+
+
+# --- DESIGN.md's business cases -----------------------------------------------------------------
+
+
+def test_pentium_expected_offer_cost_is_unit_cost_times_acceptance(policy: Policy) -> None:
+    # Intel provisioned for every chip; 1-3% asked. A replacement (unit cost 180 in the default
+    # policy) accepted by 2% with no effect on churn costs 0.02 * 180 = 3.6 in expectation.
+    row = customer(accept_replacement=0.02, uplift_replacement=0.0)
+    result = one(decide(frame(row), policy))
+    assert result["ev_offer_replacement"] - result["ev_retain"] == pytest.approx(-0.02 * 180)
+    recall = dataclasses.replace(
+        policy,
+        offers=(Offer("replacement", 500.0, 0.0, 0.02, 0.0, "absolute"),),
+    )
+    # an accepted replacement keeps the customer for sure: gain if accepted > unit cost
+    row = customer(p_churn=0.5, accept_replacement=0.02, uplift_replacement=0.5)
+    result = one(decide(frame(row), recall))
+    assert result["offer_cost"] == pytest.approx(500.0)
+    assert result["offer_expected_cost"] == pytest.approx(10.0)  # not 500
+    assert result["action"] == "compensate"
+    # a budget of 10 in expected cost funds it; 9.99 does not
+    decided = decide(frame(row), recall)
+    assert one(allocate_budget(decided, 10.0, recall))["action"] == "compensate"
+    assert one(allocate_budget(decided, 9.99, recall))["action"] == "retain"
+
+
+def difficult_client(**overrides: Any) -> dict[str, Any]:
+    """Case 1: constant complaints, withheld invoices, declined every remedy (training too)."""
+    remedies = {
+        f"accept_{kind}": 0.05
+        for kind in ("refund", "discount", "replacement", "training", "gift", "service")
+    }
+    return (
+        customer(
+            customer_id="difficult",
+            segment="enterprise",
+            months_of_history=48,
+            p_churn=0.2,
+            monthly_margin=-2_300.0,
+            monthly_margin_se=300.0,  # 95% upper bound: -2300 + 1.645 * 300 = -1807 < 0
+            monthly_revenue=8_000.0,
+            monthly_complaint_cost=3_000.0,
+            receivables_open=20_000.0,
+            receivables_overdue=14_000.0,
+            offers_made_12m=3,
+            offers_declined_12m=3,
+            **remedies,
+        )
+        | overrides
+    )
+
+
+def test_difficult_client_is_ended_with_director_approval(policy: Policy) -> None:
+    result = one(decide(frame(difficult_client()), policy), "difficult")
+    # exit = 2000 + 1 * 8000 + 0.5 * 20000 = 20000, far less than a year of losses
+    assert result["ev_end"] == pytest.approx(-20_000.0)
+    assert result["ev_end"] > max(result["ev_retain"], result["ev_best_offer"])
+    assert result["action"] == "end"
+    assert result["approval_tier"] == "director"
+    assert result["blocked_reason"] is None
+    reasons = result["reasons"]
+    assert "Loses about 2,300 a month after complaint handling and unpaid invoices" in reasons
+    assert "Declined 3 of 3 remedies offered" in reasons
+    assert "About 14,000 of invoices are overdue or withheld" in reasons
+    assert any(r.startswith("Remedies are unlikely to help") for r in reasons)
+
+
+def test_difficult_client_in_a_protected_segment_is_not_ended(policy: Policy) -> None:
+    row = difficult_client(segment="public_sector")
+    result = one(decide(frame(row), policy), "difficult")
+    assert result["action"] in ("retain", "compensate")  # the best allowed action instead
+    assert result["ev_end"] > max(result["ev_retain"], result["ev_best_offer"])  # end "won"
+    assert result["blocked_reason"] == "end blocked: protected segment public_sector"
+    assert any(
+        "public-sector customers are never ended automatically" in r for r in result["reasons"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "blocked"),
+    [
+        ({"months_of_history": 5}, "end blocked: 5 months of history, policy needs 12"),
+        # upper bound -2300 + 1.645 * 1500 = +167 >= 0: the loss is not certain enough
+        (
+            {"monthly_margin_se": 1_500.0},
+            "end blocked: margin not negative with 95% confidence (upper bound 170 a month)",
+        ),
+        ({"monthly_margin_se": None}, "end blocked: margin uncertainty unknown"),
+        (
+            {"segment": "public_sector", "months_of_history": 2},
+            "end blocked: protected segment public_sector; "
+            "end blocked: 2 months of history, policy needs 12",
+        ),
+    ],
+)
+def test_each_end_guard_rail_blocks_and_says_why(
+    policy: Policy, overrides: dict[str, Any], blocked: str
+) -> None:
+    result = one(decide(frame(difficult_client(**overrides)), policy), "difficult")
+    assert result["action"] != "end"
+    assert result["end_allowed"] is False
+    assert result["blocked_reason"] == blocked
+
+
+def recoverable_complainer(revenue: float, **overrides: Any) -> dict[str, Any]:
+    """Case 3: company at fault, high churn risk, a refund is welcome and works."""
+    return customer(
+        customer_id=f"rc{revenue:g}",
+        p_churn=0.45,
+        monthly_margin=0.4 * revenue,
+        monthly_margin_se=0.05 * revenue,
+        monthly_revenue=revenue,
+        monthly_complaint_cost=150.0,  # a complaint or two, handled
+        accept_refund=0.6,
+        uplift_refund=0.25,
+        **overrides,
+    )
+
+
+@pytest.mark.parametrize(
+    ("revenue", "tier"),
+    [(1_000.0, "front_line"), (1_000.02, "manager"), (2_000.0, "manager"), (12_000.0, "director")],
+)
+def test_recoverable_complainer_gets_a_refund_approved_by_cost(
+    policy: Policy, revenue: float, tier: str
+) -> None:
+    result = one(decide(frame(recoverable_complainer(revenue)), policy), f"rc{revenue:g}")
+    assert result["action"] == "compensate"
+    assert result["offer_kind"] == "refund"
+    assert result["offer_cost"] == pytest.approx(0.5 * revenue)  # half a month's billing
+    assert result["approval_tier"] == tier
+    assert (
+        "A refund is likely to be accepted (60%) and cuts the churn risk from 45% to 20%"
+        in result["reasons"]
+    )
+
+
+def test_small_stable_account_is_retained(policy: Policy) -> None:
+    row = customer(
+        customer_id="small",
+        segment="small_business",
+        p_churn=0.04,
+        monthly_margin=30.0,
+        monthly_margin_se=5.0,
+        monthly_revenue=100.0,
+        monthly_complaint_cost=0.0,
+        months_of_history=60,
+    )
+    result = one(decide(frame(row), policy), "small")
+    assert result["action"] == "retain"
+    assert result["approval_tier"] is None
+    assert result["blocked_reason"] is None
+    assert result["ev_best_offer"] <= result["ev_retain"]
+    assert any(r.startswith("No offer pays for itself") for r in result["reasons"])
+
+
+def test_training_is_credited_with_lower_complaint_cost(policy: Policy) -> None:
+    row = customer(
+        monthly_complaint_cost=1_000.0,
+        monthly_margin=200.0,
+        accept_training=0.9,
+        uplift_training=0.0,
+    )
+    result = one(decide(frame(row), policy))
+    assert result["offer_kind"] == "training"
+    assert result["offer_complaint_saving"] == pytest.approx(600.0)  # 60% of 1,000
+    assert result["action"] == "compensate"
+    assert (
+        "If accepted, training for their staff should save about 600 a month in complaint handling"
+    ) in result["reasons"]
+
+
+# --- output shape, invariance, validation ------------------------------------------------------
+
+
+def test_output_columns_and_input_untouched(policy: Policy) -> None:
+    data = frame(customer(), difficult_client())
+    before = data.clone()
+    result = decide(data.lazy(), policy)
+    assert data.equals(before)
+    expected = [*data.columns, *DECISION_COLUMNS]
+    at = expected.index("ev_best_offer") + 1
+    expected[at:at] = ev_columns(policy)
+    assert result.columns == expected
+    assert result.schema["reasons"] == pl.List(pl.String)
+    assert set(result["action"]) <= {"retain", "compensate", "end"}
+
+
+def test_row_order_and_ids_do_not_change_decisions(policy: Policy) -> None:
+    rows = [
+        customer(customer_id=f"C{i}", p_churn=0.05 * i, monthly_margin=200.0 - 150 * i)
+        for i in range(6)
+    ]
+    data = frame(*rows)
+    base = decide(data, policy).drop("customer_id")
+    shuffled = decide(data.reverse(), policy).reverse().drop("customer_id")
+    renamed = decide(data.with_columns(pl.col("customer_id") + "-x"), policy).drop("customer_id")
+    assert shuffled.equals(base)
+    assert renamed.equals(base)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda df: df.drop("p_churn"), r"missing required column\(s\) \['p_churn'\]"),
+        (
+            lambda df: df.with_columns(p_churn=pl.lit(1.2)),
+            r"p_churn must be within \[0, 1\]: 1 row\(s\), e\.g\. customer_id C1=1\.2",
+        ),
+        (
+            lambda df: df.with_columns(p_churn=pl.lit(None, dtype=pl.Float64)),
+            r"p_churn must not be null",
+        ),
+        (
+            lambda df: df.with_columns(monthly_margin=pl.lit(float("nan"))),
+            r"monthly_margin must not be NaN",
+        ),
+        (
+            lambda df: df.with_columns(monthly_revenue=pl.lit("lots")),
+            r"must be numeric: monthly_revenue \(String\)",
+        ),
+        (
+            lambda df: df.with_columns(segment=pl.lit("goverment")),
+            r"segment must be one of the policy's segments.*C1='goverment'",
+        ),
+        (
+            lambda df: df.with_columns(uplift_refnd=pl.lit(0.1)),
+            r"\['uplift_refnd'\] name unknown offer kind",
+        ),
+        (lambda df: df.with_columns(accept_gift=pl.lit(-0.1)), r"accept_gift must be within"),
+        (
+            lambda df: df.with_columns(monthly_margin_se=pl.lit(-1.0)),
+            r"monthly_margin_se must be >= 0",
+        ),
+        (lambda df: df.with_columns(action=pl.lit("x")), r"\['action'\] clash"),
+    ],
+)
+def test_bad_inputs_are_errors_naming_column_and_rows(policy: Policy, change, message) -> None:
+    with pytest.raises(DecisionInputError, match=message):
+        decide(change(frame(customer())), policy)
+
+
+def test_unknown_language_is_an_error(policy: Policy) -> None:
+    with pytest.raises(ValueError, match="no reason phrasebook for language 'xx'"):
+        decide(frame(customer()), policy, language="xx")
+
+
+def test_every_phrasebook_has_every_message_and_placeholder() -> None:
+    for book in rt.PHRASEBOOKS.values():
+        assert book.messages.keys() == rt.EN.messages.keys()
+        for key, template in rt.EN.messages.items():
+            assert set(rt.placeholders(book.messages[key])) == set(rt.placeholders(template))
+        assert book.offer_names.keys() == rt.EN.offer_names.keys()
+
+
+def test_numbers_read_as_a_person_would_say_them() -> None:
+    amounts = pl.Series([0.0, 5.4, 187.0, -2_347.0, 12_345.0, 1_234_567.0])
+    shares = pl.Series([0.0, 0.015, 0.0004, 0.45, 0.996, 1.0])
+    texts = pl.DataFrame({"a": amounts, "s": shares}).select(
+        money=rt.money(rt.EN, pl.col("a")), percent=rt.percent(rt.EN, pl.col("s"))
+    )
+    assert texts["money"].to_list() == ["0", "5", "190", "2,300", "12,000", "1,200,000"]
+    assert texts["percent"].to_list() == ["0%", "1.5%", "0.1%", "45%", "99%", "100%"]
+
+
+# --- the budget --------------------------------------------------------------------------------
+
+
+def test_budget_goes_first_fit_to_the_best_value_per_unit_cost(policy: Policy) -> None:
+    # Three offers with crafted values: gain / expected cost = 10, 5 and 2.
+    rows = [customer(customer_id=c) for c in ("A", "B", "C")]
+    decided = decide(frame(*rows), policy).with_columns(
+        ev_retain=pl.lit(0.0),
+        ev_end=pl.lit(-1e6),
+        ev_best_offer=pl.Series([800.0, 250.0, 20.0]),
+        offer_expected_cost=pl.Series([80.0, 50.0, 10.0]),
+    )
+    # budget 100: A (80) fits, B (50) does not fit in the 20 left and is skipped, C (10) fits
+    result = allocate_budget(decided, 100.0, policy)
+    assert result["action"].to_list() == ["compensate", "retain", "compensate"]
+    assert result["blocked_reason"][1] == "offer not funded: portfolio offer budget spent"
+    assert (
+        "The offer budget went to customers where an offer pays back more" in (result["reasons"][1])
+    )
+    assert result["approval_tier"][1] is None
+    assert allocate_budget(decided, None, policy) is decided
+    assert allocate_budget(decided, 1e9, policy)["action"].to_list() == ["compensate"] * 3
+
+
+def test_unfunded_offer_falls_back_to_end_when_that_is_allowed(policy: Policy) -> None:
+    decided = decide(frame(difficult_client()), policy).with_columns(
+        ev_best_offer=pl.lit(-10_000.0), offer_expected_cost=pl.lit(500.0)
+    )
+    decided = decided.with_columns(action=pl.lit("compensate"))
+    result = one(allocate_budget(decided, 0.0, policy), "difficult")
+    assert result["action"] == "end"
+    assert result["approval_tier"] == "director"
+
+
+def test_budget_rejects_a_negative_budget_and_another_policy(policy: Policy) -> None:
+    decided = decide(frame(customer()), policy)
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        allocate_budget(decided, -1.0, policy)
+    with pytest.raises(ValueError, match="policy version"):
+        allocate_budget(decided, 10.0, dataclasses.replace(policy, version="other"))
+
+
+# --- properties --------------------------------------------------------------------------------
+
+money_amount = st.floats(-5_000, 5_000, allow_nan=False)
+probability = st.floats(0.0, 1.0, allow_nan=False)
+
+
+@st.composite
+def customers(draw: st.DrawFn) -> pl.DataFrame:
+    """1-12 random customers, with and without model estimates, in every segment."""
+    rows = []
+    for i in range(draw(st.integers(1, 12))):
+        revenue = draw(st.floats(0, 20_000, allow_nan=False))
+        row = customer(
+            customer_id=f"C{i:03d}",
+            segment=draw(
+                st.sampled_from(["enterprise", "mid_market", "small_business", "public_sector"])
+            ),
+            months_of_history=draw(st.integers(0, 120)),
+            p_churn=draw(probability),
+            monthly_margin=draw(money_amount),
+            monthly_margin_se=draw(st.one_of(st.none(), st.floats(0, 2_000, allow_nan=False))),
+            monthly_revenue=revenue,
+            monthly_complaint_cost=draw(st.floats(0, 3_000, allow_nan=False)),
+            receivables_open=draw(st.floats(0, 50_000, allow_nan=False)),
+            accept_refund=draw(st.one_of(st.none(), probability)),
+            uplift_refund=draw(st.one_of(st.none(), st.floats(-0.2, 1.0, allow_nan=False))),
+            accept_training=draw(st.one_of(st.none(), probability)),
+            uplift_gift=draw(st.one_of(st.none(), st.floats(0.0, 1.0, allow_nan=False))),
+        )
+        rows.append(row)
+    return frame(*rows)
+
+
+@FAST
+@given(data=customers(), raise_by=st.floats(0.01, 10_000, allow_nan=False))
+def test_a_higher_margin_never_makes_end_more_likely(data: pl.DataFrame, raise_by: float) -> None:
+    policy = load_policy(DEFAULT)
+    before = decide(data, policy)
+    after = decide(data.with_columns(pl.col("monthly_margin") + raise_by), policy)
+    became_end = (after["action"] == "end") & (before["action"] != "end")
+    assert not became_end.any()
+
+
+@FAST
+@given(
+    data=customers(),
+    bump=st.floats(0.0, 1.0, allow_nan=False),
+    uplift=st.floats(0.0, 1.0, allow_nan=False),
+)
+def test_more_churn_risk_never_lowers_the_value_of_an_effective_offer(
+    data: pl.DataFrame, bump: float, uplift: float
+) -> None:
+    # "Effective" offer: positive margin, an effect on churn only (no complaint-cost change),
+    # absolute (model) or relative (prior) uplift >= 0. dV = a [m A(p') - m A(p) - c] then
+    # never falls as p rises, because A is decreasing and concave in p.
+    policy = load_policy(DEFAULT)
+    data = data.with_columns(
+        pl.col("monthly_margin").abs(), uplift_refund=pl.lit(uplift), uplift_gift=pl.lit(None)
+    )
+    riskier = data.with_columns((pl.col("p_churn") + bump).clip(upper_bound=1.0))
+    low, high = decide(data, policy), decide(riskier, policy)
+    for kind in ("refund", "discount", "gift"):  # model uplift; relative priors
+        gain_low = low[f"ev_offer_{kind}"] - low["ev_retain"]
+        gain_high = high[f"ev_offer_{kind}"] - high["ev_retain"]
+        assert ((gain_high - gain_low) >= -1e-9 * (1 + gain_low.abs())).all(), kind
+
+
+@FAST
+@given(data=customers(), share=st.floats(0.0, 1.2, allow_nan=False))
+def test_the_budget_is_never_exceeded(data: pl.DataFrame, share: float) -> None:
+    policy = load_policy(DEFAULT)
+    decided = decide(data, policy)
+    wanted = decided.filter(pl.col("action") == "compensate")["offer_expected_cost"].sum()
+    budget = share * float(wanted)
+    result = allocate_budget(decided, budget, policy)
+    funded = result.filter(pl.col("action") == "compensate")
+    assert funded["offer_expected_cost"].sum() <= budget * (1 + 1e-12) + 1e-9
+    # only customers who wanted an offer get one; nobody else's action changes
+    assert set(funded["customer_id"]) <= set(
+        decided.filter(pl.col("action") == "compensate")["customer_id"]
+    )
+    untouched = decided["action"] != "compensate"
+    assert (result["action"].filter(untouched) == decided["action"].filter(untouched)).all()
+    if share >= 1:
+        assert result["action"].to_list() == decided["action"].to_list()
+
+
+# --- slow per-customer reference ---------------------------------------------------------------
+
+
+def reference(row: dict[str, Any], policy: Policy) -> dict[str, Any]:
+    """The module docstring's formulas, one customer at a time, in plain Python."""
+    horizon, delta = policy.horizon_months, 1 / (1 + policy.monthly_discount_rate)
+
+    def annuity(p: float) -> float:
+        return sum((1 - p) ** (k / horizon) * delta**k for k in range(1, horizon + 1))
+
+    p, m = row["p_churn"], row["monthly_margin"]
+    v_retain = m * annuity(p)
+    offers = {}
+    for offer in policy.offers:
+        a = row.get(f"accept_{offer.kind}")
+        a = offer.acceptance if a is None else a
+        u = row.get(f"uplift_{offer.kind}")
+        if u is None:
+            u = offer.churn_reduction * (p if offer.churn_reduction_mode == "relative" else 1)
+        p_after = min(max(p - u, 0.0), 1.0)
+        m_after = m + offer.complaint_cost_reduction * row["monthly_complaint_cost"]
+        cost = offer.cost_fixed + offer.cost_revenue_multiple * row["monthly_revenue"]
+        offers[offer.kind] = (a * (m_after * annuity(p_after) - cost) + (1 - a) * v_retain, cost)
+    best_kind = max(offers, key=lambda kind: offers[kind][0])  # first on ties, like decide()
+    v_best, cost = offers[best_kind]
+    exit_cost = (
+        policy.exit.fixed
+        + policy.exit.revenue_months * row["monthly_revenue"]
+        + policy.exit.receivables_write_off_share * (row.get("receivables_open") or 0.0)
+    )
+    se = row["monthly_margin_se"]
+    guard = policy.guardrails
+    end_allowed = (
+        row["segment"] not in guard.protected_segments
+        and row["months_of_history"] >= guard.min_history_months_to_end
+        and se is not None
+        and m + guard.end_margin_z * se < 0
+    )
+    alternative = max(v_best, v_retain)
+    if end_allowed and -exit_cost > alternative:
+        action, tier = "end", guard.end_requires
+    elif v_best > v_retain:
+        action, tier = "compensate", policy.tier_for(cost)
+    else:
+        action, tier = "retain", None
+    return {
+        "ev_retain": v_retain,
+        **{f"ev_offer_{kind}": value for kind, (value, _) in offers.items()},
+        "ev_best_offer": v_best,
+        "ev_end": -exit_cost,
+        "offer_kind": best_kind,
+        "action": action,
+        "approval_tier": tier,
+    }
+
+
+def test_vectorised_decisions_match_the_slow_reference(policy: Policy) -> None:
+    rng = np.random.default_rng(7)
+    n = 300
+    kinds = policy.offer_kinds
+
+    def maybe(values: np.ndarray) -> list[float | None]:
+        return [None if rng.random() < 0.3 else float(v) for v in values]
+
+    data = pl.DataFrame(
+        {
+            "customer_id": [f"C{i:04d}" for i in range(n)],
+            "segment": rng.choice(
+                ["enterprise", "mid_market", "small_business", "public_sector"], n
+            ).tolist(),
+            "months_of_history": rng.integers(0, 100, n),
+            "p_churn": rng.beta(1.2, 4, n),
+            "monthly_margin": rng.normal(100, 1_500, n),
+            "monthly_margin_se": maybe(rng.uniform(0, 800, n)),
+            "monthly_revenue": rng.lognormal(7, 1, n),
+            "monthly_complaint_cost": rng.exponential(300, n),
+            "receivables_open": rng.exponential(5_000, n),
+            **{f"accept_{k}": maybe(rng.uniform(0, 1, n)) for k in kinds},
+            **{f"uplift_{k}": maybe(rng.uniform(-0.05, 0.5, n)) for k in kinds},
+        },
+        strict=False,
+    )
+    result = decide(data, policy)
+    assert set(result["action"]) == {"retain", "compensate", "end"}  # every branch exercised
+    for row, got in zip(data.iter_rows(named=True), result.iter_rows(named=True), strict=True):
+        want = reference(row, policy)
+        for key, value in want.items():
+            if isinstance(value, float):
+                assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-6), (row, key)
+            else:
+                assert got[key] == value, (row["customer_id"], key)
