@@ -7,6 +7,7 @@ folder), 3 the output was written but some input rows were rejected (see the rej
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import date, timedelta
@@ -19,11 +20,23 @@ import typer
 
 from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.summary import archetype_summary, realism_figures
-from experiments.synthetic.world import read_manifest, scan_truth, write_world
+from experiments.synthetic.world import MANIFEST, read_manifest, scan_truth, write_world
+from experiments.tracked_training import RunSummary, run_tracked_training
 from features.config import FeatureConfig
 from features.loader import LoadResult, load_tables
 from features.output_schema import validate_feature_table, validate_training_set
 from features.pipeline import build_features, build_training_set
+from model.policy import PolicyError
+from model.registry import (
+    CHALLENGER,
+    CHAMPION,
+    MlflowSettings,
+    RegistryError,
+    version_for_alias,
+    version_metrics,
+)
+from model.registry import promote as registry_promote
+from model.training import TrainingConfig, TrainingError
 from service.console import frame_table, make_console, progress
 from service.files import write_parquet_atomically
 
@@ -164,6 +177,174 @@ def _parse_date(option: str, value: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise _fail(f"{option} must be a date YYYY-MM-DD, got {value!r}") from None
+
+
+DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "policies" / "default.toml"
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)."
+    ),
+]
+
+
+@app.command()
+def train(
+    data: Annotated[
+        Path | None, typer.Option(help="Folder of CRM tables (<table>.csv / .parquet) to train on.")
+    ] = None,
+    policy: Annotated[Path, typer.Option(help="Decision policy (TOML).")] = DEFAULT_POLICY,
+    horizon_days: Annotated[int, typer.Option(min=30, help="Churn and value horizon.")] = 365,
+    tracking_uri: TrackingUri = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON object (run id, model version, metrics) instead."
+        ),
+    ] = False,
+) -> None:
+    """Train churn, value and offer models, log the run to MLflow, register a challenger."""
+    if data is None:
+        raise _fail("give --data DIR (CRM tables)")
+    if not data.is_dir():
+        raise _fail(f"--data {data} is not a folder")
+    result = load_tables(data)
+    if any(p.fatal for p in result.problems):
+        _print_validation(result, data)
+        raise _fail("cannot train: a table is unusable (see above)", EXIT_INVALID_DATA)
+    manifest = data / MANIFEST
+    truth = scan_truth(data)[1] if (data / "truth_monthly.parquet").exists() else None
+    say = errors.print if as_json else console.print
+    try:
+        summary, _ = run_tracked_training(
+            result.tables,
+            settings=MlflowSettings(tracking_uri=tracking_uri),
+            policy_path=policy,
+            config=TrainingConfig(horizon_days=horizon_days),
+            manifest_export=read_manifest(data)["export_date"] if manifest.exists() else None,
+            truth_monthly=truth,
+            on_step=lambda text: say(f"- {text}"),
+        )
+    except (TrainingError, PolicyError, RegistryError) as error:
+        raise _fail(str(error), EXIT_INVALID_DATA) from None
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "run_id": summary.run_id,
+                    "model_name": summary.model_name,
+                    "model_version": summary.model_version,
+                    "aliases": list(summary.aliases),
+                    "metrics": summary.metrics,
+                },
+                sort_keys=True,
+            )
+        )
+    else:
+        _print_training_summary(summary)
+    if result.problems:
+        _print_validation(result, data)
+        errors.print("rejected rows were left out of training (see above)")
+        raise typer.Exit(EXIT_WITH_REJECTS)
+
+
+@app.command()
+def promote(
+    force: Annotated[
+        bool,
+        typer.Option(help="Promote even if the challenger is worse on the holdout profit metric."),
+    ] = False,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Move the alias champion to the challenger if it is not worse on holdout profit (EMPC)."""
+    try:
+        outcome = registry_promote(MlflowSettings(tracking_uri=tracking_uri), force=force)
+    except RegistryError as error:
+        raise _fail(str(error), EXIT_INVALID_DATA) from None
+    verb = "promoted" if outcome.promoted else "not promoted"
+    console.print(f"version {outcome.challenger_version} {verb}: {outcome.explanation}")
+    if not outcome.promoted and outcome.champion_version != outcome.challenger_version:
+        raise typer.Exit(EXIT_INVALID_DATA)
+
+
+@app.command()
+def models(tracking_uri: TrackingUri = None) -> None:
+    """Show the champion and challenger versions and their holdout metrics side by side."""
+    settings = MlflowSettings(tracking_uri=tracking_uri)
+    try:
+        versions = {alias: version_for_alias(settings, alias) for alias in (CHAMPION, CHALLENGER)}
+    except Exception as error:  # noqa: BLE001 - any store failure is reported, not raised
+        raise _fail(
+            f"cannot read the model registry at {settings.resolved_uri()}: {error}",
+            EXIT_INVALID_DATA,
+        ) from None
+    found = {alias: v for alias, v in versions.items() if v is not None}
+    if not found:
+        raise _fail(
+            f"no champion or challenger in {settings.resolved_uri()}; run `keepwise train` first",
+            EXIT_INVALID_DATA,
+        )
+    metrics = {alias: version_metrics(settings, v) for alias, v in found.items()}
+    names = sorted({name for m in metrics.values() for name in m})
+    table = pl.DataFrame(
+        {
+            "metric": names,
+            **{
+                f"{alias} (v{found[alias]})": [metrics[alias].get(n) for n in names]
+                for alias in found
+            },
+        }
+    )
+    console.print(frame_table(table, title=f"Registered models in {settings.resolved_uri()}"))
+
+
+def _print_training_summary(summary: RunSummary) -> None:
+    m = summary.metrics
+    rows = [
+        ("churn ROC AUC (test snapshot)", m.get("roc_auc"), m.get("true_hazard_roc_auc")),
+        ("churn PR AUC", m.get("pr_auc"), None),
+        ("Brier score (raw -> calibrated)", m.get("brier"), m.get("true_hazard_brier")),
+        ("Brier score before calibration", m.get("brier_uncalibrated"), None),
+        ("calibration error", m.get("calibration_error"), None),
+        ("EMPC (per customer)", m.get("empc"), m.get("true_hazard_empc")),
+        (
+            "value MAE per month (baseline: trailing 12m)",
+            m.get("value_mae"),
+            m.get("value_baseline_mae"),
+        ),
+        ("policy expected profit", m.get("holdout_policy_profit"), None),
+        ("  vs retain everyone", m.get("holdout_policy_vs_retain_all"), None),
+        ("  vs offer to the top decile", m.get("holdout_policy_vs_top_decile"), None),
+    ]
+    table = pl.DataFrame(
+        {
+            "figure": [r[0] for r in rows],
+            "model": [r[1] for r in rows],
+            "reference (true hazard / baseline)": [r[2] for r in rows],
+        },
+        schema={
+            "figure": pl.String,
+            "model": pl.Float64,
+            "reference (true hazard / baseline)": pl.Float64,
+        },
+    )
+    console.print(
+        f"run {summary.run_id}: registered {summary.model_name} version "
+        f"{summary.model_version} as {', '.join(summary.aliases)} "
+        f"in {summary.tracking_uri}"
+    )
+    console.print(
+        frame_table(
+            table,
+            title="Holdout evaluation",
+            formats={"model": ",.3f", "reference (true hazard / baseline)": ",.3f"},
+        )
+    )
+    if summary.excluded_features:
+        errors.print(
+            f"[bold yellow]leak guard:[/] excluded {', '.join(summary.excluded_features)}"
+            " (single-feature AUC above the threshold)"
+        )
 
 
 @app.command()

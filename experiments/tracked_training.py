@@ -1,0 +1,202 @@
+"""A tracked training run: train on CRM tables, plot, log everything to MLflow, register.
+
+This is what ``keepwise train --data DIR`` runs. Every run logs parameters, the data
+fingerprint, the feature list (and any features the leak guard excluded), the git commit,
+holdout metrics and PNG plots, then registers one pyfunc model version with the alias
+``challenger``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from experiments import plots
+from model.policy import load_policy
+from model.registry import MlflowSettings, RegisteredModel, log_and_register
+from model.training import TrainingConfig, TrainingResult, train_from_tables
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a tracked run reports (printed by the CLI, or as JSON with ``--json``)."""
+
+    run_id: str
+    model_name: str
+    model_version: int
+    aliases: tuple[str, ...]
+    tracking_uri: str
+    metrics: dict[str, float]
+    features: int
+    excluded_features: tuple[str, ...]
+    snapshots: dict[str, list[str]]
+    fingerprint: dict[str, str | int]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
+
+
+def git_commit() -> str:
+    """The commit of the code that trained the model ("unknown" outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+        return out.stdout.strip() + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def export_date_of(tables: dict[str, pl.LazyFrame], manifest_export: str | None) -> date:
+    """The export date: from the world manifest if known, else the day after the last order."""
+    if manifest_export:
+        return date.fromisoformat(manifest_export)
+    last = tables["orders"].select(pl.col("order_date").max()).collect().item()
+    return last + timedelta(days=1)
+
+
+def _plots(result: TrainingResult, folder: Path) -> dict[str, Path]:
+    predictions = result.test_predictions
+    labels = predictions["churned"].to_numpy()
+    scores = {"model": predictions["p_churn"].to_numpy()}
+    if "true_p_churn" in predictions.columns:
+        known = predictions["true_p_churn"].is_not_null().to_numpy()
+        if known.all():
+            scores["true hazard"] = predictions["true_p_churn"].cast(pl.Float64).to_numpy()
+    contributions = result.bundle.churn.contributions(result.split.test.head(5_000))
+    names = [c for c in contributions.columns if c != "bias"]
+    importance = np.array([contributions[c].abs().mean() for c in names])
+    curve = result.policy_curve
+    return {
+        "roc": plots.roc_curve_png(
+            labels, scores, folder / "roc.png", title="Churn within the horizon, test snapshot"
+        ),
+        "calibration": plots.calibration_png(labels, scores, folder / "calibration.png"),
+        "profit": plots.profit_curve_png(
+            curve["share_targeted"].to_numpy(),
+            {
+                "best offer to the top-k by churn risk": curve["top_k_offer_profit"].to_numpy(),
+                "keepwise policy": np.full(curve.height, result.metrics["holdout_policy_profit"]),
+            },
+            folder / "profit_curve.png",
+            title="Expected profit on the test snapshot",
+            y_label="expected profit over the horizon",
+        ),
+        "importance": plots.feature_importance_png(
+            names, importance, folder / "feature_importance.png"
+        ),
+    }
+
+
+def run_tracked_training(
+    tables: dict[str, pl.LazyFrame],
+    *,
+    settings: MlflowSettings,
+    policy_path: Path,
+    config: TrainingConfig,
+    manifest_export: str | None = None,
+    truth_monthly: pl.LazyFrame | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> tuple[RunSummary, TrainingResult]:
+    """Train, evaluate, plot, log and register.
+
+    Args:
+        tables: validated CRM tables.
+        settings: MLflow store and names.
+        policy_path: decision policy file (its version is logged).
+        config: training configuration.
+        manifest_export: export date from a synthetic world's manifest, if any.
+        truth_monthly: synthetic truth, to report the true hazard's scores next to the model's.
+        on_step: progress callback.
+
+    Returns:
+        The run summary and the full training result.
+    """
+    policy = load_policy(policy_path)
+    export = export_date_of(tables, manifest_export)
+    trained_at = datetime.now(UTC).isoformat(timespec="seconds")
+    result = train_from_tables(
+        tables,
+        export,
+        policy,
+        config,
+        truth_monthly=truth_monthly,
+        trained_at=trained_at,
+        on_step=on_step,
+    )
+    with tempfile.TemporaryDirectory(prefix="keepwise-run-") as scratch:
+        folder = Path(scratch)
+        bundle_dir = result.bundle.save(folder / "bundle")
+        if on_step:
+            on_step("plotting and registering in MLflow")
+        figures = _plots(result, folder)
+        params = {
+            "horizon_days": config.horizon_days,
+            "snapshot_spacing_months": config.snapshot_spacing_months,
+            "policy_version": policy.version,
+            "policy_file": str(policy_path),
+            **{f"churn.{k}": v for k, v in asdict(config.churn).items()},
+            **{f"value.{k}": v for k, v in asdict(config.value).items()},
+            **{f"data.{k}": v for k, v in result.fingerprint.items()},
+        }
+        tags = {
+            "git_commit": git_commit(),
+            "data_sha256": str(result.fingerprint["sha256"]),
+            "trained_at": trained_at,
+            "source": "crm_tables",
+        }
+        documents = {
+            "features.json": {
+                "features": result.features,
+                "excluded_by_leak_guard": result.excluded_features,
+            },
+            "leak_report.json": [asdict(r) for r in result.leak_reports],
+            "split.json": {
+                name: [str(d) for d in dates] for name, dates in asdict(result.plan).items()
+            },
+        }
+        registered: RegisteredModel = log_and_register(
+            bundle_dir,
+            settings=settings,
+            params=params,
+            metrics=result.metrics,
+            tags=tags,
+            artifacts=figures,
+            dicts=documents,
+            run_name=f"train {trained_at}",
+        )
+    summary = RunSummary(
+        run_id=registered.run_id,
+        model_name=settings.model_name,
+        model_version=registered.version,
+        aliases=registered.aliases,
+        tracking_uri=settings.resolved_uri(),
+        metrics=result.metrics,
+        features=len(result.features),
+        excluded_features=tuple(result.excluded_features),
+        snapshots={name: [str(d) for d in dates] for name, dates in asdict(result.plan).items()},
+        fingerprint=result.fingerprint,
+    )
+    return summary, result

@@ -1,0 +1,148 @@
+"""The model bundle: churn + value + offer response + the feature list, scored by one function.
+
+:meth:`ModelBundle.score` is the single scoring function behind the API, the batch command and
+the MLflow pyfunc model, so online and batch scoring cannot drift apart. A bundle is a folder:
+
+    bundle.json            format, version, horizon, feature list, training facts
+    churn/                 model.churn.ChurnModel.save
+    value/                 model.value.ValueModel.save
+    offer_response.pkl     optional: an object with ``predict(features) -> pl.DataFrame``
+                           giving ``accept_<kind>`` and ``uplift_<kind>`` per offer kind
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import polars as pl
+
+from model.churn import ChurnModel
+from model.uncertainty import MarginUncertainty
+from model.value import ValueModel
+
+FORMAT, FORMAT_VERSION = "keepwise.bundle", 1
+SCORE_COLUMNS = ("p_churn", "monthly_margin", "monthly_margin_se")
+
+
+class OfferResponse(Protocol):
+    """Predicts, per offer kind, the acceptance probability and the churn reduction if accepted."""
+
+    def predict(self, features: pl.DataFrame) -> pl.DataFrame: ...
+
+
+class BundleError(ValueError):
+    """A bundle folder is missing, of another format, or cannot score the given frame."""
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """Everything needed to score customers.
+
+    Attributes:
+        churn: calibrated churn model (probability of churn within the horizon).
+        value: expected monthly net margin while the relationship continues.
+        margin_uncertainty: standard error of the margin forecast by forecast band.
+        horizon_days: the horizon both models were trained for.
+        offer_response: optional per-offer acceptance and uplift; None -> policy priors.
+        summary: training facts (data fingerprint, dates, metrics) for the API and MLflow.
+    """
+
+    churn: ChurnModel
+    value: ValueModel
+    margin_uncertainty: MarginUncertainty
+    horizon_days: int
+    offer_response: OfferResponse | None = None
+    summary: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """Every feature column any component reads, in first-seen order."""
+        seen: dict[str, None] = {}
+        for name in [*self.churn.feature_columns, *self.value.feature_columns]:
+            seen.setdefault(name, None)
+        return list(seen)
+
+    def score(self, features: pl.DataFrame) -> pl.DataFrame:
+        """Score feature rows: churn probability, monthly margin and its standard error, offers.
+
+        Args:
+            features: one row per customer with ``customer_id`` and the feature columns.
+
+        Returns:
+            ``customer_id``, ``p_churn``, ``monthly_margin``, ``monthly_margin_se`` and, when an
+            offer-response model is bundled, ``accept_<kind>`` / ``uplift_<kind>`` columns.
+
+        Raises:
+            BundleError: required columns are missing.
+        """
+        missing = [c for c in ["customer_id", *self.feature_columns] if c not in features.columns]
+        if missing:
+            raise BundleError(
+                f"the feature rows lack {len(missing)} column(s) the model needs: "
+                f"{', '.join(missing[:10])}"
+            )
+        margin = self.value.predict(features)
+        scores = pl.DataFrame(
+            {
+                "customer_id": features["customer_id"],
+                "p_churn": self.churn.predict_proba(features),
+                "monthly_margin": margin,
+                "monthly_margin_se": self.margin_uncertainty.standard_error(margin),
+            }
+        )
+        if self.offer_response is not None:
+            offers = self.offer_response.predict(features)
+            scores = pl.concat([scores, offers.drop("customer_id", strict=False)], how="horizontal")
+        return scores
+
+    def save(self, folder: Path | str) -> Path:
+        """Write the bundle into ``folder`` (created); returns the folder."""
+        root = Path(folder)
+        root.mkdir(parents=True, exist_ok=True)
+        self.churn.save(root / "churn")
+        self.value.save(root / "value")
+        if self.offer_response is not None:
+            (root / "offer_response.pkl").write_bytes(pickle.dumps(self.offer_response))
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "horizon_days": self.horizon_days,
+            "feature_columns": self.feature_columns,
+            "margin_uncertainty": self.margin_uncertainty.to_dict(),
+            "summary": dict(self.summary),
+        }
+        (root / "bundle.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+        return root
+
+    @classmethod
+    def load(cls, folder: Path | str) -> ModelBundle:
+        """Read a bundle written by :meth:`save`.
+
+        Raises:
+            BundleError: the folder is not a keepwise bundle of a supported version.
+        """
+        root = Path(folder)
+        meta_path = root / "bundle.json"
+        if not meta_path.is_file():
+            raise BundleError(f"{root} is not a keepwise model bundle (no bundle.json)")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+            raise BundleError(
+                f"{root} holds {meta.get('format')} v{meta.get('format_version')}"
+                f", this keepwise reads {FORMAT} v{FORMAT_VERSION}"
+            )
+        offers_path = root / "offer_response.pkl"
+        offer_response = pickle.loads(offers_path.read_bytes()) if offers_path.exists() else None
+        return cls(
+            churn=ChurnModel.load(root / "churn"),
+            value=ValueModel.load(root / "value"),
+            margin_uncertainty=MarginUncertainty.from_dict(meta["margin_uncertainty"]),
+            horizon_days=int(meta["horizon_days"]),
+            offer_response=offer_response,
+            summary=meta.get("summary", {}),
+        )

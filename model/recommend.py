@@ -1,0 +1,105 @@
+"""One scoring function for the API, the batch command and evaluation: features in, recommendations out.
+
+:func:`recommend` scores feature rows with a :class:`model.bundle.ModelBundle`, turns the
+scores and the trailing profitability features into the decision inputs, runs
+:func:`model.decide.decide` under a policy, and adds what a manager needs to trust the answer:
+the churn drivers in words, the value waterfall behind the monthly margin, the model version
+and ``as_of``. Online and batch scoring call exactly this function, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+
+from model.bundle import ModelBundle
+from model.decide import decide
+from model.explain import explain_rows, reason_text
+from model.policy import Policy
+
+DAYS_PER_MONTH = 365.0 / 12.0
+# The value waterfall: trailing 12-month components of net margin, per month (sign as booked).
+WATERFALL: tuple[tuple[str, str, int], ...] = (
+    ("revenue", "revenue_12m", +1),
+    ("cost_of_goods", "cost_of_goods_12m", -1),
+    ("discounts", "discounts_12m", -1),
+    ("cost_to_serve", "cost_to_serve_12m", -1),
+    ("compensation", "compensation_12m", -1),
+    ("receivables_provision", "receivables_provision_12m", -1),
+)
+REASON_FEATURES = (
+    "receivables_open",
+    "receivables_overdue",
+    "offers_made_12m",
+    "offers_declined_12m",
+)
+
+
+def _months_in_window() -> pl.Expr:
+    """Months of the trailing 12-month window the customer actually existed (at least 1)."""
+    return (pl.col("tenure_days") / DAYS_PER_MONTH).clip(1.0, 12.0)
+
+
+def decision_inputs(features: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
+    """The columns :func:`model.decide.decide` reads, from feature rows and their scores.
+
+    Monthly revenue and complaint cost are the trailing 12-month figures per month the customer
+    existed in that window; months of history come from tenure.
+    """
+    per_month = _months_in_window()
+    derived = features.select(
+        "customer_id",
+        pl.col("segment").cast(pl.String),
+        months_of_history=pl.col("tenure_days") / DAYS_PER_MONTH,
+        monthly_revenue=pl.col("revenue_12m") / per_month,
+        monthly_complaint_cost=pl.col("cost_to_serve_12m") / per_month,
+        *[pl.col(name) for name in REASON_FEATURES if name in features.columns],
+    )
+    return derived.join(scores, on="customer_id", how="left", maintain_order="left")
+
+
+def value_waterfall(features: pl.DataFrame) -> pl.DataFrame:
+    """Per customer, the trailing monthly components behind net margin (struct column)."""
+    per_month = _months_in_window()
+    parts = [(pl.col(column) * sign / per_month).alias(name) for name, column, sign in WATERFALL]
+    parts.append((pl.col("net_margin_12m") / per_month).alias("net_margin"))
+    return features.select("customer_id", pl.struct(parts).alias("value_waterfall"))
+
+
+def recommend(
+    features: pl.DataFrame,
+    bundle: ModelBundle,
+    policy: Policy,
+    *,
+    as_of: date,
+    model_version: str,
+    drivers: int = 3,
+    language: str = "en",
+) -> pl.DataFrame:
+    """Recommendations for feature rows (one per customer).
+
+    Args:
+        features: output of :func:`features.pipeline.build_features` (collected), any subset.
+        bundle: the trained models.
+        policy: the company's decision policy.
+        as_of: the date the features describe.
+        model_version: registry version (or another label) echoed in every row.
+        drivers: churn drivers to explain per customer.
+        language: phrasebook for reasons.
+
+    Returns:
+        decide()'s columns plus ``churn_drivers`` (list of sentences), ``value_waterfall``
+        (struct), ``model_version`` and ``as_of``, in the order of ``features``.
+    """
+    scores = bundle.score(features)
+    decisions = decide(decision_inputs(features, scores), policy, language=language)
+    explained = explain_rows(bundle.churn, features, drivers)
+    driver_text = [[reason_text(d, language) for d in row] for row in explained]
+    return decisions.join(
+        value_waterfall(features), on="customer_id", how="left", maintain_order="left"
+    ).with_columns(
+        churn_drivers=pl.Series(driver_text, dtype=pl.List(pl.String)),
+        model_version=pl.lit(model_version),
+        as_of=pl.lit(as_of),
+    )
