@@ -51,9 +51,9 @@ def decision_inputs(features: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFram
     derived = features.select(
         "customer_id",
         pl.col("segment").cast(pl.String),
-        months_of_history=pl.col("tenure_days") / DAYS_PER_MONTH,
-        monthly_revenue=pl.col("revenue_12m") / per_month,
-        monthly_complaint_cost=pl.col("cost_to_serve_12m") / per_month,
+        (pl.col("tenure_days") / DAYS_PER_MONTH).alias("months_of_history"),
+        (pl.col("revenue_12m") / per_month).alias("monthly_revenue"),
+        (pl.col("cost_to_serve_12m") / per_month).alias("monthly_complaint_cost"),
         *[pl.col(name) for name in REASON_FEATURES if name in features.columns],
     )
     return derived.join(scores, on="customer_id", how="left", maintain_order="left")

@@ -42,8 +42,8 @@ from model.value import (
     TRAILING_MONTHLY_MARGIN,
     ValueParams,
     monthly_target,
-    train_value_model,
     trailing_monthly_margin,
+    train_value_model,
 )
 
 logger = logging.getLogger(__name__)
