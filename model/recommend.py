@@ -1,4 +1,4 @@
-"""One scoring function for the API, the batch command and evaluation: features in, recommendations out.
+"""One scoring function for the API, the batch command and evaluation: features to decisions.
 
 :func:`recommend` scores feature rows with a :class:`model.bundle.ModelBundle`, turns the
 scores and the trailing profitability features into the decision inputs, runs
