@@ -1,0 +1,117 @@
+"""MLflow round trips: register, load by alias (also from a fresh process), promote, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import mlflow
+import pytest
+from polars.testing import assert_frame_equal
+
+from model.bundle import BundleError, ModelBundle
+from model.registry import (
+    CHALLENGER,
+    CHAMPION,
+    MlflowSettings,
+    RegistryError,
+    download_bundle,
+    log_and_register,
+    promote,
+    version_for_alias,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mlflow")
+    return MlflowSettings(tracking_uri=f"sqlite:///{folder}/mlflow.db")
+
+
+@pytest.fixture(scope="module")
+def registered(trained, store, tmp_path_factory):
+    bundle_dir = trained.bundle.save(tmp_path_factory.mktemp("bundle") / "bundle")
+    return log_and_register(
+        bundle_dir,
+        settings=store,
+        params={"n": 1},
+        metrics={"empc": 2.0, "roc_auc": trained.metrics["roc_auc"]},
+        tags={"git_commit": "test"},
+    )
+
+
+def test_bundle_save_load_round_trip_is_exact(trained, tmp_path):
+    loaded = ModelBundle.load(trained.bundle.save(tmp_path / "b"))
+    test = trained.split.test
+    assert_frame_equal(loaded.score(test), trained.bundle.score(test), check_exact=True)
+
+
+def test_loading_a_folder_that_is_not_a_bundle_says_so(tmp_path):
+    with pytest.raises(BundleError, match="not a keepwise model bundle"):
+        ModelBundle.load(tmp_path)
+
+
+def test_pyfunc_by_alias_gives_identical_predictions(registered, trained, store):
+    assert version_for_alias(store, CHALLENGER) == registered.version
+    model = mlflow.pyfunc.load_model(f"models:/{store.model_name}@{CHALLENGER}")
+    rows = trained.split.test.head(200)
+    by_pyfunc = model.predict(rows.to_pandas())
+    direct = trained.bundle.score(rows).to_pandas()
+    assert by_pyfunc.equals(direct)
+
+
+def test_a_fresh_process_loads_the_model_by_alias(registered, trained, store, tmp_path):
+    rows = tmp_path / "rows.parquet"
+    trained.split.test.head(50).write_parquet(rows)
+    script = (
+        "import sys, mlflow, pandas as pd\n"
+        f"mlflow.set_tracking_uri({store.tracking_uri!r})\n"
+        f"m = mlflow.pyfunc.load_model('models:/{store.model_name}@{CHALLENGER}')\n"
+        f"out = m.predict(pd.read_parquet({str(rows)!r}))\n"
+        "print(len(out), round(float(out['p_churn'].sum()), 9))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = trained.bundle.score(trained.split.test.head(50))["p_churn"].sum()
+    assert done.stdout.split() == ["50", str(round(float(expected), 9))]
+
+
+def test_download_bundle_by_alias(registered, store, trained, tmp_path):
+    folder, version = download_bundle(store, CHALLENGER, tmp_path)
+    assert version == registered.version
+    assert ModelBundle.load(folder).feature_columns == trained.bundle.feature_columns
+
+
+def test_promotion_needs_a_challenger_that_is_not_worse(registered, trained, store, tmp_path):
+    first = promote(store)
+    assert first.promoted and first.explanation == "there was no champion yet"
+    assert version_for_alias(store, CHAMPION) == registered.version
+    worse = log_and_register(
+        trained.bundle.save(tmp_path / "b2"),
+        settings=store,
+        params={},
+        metrics={"empc": 1.5},
+        tags={},
+    )
+    outcome = promote(store)
+    assert not outcome.promoted
+    assert "1.50 is worse than the champion's 2.00" in outcome.explanation
+    assert version_for_alias(store, CHAMPION) == registered.version
+    forced = promote(store, force=True)
+    assert forced.promoted and "forced" in forced.explanation
+    assert version_for_alias(store, CHAMPION) == worse.version
+
+
+def test_missing_model_gives_a_clear_error(tmp_path):
+    empty = MlflowSettings(tracking_uri=f"sqlite:///{tmp_path}/empty.db")
+    with pytest.raises(
+        RegistryError,
+        match="no version of model 'keepwise' has the alias 'champion'.*run `keepwise train`",
+    ):
+        download_bundle(empty, CHAMPION)
+    with pytest.raises(RegistryError, match="alias 'challenger'"):
+        promote(empty)
