@@ -8,6 +8,7 @@ holdout metrics and PNG plots, then registers one pyfunc model version with the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import tempfile
@@ -20,9 +21,13 @@ import numpy as np
 import polars as pl
 
 from experiments import plots
+from features.wide_import import import_wide_table, load_mapping
+from model.bundle import ModelBundle
 from model.policy import load_policy
 from model.registry import MlflowSettings, RegisteredModel, log_and_register
 from model.training import TrainingConfig, TrainingResult, train_from_tables
+from model.uncertainty import MarginUncertainty
+from model.wide_training import WideTrainingConfig, WideTrainingResult, train_wide
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -200,3 +205,93 @@ def run_tracked_training(
         fingerprint=result.fingerprint,
     )
     return summary, result
+
+
+def run_tracked_wide_training(
+    table: Path,
+    mapping_path: Path,
+    *,
+    settings: MlflowSettings,
+    config: WideTrainingConfig,
+    on_step: Callable[[str], None] | None = None,
+) -> tuple[RunSummary, WideTrainingResult, list[str]]:
+    """Cross-validate and train a churn model on one wide row per customer; log and register.
+
+    The bundle has no value model: the mapping's ``monthly_margin`` (from a cost column or an
+    assumed margin rate) is taken as the customer's margin.
+
+    Returns:
+        The run summary, the training result, and the import's data problems (reported, never
+        guessed silently).
+    """
+    step = on_step or (lambda _: None)
+    mapping = load_mapping(mapping_path)
+    step(f"importing {table.name} with {mapping_path.name}")
+    imported = import_wide_table(table, mapping)
+    step(f"{config.cv_folds}-fold stratified cross-validation on {imported.features.height:,} rows")
+    result = train_wide(imported, config)
+    trained_at = datetime.now(UTC).isoformat(timespec="seconds")
+    bundle = ModelBundle(
+        churn=result.model,
+        value=None,
+        margin_uncertainty=MarginUncertainty((), (0.0,)),
+        horizon_days=365,
+        summary={"trained_at": trained_at, "source": str(table)},
+    )
+    metrics = dict(result.metrics)
+    final = result.oof
+    with tempfile.TemporaryDirectory(prefix="keepwise-run-") as scratch:
+        folder = Path(scratch)
+        bundle_dir = bundle.save(folder / "bundle")
+        step("plotting and registering in MLflow")
+        labels, scores = final["churned"].to_numpy(), final["p_churn"].to_numpy()
+        figures = {
+            "roc": plots.roc_curve_png(labels, {"out-of-fold": scores}, folder / "roc.png"),
+            "calibration": plots.calibration_png(
+                labels, {"out-of-fold": scores}, folder / "calibration.png"
+            ),
+        }
+        fingerprint = {
+            "rows": imported.features.height,
+            "sha256": hashlib.sha256(table.read_bytes()).hexdigest(),
+        }
+        registered = log_and_register(
+            bundle_dir,
+            settings=settings,
+            params={
+                "cv_folds": config.cv_folds,
+                "seed": config.seed,
+                "table": str(table),
+                "mapping": str(mapping_path),
+                **{f"churn.{k}": v for k, v in asdict(config.params).items()},
+            },
+            metrics=metrics,
+            tags={
+                "git_commit": git_commit(),
+                "data_sha256": fingerprint["sha256"],
+                "trained_at": trained_at,
+                "source": "wide_table",
+            },
+            artifacts=figures,
+            dicts={
+                "features.json": {
+                    "features": list(result.feature_columns),
+                    "excluded_by_leak_guard": list(result.excluded_features),
+                },
+                "import_problems.json": list(imported.problems),
+            },
+            run_name=f"train wide {table.name} {trained_at}",
+        )
+    summary = RunSummary(
+        run_id=registered.run_id,
+        model_name=settings.model_name,
+        model_version=registered.version,
+        aliases=registered.aliases,
+        tracking_uri=settings.resolved_uri(),
+        metrics=metrics,
+        features=len(result.feature_columns),
+        excluded_features=tuple(result.excluded_features),
+        snapshots={},
+        fingerprint=fingerprint,
+    )
+    return summary, result, list(imported.problems)

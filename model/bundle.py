@@ -5,7 +5,7 @@ the MLflow pyfunc model, so online and batch scoring cannot drift apart. A bundl
 
     bundle.json            format, version, horizon, feature list, training facts
     churn/                 model.churn.ChurnModel.save
-    value/                 model.value.ValueModel.save
+    value/                 model.value.ValueModel.save (absent: margin given by the data)
     offer_response.pkl     optional: an object with ``predict(features) -> pl.DataFrame``
                            giving ``accept_<kind>`` and ``uplift_<kind>`` per offer kind
 """
@@ -27,6 +27,7 @@ from model.value import ValueModel
 
 FORMAT, FORMAT_VERSION = "keepwise.bundle", 1
 SCORE_COLUMNS = ("p_churn", "monthly_margin", "monthly_margin_se")
+MARGIN_COLUMN = "monthly_margin"  # read directly when the bundle has no value model
 
 
 class OfferResponse(Protocol):
@@ -45,7 +46,9 @@ class ModelBundle:
 
     Attributes:
         churn: calibrated churn model (probability of churn within the horizon).
-        value: expected monthly net margin while the relationship continues.
+        value: expected monthly net margin while the relationship continues; None for data
+            that carry the margin themselves (a wide table's ``monthly_margin`` column, taken
+            as known: its standard error is the uncertainty's single band, 0 by default).
         margin_uncertainty: standard error of the margin forecast by forecast band.
         horizon_days: the horizon both models were trained for.
         offer_response: optional per-offer acceptance and uplift; None -> policy priors.
@@ -53,7 +56,7 @@ class ModelBundle:
     """
 
     churn: ChurnModel
-    value: ValueModel
+    value: ValueModel | None
     margin_uncertainty: MarginUncertainty
     horizon_days: int
     offer_response: OfferResponse | None = None
@@ -63,7 +66,8 @@ class ModelBundle:
     def feature_columns(self) -> list[str]:
         """Every feature column any component reads, in first-seen order."""
         seen: dict[str, None] = {}
-        for name in [*self.churn.feature_columns, *self.value.feature_columns]:
+        value_columns = self.value.feature_columns if self.value else [MARGIN_COLUMN]
+        for name in [*self.churn.feature_columns, *value_columns]:
             seen.setdefault(name, None)
         return list(seen)
 
@@ -86,7 +90,11 @@ class ModelBundle:
                 f"the feature rows lack {len(missing)} column(s) the model needs: "
                 f"{', '.join(missing[:10])}"
             )
-        margin = self.value.predict(features)
+        margin = (
+            self.value.predict(features)
+            if self.value is not None
+            else features[MARGIN_COLUMN].cast(pl.Float64).to_numpy()
+        )
         scores = pl.DataFrame(
             {
                 "customer_id": features["customer_id"],
@@ -105,7 +113,8 @@ class ModelBundle:
         root = Path(folder)
         root.mkdir(parents=True, exist_ok=True)
         self.churn.save(root / "churn")
-        self.value.save(root / "value")
+        if self.value is not None:
+            self.value.save(root / "value")
         if self.offer_response is not None:
             (root / "offer_response.pkl").write_bytes(pickle.dumps(self.offer_response))
         meta = {
@@ -140,7 +149,7 @@ class ModelBundle:
         offer_response = pickle.loads(offers_path.read_bytes()) if offers_path.exists() else None
         return cls(
             churn=ChurnModel.load(root / "churn"),
-            value=ValueModel.load(root / "value"),
+            value=ValueModel.load(root / "value") if (root / "value").is_dir() else None,
             margin_uncertainty=MarginUncertainty.from_dict(meta["margin_uncertainty"]),
             horizon_days=int(meta["horizon_days"]),
             offer_response=offer_response,

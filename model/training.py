@@ -57,8 +57,10 @@ class TrainingConfig:
         horizon_days: churn and value horizon.
         snapshot_spacing_months: months between training snapshots.
         max_training_snapshots: keep at most this many (the latest) training snapshots.
-        max_rows_per_snapshot: sample at most this many customers per snapshot (None: all);
-            the sample is by a hash of the customer id, so it is stable across runs.
+        max_customers_for_training: build the training, validation and calibration snapshots
+            from a sample of about this many customers (None: all). The sample is taken by a
+            hash of the customer id before any feature is built, so it is stable across runs and
+            cheap; the test snapshot always covers every customer.
         features: feature pipeline configuration.
         churn: churn model hyper-parameters.
         value: value model hyper-parameters.
@@ -69,7 +71,7 @@ class TrainingConfig:
     horizon_days: int = 365
     snapshot_spacing_months: int = 3
     max_training_snapshots: int = 6
-    max_rows_per_snapshot: int | None = None
+    max_customers_for_training: int | None = None
     features: FeatureConfig = field(default_factory=FeatureConfig)
     churn: ChurnParams = field(default_factory=ChurnParams)
     value: ValueParams = field(default_factory=ValueParams)
@@ -171,13 +173,20 @@ def data_fingerprint(tables: Mapping[str, pl.LazyFrame]) -> dict[str, str | int]
     return fingerprint
 
 
-def _sample(frame: pl.DataFrame, limit: int | None) -> pl.DataFrame:
+def _sample_customers(tables: Mapping[str, pl.LazyFrame],
+                      limit: int | None) -> Mapping[str, pl.LazyFrame]:
+    """The tables restricted to a stable hash sample of about ``limit`` customers."""
     if limit is None:
-        return frame
-    ranked = frame.with_columns(
-        _rank=pl.col("customer_id").hash(seed=7).rank("ordinal").over("as_of")
-    )
-    return ranked.filter(pl.col("_rank") <= limit).drop("_rank")
+        return tables
+    total = tables["customers"].select(pl.len()).collect().item()
+    if total <= limit:
+        return tables
+    bucket = pl.col("customer_id").hash(seed=7) % 1_000_000
+    chosen = tables["customers"].filter(bucket < int(1_000_000 * limit / total))
+    ids = chosen.select("customer_id")
+    sampled = {name: frame.join(ids, on="customer_id", how="semi")
+               for name, frame in tables.items() if name != "customers"}
+    return {"customers": chosen, **sampled}
 
 
 def train_from_tables(
@@ -210,12 +219,14 @@ def train_from_tables(
         raise TrainingError("the orders table is empty: nothing to learn from")
     plan = plan_snapshots(first_event, export_date, config)
     step(f"building {len(plan.all_dates)} snapshots ({plan.all_dates[0]} .. {plan.all_dates[-1]})")
-    stacked = _sample(
-        build_training_set(tables, plan.all_dates, config.horizon_days, config.features).collect(
-            engine="streaming"
-        ),
-        config.max_rows_per_snapshot,
-    ).with_columns(trailing_monthly_margin())
+    fitting_dates = [d for d in plan.all_dates if d not in plan.test]
+    fitting_tables = _sample_customers(tables, config.max_customers_for_training)
+    stacked = pl.concat([
+        build_training_set(fitting_tables, fitting_dates, config.horizon_days, config.features)
+        .collect(engine="streaming"),
+        build_training_set(tables, list(plan.test), config.horizon_days, config.features)
+        .collect(engine="streaming"),
+    ]).with_columns(trailing_monthly_margin())
     split = time_split(
         stacked,
         horizon_days=config.horizon_days,

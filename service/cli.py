@@ -21,22 +21,31 @@ import typer
 from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.summary import archetype_summary, realism_figures
 from experiments.synthetic.world import MANIFEST, read_manifest, scan_truth, write_world
-from experiments.tracked_training import RunSummary, run_tracked_training
+from experiments.tracked_training import (
+    RunSummary,
+    run_tracked_training,
+    run_tracked_wide_training,
+)
 from features.config import FeatureConfig
 from features.loader import LoadResult, load_tables
 from features.output_schema import validate_feature_table, validate_training_set
 from features.pipeline import build_features, build_training_set
-from model.policy import PolicyError
+from features.wide_import import MappingError, WideImportError
+from model.bundle import ModelBundle
+from model.policy import PolicyError, load_policy
+from model.recommend import recommend
 from model.registry import (
     CHALLENGER,
     CHAMPION,
     MlflowSettings,
     RegistryError,
+    download_bundle,
     version_for_alias,
     version_metrics,
 )
 from model.registry import promote as registry_promote
 from model.training import TrainingConfig, TrainingError
+from model.wide_training import WideTrainingConfig, WideTrainingError
 from service.console import frame_table, make_console, progress
 from service.files import write_parquet_atomically
 
@@ -193,6 +202,22 @@ def train(
     data: Annotated[
         Path | None, typer.Option(help="Folder of CRM tables (<table>.csv / .parquet) to train on.")
     ] = None,
+    table: Annotated[
+        Path | None,
+        typer.Option(
+            help="One wide row per customer (CSV/Parquet), instead of --data; needs --mapping."
+        ),
+    ] = None,
+    mapping: Annotated[
+        Path | None, typer.Option(help="TOML mapping of the wide table (see mappings/telco.toml).")
+    ] = None,
+    cv: Annotated[int, typer.Option(min=2, help="Cross-validation folds for --table.")] = 5,
+    model_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Registered model name (default: keepwise; keepwise-<mapping> for --table)."
+        ),
+    ] = None,
     policy: Annotated[Path, typer.Option(help="Decision policy (TOML).")] = DEFAULT_POLICY,
     horizon_days: Annotated[int, typer.Option(min=30, help="Churn and value horizon.")] = 365,
     tracking_uri: TrackingUri = None,
@@ -204,8 +229,23 @@ def train(
     ] = False,
 ) -> None:
     """Train churn, value and offer models, log the run to MLflow, register a challenger."""
+    say = errors.print if as_json else console.print
+    if table is not None or mapping is not None:
+        if data is not None or table is None or mapping is None:
+            raise _fail("give either --data DIR, or --table FILE with --mapping FILE.toml")
+        _train_wide(
+            table,
+            mapping,
+            cv,
+            MlflowSettings(
+                tracking_uri=tracking_uri, model_name=model_name or f"keepwise-{mapping.stem}"
+            ),
+            as_json,
+            say,
+        )
+        return
     if data is None:
-        raise _fail("give --data DIR (CRM tables)")
+        raise _fail("give --data DIR (CRM tables), or --table FILE with --mapping FILE.toml")
     if not data.is_dir():
         raise _fail(f"--data {data} is not a folder")
     result = load_tables(data)
@@ -246,6 +286,65 @@ def train(
         _print_validation(result, data)
         errors.print("rejected rows were left out of training (see above)")
         raise typer.Exit(EXIT_WITH_REJECTS)
+
+
+def _report_run(summary: RunSummary, as_json: bool) -> None:
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "run_id": summary.run_id,
+                    "model_name": summary.model_name,
+                    "model_version": summary.model_version,
+                    "aliases": list(summary.aliases),
+                    "metrics": summary.metrics,
+                },
+                sort_keys=True,
+            )
+        )
+    else:
+        _print_training_summary(summary)
+
+
+def _train_wide(
+    table: Path, mapping: Path, cv: int, settings: MlflowSettings, as_json: bool, say
+) -> None:
+    for path in (table, mapping):
+        if not path.is_file():
+            raise _fail(f"{path} is not a file")
+    try:
+        summary, result, problems = run_tracked_wide_training(
+            table,
+            mapping,
+            settings=settings,
+            config=WideTrainingConfig(cv_folds=cv),
+            on_step=lambda text: say(f"- {text}"),
+        )
+    except (MappingError, WideImportError, WideTrainingError, RegistryError) as error:
+        raise _fail(str(error), EXIT_INVALID_DATA) from None
+    for problem in problems:
+        errors.print(f"[yellow]data:[/] {problem}")
+    for message in result.leak_messages:
+        errors.print(f"[bold yellow]leak guard:[/] {message}")
+    if as_json:
+        _report_run(summary, True)
+        return
+    folds = result.fold_table() if hasattr(result, "fold_table") else None
+    if folds is not None:
+        console.print(
+            frame_table(
+                folds,
+                title=f"{cv}-fold stratified cross-validation",
+                formats={c: ".3f" for c, t in folds.schema.items() if t.is_float()},
+            )
+        )
+    m = summary.metrics
+    console.print(
+        f"run {summary.run_id}: registered {summary.model_name} version "
+        f"{summary.model_version} as {', '.join(summary.aliases)}; "
+        f"CV ROC AUC {m['cv_roc_auc_mean']:.3f} ± {m['cv_roc_auc_std']:.3f}, "
+        f"Brier {m['cv_brier_mean']:.3f}, EMPC {m['cv_empc_mean']:.2f}"
+    )
 
 
 @app.command()
@@ -354,8 +453,9 @@ def demo(
     ),
     customers: Annotated[int, typer.Option(min=1, help="Customers in the demo world.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed of the demo world.")] = 42,
+    tracking_uri: TrackingUri = None,
 ) -> None:
-    """The main job on the embedded default: world -> validation -> summary -> features."""
+    """The main job: world -> validation -> features -> models in MLflow -> recommendations."""
     world = out / "world"
     console.rule("1. Synthetic CRM world")
     generate(
@@ -386,6 +486,83 @@ def demo(
         f"-> {out / 'features.parquet'}"
     )
     _print_loss_makers(table)
+
+    console.rule("5. Models: train, track in MLflow, register, promote")
+    settings = MlflowSettings(tracking_uri=tracking_uri)
+    summary, _ = run_tracked_training(
+        result.tables,
+        settings=settings,
+        policy_path=DEFAULT_POLICY,
+        config=TrainingConfig(),
+        manifest_export=read_manifest(world)["export_date"],
+        truth_monthly=scan_truth(world)[1],
+        on_step=lambda text: console.print(f"- {text}"),
+    )
+    _print_training_summary(summary)
+    outcome = registry_promote(settings)
+    console.print(
+        f"champion: version {outcome.challenger_version} "
+        f"({'promoted' if outcome.promoted else 'kept'}: {outcome.explanation})"
+    )
+
+    console.rule(f"6. Recommendations as of {as_of}, from the champion model")
+    bundle_dir, version = download_bundle(settings, CHAMPION)
+    recommendations = recommend(
+        table,
+        ModelBundle.load(bundle_dir),
+        load_policy(DEFAULT_POLICY),
+        as_of=as_of,
+        model_version=str(version),
+    )
+    write_parquet_atomically(
+        recommendations.drop("value_waterfall"), out / "recommendations.parquet"
+    )
+    _print_recommendations(recommendations, out / "recommendations.parquet")
+
+
+def _print_recommendations(recommendations: pl.DataFrame, path: Path) -> None:
+    by_action = (
+        recommendations.group_by("action", "approval_tier")
+        .agg(
+            customers=pl.len(),
+            expected_value=pl.max_horizontal(
+                pl.when(pl.col("action") == "retain")
+                .then(pl.col("ev_retain"))
+                .when(pl.col("action") == "compensate")
+                .then(pl.col("ev_best_offer"))
+                .otherwise(pl.col("ev_end"))
+            ).sum(),
+            offer_spend=pl.col("offer_expected_cost")
+            .filter(pl.col("action") == "compensate")
+            .sum(),
+        )
+        .sort("action", "approval_tier", nulls_last=True)
+    )
+    console.print(
+        frame_table(
+            by_action,
+            title=f"{recommendations.height:,} recommendations -> {path}",
+            formats={"customers": ",d", "expected_value": ",.0f", "offer_spend": ",.0f"},
+        )
+    )
+    for action, order in (("end", "ev_retain"), ("compensate", "ev_best_offer")):
+        picked = (
+            recommendations.filter(pl.col("action") == action)
+            .sort(order, descending=action == "compensate")
+            .head(3)
+        )
+        for row in picked.iter_rows(named=True):
+            offer = (
+                f" with {row['offer_kind']} (costs {row['offer_cost']:,.0f})"
+                if action == "compensate"
+                else ""
+            )
+            console.print(
+                f"[bold]{row['customer_id']}[/] ({row['segment']}): {action}{offer}, "
+                f"approval: {row['approval_tier']}"
+            )
+            for reason in [*row["reasons"], *row["churn_drivers"][:2]]:
+                console.print(f"    - {reason}")
 
 
 def _print_validation(result: LoadResult, folder: Path) -> None:
