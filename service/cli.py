@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from datetime import date, timedelta
 from enum import StrEnum
@@ -739,6 +740,9 @@ def _scan_world_csv(path: Path) -> pl.LazyFrame:
 def main() -> None:
     """Entry point of the ``keepwise`` console script."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # MLflow narrates database set-up at INFO and draws download bars; keep the CLI readable
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     app()
 
 

@@ -1,0 +1,64 @@
+"""keepwise train / promote / models from the command line, as a data scientist uses them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from experiments.synthetic.config import WorldConfig
+from experiments.synthetic.world import write_world
+from service.cli import EXIT_INVALID_DATA, EXIT_USAGE, app
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def _json_line(output: str) -> dict:
+    return json.loads(next(line for line in output.splitlines() if line.startswith("{")))
+
+
+def test_train_json_then_promote_then_models(tmp_path):
+    world = tmp_path / "world"
+    write_world(WorldConfig(n_customers=2_500, seed=4), world, "parquet")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    result = runner.invoke(app, ["train", "--data", str(world), "--tracking-uri", uri, "--json"])
+    assert result.exit_code == 0, result.output
+    run = _json_line(result.stdout)
+    assert run["model_version"] == 1 and run["aliases"] == ["challenger"]
+    for key in ("roc_auc", "pr_auc", "brier", "log_loss", "calibration_error", "empc",
+                "true_hazard_roc_auc", "holdout_policy_profit", "holdout_retain_all_profit",
+                "holdout_top_decile_offer_profit", "value_mae", "value_baseline_mae"):
+        assert key in run["metrics"], key
+
+    promoted = runner.invoke(app, ["promote", "--tracking-uri", uri])
+    assert promoted.exit_code == 0, promoted.output
+    assert "version 1 promoted: there was no champion yet" in promoted.output
+    shown = runner.invoke(app, ["models", "--tracking-uri", uri])
+    assert shown.exit_code == 0 and "champion (v1)" in shown.output and "empc" in shown.output
+
+
+def test_train_on_the_telco_mapping_reaches_the_reference_auc(tmp_path, shared_data):
+    table = shared_data / "telco" / "Telco-Customer-Churn.csv"
+    result = runner.invoke(app, ["train", "--table", str(table), "--mapping",
+                                 "mappings/telco.toml", "--tracking-uri",
+                                 f"sqlite:///{tmp_path}/mlflow.db", "--json"])
+    assert result.exit_code == 0, result.output
+    run = _json_line(result.stdout)
+    assert run["model_name"] == "keepwise-telco"
+    assert run["metrics"]["cv_roc_auc_mean"] >= 0.845
+    assert "TotalCharges: 11 blank values" in result.stderr
+
+
+def test_train_needs_one_kind_of_input(tmp_path):
+    result = runner.invoke(app, ["train", "--table", str(tmp_path / "t.csv")])
+    assert result.exit_code == EXIT_USAGE
+    assert "--table FILE with --mapping FILE.toml" in result.output
+
+
+def test_promote_without_a_registry_says_what_to_do(tmp_path):
+    result = runner.invoke(app, ["promote", "--tracking-uri", f"sqlite:///{tmp_path}/none.db"])
+    assert result.exit_code == EXIT_INVALID_DATA
+    assert "run `keepwise train` first" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
