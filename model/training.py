@@ -183,10 +183,16 @@ def _sample_customers(tables: Mapping[str, pl.LazyFrame],
         return tables
     bucket = pl.col("customer_id").hash(seed=7) % 1_000_000
     chosen = tables["customers"].filter(bucket < int(1_000_000 * limit / total))
-    ids = chosen.select("customer_id")
-    sampled = {name: frame.join(ids, on="customer_id", how="semi")
-               for name, frame in tables.items() if name != "customers"}
-    return {"customers": chosen, **sampled}
+    ids = chosen.select("customer_id").collect()
+    # collected once: every training snapshot then reads the small sample, not the whole export
+    sampled = pl.collect_all(
+        [frame.join(ids.lazy(), on="customer_id", how="semi")
+         for name, frame in tables.items() if name != "customers"],
+        engine="streaming",
+    )
+    names = [name for name in tables if name != "customers"]
+    return {"customers": chosen.collect().lazy(),
+            **{name: frame.lazy() for name, frame in zip(names, sampled, strict=True)}}
 
 
 def train_from_tables(
