@@ -34,6 +34,7 @@ from model.decide import decide
 from model.gbm import categorical_columns_of
 from model.leak_guard import LeakReport, apply_leak_guard, find_leaky_features
 from model.metrics import churn_metrics
+from model.offer_response import fit_offer_response
 from model.policy import Policy
 from model.recommend import decision_inputs
 from model.splits import TimeSplit, time_split
@@ -269,6 +270,10 @@ def train_from_tables(
     )
     calib_rows, calib_target = monthly_target(split.calibration, horizon_days=config.horizon_days)
     uncertainty = fit_margin_uncertainty(value.predict(calib_rows), calib_target)
+    step("learning offer acceptance and effect from the offers history")
+    history = pl.concat([split.train, split.validation, split.calibration])
+    offer_response = fit_offer_response(history, tables["offers"], feature_columns=kept,
+                                        categorical_columns=categorical)
 
     step(f"evaluating on the test snapshot {plan.test[0]} ({split.test.height:,} customers)")
     bundle = ModelBundle(
@@ -276,10 +281,12 @@ def train_from_tables(
         value=value,
         margin_uncertainty=uncertainty,
         horizon_days=config.horizon_days,
+        offer_response=offer_response,
         summary={
             "trained_at": trained_at,
             "snapshots": [str(d) for d in plan.all_dates],
             "test_as_of": str(plan.test[0]),
+            "offer_response": offer_response.summary(),
             "features": len(kept),
         },
     )

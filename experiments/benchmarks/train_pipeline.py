@@ -30,8 +30,12 @@ TABLES = ("customers", "orders", "payments", "complaints", "offers")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="world folder (Parquet)")
-    parser.add_argument("--max-customers-for-training", type=int, default=200_000,
-                        help="customer sample behind the training snapshots")
+    parser.add_argument(
+        "--max-customers-for-training",
+        type=int,
+        default=200_000,
+        help="customer sample behind the training snapshots",
+    )
     parser.add_argument("--tracking-uri", required=True, help="MLflow tracking URI")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -42,17 +46,22 @@ def main() -> None:
 
     tables = {name: pl.scan_parquet(args.data / f"{name}.parquet") for name in TABLES}
     summary, result = run_tracked_training(
-        tables, settings=MlflowSettings(tracking_uri=args.tracking_uri),
+        tables,
+        settings=MlflowSettings(tracking_uri=args.tracking_uri),
         policy_path=Path(__file__).resolve().parents[2] / "policies" / "default.toml",
         config=TrainingConfig(max_customers_for_training=args.max_customers_for_training),
-        manifest_export=read_manifest(args.data)["export_date"], on_step=step)
+        manifest_export=read_manifest(args.data)["export_date"],
+        on_step=step,
+    )
     total = time.perf_counter() - started
     marks.append(("done", total))
     for (text, at), (_, until) in zip(marks, marks[1:], strict=False):
         print(f"{until - at:7.1f} s  {text}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"total {total:.1f} s, peak RSS {peak:.2f} GiB, train rows {result.split.train.height:,}"
-          f", test customers {result.split.test.height:,}, model version {summary.model_version}")
+    print(
+        f"total {total:.1f} s, peak RSS {peak:.2f} GiB, train rows {result.split.train.height:,}"
+        f", test customers {result.split.test.height:,}, model version {summary.model_version}"
+    )
     print(json.dumps({k: round(v, 4) for k, v in summary.metrics.items()}, sort_keys=True))
 
 
