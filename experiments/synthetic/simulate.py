@@ -59,6 +59,9 @@ _SEVERITY_DRIVE = np.array([1.4, 1.4, 0.8])  # how strongly dissatisfaction rais
 _SEVERITY_ESCALATION = np.array([0.05, 1.0, 3.0])
 _SLA_HOURS = 24.0
 _HAZARD_CAP = 0.6
+# Share of last month's dissatisfaction that carries over (AR(1) coefficient); a remedy's
+# relief therefore fades as DISSATISFACTION_PERSISTENCE ** months.
+DISSATISFACTION_PERSISTENCE = 0.75
 
 _FIRST_NAMES = (
     "Anna",
@@ -509,7 +512,7 @@ def simulate_chunk(config: WorldConfig, chunk_index: int) -> ChunkTables:
         slow_share = np.divide(n_slow, n_month, out=np.zeros(len(idx)), where=n_month > 0)
         fast_fix_share = np.divide(n_fast_fault, n_month, out=np.zeros(len(idx)), where=n_month > 0)
         dissatisfaction[idx] = (
-            0.75 * d
+            DISSATISFACTION_PERSISTENCE * d
             + rng.normal(0, 0.3, len(idx))
             + 0.8 * fault
             + 0.6 * slow_share
