@@ -21,9 +21,11 @@ import numpy as np
 import polars as pl
 
 from experiments import plots
+from experiments.oracle_evaluation import compare_with_oracle
 from features.wide_import import import_wide_table, load_mapping
 from model.bundle import ModelBundle
-from model.policy import load_policy
+from model.policy import Policy, load_policy
+from model.recommend import recommend
 from model.registry import MlflowSettings, RegisteredModel, log_and_register
 from model.training import TrainingConfig, TrainingResult, train_from_tables
 from model.uncertainty import MarginUncertainty
@@ -115,6 +117,31 @@ def _plots(result: TrainingResult, folder: Path) -> dict[str, Path]:
     }
 
 
+def _oracle_metrics(
+    result: TrainingResult,
+    policy: Policy,
+    truth_customers: pl.LazyFrame,
+    truth_monthly: pl.LazyFrame,
+) -> dict[str, float]:
+    test = result.split.test
+    decided = recommend(test, result.bundle, policy, as_of=test["as_of"][0], model_version="")
+    as_of = test["as_of"][0].replace(day=1)
+    comparison = compare_with_oracle(
+        decided,
+        truth_customers.collect(),
+        truth_monthly.filter(pl.col("month") == as_of).collect(),
+        policy,
+    )
+    return {
+        "oracle_true_profit": comparison.oracle,
+        "policy_true_profit": comparison.policy,
+        "retain_all_true_profit": comparison.retain_all,
+        "top_decile_true_profit": comparison.top_decile,
+        "policy_share_of_oracle_gain": comparison.share_of_oracle_gain(comparison.policy),
+        "top_decile_share_of_oracle_gain": comparison.share_of_oracle_gain(comparison.top_decile),
+    }
+
+
 def run_tracked_training(
     tables: dict[str, pl.LazyFrame],
     *,
@@ -123,6 +150,7 @@ def run_tracked_training(
     config: TrainingConfig,
     manifest_export: str | None = None,
     truth_monthly: pl.LazyFrame | None = None,
+    truth_customers: pl.LazyFrame | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> tuple[RunSummary, TrainingResult]:
     """Train, evaluate, plot, log and register.
@@ -134,6 +162,8 @@ def run_tracked_training(
         config: training configuration.
         manifest_export: export date from a synthetic world's manifest, if any.
         truth_monthly: synthetic truth, to report the true hazard's scores next to the model's.
+        truth_customers: synthetic per-customer truth; with ``truth_monthly`` the policy's
+            decisions on the test snapshot are judged against the oracle's.
         on_step: progress callback.
 
     Returns:
@@ -151,6 +181,10 @@ def run_tracked_training(
         trained_at=trained_at,
         on_step=on_step,
     )
+    if truth_monthly is not None and truth_customers is not None:
+        if on_step:
+            on_step("judging the test snapshot's decisions against the oracle (truth)")
+        result.metrics |= _oracle_metrics(result, policy, truth_customers, truth_monthly)
     with tempfile.TemporaryDirectory(prefix="keepwise-run-") as scratch:
         folder = Path(scratch)
         bundle_dir = result.bundle.save(folder / "bundle")

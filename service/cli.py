@@ -254,7 +254,8 @@ def train(
         _print_validation(result, data)
         raise _fail("cannot train: a table is unusable (see above)", EXIT_INVALID_DATA)
     manifest = data / MANIFEST
-    truth = scan_truth(data)[1] if (data / "truth_monthly.parquet").exists() else None
+    has_truth = (data / "truth_monthly.parquet").exists()
+    truth_customers, truth = scan_truth(data) if has_truth else (None, None)
     say = errors.print if as_json else console.print
     try:
         summary, _ = run_tracked_training(
@@ -264,6 +265,7 @@ def train(
             config=TrainingConfig(horizon_days=horizon_days),
             manifest_export=read_manifest(data)["export_date"] if manifest.exists() else None,
             truth_monthly=truth,
+            truth_customers=truth_customers,
             on_step=lambda text: say(f"- {text}"),
         )
     except (TrainingError, PolicyError, RegistryError) as error:
@@ -415,6 +417,16 @@ def _print_training_summary(summary: RunSummary) -> None:
         ("policy expected profit", m.get("holdout_policy_profit"), None),
         ("  vs retain everyone", m.get("holdout_policy_vs_retain_all"), None),
         ("  vs offer to the top decile", m.get("holdout_policy_vs_top_decile"), None),
+        (
+            "share of the oracle's gain: keepwise policy (truth)",
+            m.get("policy_share_of_oracle_gain"),
+            None,
+        ),
+        (
+            "share of the oracle's gain: offer to the top decile (truth)",
+            m.get("top_decile_share_of_oracle_gain"),
+            None,
+        ),
     ]
     table = pl.DataFrame(
         {
@@ -497,6 +509,7 @@ def demo(
         config=TrainingConfig(),
         manifest_export=read_manifest(world)["export_date"],
         truth_monthly=scan_truth(world)[1],
+        truth_customers=scan_truth(world)[0],
         on_step=lambda text: console.print(f"- {text}"),
     )
     _print_training_summary(summary)
