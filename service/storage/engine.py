@@ -1,0 +1,108 @@
+"""Engines for the two supported backends, set up so concurrent writers wait instead of failing.
+
+SQLite (a file): write-ahead logging, so readers never block the writer; a busy timeout, so a
+second writer waits for the lock instead of failing; foreign keys on; and SQLAlchemy, not the
+``sqlite3`` module, emits ``BEGIN`` — ``BEGIN IMMEDIATE`` for write transactions, so a writer
+takes the write lock before it reads and can never be refused later with "database is locked"
+on lock upgrade (which the busy timeout does not cover). An in-memory SQLite database
+(``sqlite://``) is one connection shared by all threads, so the store serialises its use.
+
+PostgreSQL: plain READ COMMITTED transactions through psycopg 3, with pre-ping so a connection
+dropped by the server is replaced. ``postgresql://`` URLs are read as ``postgresql+psycopg://``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
+from service.storage.records import StoreError
+
+WRITE_OPTION = "keepwise_write"  # execution option: this transaction will write
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
+def parse_url(url: str) -> URL:
+    """Parse and normalise a database URL.
+
+    Args:
+        url: any SQLAlchemy URL for SQLite or PostgreSQL.
+
+    Returns:
+        The URL, with ``postgresql://`` pointed at the psycopg 3 driver.
+
+    Raises:
+        StoreError: the URL does not parse or names an unsupported backend.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(
+            f"database url {url!r} is not a valid SQLAlchemy URL", field="url"
+        ) from exc
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise StoreError(
+            f"database url {parsed.render_as_string(hide_password=True)!r}: backend {backend!r} "
+            f"is not supported (use one of {', '.join(SUPPORTED_BACKENDS)})",
+            field="url",
+        )
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def is_memory_sqlite(url: URL) -> bool:
+    """Whether ``url`` is an in-memory SQLite database (one per connection by default)."""
+    if url.get_backend_name() != "sqlite":
+        return False
+    database = url.database or ""
+    return database in ("", ":memory:") or url.query.get("mode") == "memory"
+
+
+def create_store_engine(url: URL, *, busy_timeout_s: float) -> Engine:
+    """Create the engine for ``url`` (already passed through :func:`parse_url`).
+
+    Args:
+        url: SQLite or PostgreSQL URL.
+        busy_timeout_s: how long a SQLite writer waits for the write lock before failing.
+
+    Returns:
+        A synchronous engine, safe to share between threads.
+    """
+    if url.get_backend_name() == "postgresql":
+        return create_engine(url, pool_pre_ping=True)
+    memory = is_memory_sqlite(url)
+    connect_args: dict[str, Any] = {"timeout": busy_timeout_s, "check_same_thread": False}
+    engine = (
+        create_engine(url, poolclass=StaticPool, connect_args=connect_args)
+        if memory
+        else create_engine(url, connect_args=connect_args)
+    )
+    _configure_sqlite(engine, busy_timeout_ms=int(busy_timeout_s * 1000), wal=not memory)
+    return engine
+
+
+def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int, wal: bool) -> None:
+    """Install the connect/begin hooks described in the module docstring."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN, see _on_begin
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+            if wal:
+                cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        writes = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")

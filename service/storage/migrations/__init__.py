@@ -1,0 +1,1 @@
+"""Alembic migrations for the keepwise store (run them with ``Store.migrate``)."""

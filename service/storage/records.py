@@ -1,0 +1,103 @@
+"""The records the store keeps: recommendations and the front line's after-action reports.
+
+DESIGN.md, business case 8: every exercised authority is reported afterwards with six items —
+the customer, what they asked for, time and place, the authority used, who helped, and the
+outcome. :class:`DecisionReport` is that report plus its links (the recommendation it followed
+or overrode, and who recorded it); :class:`StoredDecision` is the report as the decision log
+holds it. The log is also the training data for learning which remedies work, so the store
+refuses incomplete or ambiguous reports instead of guessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+
+class StoreError(Exception):
+    """The store refused a request or could not complete it.
+
+    Attributes:
+        field: the input field at fault (``"customer_id"``, ``"occurred_at"``, ...) when the
+            input was bad; ``None`` when the database failed (unreachable, locked too long), so
+            an HTTP layer can answer 422 for the first and 503 for the second.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class DecisionReport:
+    """The front line's after-action report: six items and the links that make it learnable.
+
+    Attributes:
+        customer_id: the customer the authority was exercised for.
+        requested: what the customer asked for, in the staff member's words.
+        occurred_at: when it happened; timezone-aware (stored and returned in UTC).
+        place: where it happened (branch, counter, phone, site visit, ...).
+        authority_used: the authority exercised, e.g. ``"front_line: refund 120.00"``.
+        helped_by: who helped, or ``None`` if nobody did.
+        outcome: how it ended.
+        recommendation_id: the keepwise recommendation in force, or ``None`` if there was none.
+        followed_recommendation: ``True`` if it was followed, ``False`` if overridden; must be
+            given exactly when ``recommendation_id`` is.
+        recorded_by: the name of the API key that filed the report.
+    """
+
+    customer_id: str
+    requested: str
+    occurred_at: datetime
+    place: str
+    authority_used: str
+    helped_by: str | None
+    outcome: str
+    recommendation_id: str | None
+    followed_recommendation: bool | None
+    recorded_by: str
+
+
+@dataclass(frozen=True)
+class StoredDecision(DecisionReport):
+    """A report as the decision log holds it.
+
+    Attributes:
+        decision_id: random id (uuid4 hex) given by the store.
+        recorded_at: when the store committed it (UTC).
+    """
+
+    decision_id: str
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class StoredRecommendation:
+    """One customer's recommendation as a batch run saved it.
+
+    Attributes:
+        recommendation_id: the caller's id for the recommendation.
+        customer_id: the customer it is for.
+        account_manager: the customer's owner when it was scored (``None`` if unassigned).
+        region: the customer's region when it was scored (``None`` if unknown).
+        as_of: the date the features describe.
+        run_id: the batch run that saved it.
+        payload: the full recommendation, as saved (JSON types).
+        created_at: when the store saved it (UTC).
+        action: ``retain``, ``compensate`` or ``end`` (as the policy named it).
+        model_version: model that scored it.
+        policy_version: policy that decided it.
+    """
+
+    recommendation_id: str
+    customer_id: str
+    account_manager: str | None
+    region: str | None
+    as_of: date
+    run_id: str
+    payload: dict[str, Any]
+    created_at: datetime
+    action: str
+    model_version: str
+    policy_version: str

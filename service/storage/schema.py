@@ -1,0 +1,149 @@
+"""Table definitions (SQLAlchemy Core), the single source the store queries against.
+
+The migrations in ``service/storage/migrations/versions`` create exactly these tables; a test
+compares the migrated database with this metadata so the two cannot drift.
+
+- ``recommendations``: every saved recommendation (history; a re-run with the same id updates it).
+- ``latest_recommendations``: per customer, a pointer to the recommendation in force — the
+  newest ``as_of``, and among equal ``as_of`` the last saved. Scope (account manager, region)
+  is read through it, so it costs an index lookup, not a scan of the history.
+- ``decisions``: the decision log (after-action reports), append-only.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+ID_LENGTH = 128  # customer, recommendation, run, version and key names
+ACTION_LENGTH = 32
+DECISION_ID_LENGTH = 32  # uuid4 hex
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp that always comes back in UTC, on every backend.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no timezone type, so the value is stored as
+    naive UTC text (which also sorts correctly). Naive datetimes are refused: a timestamp
+    without a zone is ambiguous, and the decision log must not guess.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Convert an aware datetime to UTC (naive UTC on SQLite)."""
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"expected a timezone-aware datetime, got {value!r}")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Return the stored timestamp as an aware UTC datetime."""
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {value!r}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def json_type() -> JSON:
+    """JSON column type: ``jsonb`` on PostgreSQL, JSON text elsewhere."""
+    return JSON().with_variant(JSONB(), "postgresql")
+
+
+def serial_type() -> BigInteger:
+    """Auto-increment key type: BIGINT, but INTEGER on SQLite (its rowid alias)."""
+    return BigInteger().with_variant(Integer(), "sqlite")
+
+
+recommendations = Table(
+    "recommendations",
+    metadata,
+    Column("recommendation_id", String(ID_LENGTH), primary_key=True),
+    Column("customer_id", String(ID_LENGTH), nullable=False, index=True),
+    Column("account_manager", String(ID_LENGTH), nullable=True),
+    Column("region", String(ID_LENGTH), nullable=True),
+    Column("as_of", Date, nullable=False),
+    Column("action", String(ACTION_LENGTH), nullable=False),
+    Column("model_version", String(ID_LENGTH), nullable=False),
+    Column("policy_version", String(ID_LENGTH), nullable=False),
+    Column("run_id", String(ID_LENGTH), nullable=False, index=True),
+    Column("payload", json_type(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index(None, "account_manager"),
+    Index(None, "region"),
+)
+
+latest_recommendations = Table(
+    "latest_recommendations",
+    metadata,
+    Column("customer_id", String(ID_LENGTH), primary_key=True),
+    Column(
+        "recommendation_id",
+        String(ID_LENGTH),
+        ForeignKey("recommendations.recommendation_id"),
+        nullable=False,
+        index=True,
+    ),
+    Column("as_of", Date, nullable=False),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", serial_type(), primary_key=True, autoincrement=True),
+    Column("decision_id", String(DECISION_ID_LENGTH), nullable=False, unique=True),
+    Column("customer_id", String(ID_LENGTH), nullable=False),
+    Column("requested", Text, nullable=False),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("place", Text, nullable=False),
+    Column("authority_used", Text, nullable=False),
+    Column("helped_by", Text, nullable=True),
+    Column("outcome", Text, nullable=False),
+    Column(
+        "recommendation_id",
+        String(ID_LENGTH),
+        ForeignKey("recommendations.recommendation_id"),
+        nullable=True,
+        index=True,
+    ),
+    Column("followed_recommendation", Boolean, nullable=True),
+    Column("recorded_by", String(ID_LENGTH), nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False, index=True),
+    # revision 0002: a customer's decision history, newest first, without a sort
+    Index(None, "customer_id", "recorded_at"),
+)

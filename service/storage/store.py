@@ -1,0 +1,652 @@
+"""The store: recommendations in force and the decision log, on SQLite or PostgreSQL.
+
+One :class:`Store` per process, shared by the API's worker threads (the engine pools
+connections). Every public method is one transaction. Writes either commit completely and
+return, or raise :class:`StoreError` having written nothing; a decision whose connection was lost
+is retried with the same id, and an ambiguous commit is settled by looking the id up, so a
+report is never lost and never stored twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Row, or_, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from service.storage.engine import (
+    WRITE_OPTION,
+    create_store_engine,
+    is_memory_sqlite,
+    parse_url,
+)
+from service.storage.records import (
+    DecisionReport,
+    StoredDecision,
+    StoredRecommendation,
+    StoreError,
+)
+from service.storage.schema import (
+    ACTION_LENGTH,
+    ID_LENGTH,
+    decisions,
+    latest_recommendations,
+    recommendations,
+)
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+RECOMMENDATION_FIELDS = (
+    "recommendation_id",
+    "customer_id",
+    "account_manager",
+    "region",
+    "as_of",
+    "action",
+    "model_version",
+    "policy_version",
+    "payload",
+)
+MAX_PAGE = 1000  # largest ``limit`` list_decisions accepts
+DEFAULT_BUSY_TIMEOUT_S = 30.0
+_CHUNK = 500  # rows per statement when saving recommendations
+_WRITE_ATTEMPTS = 3  # for a decision whose connection was lost mid-write
+_MIGRATION_LOCK_KEY = 0x6B77_6D69  # "kwmi": PostgreSQL advisory lock held while migrating
+
+
+class Store:
+    """Recommendations and the decision log behind one SQLAlchemy URL.
+
+    Args:
+        url: a SQLAlchemy URL: ``sqlite:///keepwise.db`` (file), ``sqlite://`` (memory, for
+            tests), or ``postgresql://user:pw@host/db`` (psycopg 3 is used).
+        busy_timeout_s: SQLite only — how long a writer waits for another writer's lock
+            before the call fails with :class:`StoreError`.
+
+    Raises:
+        StoreError: the URL is invalid or names an unsupported backend. Nothing connects
+            until the first call.
+    """
+
+    def __init__(self, url: str, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
+        parsed = parse_url(url)
+        self._url = parsed
+        self._engine = create_store_engine(parsed, busy_timeout_s=busy_timeout_s)
+        self._write_engine = self._engine.execution_options(**{WRITE_OPTION: True})
+        # one shared in-memory connection: serialise its use across threads
+        self._lock: threading.RLock | None = threading.RLock() if is_memory_sqlite(parsed) else None
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema (alembic, programmatically) to ``revision``.
+
+        Safe to call from several processes at once: on PostgreSQL an advisory lock, on SQLite
+        the write lock, lets one migrate while the others wait and then find nothing to do.
+
+        Only upgrades: a target older than the database is a no-op.
+
+        Args:
+            revision: target revision; ``"head"`` (the default) is what applications want.
+
+        Raises:
+            StoreError: ``revision`` is unknown (``field`` is ``"revision"``), or the database
+                could not be migrated.
+        """
+        from alembic import command  # imported here: only migrations need alembic
+        from alembic.config import Config
+        from alembic.util import CommandError
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.set_main_option("path_separator", "os")
+        with self._database_errors("migrate the database"), self._transaction(write=True) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            config.attributes["connection"] = conn
+            try:
+                command.upgrade(config, revision)
+            except CommandError as exc:
+                message = f"cannot migrate to {revision!r}: {exc}"
+                raise StoreError(message, field="revision") from exc
+        logger.info("database %s migrated to %s", self._safe_url, revision)
+
+    def close(self) -> None:
+        """Release every pooled connection; the store cannot be used afterwards."""
+        self._closed = True
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- recommendations -------------------------------------------------------------------
+
+    def save_recommendations(self, rows: Sequence[Mapping[str, Any]], *, run_id: str) -> int:
+        """Save one batch run's recommendations, one row per customer, in one transaction.
+
+        Each customer's recommendation in force becomes the one with the newest ``as_of``; among
+        equal ``as_of`` the one saved last wins (a re-run replaces the earlier run). Saving a
+        recommendation id again (a re-run with deterministic ids) updates that recommendation.
+
+        Args:
+            rows: mappings with exactly the keys ``recommendation_id``, ``customer_id``,
+                ``account_manager`` (or None), ``region`` (or None), ``as_of`` (a date or ISO
+                date string), ``action``, ``model_version``, ``policy_version`` and
+                ``payload`` (the full recommendation: JSON types, no NaN or infinity; dates
+                and datetimes are accepted and stored as ISO 8601 strings).
+            run_id: the batch run that produced them.
+
+        Returns:
+            The number of recommendations saved.
+
+        Raises:
+            StoreError: a row is invalid (``field`` names the key; the message names the row),
+                a customer or recommendation id repeats, an id already belongs to another
+                customer, or the database failed. Nothing of the batch is saved then.
+        """
+        run = _text(run_id, "run_id", max_length=ID_LENGTH)
+        created_at = datetime.now(UTC)
+        values = [
+            _recommendation_values(row, index, run, created_at) for index, row in enumerate(rows)
+        ]
+        _refuse_repeats(values, "customer_id")
+        _refuse_repeats(values, "recommendation_id")
+        if not values:
+            return 0
+        with self._database_errors("save recommendations"), self._transaction(write=True) as conn:
+            insert = _dialect_insert(conn)
+            for start in range(0, len(values), _CHUNK):
+                chunk = values[start : start + _CHUNK]
+                _refuse_reassigned_ids(conn, chunk)
+                upsert = insert(recommendations)
+                conn.execute(
+                    upsert.on_conflict_do_update(
+                        index_elements=[recommendations.c.recommendation_id],
+                        set_={
+                            name: upsert.excluded[name]
+                            for name in (*RECOMMENDATION_FIELDS[1:], "run_id", "created_at")
+                        },
+                    ),
+                    chunk,
+                )
+                pointer = insert(latest_recommendations)
+                conn.execute(
+                    pointer.on_conflict_do_update(
+                        index_elements=[latest_recommendations.c.customer_id],
+                        set_={
+                            "recommendation_id": pointer.excluded.recommendation_id,
+                            "as_of": pointer.excluded.as_of,
+                        },
+                        where=or_(
+                            pointer.excluded.as_of >= latest_recommendations.c.as_of,
+                            pointer.excluded.recommendation_id
+                            == latest_recommendations.c.recommendation_id,
+                        ),
+                    ),
+                    [
+                        {key: row[key] for key in ("customer_id", "recommendation_id", "as_of")}
+                        for row in chunk
+                    ],
+                )
+        logger.info("saved %d recommendations of run %s", len(values), run)
+        return len(values)
+
+    def latest_recommendation(self, customer_id: str) -> StoredRecommendation | None:
+        """The recommendation in force for a customer.
+
+        Args:
+            customer_id: the customer.
+
+        Returns:
+            The recommendation, or ``None`` if the customer has none.
+
+        Raises:
+            StoreError: ``customer_id`` is empty, or the database failed.
+        """
+        customer = _text(customer_id, "customer_id", max_length=ID_LENGTH)
+        query = (
+            select(recommendations)
+            .join(
+                latest_recommendations,
+                latest_recommendations.c.recommendation_id == recommendations.c.recommendation_id,
+            )
+            .where(latest_recommendations.c.customer_id == customer)
+        )
+        with self._database_errors("read a recommendation"), self._transaction(write=False) as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else _stored_recommendation(row)
+
+    def customer_scope(self, customer_id: str) -> tuple[str | None, str | None] | None:
+        """Who owns a customer now: from the recommendation in force.
+
+        Args:
+            customer_id: the customer.
+
+        Returns:
+            ``(account_manager, region)`` (either may be None), or ``None`` if the customer has
+            no recommendation.
+
+        Raises:
+            StoreError: ``customer_id`` is empty, or the database failed.
+        """
+        customer = _text(customer_id, "customer_id", max_length=ID_LENGTH)
+        query = (
+            select(recommendations.c.account_manager, recommendations.c.region)
+            .join(
+                latest_recommendations,
+                latest_recommendations.c.recommendation_id == recommendations.c.recommendation_id,
+            )
+            .where(latest_recommendations.c.customer_id == customer)
+        )
+        with (
+            self._database_errors("read a customer's scope"),
+            self._transaction(write=False) as conn,
+        ):
+            row = conn.execute(query).one_or_none()
+        return None if row is None else (row.account_manager, row.region)
+
+    # -- decision log ----------------------------------------------------------------------
+
+    def record_decision(self, report: DecisionReport) -> StoredDecision:
+        """Append an after-action report to the decision log (one transaction).
+
+        Args:
+            report: the report; every text item non-empty (``helped_by`` may be None),
+                ``occurred_at`` timezone-aware, ``followed_recommendation`` given exactly when
+                ``recommendation_id`` is, and that recommendation stored for the same customer.
+
+        Returns:
+            The stored decision: the report with ``occurred_at`` in UTC, a new ``decision_id``
+            and ``recorded_at``.
+
+        Raises:
+            StoreError: the report is invalid (``field`` names the item; nothing was stored),
+                or the database failed (``field`` is None). A connection lost mid-write is
+                settled first — the store looks the decision id up and returns the decision if
+                the commit went through, else retries (3 attempts) — so after this error the
+                report was not stored, unless the database was unreachable even for that check.
+        """
+        stored = _stored_decision(
+            report, decision_id=uuid.uuid4().hex, recorded_at=datetime.now(UTC)
+        )
+        values = {name: getattr(stored, name) for name in _DECISION_COLUMNS}
+        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+            try:
+                with self._transaction(write=True) as conn:
+                    _check_recommendation_link(conn, stored)
+                    conn.execute(decisions.insert(), values)
+                return stored
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise _database_error("record a decision", exc) from exc
+                if self._decision_exists(stored.decision_id):  # the commit went through
+                    return stored
+                if attempt == _WRITE_ATTEMPTS:
+                    raise _database_error("record a decision", exc) from exc
+                logger.warning(
+                    "connection lost recording decision %s (attempt %d), retrying",
+                    stored.decision_id,
+                    attempt,
+                )
+            except SQLAlchemyError as exc:
+                raise _database_error("record a decision", exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def list_decisions(
+        self,
+        *,
+        customer_id: str | None = None,
+        account_manager: str | None = None,
+        region: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[StoredDecision]:
+        """Decisions, newest recorded first, optionally narrowed (filters combine with AND).
+
+        ``account_manager`` and ``region`` are the customer's *current* owner, read from the
+        recommendation in force — so when a customer changes hands, the history moves with it.
+        Decisions for customers without any recommendation match no scope filter.
+
+        Args:
+            customer_id: only this customer's decisions.
+            account_manager: only customers this account manager owns now.
+            region: only customers in this region now.
+            limit: page size, 1 to 1000.
+            offset: decisions to skip (for paging).
+
+        Returns:
+            Up to ``limit`` decisions, ordered by ``recorded_at`` (then insertion), newest first.
+
+        Raises:
+            StoreError: ``limit`` or ``offset`` out of range, or the database failed.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise StoreError(
+                f"limit must be an integer from 1 to {MAX_PAGE}, got {limit!r}", field="limit"
+            )
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise StoreError(
+                f"offset must be a non-negative integer, got {offset!r}", field="offset"
+            )
+        query = select(decisions)
+        if customer_id is not None:
+            query = query.where(decisions.c.customer_id == customer_id)
+        if account_manager is not None or region is not None:
+            query = query.join(
+                latest_recommendations,
+                latest_recommendations.c.customer_id == decisions.c.customer_id,
+            ).join(
+                recommendations,
+                recommendations.c.recommendation_id == latest_recommendations.c.recommendation_id,
+            )
+            if account_manager is not None:
+                query = query.where(recommendations.c.account_manager == account_manager)
+            if region is not None:
+                query = query.where(recommendations.c.region == region)
+        query = (
+            query.order_by(decisions.c.recorded_at.desc(), decisions.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self._database_errors("list decisions"), self._transaction(write=False) as conn:
+            rows = conn.execute(query).all()
+        return [_decision_from_row(row) for row in rows]
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @property
+    def _safe_url(self) -> str:
+        return self._url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Connection]:
+        """A connection in a transaction that commits on success and rolls back on error."""
+        if self._closed:
+            raise StoreError(f"the store for {self._safe_url} is closed")
+        serial: AbstractContextManager[Any] = (
+            self._lock if self._lock is not None else nullcontext()
+        )
+        with serial, (self._write_engine if write else self._engine).begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _database_errors(self, action: str) -> Iterator[None]:
+        """Turn driver and SQLAlchemy errors into :class:`StoreError` (``field`` None)."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise _database_error(action, exc) from exc
+
+    def _decision_exists(self, decision_id: str) -> bool:
+        with self._database_errors("look up a decision"), self._transaction(write=False) as conn:
+            found = conn.execute(
+                select(decisions.c.id).where(decisions.c.decision_id == decision_id)
+            ).first()
+        return found is not None
+
+
+_DECISION_COLUMNS = (
+    "decision_id",
+    "customer_id",
+    "requested",
+    "occurred_at",
+    "place",
+    "authority_used",
+    "helped_by",
+    "outcome",
+    "recommendation_id",
+    "followed_recommendation",
+    "recorded_by",
+    "recorded_at",
+)
+
+
+def _database_error(action: str, exc: SQLAlchemyError) -> StoreError:
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    return StoreError(f"could not {action}: {type(cause).__name__}: {cause}".rstrip())
+
+
+def _dialect_insert(conn: Connection) -> Any:
+    """The INSERT construct with ON CONFLICT support for this connection's backend."""
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def _text(value: object, field: str, *, max_length: int | None = None, where: str = "") -> str:
+    """``value`` if it is a non-blank string no longer than ``max_length``, else StoreError."""
+    prefix = f"{where}: " if where else ""
+    if not isinstance(value, str):
+        raise StoreError(f"{prefix}{field} must be a string, got {value!r}", field=field)
+    if not value.strip():
+        raise StoreError(f"{prefix}{field} must not be empty", field=field)
+    if max_length is not None and len(value) > max_length:
+        raise StoreError(
+            f"{prefix}{field} is {len(value)} characters long, at most {max_length} allowed",
+            field=field,
+        )
+    return value
+
+
+def _optional_text(
+    value: object, field: str, *, max_length: int | None = None, where: str = ""
+) -> str | None:
+    return None if value is None else _text(value, field, max_length=max_length, where=where)
+
+
+def _as_of(value: object, where: str) -> date:
+    if isinstance(value, datetime):
+        raise StoreError(
+            f"{where}: as_of must be a date, not a datetime ({value!r})", field="as_of"
+        )
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise StoreError(
+        f"{where}: as_of must be a date or an ISO date string, got {value!r}", field="as_of"
+    )
+
+
+def _payload(value: object, where: str) -> dict[str, Any]:
+    """The payload as the database will return it (plain JSON types)."""
+    if not isinstance(value, Mapping):
+        raise StoreError(
+            f"{where}: payload must be a mapping, got {type(value).__name__}", field="payload"
+        )
+    try:
+        encoded = json.dumps(dict(value), allow_nan=False, default=_iso_date)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"{where}: payload is not valid JSON ({exc})", field="payload") from exc
+    decoded: dict[str, Any] = json.loads(encoded)
+    return decoded
+
+
+def _iso_date(value: object) -> str:
+    """JSON encoding for dates and datetimes (ISO 8601); anything else is not JSON."""
+    if isinstance(value, date):  # datetime is a date too
+        return value.isoformat()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _recommendation_values(
+    row: object, index: int, run_id: str, created_at: datetime
+) -> dict[str, Any]:
+    """Validate one recommendation row and return the column values to store."""
+    where = f"recommendation row {index}"
+    if not isinstance(row, Mapping):
+        raise StoreError(f"{where}: expected a mapping, got {type(row).__name__}", field="rows")
+    for name in RECOMMENDATION_FIELDS:
+        if name not in row:
+            raise StoreError(f"{where}: missing field {name!r}", field=name)
+    unknown = sorted(str(key) for key in row if key not in RECOMMENDATION_FIELDS)
+    if unknown:
+        raise StoreError(
+            f"{where}: unknown field {unknown[0]!r} (expected exactly: "
+            f"{', '.join(RECOMMENDATION_FIELDS)})",
+            field=unknown[0],
+        )
+    customer = _text(row["customer_id"], "customer_id", max_length=ID_LENGTH, where=where)
+    where = f"{where} (customer {customer!r})"
+    return {
+        "recommendation_id": _text(
+            row["recommendation_id"], "recommendation_id", max_length=ID_LENGTH, where=where
+        ),
+        "customer_id": customer,
+        "account_manager": _optional_text(
+            row["account_manager"], "account_manager", max_length=ID_LENGTH, where=where
+        ),
+        "region": _optional_text(row["region"], "region", max_length=ID_LENGTH, where=where),
+        "as_of": _as_of(row["as_of"], where),
+        "action": _text(row["action"], "action", max_length=ACTION_LENGTH, where=where),
+        "model_version": _text(
+            row["model_version"], "model_version", max_length=ID_LENGTH, where=where
+        ),
+        "policy_version": _text(
+            row["policy_version"], "policy_version", max_length=ID_LENGTH, where=where
+        ),
+        "payload": _payload(row["payload"], where),
+        "run_id": run_id,
+        "created_at": created_at,
+    }
+
+
+def _refuse_repeats(values: list[dict[str, Any]], field: str) -> None:
+    seen: dict[str, int] = {}
+    for index, row in enumerate(values):
+        key = row[field]
+        if key in seen:
+            raise StoreError(
+                f"recommendation rows {seen[key]} and {index} repeat {field} {key!r} "
+                "(one recommendation per customer per run)",
+                field=field,
+            )
+        seen[key] = index
+
+
+def _refuse_reassigned_ids(conn: Connection, chunk: list[dict[str, Any]]) -> None:
+    """A recommendation id, once saved, stays with its customer."""
+    wanted = {row["recommendation_id"]: row["customer_id"] for row in chunk}
+    existing = conn.execute(
+        select(recommendations.c.recommendation_id, recommendations.c.customer_id).where(
+            recommendations.c.recommendation_id.in_(list(wanted))
+        )
+    ).all()
+    for found in existing:
+        if found.customer_id != wanted[found.recommendation_id]:
+            raise StoreError(
+                f"recommendation_id {found.recommendation_id!r} already belongs to customer "
+                f"{found.customer_id!r}, not {wanted[found.recommendation_id]!r}",
+                field="recommendation_id",
+            )
+
+
+def _stored_recommendation(row: Row[Any]) -> StoredRecommendation:
+    return StoredRecommendation(
+        recommendation_id=row.recommendation_id,
+        customer_id=row.customer_id,
+        account_manager=row.account_manager,
+        region=row.region,
+        as_of=row.as_of,
+        run_id=row.run_id,
+        payload=row.payload,
+        created_at=row.created_at,
+        action=row.action,
+        model_version=row.model_version,
+        policy_version=row.policy_version,
+    )
+
+
+def _stored_decision(
+    report: DecisionReport, *, decision_id: str, recorded_at: datetime
+) -> StoredDecision:
+    """Validate a report and return it as it will be stored."""
+    if not isinstance(report, DecisionReport):
+        raise StoreError(f"expected a DecisionReport, got {type(report).__name__}", field="report")
+    occurred = report.occurred_at
+    if not isinstance(occurred, datetime):
+        raise StoreError(f"occurred_at must be a datetime, got {occurred!r}", field="occurred_at")
+    if occurred.tzinfo is None or occurred.utcoffset() is None:
+        raise StoreError(
+            f"occurred_at must be timezone-aware (e.g. 2025-03-01T09:30:00+00:00), got naive "
+            f"{occurred.isoformat()}",
+            field="occurred_at",
+        )
+    followed = report.followed_recommendation
+    if followed is not None and not isinstance(followed, bool):
+        raise StoreError(
+            f"followed_recommendation must be true, false or null, got {followed!r}",
+            field="followed_recommendation",
+        )
+    recommendation_id = _optional_text(
+        report.recommendation_id, "recommendation_id", max_length=ID_LENGTH
+    )
+    if recommendation_id is not None and followed is None:
+        raise StoreError(
+            "followed_recommendation is required when recommendation_id is given "
+            "(was the recommendation followed or overridden?)",
+            field="followed_recommendation",
+        )
+    if recommendation_id is None and followed is not None:
+        raise StoreError(
+            "followed_recommendation needs a recommendation_id "
+            "(which recommendation was followed or overridden?)",
+            field="recommendation_id",
+        )
+    return StoredDecision(
+        customer_id=_text(report.customer_id, "customer_id", max_length=ID_LENGTH),
+        requested=_text(report.requested, "requested"),
+        occurred_at=occurred.astimezone(UTC),
+        place=_text(report.place, "place"),
+        authority_used=_text(report.authority_used, "authority_used"),
+        helped_by=_optional_text(report.helped_by, "helped_by"),
+        outcome=_text(report.outcome, "outcome"),
+        recommendation_id=recommendation_id,
+        followed_recommendation=followed,
+        recorded_by=_text(report.recorded_by, "recorded_by", max_length=ID_LENGTH),
+        decision_id=decision_id,
+        recorded_at=recorded_at,
+    )
+
+
+def _check_recommendation_link(conn: Connection, decision: StoredDecision) -> None:
+    """The linked recommendation exists and is for the same customer."""
+    if decision.recommendation_id is None:
+        return
+    owner = conn.execute(
+        select(recommendations.c.customer_id).where(
+            recommendations.c.recommendation_id == decision.recommendation_id
+        )
+    ).scalar_one_or_none()
+    if owner is None:
+        raise StoreError(
+            f"recommendation_id {decision.recommendation_id!r} is not a stored recommendation",
+            field="recommendation_id",
+        )
+    if owner != decision.customer_id:
+        raise StoreError(
+            f"recommendation_id {decision.recommendation_id!r} is for customer {owner!r}, "
+            f"not {decision.customer_id!r}",
+            field="recommendation_id",
+        )
+
+
+def _decision_from_row(row: Row[Any]) -> StoredDecision:
+    return StoredDecision(**{name: getattr(row, name) for name in _DECISION_COLUMNS})

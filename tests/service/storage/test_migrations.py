@@ -1,0 +1,121 @@
+"""The shipped alembic migrations: they build the schema the store expects and keep data."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from service.storage import Store, StoreError
+from service.storage.engine import parse_url
+from service.storage.schema import metadata
+from tests.service.storage.factories import recommendation_row, report
+
+HEAD = "0002"
+
+
+def _version(url: str) -> str | None:
+    engine = create_engine(parse_url(url))
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def _index_names(url: str) -> set[str | None]:
+    engine = create_engine(parse_url(url))
+    try:
+        return {index["name"] for index in inspect(engine).get_indexes("decisions")}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_the_first_revision_keeps_existing_rows(db_url: str) -> None:
+    with Store(db_url) as store:
+        store.migrate("0001")
+        assert _version(db_url) == "0001"
+        assert "ix_decisions_customer_id_recorded_at" not in _index_names(db_url)
+        store.save_recommendations(
+            [recommendation_row("C001", recommendation_id="R1")], run_id="r1"
+        )
+        before = [
+            store.record_decision(
+                report("C001", recommendation_id="R1", followed_recommendation=True)
+            ),
+            store.record_decision(report("C002")),
+        ]
+
+        store.migrate()
+
+        assert _version(db_url) == HEAD
+        assert "ix_decisions_customer_id_recorded_at" in _index_names(db_url)
+        assert store.list_decisions() == list(reversed(before))
+        assert store.customer_scope("C001") == ("alice", "north")
+
+
+def test_migrated_schema_matches_the_table_definitions(db_url: str) -> None:
+    with Store(db_url) as store:
+        store.migrate()
+    engine = create_engine(parse_url(db_url))
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_migrating_again_is_a_no_op(db_url: str) -> None:
+    with Store(db_url) as store:
+        store.migrate()
+        stored = store.record_decision(report())
+        store.migrate()
+        assert store.list_decisions() == [stored]
+    assert _version(db_url) == HEAD
+
+
+def test_concurrent_migrations_wait_for_each_other(db_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            with Store(db_url) as store:
+                store.migrate()
+        except BaseException as exc:  # collected and asserted below  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert _version(db_url) == HEAD
+
+
+def test_an_unknown_target_revision_is_a_store_error(sqlite_url: str) -> None:
+    with Store(sqlite_url) as store, pytest.raises(StoreError, match="cannot migrate") as error:
+        store.migrate("no-such-revision")
+    assert error.value.field == "revision"
+
+
+def test_migrate_never_downgrades(sqlite_url: str) -> None:
+    with Store(sqlite_url) as store:
+        store.migrate()
+        store.migrate("0001")  # older than the database: nothing to do
+    assert _version(sqlite_url) == HEAD
+
+
+def test_a_sqlite_file_is_in_wal_mode(sqlite_url: str) -> None:
+    with Store(sqlite_url) as store:
+        store.migrate()
+    engine = create_engine(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+    finally:
+        engine.dispose()
