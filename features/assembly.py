@@ -123,12 +123,17 @@ class Aggregation:
             must still apply their own masks: the union may let more rows through.
         zero_filled: Expressions whose result is 0 for a customer without rows (counts, money).
         nullable: Expressions that stay null for a customer without rows (medians, last dates).
+        separate_pass: None (the default) joins the table's single shared pass. A name gives the
+            aggregation its own group-by over just its filtered rows and columns: for
+            expressions the streaming engine cannot run (median, quantile), which would
+            otherwise pull the whole shared pass into memory.
     """
 
     table: str
     rows: pl.Expr
     zero_filled: tuple[pl.Expr, ...] = ()
     nullable: tuple[pl.Expr, ...] = ()
+    separate_pass: str | None = None
 
 
 @dataclass(frozen=True)
@@ -253,10 +258,10 @@ def assemble(
     extra = population_aggregation(as_of, config)
     if extra is not None:
         aggregations.append(extra)
-    by_table: dict[str, list[Aggregation]] = {}
+    by_pass: dict[tuple[str, str], list[Aggregation]] = {}
     for agg in aggregations:
-        by_table.setdefault(agg.table, []).append(agg)
-    check_tables(tables, ["customers", *by_table])
+        by_pass.setdefault((agg.table, agg.separate_pass or ""), []).append(agg)
+    check_tables(tables, ["customers", *{table for table, _ in by_pass}])
 
     frame = active_customers(tables["customers"], as_of).select(
         "customer_id",
@@ -265,10 +270,8 @@ def assemble(
     )
 
     zero_filled: list[str] = []
-    for table in EVENT_TABLES:
-        if table not in by_table:
-            continue
-        aggs = by_table[table]
+    for (table, _), aggs in sorted(by_pass.items(), key=lambda item: (
+            EVENT_TABLES.index(item[0][0]), item[0][1])):
         rows = reduce(operator.or_, [agg.rows for agg in aggs])
         exprs = [expr for agg in aggs for expr in (*agg.zero_filled, *agg.nullable)]
         per_customer = (

@@ -82,13 +82,19 @@ def venting_pattern(lexicon: tuple[str, ...]) -> str:
     return "(?i)" + "|".join(re.escape(term) for term in terms)
 
 
-def venting_words(config: FeatureConfig) -> pl.Expr:
-    """Number of venting-lexicon matches in ``text`` per row (0 for a null text)."""
+def venting_words(config: FeatureConfig, rows: pl.Expr | None = None) -> pl.Expr:
+    """Number of venting-lexicon matches in ``text`` per row (0 for a null text).
+
+    Args:
+        config: Holds the lexicon.
+        rows: Only these rows are searched (others count 0), so the regex runs on the window's
+            complaints instead of the whole history.
+    """
     if not config.venting_lexicon:
         return pl.lit(0, dtype=pl.Int64)
+    text = pl.col("text") if rows is None else pl.when(rows).then(pl.col("text"))
     return (
-        pl.col("text")
-        .str.count_matches(venting_pattern(config.venting_lexicon))
+        text.str.count_matches(venting_pattern(config.venting_lexicon))
         .fill_null(0)
         .cast(pl.Int64)
     )
@@ -140,20 +146,26 @@ def feature_group(as_of: date, config: FeatureConfig) -> FeatureGroup:
             when_count(open_).alias("open_complaints"),
             when_count(open_ & (pl.col("severity") == "major")).alias("open_major_complaints"),
             (when_count(long_) - distinct_categories).alias("repeat_complaints_12m"),
-            when_sum(long_, venting_words(config)).cast(pl.Int64).alias("venting_words_12m"),
+            venting_words(config, long_).sum().cast(pl.Int64).alias("venting_words_12m"),
         ),
         nullable=(
-            pl.when(resolved).then(hours).median().alias("hours_to_resolve_median"),
-            pl.when(resolved)
-            .then(hours)
-            .quantile(0.9, interpolation="linear")
-            .alias("hours_to_resolve_p90"),
             pl.when(resolved)
             .then((hours > config.sla_hours).cast(pl.Float64))
             .mean()
             .alias("share_resolved_beyond_24h"),
             pl.when(before).then(pl.col("opened_at")).max().alias("_last_complaint_at"),
         ),
+    )
+    # median and quantile cannot stream (polars 2.1): a separate pass over just the resolved
+    # complaints' customer and hours keeps the big pass above streamable and light
+    resolution_times = Aggregation(
+        table="complaints",
+        rows=resolved,
+        nullable=(
+            hours.median().alias("hours_to_resolve_median"),
+            hours.quantile(0.9, interpolation="linear").alias("hours_to_resolve_p90"),
+        ),
+        separate_pass="resolution_times",
     )
     derived = (
         monthly_trend("_minor_near_miss_3m", "_minor_near_miss_12m", config).alias(
@@ -171,7 +183,7 @@ def feature_group(as_of: date, config: FeatureConfig) -> FeatureGroup:
     return FeatureGroup(
         name="complaints",
         columns=COLUMNS,
-        aggregations=(complaints,),
+        aggregations=(complaints, resolution_times),
         derived=(derived,),
     )
 
