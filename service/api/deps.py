@@ -1,0 +1,172 @@
+"""Dependencies, declared once as annotated aliases: settings, store, model, API key and role.
+
+Handlers name what they need in their signature (``key: AgentKey, store: StoreDep,
+serving: ServingModelDep``), so authorisation and I/O are visible at a glance. Tests replace
+any of them with ``app.dependency_overrides``; the two factories used at start-up,
+:func:`get_store_opener` and :func:`get_model_loader`, are honoured there too.
+
+Authentication: ``Authorization: Bearer <key>``. No or an unknown key answers 401 with
+``WWW-Authenticate: Bearer``; a known key whose role is too low answers 403.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Protocol
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.api.keys import ApiKeyEntry, KeyRing, Role
+from service.api.serving import ModelHolder, ModelLoader, ServingModel, load_serving_model
+from service.settings import Settings
+
+
+class StoreProtocol(Protocol):
+    """What the API uses of :class:`service.storage.Store` (all calls are blocking)."""
+
+    def migrate(self) -> None: ...
+
+    def latest_recommendation(self, customer_id: str) -> Any: ...
+
+    def record_decision(self, report: Any) -> Any: ...
+
+    def list_decisions(
+        self,
+        *,
+        customer_id: str | None = None,
+        account_manager: str | None = None,
+        region: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Sequence[Any]: ...
+
+    def customer_scope(self, customer_id: str) -> tuple[str | None, str | None] | None: ...
+
+
+StoreOpener = Callable[[Settings], StoreProtocol]
+
+
+def open_store(settings: Settings) -> StoreProtocol:
+    """Open the configured store and bring its schema up to date (blocking)."""
+    from service.storage import Store
+
+    store = Store(settings.database_url)
+    store.migrate()
+    return store
+
+
+def get_store_opener() -> StoreOpener:
+    """How the app opens its store at start-up (override in tests)."""
+    return open_store
+
+
+def get_model_loader() -> ModelLoader:
+    """How the app loads the model at start-up and on reload (override in tests)."""
+    return load_serving_model
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_store(request: Request) -> StoreProtocol:
+    """The store opened at start-up."""
+    store: StoreProtocol = request.app.state.store
+    return store
+
+
+def get_model_holder(request: Request) -> ModelHolder:
+    """The holder of the served model."""
+    holder: ModelHolder = request.app.state.models
+    return holder
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+StoreDep = Annotated[StoreProtocol, Depends(get_store)]
+ModelHolderDep = Annotated[ModelHolder, Depends(get_model_holder)]
+ModelLoaderDep = Annotated[ModelLoader, Depends(get_model_loader)]
+
+
+def get_serving_model(holder: ModelHolderDep) -> ServingModel:
+    """The model to serve this request with, fixed for the whole request.
+
+    Raises:
+        HTTPException: 503 while no model is loaded.
+    """
+    serving = holder.current
+    if serving is None:
+        why = f" ({holder.last_error})" if holder.last_error else ""
+        raise HTTPException(
+            503,
+            detail=f"no model is loaded yet{why}; an admin can POST /v1/model/reload once the "
+            "registry has a champion",
+            headers={"Retry-After": "30"},
+        )
+    return serving
+
+
+ServingModelDep = Annotated[ServingModel, Depends(get_serving_model)]
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    bearerFormat="kw_<43 url-safe characters>",
+    description="An API key made with `new_api_key` (role viewer, agent or admin), sent as "
+    "`Authorization: Bearer <key>`.",
+)
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="keepwise"'}
+
+
+def get_keyring(request: Request) -> KeyRing:
+    """The configured API keys."""
+    keyring: KeyRing = request.app.state.keyring
+    return keyring
+
+
+def current_key(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    keyring: Annotated[KeyRing, Depends(get_keyring)],
+) -> ApiKeyEntry:
+    """The key the request authenticates with.
+
+    Raises:
+        HTTPException: 401 when the key is missing or unknown.
+    """
+    if credentials is None:
+        raise HTTPException(
+            401, detail="missing API key: send 'Authorization: Bearer <key>'", headers=_CHALLENGE
+        )
+    entry = keyring.authenticate(credentials.credentials)
+    if entry is None:
+        raise HTTPException(
+            401,
+            detail="invalid API key",
+            headers={"WWW-Authenticate": 'Bearer realm="keepwise", error="invalid_token"'},
+        )
+    return entry
+
+
+def require_role(role: Role) -> Callable[[ApiKeyEntry], ApiKeyEntry]:
+    """A dependency admitting keys whose role includes ``role`` (403 otherwise)."""
+
+    def dependency(key: Annotated[ApiKeyEntry, Depends(current_key)]) -> ApiKeyEntry:
+        if not key.role.includes(role):
+            raise HTTPException(
+                403, detail=f"this API key has role '{key.role}'; this needs role '{role}'"
+            )
+        return key
+
+    dependency.__name__ = f"require_{role}"
+    return dependency
+
+
+require_viewer = require_role(Role.viewer)
+require_agent = require_role(Role.agent)
+require_admin = require_role(Role.admin)
+
+ViewerKey = Annotated[ApiKeyEntry, Depends(require_viewer)]
+AgentKey = Annotated[ApiKeyEntry, Depends(require_agent)]
+AdminKey = Annotated[ApiKeyEntry, Depends(require_admin)]

@@ -1,0 +1,75 @@
+"""``POST /v1/recommendations``: score feature rows sent in the request.
+
+Scope rule for keys limited to an account manager and/or a region (see
+:mod:`service.api.keys`): a row's owner is taken from the store when the store knows the
+customer (the last batch run: authoritative), otherwise from the row itself (``account_manager``
+field and the ``region`` feature). Every row must be owned by the key; if any is not, the whole
+request answers 404 naming those customer ids, as if they did not exist. A row without an
+``account_manager`` for a customer the store does not know is therefore outside the scope of a
+key limited to an account manager. Nothing is stored: scores made here are not "the latest
+stored recommendation" (that is the batch run's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter, HTTPException
+from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
+
+from service.api.deps import ServingModelDep, StoreDep, StoreProtocol, ViewerKey
+from service.api.feature_row import FeatureRowBase
+from service.api.keys import ApiKeyEntry
+from service.api.schemas import (
+    MAX_BATCH,
+    RecommendationBatchPublic,
+    RecommendationRequest,
+    error_responses,
+)
+from service.api.scoring import RowsRejected, score_rows
+from service.api.storage_errors import store_call
+
+router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"])
+
+
+def _outside_scope(
+    rows: Sequence[FeatureRowBase], key: ApiKeyEntry, store: StoreProtocol
+) -> list[str]:
+    """Customer ids of the rows the key may not score (blocking: one store read per row)."""
+    outside = []
+    for row in rows:
+        stored = store.customer_scope(row.customer_id)
+        account_manager, region = (
+            stored if stored is not None else (row.account_manager, row.feature("region"))
+        )
+        if not key.owns(account_manager, region):
+            outside.append(row.customer_id)
+    return outside
+
+
+@router.post(
+    "",
+    response_model=RecommendationBatchPublic,
+    summary="Recommend retain, compensate or end for customers' feature rows",
+    description=(
+        f"Scores 1 to {MAX_BATCH:,} customers' feature rows (as `keepwise features` writes "
+        "them) with the served model and policy: the action, the expected value of every "
+        "action, the best offer and its cost, the approval tier, the value waterfall, the churn "
+        "drivers and plain-language reasons. Nothing is stored. Any role may call it. Keys "
+        "limited to an account manager or region may score only their own customers (see the "
+        "scope rule in the API guide); others answer 404."
+    ),
+    responses=error_responses(400, 401, 404, 413, 503),
+)
+async def recommend_for_rows(
+    body: RecommendationRequest, key: ViewerKey, store: StoreDep, serving: ServingModelDep
+) -> RecommendationBatchPublic:
+    """Score the rows in the body."""
+    if key.scoped and (outside := await store_call(_outside_scope, body.customers, key, store)):
+        shown = ", ".join(f"'{c}'" for c in outside[:20])
+        raise HTTPException(404, detail=f"customer(s) {shown} not found for this key")
+    try:
+        return await run_in_threadpool(score_rows, body.customers, body.as_of, serving)
+    except RowsRejected as rejected:
+        raise RequestValidationError(rejected.errors) from None

@@ -1,0 +1,460 @@
+"""Request and response models of the API, one per direction (``...Request`` in, ``...Public`` out).
+
+The recommendation models mirror one row of :func:`model.recommend.recommend` (the same
+function the batch command stores): :func:`recommendation_from_row` turns such a row (a dict)
+into :class:`RecommendationPublic`, for fresh scores and stored batch payloads alike.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from features.contract import OFFER_KINDS, SEGMENTS
+from model.decide import ACTIONS
+from service.api.feature_row import (
+    ID_MAX_LENGTH,
+    TEXT_MAX_LENGTH,
+    CustomerId,
+    FeatureRow,
+    FeatureRowBase,
+)
+
+# FeatureRow is generated at import; type checkers see its static base class.
+if TYPE_CHECKING:
+    Row = FeatureRowBase
+else:
+    Row = FeatureRow
+
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far in the future a report's ``occurred_at`` may lie (clocks differ)."""
+MAX_BATCH = 1_000
+"""Most customers one ``POST /v1/recommendations`` may score (more: 422; use the batch CLI)."""
+
+Action = Literal[ACTIONS]  # type: ignore[valid-type]
+OfferKind = Literal[OFFER_KINDS]  # type: ignore[valid-type]
+Segment = Literal[SEGMENTS]  # type: ignore[valid-type]
+# Free text must hold at least one non-space character (the store refuses blank text).
+Text = Annotated[str, Field(min_length=1, max_length=TEXT_MAX_LENGTH, pattern=r"\S")]
+LongText = Annotated[str, Field(min_length=1, max_length=2_000, pattern=r"\S")]
+
+EXAMPLE_FEATURES: dict[str, Any] = {
+    "customer_id": "C0000870",
+    "segment": "enterprise",
+    "region": "south",
+    "contract_type": "annual",
+    "tenure_days": 3690,
+    "days_to_contract_end": 328,
+    "recency_days": 3,
+    "orders_3m": 38,
+    "orders_12m": 131,
+    "monetary_12m": 1808.23,
+    "order_trend": 2.38,
+    "offers_made_12m": 0,
+    "offers_accepted_12m": 0,
+    "offers_declined_12m": 0,
+    "revenue_3m": 69671.96,
+    "cost_of_goods_3m": 38876.29,
+    "discounts_3m": 3426.1,
+    "gross_margin_3m": 27369.57,
+    "cost_to_serve_3m": 0.0,
+    "compensation_3m": 0.0,
+    "receivables_provision_3m": 0.0,
+    "net_margin_3m": 27369.57,
+    "revenue_12m": 236878.73,
+    "cost_of_goods_12m": 131894.38,
+    "discounts_12m": 11648.43,
+    "gross_margin_12m": 93335.92,
+    "cost_to_serve_12m": 26.7,
+    "compensation_12m": 0.0,
+    "receivables_provision_12m": 0.0,
+    "net_margin_12m": 93309.22,
+    "net_margin_trend": 1828.31,
+    "receivables_open": 0.0,
+    "receivables_overdue": 0.0,
+    "receivables_disputed": 0.0,
+    "invoiced_12m": 208050.6,
+    "days_sales_outstanding": 0.0,
+    "complaints_3m": 0,
+    "complaints_12m": 1,
+    "complaints_near_miss_12m": 1,
+    "complaints_minor_12m": 0,
+    "complaints_major_12m": 0,
+    "complaints_counter_12m": 0,
+    "complaints_feedback_card_12m": 0,
+    "complaints_phone_12m": 0,
+    "complaints_email_12m": 0,
+    "complaints_return_visit_12m": 0,
+    "complaints_web_12m": 0,
+    "complaints_app_12m": 1,
+    "minor_near_miss_trend": -0.11,
+    "hours_to_resolve_median": 145.18,
+    "hours_to_resolve_p90": 145.18,
+    "share_resolved_beyond_24h": 1.0,
+    "escalations_12m": 0,
+    "open_complaints": 0,
+    "open_major_complaints": 0,
+    "repeat_complaints_12m": 0,
+    "days_since_last_complaint": 144,
+    "venting_words_12m": 1,
+    "venting_rate_12m": 1.0,
+}
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class ErrorPublic(BaseModel):
+    """An error other than a validation error."""
+
+    detail: str = Field(description="What went wrong and what to do about it.")
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for the given error status codes."""
+    texts = {
+        400: "The body cannot be parsed at all (e.g. not UTF-8 text).",
+        401: "No API key, or an unknown one (with `WWW-Authenticate: Bearer`).",
+        403: "The key's role is too low for this route.",
+        404: "Not found, or outside the key's scope (the same answer).",
+        413: "The request body is over the size limit.",
+        503: "No model is loaded yet, or the store is unavailable (nothing was written).",
+    }
+    return {code: {"model": ErrorPublic, "description": texts[code]} for code in codes}
+
+
+# --- recommendations ----------------------------------------------------------------------------
+
+
+class RecommendationRequest(BaseModel):
+    """Feature rows of one or more customers, all described at the same date."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"as_of": "2025-01-01", "customers": [EXAMPLE_FEATURES]}]},
+    )
+
+    as_of: date = Field(
+        description="The date the features describe (events strictly before "
+        "it); echoed on every recommendation."
+    )
+    customers: list[Row] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description=f"1 to {MAX_BATCH:,} feature rows, one per customer (customer ids unique).",
+    )
+
+    @model_validator(mode="after")
+    def _unique_customers(self) -> RecommendationRequest:
+        first: dict[str, int] = {}
+        repeated = [
+            i for i, row in enumerate(self.customers) if first.setdefault(row.customer_id, i) != i
+        ]
+        if repeated:
+            raise ValueError(
+                f"customer_id must be unique in a request; rows {repeated[:10]} "
+                "repeat an earlier row's customer_id"
+            )
+        return self
+
+
+class OfferPublic(BaseModel):
+    """The best offer considered for the customer (made only when the action is compensate)."""
+
+    kind: OfferKind = Field(description="Offer kind from the policy's catalogue.")
+    unit_cost: float = Field(description="Cost to the company if the customer accepts.")
+    acceptance: float = Field(ge=0, le=1, description="Probability the customer accepts.")
+    expected_cost: float = Field(description="unit_cost x acceptance (the Pentium lesson).")
+    churn_reduction: float = Field(description="Cut in the horizon churn probability if accepted.")
+    churn_after_offer: float = Field(
+        ge=0, le=1, description="Horizon churn probability if accepted."
+    )
+    complaint_saving: float = Field(description="Monthly complaint cost removed if accepted.")
+
+
+class ExpectedValuesPublic(BaseModel):
+    """Expected profit of each action over the policy horizon (discounted, money)."""
+
+    retain: float = Field(description="Keep the customer as they are.")
+    best_offer: float = Field(description="Make the best offer in the catalogue.")
+    end: float = Field(description="End the relationship (minus the exit cost).")
+    offers: dict[OfferKind, float] = Field(description="Every catalogue offer, by kind.")
+
+
+class ValueWaterfallPublic(BaseModel):
+    """Trailing monthly components of net margin (sign as booked: costs are negative)."""
+
+    revenue: float = Field(description="Revenue per month.")
+    cost_of_goods: float = Field(description="Cost of goods per month (negative).")
+    discounts: float = Field(description="Discounts per month (negative).")
+    cost_to_serve: float = Field(description="Complaint handling and escalations (negative).")
+    compensation: float = Field(description="Compensation paid per month (negative).")
+    receivables_provision: float = Field(description="Provision for unpaid invoices (negative).")
+    net_margin: float = Field(description="Net margin per month.")
+
+
+class RecommendationPublic(BaseModel):
+    """What to do about one customer, the money behind it, who approves it and why."""
+
+    customer_id: CustomerId
+    segment: Segment = Field(description="The customer's segment.")
+    action: Action = Field(description="retain, compensate (make `offer`) or end.")
+    approval_tier: str | None = Field(
+        description="Who must approve the action (authority table of the policy); null for retain.",
+        examples=["front_line"],
+    )
+    blocked_reason: str | None = Field(
+        description="Why a more valuable action was not allowed (guard-rail or budget)."
+    )
+    reasons: list[str] = Field(description="Plain-language reasons for the recommendation.")
+    churn_drivers: list[str] = Field(description="Main drivers of the churn risk, in words.")
+    p_churn: float = Field(
+        ge=0, le=1, description="Probability of churn within the horizon if nothing is done."
+    )
+    monthly_margin: float = Field(description="Expected monthly net margin if the customer stays.")
+    monthly_margin_se: float | None = Field(description="Standard error of monthly_margin.")
+    margin_upper: float | None = Field(
+        description="Upper confidence bound of monthly_margin (end needs it below 0)."
+    )
+    monthly_revenue: float = Field(description="Trailing revenue per month.")
+    monthly_complaint_cost: float = Field(description="Trailing complaint cost per month.")
+    months_of_history: float = Field(description="Months since sign-up.")
+    expected_values: ExpectedValuesPublic = Field(
+        description="Expected profit of each action over the horizon."
+    )
+    offer: OfferPublic = Field(
+        description="The best offer considered (made only when the action is compensate)."
+    )
+    exit_cost: float = Field(description="Cost of ending the relationship.")
+    end_allowed: bool = Field(description="Whether the guard-rails allow ending it.")
+    value_waterfall: ValueWaterfallPublic = Field(
+        description="Trailing monthly components behind the net margin."
+    )
+    horizon_months: int = Field(description="Horizon of the expected values, in months.")
+    policy_version: str = Field(description="Version of the decision policy applied.")
+    model_version: str = Field(description="Registry version of the model that scored it.")
+    as_of: date = Field(description="The date the features describe.")
+
+
+class RecommendationBatchPublic(BaseModel):
+    """Recommendations for the request's customers, in request order."""
+
+    model_version: str = Field(description="Registry version of the model that scored them.")
+    policy_version: str = Field(description="Version of the decision policy applied.")
+    recommendations: list[RecommendationPublic] = Field(
+        description="One recommendation per customer, in request order."
+    )
+
+
+class StoredRecommendationPublic(RecommendationPublic):
+    """The latest recommendation the batch run stored for a customer."""
+
+    recommendation_id: str = Field(description="Cite it in a decision report.")
+    run_id: str = Field(description="The batch run that produced it.")
+    stored_at: datetime = Field(description="When it was stored.")
+
+
+def _finite_or_none(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def recommendation_payload(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A :func:`model.recommend.recommend` row in the public JSON shape, to store as payload.
+
+    The batch command can save this as ``payload``; ``GET /v1/customers/{id}/recommendation``
+    returns it unchanged (plus the stored ids).
+    """
+    public = RecommendationPublic.model_validate(recommendation_from_row(row))
+    return public.model_dump(mode="json")
+
+
+def recommendation_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of :class:`RecommendationPublic` from one :func:`model.recommend.recommend` row.
+
+    Non-finite numbers become null; ``ev_offer_<kind>`` columns become ``expected_values.offers``.
+    A row already in the public shape (``RecommendationPublic.model_dump(mode="json")``, e.g. a
+    stored payload) is returned as it is, so the batch command may store either form.
+    """
+    if "expected_values" in row:
+        return dict(row)
+    r = {key: _finite_or_none(value) for key, value in row.items()}
+    offers = {
+        key.removeprefix("ev_offer_"): value
+        for key, value in r.items()
+        if key.startswith("ev_offer_") and value is not None
+    }
+    waterfall = r.get("value_waterfall") or {}
+    return {
+        **{
+            name: r.get(name)
+            for name in (
+                "customer_id",
+                "segment",
+                "action",
+                "approval_tier",
+                "blocked_reason",
+                "p_churn",
+                "monthly_margin",
+                "monthly_margin_se",
+                "margin_upper",
+                "monthly_revenue",
+                "monthly_complaint_cost",
+                "months_of_history",
+                "exit_cost",
+                "end_allowed",
+                "horizon_months",
+                "policy_version",
+                "model_version",
+                "as_of",
+            )
+        },
+        "reasons": list(r.get("reasons") or []),
+        "churn_drivers": list(r.get("churn_drivers") or []),
+        "expected_values": {
+            "retain": r.get("ev_retain"),
+            "best_offer": r.get("ev_best_offer"),
+            "end": r.get("ev_end"),
+            "offers": offers,
+        },
+        "offer": {
+            "kind": r.get("offer_kind"),
+            "unit_cost": r.get("offer_cost"),
+            "acceptance": r.get("offer_acceptance"),
+            "expected_cost": r.get("offer_expected_cost"),
+            "churn_reduction": r.get("offer_churn_reduction"),
+            "churn_after_offer": r.get("churn_after_offer"),
+            "complaint_saving": r.get("offer_complaint_saving"),
+        },
+        "value_waterfall": {key: _finite_or_none(value) for key, value in waterfall.items()},
+    }
+
+
+# --- decisions ----------------------------------------------------------------------------------
+
+
+class DecisionRequest(BaseModel):
+    """The after-action report of an exercised authority (DESIGN.md, business case 8)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "customer_id": "C0000870",
+                    "requested": "Replacement of the faulty router and a refund for the outage day",
+                    "occurred_at": "2025-01-14T10:30:00+01:00",
+                    "place": "Phone, service desk Antwerp",
+                    "authority_used": "Front-line: replacement (cost 180) within the 500 limit",
+                    "helped_by": "Technician on call (J. Peeters)",
+                    "outcome": "Customer accepted the replacement and thanked us",
+                    "recommendation_id": "rec-2025-01-01-000870",
+                    "followed_recommendation": True,
+                }
+            ]
+        },
+    )
+
+    customer_id: CustomerId
+    requested: LongText = Field(description="What the customer asked for.")
+    occurred_at: AwareDatetime = Field(
+        description="When it happened, with a time zone; not in the future."
+    )
+    place: Text = Field(description="Where: branch, channel or site.")
+    authority_used: LongText = Field(
+        description="The authority exercised: what was granted and at which tier."
+    )
+    helped_by: Text | None = Field(default=None, description="Who helped, if anyone.")
+    outcome: LongText = Field(description="How it ended.")
+    recommendation_id: (
+        Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=r"\S")] | None
+    ) = Field(default=None, description="The stored recommendation this followed or overrode.")
+    followed_recommendation: bool | None = Field(
+        default=None,
+        description="True: followed it; false: overrode it. Required with "
+        "recommendation_id, not allowed without it.",
+    )
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _not_in_the_future(cls, value: datetime) -> datetime:
+        if value > datetime.now(UTC) + CLOCK_SKEW:
+            raise ValueError("occurred_at is in the future; report what has happened")
+        return value
+
+    @model_validator(mode="after")
+    def _recommendation_pair(self) -> DecisionRequest:
+        if (self.recommendation_id is None) != (self.followed_recommendation is None):
+            raise ValueError(
+                "give recommendation_id and followed_recommendation together (both or neither)"
+            )
+        return self
+
+
+class DecisionPublic(BaseModel):
+    """A recorded decision report."""
+
+    decision_id: str = Field(description="Identifier of the stored report.")
+    customer_id: CustomerId
+    requested: str = Field(description="What the customer asked for.")
+    occurred_at: datetime = Field(description="When it happened.")
+    place: str = Field(description="Where it happened.")
+    authority_used: str = Field(description="The authority exercised.")
+    helped_by: str | None = Field(description="Who helped.")
+    outcome: str = Field(description="How it ended.")
+    recommendation_id: str | None = Field(description="The recommendation followed or overridden.")
+    followed_recommendation: bool | None = Field(description="Whether it was followed.")
+    recorded_by: str = Field(description="Name of the API key that recorded it.")
+    recorded_at: datetime = Field(description="When keepwise stored it.")
+
+
+class DecisionListPublic(BaseModel):
+    """A page of decision reports, newest first."""
+
+    decisions: list[DecisionPublic] = Field(description="The reports, newest recorded first.")
+    limit: int = Field(description="Page size asked for.")
+    offset: int = Field(description="Reports skipped.")
+
+
+# --- model --------------------------------------------------------------------------------------
+
+
+class ModelPublic(BaseModel):
+    """The model and policy being served."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str = Field(description="Registered model name (or bundle folder).")
+    model_version: str = Field(description="Registry version being served.")
+    alias: str | None = Field(description="Registry alias it was loaded from.")
+    source: Literal["registry", "path"] = Field(description="Where it was loaded from.")
+    loaded_at: datetime = Field(description="When this service loaded it.")
+    trained_at: str | None = Field(description="When it was trained (from the bundle).")
+    horizon_days: int = Field(description="Churn and value horizon the models were trained for.")
+    feature_count: int = Field(description="Features the models read.")
+    metrics: dict[str, float] = Field(description="Holdout metrics stored with the version.")
+    policy_version: str = Field(description="Version of the decision policy in use.")
+    api_version: str = Field(description="keepwise version of this service.")
+
+
+class ReloadPublic(BaseModel):
+    """What a reload did."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    previous_version: str | None = Field(description="Version served before the reload.")
+    changed: bool = Field(description="Whether a different version or policy is now served.")
+    model: ModelPublic = Field(description="The model now served.")
+
+
+class HealthPublic(BaseModel):
+    """Liveness or readiness."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    status: Literal["alive", "ready", "not ready"] = Field(description="The state.")
+    model_version: str | None = Field(default=None, description="Version served, when ready.")
+    detail: str | None = Field(default=None, description="Why it is not ready.")

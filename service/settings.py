@@ -1,0 +1,90 @@
+"""Settings of the keepwise service: one pydantic-settings class, environment prefix ``KEEPWISE_``.
+
+Nothing is read at import: :func:`get_settings` builds the settings on first call (cached) and
+tests pass their own :class:`Settings` to :func:`service.api.main.create_app`.
+
+============================  =============================================  =======================
+variable                      meaning                                        default
+============================  =============================================  =======================
+KEEPWISE_DATABASE_URL         SQLAlchemy URL of the store                    sqlite:///keepwise.db
+KEEPWISE_MLFLOW_TRACKING_URI  MLflow tracking/registry URI                   $MLFLOW_TRACKING_URI
+KEEPWISE_MODEL_NAME           registered model name                          keepwise
+KEEPWISE_MODEL_ALIAS          registry alias served and reloaded             champion
+KEEPWISE_MODEL_PATH           serve this bundle folder, not the registry     (unset)
+KEEPWISE_POLICY               decision policy TOML                           policies/default.toml
+KEEPWISE_API_KEYS_FILE        TOML file of hashed API keys                   (unset)
+KEEPWISE_API_KEYS             JSON list of hashed API key entries            []
+KEEPWISE_MAX_BODY_BYTES       largest request body accepted (413 above)      4194304 (4 MiB)
+KEEPWISE_SCORING_THREADS      LightGBM threads per scoring call              1
+============================  =============================================  =======================
+
+See :mod:`service.api.keys` for the key entry format.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.api.keys import ApiKeyEntry
+
+DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "policies" / "default.toml"
+# A full batch of 1,000 feature rows is about 1.7 MB of JSON; 4 MiB leaves room for long ids.
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Service configuration (environment variables ``KEEPWISE_<FIELD>``, see the module docs)."""
+
+    model_config = SettingsConfigDict(env_prefix="KEEPWISE_", frozen=True, extra="forbid")
+
+    database_url: str = Field(
+        default="sqlite:///keepwise.db",
+        description="SQLAlchemy URL of the store; the default is a SQLite file in the "
+        "working directory.",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking and registry URI; None uses $MLFLOW_TRACKING_URI or "
+        "sqlite:///mlflow.db.",
+    )
+    model_name: str = Field(default="keepwise", min_length=1, description="Registered model.")
+    model_alias: str = Field(
+        default="champion",
+        min_length=1,
+        description="Registry alias loaded at start-up and on reload.",
+    )
+    model_path: Path | None = Field(
+        default=None,
+        description="A model bundle folder to serve instead of the registry (offline use).",
+    )
+    policy: Path = Field(default=DEFAULT_POLICY, description="Decision policy TOML file.")
+    api_keys_file: Path | None = Field(default=None, description="TOML file of API keys.")
+    api_keys: list[ApiKeyEntry] = Field(
+        default_factory=list, description="API key entries (JSON in the environment)."
+    )
+    max_body_bytes: Annotated[int, Field(ge=1024)] = Field(
+        default=DEFAULT_MAX_BODY_BYTES, description="Largest request body accepted, in bytes."
+    )
+    scoring_threads: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=1, description="LightGBM threads per scoring call (requests run in parallel)."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _url_has_a_scheme(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError(
+                f"expected a SQLAlchemy URL such as sqlite:///keepwise.db, got {value!r}"
+            )
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings from the environment, read once (``get_settings.cache_clear()`` re-reads)."""
+    return Settings()
