@@ -47,8 +47,12 @@ from model.registry import (
 from model.registry import promote as registry_promote
 from model.training import TrainingConfig, TrainingError
 from model.wide_training import WideTrainingConfig, WideTrainingError
+from service.api.keys import KeyScope, new_api_key
+from service.api.main import run as api_run
 from service.console import frame_table, make_console, progress
 from service.files import write_parquet_atomically
+from service.publish import publish_recommendations
+from service.storage import Store
 
 EXIT_OK, EXIT_INVALID_DATA, EXIT_USAGE, EXIT_WITH_REJECTS = 0, 1, 2, 3
 
@@ -467,8 +471,20 @@ def demo(
     customers: Annotated[int, typer.Option(min=1, help="Customers in the demo world.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed of the demo world.")] = 42,
     tracking_uri: TrackingUri = None,
+    serve_api: Annotated[
+        bool,
+        typer.Option(
+            "--serve/--no-serve", help="End by serving the API on localhost (until Ctrl-C)."
+        ),
+    ] = True,
+    host: Annotated[str, typer.Option(help="Interface for the API.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port for the API.")] = 8000,
+    database_url: Annotated[
+        str, typer.Option(help="Store for recommendations and decisions.")
+    ] = "sqlite:///keepwise.db",
 ) -> None:
-    """The main job: world -> validation -> features -> models in MLflow -> recommendations."""
+    """The main job: world -> validation -> features -> models in MLflow -> recommendations ->
+    the API on localhost."""
     world = out / "world"
     console.rule("1. Synthetic CRM world")
     generate(
@@ -532,6 +548,111 @@ def demo(
         recommendations.drop("value_waterfall"), out / "recommendations.parquet"
     )
     _print_recommendations(recommendations, out / "recommendations.parquet")
+
+    console.rule("7. The manager API")
+    customers_table = result.tables["customers"].collect()
+    with Store(database_url) as store:
+        store.migrate()
+        saved = publish_recommendations(
+            store, recommendations, customers_table, run_id=f"demo {as_of} model v{version}"
+        )
+    keys = out / "demo-keys.toml"
+    keys.unlink(missing_ok=True)
+    tokens = {
+        role: _append_api_key(keys, f"demo-{role}", role, None, None)
+        for role in ("viewer", "agent", "admin")
+    }
+    example = recommendations["customer_id"][0]
+    console.print(
+        f"stored {saved:,} recommendations in {database_url} for "
+        "GET /v1/customers/{id}/recommendation"
+    )
+    console.print(f"demo API keys (hashed in {keys}):")
+    for role, token in tokens.items():
+        console.print(f"  {role:6s} {token}")
+    console.print(
+        f"try:  curl -H 'Authorization: Bearer {tokens['viewer']}' "
+        f"http://{host}:{port}/v1/customers/{example}/recommendation"
+    )
+    console.print(f"docs: http://{host}:{port}/docs")
+    if not serve_api:
+        return
+    console.print("serving the API until Ctrl-C ...")
+    os.environ["KEEPWISE_API_KEYS_FILE"] = str(keys)
+    os.environ["KEEPWISE_DATABASE_URL"] = database_url
+    if tracking_uri is not None:
+        os.environ["KEEPWISE_MLFLOW_TRACKING_URI"] = tracking_uri
+    api_run(host=host, port=port)
+
+
+class Role(StrEnum):
+    viewer = "viewer"
+    agent = "agent"
+    admin = "admin"
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default).")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    keys_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="TOML file of API keys (else $KEEPWISE_API_KEYS_FILE / $KEEPWISE_API_KEYS)."
+        ),
+    ] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs) with the champion model from MLflow.
+
+    Other settings come from KEEPWISE_* environment variables: DATABASE_URL (default
+    sqlite:///keepwise.db), MODEL_NAME, MODEL_ALIAS (champion), MODEL_PATH, POLICY,
+    MAX_BODY_BYTES, SCORING_THREADS.
+    """
+    if keys_file is not None:
+        os.environ["KEEPWISE_API_KEYS_FILE"] = str(keys_file)
+    if tracking_uri is not None:
+        os.environ["KEEPWISE_MLFLOW_TRACKING_URI"] = tracking_uri
+    api_run(host=host, port=port)
+
+
+@app.command("api-key")
+def api_key(
+    name: Annotated[str, typer.Option(help="Who holds the key (letters, digits, _.@+-).")],
+    role: Annotated[
+        Role,
+        typer.Option(help="viewer reads; agent also records decisions; admin also reloads models."),
+    ],
+    keys_file: Annotated[
+        Path, typer.Option(help="TOML key file to append the hashed entry to.")
+    ] = Path("keepwise-keys.toml"),
+    account_manager: Annotated[
+        str | None, typer.Option(help="Limit the key to this account manager's customers.")
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option(help="Limit the key to this region's customers.")
+    ] = None,
+) -> None:
+    """Create an API key: the file keeps only its hash; the token is printed once."""
+    token = _append_api_key(keys_file, name, role.value, account_manager, region)
+    console.print(f"added {role.value} key {name!r} to {keys_file}; the token (shown once):")
+    print(token)
+
+
+def _append_api_key(
+    keys_file: Path, name: str, role: str, account_manager: str | None, region: str | None
+) -> str:
+    try:
+        token, entry = new_api_key(
+            name, role, KeyScope(account_manager=account_manager, region=region)
+        )
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    existing = keys_file.read_text() if keys_file.exists() else ""
+    keys_file.write_text(existing + ("\n" if existing else "") + entry.to_toml())
+    return token
 
 
 def _print_recommendations(recommendations: pl.DataFrame, path: Path) -> None:

@@ -122,86 +122,19 @@ def test_validate_folder_without_tables_lists_each_missing_table(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_generates_validates_and_summarises(tmp_path):
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--customers", "2000"])
+def test_demo_runs_every_step_and_stores_recommendations(tmp_path):
+    result = runner.invoke(app, [
+        "demo", "--out", str(tmp_path), "--customers", "2500", "--no-serve",
+        "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+        "--database-url", f"sqlite:///{tmp_path}/keepwise.db"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "world" / "customers.parquet").exists()
+    recommendations = pl.read_parquet(tmp_path / "recommendations.parquet")
+    assert set(recommendations["action"]) <= {"retain", "compensate", "end"}
     output = " ".join(result.output.split())
-    assert "every table meets the contract" in output
-    assert "difficult_client" in output and "oracle ROC AUC" in output
-
-
-def test_features_writes_one_row_per_active_customer_with_labels(tmp_path):
-    write_world(WorldConfig(n_customers=400, seed=9), tmp_path / "world", "parquet")
-    out = tmp_path / "features.parquet"
-    result = runner.invoke(
-        app,
-        [
-            "features",
-            "--data",
-            str(tmp_path / "world"),
-            "--as-of",
-            "2024-07-01",
-            "--out",
-            str(out),
-            "--labels-horizon-days",
-            "365",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    table = pl.read_parquet(out)
-    customers = pl.read_parquet(tmp_path / "world" / "customers.parquet")
-    active = customers.filter(
-        (pl.col("signup_date") < date(2024, 7, 1))
-        & (pl.col("end_date").is_null() | (pl.col("end_date") >= date(2024, 7, 1)))
-    )
-    assert sorted(table["customer_id"]) == sorted(active["customer_id"])
-    assert {"churned", "realised_net_margin", "as_of", "net_margin_12m"} <= set(table.columns)
-    assert not list(tmp_path.glob("*.partial")) and not list(tmp_path.glob(".*.partial"))
-
-
-def test_features_with_rejected_rows_writes_output_and_rejects_and_exits_3(broken_orders):
-    folder, negative_id, _ = broken_orders
-    out = folder / "out" / "features.parquet"
-    result = runner.invoke(
-        app, ["features", "--data", str(folder), "--as-of", "2024-07-01", "--out", str(out)]
-    )
-    assert result.exit_code == EXIT_WITH_REJECTS, result.output
-    assert pl.read_parquet(out).height > 0
-    rejects = pl.read_parquet(folder / "out" / "features.rejects" / "orders.parquet")
-    assert rejects.height == 2
-    assert negative_id in rejects["order_id"].to_list()
-    reasons = sorted(rejects["reject_reason"].to_list())
-    assert reasons == [
-        "customer_id=C9999999 is not in customers",
-        "revenue=-120.5 fails 'greater_than_or_equal_to(0)'",
-    ]
-
-
-def test_features_with_an_unusable_table_writes_nothing_and_exits_1(tmp_path):
-    write_world(WorldConfig(n_customers=200, seed=9), tmp_path, "csv")
-    (tmp_path / "payments.csv").write_bytes(b"")
-    out = tmp_path / "f.parquet"
-    result = runner.invoke(
-        app, ["features", "--data", str(tmp_path), "--as-of", "2024-07-01", "--out", str(out)]
-    )
-    assert result.exit_code == EXIT_INVALID_DATA
-    assert "payments" in result.output and "empty" in result.output
-    assert not out.exists()
-
-
-def test_features_rejects_a_bad_date(tmp_path):
-    result = runner.invoke(
-        app,
-        [
-            "features",
-            "--data",
-            str(tmp_path),
-            "--as-of",
-            "01/07/2024",
-            "--out",
-            str(tmp_path / "f.parquet"),
-        ],
-    )
-    assert result.exit_code == EXIT_USAGE
-    assert "--as-of must be a date YYYY-MM-DD" in result.output
+    for text in ("every table meets the contract", "difficult_client", "oracle ROC AUC",
+                 "registered keepwise version 1", "champion: version 1",
+                 f"stored {recommendations.height:,} recommendations"):
+        assert text in output, text
+    keys = (tmp_path / "demo-keys.toml").read_text()
+    assert keys.count("[[keys]]") == 3 and "kw_" not in keys  # only hashes are stored
