@@ -115,3 +115,11 @@ def test_missing_model_gives_a_clear_error(tmp_path):
         download_bundle(empty, CHAMPION)
     with pytest.raises(RegistryError, match="alias 'challenger'"):
         promote(empty)
+
+
+def test_a_broken_registry_gives_a_clear_error(tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the store's folder should be")
+    broken = MlflowSettings(tracking_uri=f"sqlite:///{blocked}/mlflow.db")
+    with pytest.raises(RegistryError, match="cannot read the model registry at sqlite:///"):
+        download_bundle(broken, CHAMPION)
