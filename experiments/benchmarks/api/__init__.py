@@ -1,0 +1,1 @@
+"""API load benchmark: request bodies and the wrk driver (run.sh)."""
