@@ -174,8 +174,9 @@ def data_fingerprint(tables: Mapping[str, pl.LazyFrame]) -> dict[str, str | int]
     return fingerprint
 
 
-def _sample_customers(tables: Mapping[str, pl.LazyFrame],
-                      limit: int | None) -> Mapping[str, pl.LazyFrame]:
+def _sample_customers(
+    tables: Mapping[str, pl.LazyFrame], limit: int | None
+) -> Mapping[str, pl.LazyFrame]:
     """The tables restricted to a stable hash sample of about ``limit`` customers."""
     if limit is None:
         return tables
@@ -187,13 +188,18 @@ def _sample_customers(tables: Mapping[str, pl.LazyFrame],
     ids = chosen.select("customer_id").collect()
     # collected once: every training snapshot then reads the small sample, not the whole export
     sampled = pl.collect_all(
-        [frame.join(ids.lazy(), on="customer_id", how="semi")
-         for name, frame in tables.items() if name != "customers"],
+        [
+            frame.join(ids.lazy(), on="customer_id", how="semi")
+            for name, frame in tables.items()
+            if name != "customers"
+        ],
         engine="streaming",
     )
     names = [name for name in tables if name != "customers"]
-    return {"customers": chosen.collect().lazy(),
-            **{name: frame.lazy() for name, frame in zip(names, sampled, strict=True)}}
+    return {
+        "customers": chosen.collect().lazy(),
+        **{name: frame.lazy() for name, frame in zip(names, sampled, strict=True)},
+    }
 
 
 def train_from_tables(
@@ -228,12 +234,16 @@ def train_from_tables(
     step(f"building {len(plan.all_dates)} snapshots ({plan.all_dates[0]} .. {plan.all_dates[-1]})")
     fitting_dates = [d for d in plan.all_dates if d not in plan.test]
     fitting_tables = _sample_customers(tables, config.max_customers_for_training)
-    stacked = pl.concat([
-        build_training_set(fitting_tables, fitting_dates, config.horizon_days, config.features)
-        .collect(engine="streaming"),
-        build_training_set(tables, list(plan.test), config.horizon_days, config.features)
-        .collect(engine="streaming"),
-    ]).with_columns(trailing_monthly_margin())
+    stacked = pl.concat(
+        [
+            build_training_set(
+                fitting_tables, fitting_dates, config.horizon_days, config.features
+            ).collect(engine="streaming"),
+            build_training_set(
+                tables, list(plan.test), config.horizon_days, config.features
+            ).collect(engine="streaming"),
+        ]
+    ).with_columns(trailing_monthly_margin())
     split = time_split(
         stacked,
         horizon_days=config.horizon_days,
@@ -272,8 +282,9 @@ def train_from_tables(
     uncertainty = fit_margin_uncertainty(value.predict(calib_rows), calib_target)
     step("learning offer acceptance and effect from the offers history")
     history = pl.concat([split.train, split.validation, split.calibration])
-    offer_response = fit_offer_response(history, tables["offers"], feature_columns=kept,
-                                        categorical_columns=categorical)
+    offer_response = fit_offer_response(
+        history, tables["offers"], feature_columns=kept, categorical_columns=categorical
+    )
 
     step(f"evaluating on the test snapshot {plan.test[0]} ({split.test.height:,} customers)")
     bundle = ModelBundle(
@@ -311,6 +322,33 @@ def train_from_tables(
         test_predictions=predictions,
         policy_curve=curve,
     )
+
+
+def evaluate_bundle(
+    bundle: ModelBundle,
+    tables: Mapping[str, pl.LazyFrame],
+    export_date: date,
+    policy: Policy,
+    config: TrainingConfig,
+    *,
+    truth_monthly: pl.LazyFrame | None = None,
+) -> tuple[date, dict[str, float]]:
+    """Evaluate a trained bundle on the latest fully labelled snapshot of other (or newer) data.
+
+    Returns:
+        The snapshot date and the same holdout metrics a training run reports.
+    """
+    first_event = tables["orders"].select(pl.col("order_date").min()).collect().item()
+    if first_event is None:
+        raise TrainingError("the orders table is empty: nothing to evaluate on")
+    test_day = plan_snapshots(first_event, export_date, config).test[0]
+    test = (
+        build_training_set(tables, [test_day], config.horizon_days, config.features)
+        .collect(engine="streaming")
+        .with_columns(trailing_monthly_margin())
+    )
+    metrics, _, _ = _evaluate(bundle, test, policy, truth_monthly, config.horizon_days)
+    return test_day, metrics
 
 
 def _evaluate(

@@ -24,6 +24,7 @@ from experiments.synthetic.summary import archetype_summary, realism_figures
 from experiments.synthetic.world import MANIFEST, read_manifest, scan_truth, write_world
 from experiments.tracked_training import (
     RunSummary,
+    export_date_of,
     run_tracked_training,
     run_tracked_wide_training,
 )
@@ -45,7 +46,7 @@ from model.registry import (
     version_metrics,
 )
 from model.registry import promote as registry_promote
-from model.training import TrainingConfig, TrainingError
+from model.training import TrainingConfig, TrainingError, evaluate_bundle
 from model.wide_training import WideTrainingConfig, WideTrainingError
 from service.api.keys import KeyScope, new_api_key
 from service.api.main import run as api_run
@@ -371,6 +372,51 @@ def promote(
     console.print(f"version {outcome.challenger_version} {verb}: {outcome.explanation}")
     if not outcome.promoted and outcome.champion_version != outcome.challenger_version:
         raise typer.Exit(EXIT_INVALID_DATA)
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option(help="Folder of CRM tables to evaluate on.")],
+    alias: Annotated[str, typer.Option(help="Registry alias to evaluate.")] = CHAMPION,
+    policy: Annotated[Path, typer.Option(help="Decision policy (TOML).")] = DEFAULT_POLICY,
+    horizon_days: Annotated[int, typer.Option(min=30, help="Churn and value horizon.")] = 365,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Score a registered model on a folder's latest fully labelled snapshot (e.g. newer data)."""
+    if not data.is_dir():
+        raise _fail(f"--data {data} is not a folder")
+    result = load_tables(data)
+    if any(p.fatal for p in result.problems):
+        _print_validation(result, data)
+        raise _fail("cannot evaluate: a table is unusable (see above)", EXIT_INVALID_DATA)
+    settings = MlflowSettings(tracking_uri=tracking_uri)
+    manifest = data / MANIFEST
+    try:
+        bundle_dir, version = download_bundle(settings, alias)
+        export = export_date_of(
+            result.tables, read_manifest(data)["export_date"] if manifest.exists() else None
+        )
+        truth = scan_truth(data)[1] if (data / "truth_monthly.parquet").exists() else None
+        day, metrics = evaluate_bundle(
+            ModelBundle.load(bundle_dir),
+            result.tables,
+            export,
+            load_policy(policy),
+            TrainingConfig(horizon_days=horizon_days),
+            truth_monthly=truth,
+        )
+    except (RegistryError, TrainingError, PolicyError) as error:
+        raise _fail(str(error), EXIT_INVALID_DATA) from None
+    table = pl.DataFrame(
+        {"metric": sorted(metrics), "value": [metrics[name] for name in sorted(metrics)]}
+    )
+    console.print(
+        frame_table(
+            table,
+            title=f"{settings.model_name}@{alias} (version {version}) on {data}, snapshot {day}",
+            formats={"value": ",.4f"},
+        )
+    )
 
 
 @app.command()

@@ -62,3 +62,19 @@ def test_promote_without_a_registry_says_what_to_do(tmp_path):
     assert result.exit_code == EXIT_INVALID_DATA
     assert "run `keepwise train` first" in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def test_evaluate_scores_the_champion_on_a_newer_export(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    write_world(WorldConfig(n_customers=2_000, seed=4), tmp_path / "old", "parquet")
+    write_world(WorldConfig(n_customers=2_000, seed=5, months=54), tmp_path / "new", "parquet")
+    assert runner.invoke(app, ["train", "--data", str(tmp_path / "old"), "--tracking-uri", uri,
+                               "--json"]).exit_code == 0
+    assert runner.invoke(app, ["promote", "--tracking-uri", uri]).exit_code == 0
+    result = runner.invoke(app, ["evaluate", "--data", str(tmp_path / "new"), "--tracking-uri",
+                                 uri])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "keepwise@champion (version 1)" in output and "snapshot 2025-07-01" in output
+    for metric in ("roc_auc", "brier", "empc", "true_hazard_roc_auc", "value_mae"):
+        assert metric in output
