@@ -1,7 +1,7 @@
 """Benchmark: features -> train -> evaluate -> register for a whole synthetic world.
 
     python -m experiments.benchmarks.train_pipeline --data /tmp/bench-1m \
-        --max-customers-for-training 200000 --tracking-uri sqlite:////tmp/bench-mlflow/mlflow.db
+        --max-customers-for-training 150000 --tracking-uri sqlite:////tmp/bench-mlflow/mlflow.db
 
 Reads the world's Parquet files lazily (validation is the loader's job and is benchmarked with
 the feature pipeline), builds the snapshots (training snapshots from a stable customer sample,

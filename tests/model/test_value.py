@@ -175,3 +175,12 @@ def test_value_model_on_the_synthetic_world(world: World) -> None:
     metrics = model.evaluate(split.test)
     assert metrics.rmse < metrics.baseline_rmse
     assert metrics.mae < metrics.baseline_mae
+
+
+def test_evaluating_with_forecasts_already_made_gives_the_same_metrics(
+    model: ValueModel, split: TimeSplit
+) -> None:
+    fresh = model.evaluate(split.test, baseline_column=TRAILING_MONTHLY_MARGIN)
+    reused = model.evaluate(split.test, baseline_column=TRAILING_MONTHLY_MARGIN,
+                            forecast=model.predict(split.test))
+    assert reused == fresh
