@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument(
         "--max-customers-for-training",
         type=int,
-        default=200_000,
+        default=150_000,
         help="customer sample behind the training snapshots",
     )
     parser.add_argument("--tracking-uri", required=True, help="MLflow tracking URI")
