@@ -21,7 +21,7 @@ token=$("$BIN/keepwise" api-key --name bench --role viewer --keys-file "$work/ke
 
 KEEPWISE_DATABASE_URL="sqlite:///$work/bench.db" "$BIN/keepwise" serve --port "$KEEPWISE_PORT" \
     --keys-file "$work/keys.toml" > "$work/keepwise.log" 2>&1 &
-MLFLOW_TRACKING_URI=sqlite:///mlflow.db "$BIN/mlflow" models serve -m models:/keepwise@champion \
+PATH="$BIN:$PATH" MLFLOW_TRACKING_URI=sqlite:///mlflow.db "$BIN/mlflow" models serve -m models:/keepwise@champion \
     -p "$MLFLOW_PORT" --env-manager local > "$work/mlflow.log" 2>&1 &
 for _ in $(seq 1 120); do
     if curl -sf "http://127.0.0.1:$KEEPWISE_PORT/health/ready" > /dev/null \
