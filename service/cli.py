@@ -275,21 +275,7 @@ def train(
         )
     except (TrainingError, PolicyError, RegistryError) as error:
         raise _fail(str(error), EXIT_INVALID_DATA) from None
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "run_id": summary.run_id,
-                    "model_name": summary.model_name,
-                    "model_version": summary.model_version,
-                    "aliases": list(summary.aliases),
-                    "metrics": summary.metrics,
-                },
-                sort_keys=True,
-            )
-        )
-    else:
-        _print_training_summary(summary)
+    _report_run(summary, as_json)
     if result.problems:
         _print_validation(result, data)
         errors.print("rejected rows were left out of training (see above)")
