@@ -226,6 +226,10 @@ def train(
     ] = None,
     policy: Annotated[Path, typer.Option(help="Decision policy (TOML).")] = DEFAULT_POLICY,
     horizon_days: Annotated[int, typer.Option(min=30, help="Churn and value horizon.")] = 365,
+    keep_feature: Annotated[
+        list[str] | None,
+        typer.Option(help="Keep this feature even if the leak guard flags it (repeatable)."),
+    ] = None,
     tracking_uri: TrackingUri = None,
     as_json: Annotated[
         bool,
@@ -243,6 +247,7 @@ def train(
             table,
             mapping,
             cv,
+            tuple(keep_feature or ()),
             MlflowSettings(
                 tracking_uri=tracking_uri, model_name=model_name or f"keepwise-{mapping.stem}"
             ),
@@ -267,7 +272,7 @@ def train(
             result.tables,
             settings=MlflowSettings(tracking_uri=tracking_uri),
             policy_path=policy,
-            config=TrainingConfig(horizon_days=horizon_days),
+            config=TrainingConfig(horizon_days=horizon_days, keep_leaky=tuple(keep_feature or ())),
             manifest_export=read_manifest(data)["export_date"] if manifest.exists() else None,
             truth_monthly=truth,
             truth_customers=truth_customers,
@@ -301,7 +306,13 @@ def _report_run(summary: RunSummary, as_json: bool) -> None:
 
 
 def _train_wide(
-    table: Path, mapping: Path, cv: int, settings: MlflowSettings, as_json: bool, say
+    table: Path,
+    mapping: Path,
+    cv: int,
+    keep: tuple[str, ...],
+    settings: MlflowSettings,
+    as_json: bool,
+    say,
 ) -> None:
     for path in (table, mapping):
         if not path.is_file():
@@ -311,7 +322,7 @@ def _train_wide(
             table,
             mapping,
             settings=settings,
-            config=WideTrainingConfig(cv_folds=cv),
+            config=WideTrainingConfig(cv_folds=cv, keep_leaky=keep),
             on_step=lambda text: say(f"- {text}"),
         )
     except (MappingError, WideImportError, WideTrainingError, RegistryError) as error:
