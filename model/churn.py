@@ -38,7 +38,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import lightgbm as lgb
@@ -48,17 +47,14 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from model.gbm import (
+    BoosterArtefact,
     BoosterSettings,
     FeatureEncoding,
     FeatureFrameError,
-    artefact_from_bytes,
-    artefact_to_bytes,
     canonical_order,
     check_columns,
-    load_artefact,
     load_booster,
     predict,
-    save_artefact,
     train_booster,
 )
 
@@ -258,7 +254,7 @@ def _eager(frame: pl.DataFrame | pl.LazyFrame, columns: Sequence[str]) -> pl.Dat
 
 
 @dataclass(frozen=True, eq=False)
-class ChurnModel:
+class ChurnModel(BoosterArtefact):
     """A trained, calibrated churn model.
 
     Attributes:
@@ -269,6 +265,10 @@ class ChurnModel:
         label: Name of the label column it was trained on.
         summary: Training facts (row counts, churn rates, rounds, losses) for tracking.
     """
+
+    ARTEFACT_FORMAT = FORMAT
+    ARTEFACT_VERSION = FORMAT_VERSION
+    ARTEFACT_FILE = _META_FILE
 
     booster: lgb.Booster
     encoding: FeatureEncoding
@@ -363,43 +363,6 @@ class ChurnModel:
             label=metadata["label"],
             summary=dict(metadata["summary"]),
         )
-
-    def to_bytes(self) -> bytes:
-        """The whole model as one UTF-8 JSON document (booster text embedded)."""
-        return artefact_to_bytes(self._metadata(), self.booster)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> ChurnModel:
-        """Inverse of :meth:`to_bytes`.
-
-        Raises:
-            ValueError: The bytes are not a churn model of this format version.
-        """
-        metadata, booster_string = artefact_from_bytes(
-            data, format_name=FORMAT, version=FORMAT_VERSION
-        )
-        return cls._from_parts(metadata, booster_string)
-
-    def save(self, folder: Path | str) -> Path:
-        """Write ``booster.txt`` and ``churn_model.json`` into ``folder`` (created if needed).
-
-        Returns:
-            The folder.
-        """
-        return save_artefact(folder, self._metadata(), self.booster, _META_FILE)
-
-    @classmethod
-    def load(cls, folder: Path | str) -> ChurnModel:
-        """Read a model written by :meth:`save`.
-
-        Raises:
-            FileNotFoundError: A file is missing.
-            ValueError: The folder holds another kind or version of artefact.
-        """
-        metadata, booster_string = load_artefact(
-            folder, _META_FILE, format_name=FORMAT, version=FORMAT_VERSION
-        )
-        return cls._from_parts(metadata, booster_string)
 
 
 def _log_loss(label: np.ndarray, probability: np.ndarray) -> float:

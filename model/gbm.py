@@ -35,7 +35,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import lightgbm as lgb
 import numpy as np
@@ -439,3 +439,63 @@ def predict(
         ),
         dtype=np.float64,
     )
+
+
+class BoosterArtefact:
+    """Serialisation shared by the booster models (churn, value): one JSON document or a folder.
+
+    A subclass sets ``ARTEFACT_FORMAT``, ``ARTEFACT_VERSION`` and ``ARTEFACT_FILE`` and provides
+    ``booster``, ``_metadata()`` and ``_from_parts(metadata, booster_string)``.
+    """
+
+    ARTEFACT_FORMAT: ClassVar[str]
+    ARTEFACT_VERSION: ClassVar[int]
+    ARTEFACT_FILE: ClassVar[str]
+    booster: lgb.Booster
+
+    def _metadata(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def _from_parts(cls, metadata: Mapping[str, Any], booster_string: str) -> Self:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        """The whole model as one UTF-8 JSON document (booster text embedded)."""
+        return artefact_to_bytes(self._metadata(), self.booster)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Self:
+        """Inverse of :meth:`to_bytes`.
+
+        Raises:
+            ValueError: The bytes are not this kind of model or of another format version.
+        """
+        metadata, booster_string = artefact_from_bytes(
+            data, format_name=cls.ARTEFACT_FORMAT, version=cls.ARTEFACT_VERSION
+        )
+        return cls._from_parts(metadata, booster_string)
+
+    def save(self, folder: Path | str) -> Path:
+        """Write ``booster.txt`` and the model's JSON file into ``folder`` (created if needed).
+
+        Returns:
+            The folder.
+        """
+        return save_artefact(folder, self._metadata(), self.booster, self.ARTEFACT_FILE)
+
+    @classmethod
+    def load(cls, folder: Path | str) -> Self:
+        """Read a model written by :meth:`save`.
+
+        Raises:
+            FileNotFoundError: A file is missing.
+            ValueError: The folder holds another kind or version of artefact.
+        """
+        metadata, booster_string = load_artefact(
+            folder,
+            cls.ARTEFACT_FILE,
+            format_name=cls.ARTEFACT_FORMAT,
+            version=cls.ARTEFACT_VERSION,
+        )
+        return cls._from_parts(metadata, booster_string)

@@ -44,7 +44,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import lightgbm as lgb
@@ -52,17 +51,14 @@ import numpy as np
 import polars as pl
 
 from model.gbm import (
+    BoosterArtefact,
     BoosterSettings,
     FeatureEncoding,
     FeatureFrameError,
-    artefact_from_bytes,
-    artefact_to_bytes,
     canonical_order,
     check_columns,
-    load_artefact,
     load_booster,
     predict,
-    save_artefact,
     train_booster,
 )
 
@@ -216,7 +212,7 @@ def _errors(target: np.ndarray, forecast: np.ndarray) -> tuple[float, float]:
 
 
 @dataclass(frozen=True, eq=False)
-class ValueModel:
+class ValueModel(BoosterArtefact):
     """A trained forward-value model.
 
     Attributes:
@@ -226,6 +222,10 @@ class ValueModel:
         horizon_days: The horizon whose realised margin it learned from.
         summary: Training facts for tracking.
     """
+
+    ARTEFACT_FORMAT = FORMAT
+    ARTEFACT_VERSION = FORMAT_VERSION
+    ARTEFACT_FILE = _META_FILE
 
     booster: lgb.Booster
     encoding: FeatureEncoding
@@ -332,34 +332,6 @@ class ValueModel:
             horizon_days=int(metadata["horizon_days"]),
             summary=dict(metadata["summary"]),
         )
-
-    def to_bytes(self) -> bytes:
-        """The whole model as one UTF-8 JSON document (booster text embedded)."""
-        return artefact_to_bytes(self._metadata(), self.booster)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> ValueModel:
-        """Inverse of :meth:`to_bytes`.
-
-        Raises:
-            ValueError: The bytes are not a value model of this format version.
-        """
-        metadata, booster_string = artefact_from_bytes(
-            data, format_name=FORMAT, version=FORMAT_VERSION
-        )
-        return cls._from_parts(metadata, booster_string)
-
-    def save(self, folder: Path | str) -> Path:
-        """Write ``booster.txt`` and ``value_model.json`` into ``folder`` (created if needed)."""
-        return save_artefact(folder, self._metadata(), self.booster, _META_FILE)
-
-    @classmethod
-    def load(cls, folder: Path | str) -> ValueModel:
-        """Read a model written by :meth:`save`."""
-        metadata, booster_string = load_artefact(
-            folder, _META_FILE, format_name=FORMAT, version=FORMAT_VERSION
-        )
-        return cls._from_parts(metadata, booster_string)
 
 
 def _huber_delta(target: np.ndarray) -> float:
