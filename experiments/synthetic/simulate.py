@@ -233,6 +233,38 @@ class _Collector:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
+@dataclass(frozen=True)
+class _CustomerDraws:
+    """A chunk's per-customer draws and outcomes, one array entry per customer."""
+
+    archetype: np.ndarray
+    segment: np.ndarray
+    contract: np.ndarray
+    region: np.ndarray
+    manager: np.ndarray
+    signup_day: np.ndarray
+    end_day: np.ndarray
+    language: np.ndarray
+    base_hazard: np.ndarray
+    order_rate: np.ndarray
+    order_value: np.ndarray
+    propensity: np.ndarray
+    targeted_accept: np.ndarray
+    effect: np.ndarray
+    nil: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Events:
+    """The month-by-month event collectors of a chunk."""
+
+    orders: _Collector
+    invoices: _Collector
+    complaints: _Collector
+    offers: _Collector
+    truth: _Collector
+
+
 def simulate_chunk(config: WorldConfig, chunk_index: int) -> ChunkTables:
     """Simulate customers ``chunk_index * chunk_size + 1 ...`` of the world.
 
@@ -552,34 +584,27 @@ def simulate_chunk(config: WorldConfig, chunk_index: int) -> ChunkTables:
         alive[ended] = False
         end_day[ended] = month_start + churn_day[churn]
 
-    return _assemble(
-        config,
-        rng,
-        numbers,
-        width,
-        starts,
-        export_day,
-        archetype,
-        segment,
-        contract,
-        region,
-        manager,
-        signup_day,
-        end_day,
-        language,
-        base_hazard,
-        order_rate,
-        order_value,
-        propensity,
-        targeted_accept,
-        effect,
-        nil,
-        orders,
-        invoices,
-        complaints,
-        offers,
-        truth,
+    draws = _CustomerDraws(
+        archetype=archetype,
+        segment=segment,
+        contract=contract,
+        region=region,
+        manager=manager,
+        signup_day=signup_day,
+        end_day=end_day,
+        language=language,
+        base_hazard=base_hazard,
+        order_rate=order_rate,
+        order_value=order_value,
+        propensity=propensity,
+        targeted_accept=targeted_accept,
+        effect=effect,
+        nil=nil,
     )
+    events = _Events(
+        orders=orders, invoices=invoices, complaints=complaints, offers=offers, truth=truth
+    )
+    return _assemble(config, rng, numbers, width, starts, export_day, draws, events)
 
 
 _ARCH = {a.name: i for i, a in enumerate(ARCHETYPES)}
@@ -597,32 +622,14 @@ def _nullable_dates(days: np.ndarray) -> pl.Series:
 
 
 def _assemble(
-    config,
-    rng,
-    numbers,
-    width,
-    starts,
-    export_day,
-    archetype,
-    segment,
-    contract,
-    region,
-    manager,
-    signup_day,
-    end_day,
-    language,
-    base_hazard,
-    order_rate,
-    order_value,
-    propensity,
-    targeted_accept,
-    effect,
-    nil,
-    orders,
-    invoices,
-    complaints,
-    offers,
-    truth,
+    config: WorldConfig,
+    rng: np.random.Generator,
+    numbers: np.ndarray,
+    width: int,
+    starts: np.ndarray,
+    export_day: int,
+    draws: _CustomerDraws,
+    events: _Events,
 ) -> ChunkTables:
     n = len(numbers)
     customer_ids = _ids("C", numbers, width)
@@ -638,24 +645,24 @@ def _assemble(
         .to_series()
     )
     managers = pl.Series([f"{f} {last}" for f in _FIRST_NAMES for last in _LAST_NAMES]).gather(
-        manager
+        draws.manager
     )
     customers = pl.DataFrame(
         {
             "customer_id": customer_ids,
             "name": names,
-            "segment": pl.Series(SEGMENTS).gather(segment),
-            "signup_date": _dates(signup_day),
-            "contract_type": pl.Series(CONTRACT_TYPES).gather(contract),
-            "region": pl.Series(REGIONS).gather(region),
+            "segment": pl.Series(SEGMENTS).gather(draws.segment),
+            "signup_date": _dates(draws.signup_day),
+            "contract_type": pl.Series(CONTRACT_TYPES).gather(draws.contract),
+            "region": pl.Series(REGIONS).gather(draws.region),
             "account_manager": managers,
-            "end_date": _nullable_dates(end_day),
+            "end_date": _nullable_dates(draws.end_day),
         }
     )
 
     # orders: sorted by customer then date, numbered within customer
-    o_customer = orders.get("customer", np.int64)
-    o_day = orders.get("day", np.int64)
+    o_customer = events.orders.get("customer", np.int64)
+    o_day = events.orders.get("day", np.int64)
     order_sort = np.lexsort((o_day, o_customer))
     o_customer, o_day = o_customer[order_sort], o_day[order_sort]
     orders_frame = pl.DataFrame(
@@ -663,70 +670,73 @@ def _assemble(
             "order_id": _ids("O", numbers[o_customer], width, _sequence_within(o_customer), 4),
             "customer_id": customer_ids.gather(o_customer),
             "order_date": _dates(o_day),
-            "revenue": orders.get("revenue", np.float64)[order_sort],
-            "cost_of_goods": orders.get("cogs", np.float64)[order_sort],
-            "discount": orders.get("discount", np.float64)[order_sort],
-            "quantity": orders.get("quantity", np.int64)[order_sort],
+            "revenue": events.orders.get("revenue", np.float64)[order_sort],
+            "cost_of_goods": events.orders.get("cogs", np.float64)[order_sort],
+            "discount": events.orders.get("discount", np.float64)[order_sort],
+            "quantity": events.orders.get("quantity", np.int64)[order_sort],
         }
     )
 
-    p_customer = invoices.get("customer", np.int64)
-    p_sort = np.lexsort((invoices.get("month", np.int64), p_customer))
+    p_customer = events.invoices.get("customer", np.int64)
+    p_sort = np.lexsort((events.invoices.get("month", np.int64), p_customer))
     p_customer = p_customer[p_sort]
     payments = pl.DataFrame(
         {
             "invoice_id": _ids(
-                "I", numbers[p_customer], width, invoices.get("month", np.int64)[p_sort], 3
+                "I", numbers[p_customer], width, events.invoices.get("month", np.int64)[p_sort], 3
             ),
             "customer_id": customer_ids.gather(p_customer),
-            "invoice_date": _dates(invoices.get("invoice_day", np.int64)[p_sort]),
-            "due_date": _dates(invoices.get("due_day", np.int64)[p_sort]),
-            "amount": invoices.get("amount", np.float64)[p_sort],
-            "paid_date": _nullable_dates(invoices.get("paid_day", np.int64)[p_sort]),
-            "disputed": invoices.get("disputed", bool)[p_sort],
+            "invoice_date": _dates(events.invoices.get("invoice_day", np.int64)[p_sort]),
+            "due_date": _dates(events.invoices.get("due_day", np.int64)[p_sort]),
+            "amount": events.invoices.get("amount", np.float64)[p_sort],
+            "paid_date": _nullable_dates(events.invoices.get("paid_day", np.int64)[p_sort]),
+            "disputed": events.invoices.get("disputed", bool)[p_sort],
         }
     )
 
     complaints_frame = _complaints_frame(
-        complaints, numbers, width, customer_ids, language, export_day, rng
+        events.complaints, numbers, width, customer_ids, draws.language, export_day, rng
     )
-    offers_frame = _offers_frame(offers, numbers, width, customer_ids, export_day)
+    offers_frame = _offers_frame(events.offers, numbers, width, customer_ids, export_day)
 
     truth_customers = pl.DataFrame(
         {
             "customer_id": customer_ids,
-            "archetype": pl.Series([a.name for a in ARCHETYPES]).gather(archetype),
-            "language": pl.Series(LANGUAGES).gather(language),
-            "base_hazard": base_hazard,
-            "order_rate": order_rate,
-            "order_value": order_value,
-            "complaint_propensity": propensity,
-            "offer_nil_effect": nil,
-            **{f"accept_prob_{kind}": targeted_accept[:, k] for k, kind in enumerate(OFFER_KINDS)},
-            **{f"uplift_effect_{kind}": effect[:, k] for k, kind in enumerate(OFFER_KINDS)},
+            "archetype": pl.Series([a.name for a in ARCHETYPES]).gather(draws.archetype),
+            "language": pl.Series(LANGUAGES).gather(draws.language),
+            "base_hazard": draws.base_hazard,
+            "order_rate": draws.order_rate,
+            "order_value": draws.order_value,
+            "complaint_propensity": draws.propensity,
+            "offer_nil_effect": draws.nil,
+            **{
+                f"accept_prob_{kind}": draws.targeted_accept[:, k]
+                for k, kind in enumerate(OFFER_KINDS)
+            },
+            **{f"uplift_effect_{kind}": draws.effect[:, k] for k, kind in enumerate(OFFER_KINDS)},
         }
     ).with_columns(pl.selectors.float().cast(pl.Float32))
 
-    t_customer = truth.get("customer", np.int64)
-    t_month = truth.get("month", np.int64)
+    t_customer = events.truth.get("customer", np.int64)
+    t_month = events.truth.get("month", np.int64)
     t_sort = np.lexsort((t_month, t_customer))
     hazard_if = (
-        np.concatenate(truth.parts["hazard_if"])
-        if "hazard_if" in truth.parts
+        np.concatenate(events.truth.parts["hazard_if"])
+        if "hazard_if" in events.truth.parts
         else np.zeros((0, _N_KINDS))
     )
     truth_monthly = pl.DataFrame(
         {
             "customer_id": customer_ids.gather(t_customer[t_sort]),
             "month": _dates(starts[t_month[t_sort]]),
-            "true_churn_hazard": truth.get("hazard", np.float64)[t_sort],
+            "true_churn_hazard": events.truth.get("hazard", np.float64)[t_sort],
             **{
                 f"true_hazard_if_{kind}": hazard_if[t_sort, k] for k, kind in enumerate(OFFER_KINDS)
             },
-            "true_net_margin": truth.get("margin", np.float64)[t_sort],
-            "true_complaint_cost_rate": truth.get("complaint_cost", np.float64)[t_sort],
-            "true_dissatisfaction": truth.get("dissatisfaction", np.float64)[t_sort],
-            "churned_this_month": truth.get("churned", bool)[t_sort],
+            "true_net_margin": events.truth.get("margin", np.float64)[t_sort],
+            "true_complaint_cost_rate": events.truth.get("complaint_cost", np.float64)[t_sort],
+            "true_dissatisfaction": events.truth.get("dissatisfaction", np.float64)[t_sort],
+            "churned_this_month": events.truth.get("churned", bool)[t_sort],
         }
     ).with_columns(pl.selectors.float().cast(pl.Float32))
 
