@@ -13,6 +13,8 @@ dropped by the server is replaced. ``postgresql://`` URLs are read as ``postgres
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -97,7 +99,7 @@ def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int, wal: bool) -> Non
         try:
             cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
             if wal:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _enable_wal(cursor, timeout_s=busy_timeout_ms / 1000)
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
@@ -106,3 +108,24 @@ def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int, wal: bool) -> Non
     def _on_begin(connection: Connection) -> None:
         writes = connection.get_execution_options().get(WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+def _enable_wal(cursor: Any, *, timeout_s: float) -> None:
+    """Switch to write-ahead logging, waiting up to ``timeout_s`` for the lock it needs.
+
+    SQLite does not apply the busy timeout to a journal-mode change: while another connection
+    writes to a new database file (e.g. two processes migrating it at start-up), the pragma
+    fails at once with "database is locked". Retrying briefly turns that race into a wait.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(_WAL_RETRY_S)
+
+
+_WAL_RETRY_S = 0.01
