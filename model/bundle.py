@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import polars as pl
 
 from model.churn import ChurnModel
@@ -34,6 +35,16 @@ class OfferResponse(Protocol):
     """Predicts, per offer kind, the acceptance probability and the churn reduction if accepted."""
 
     def predict(self, features: pl.DataFrame) -> pl.DataFrame: ...
+
+
+def _offer_records(
+    model: OfferResponse, records: Sequence[Mapping[str, Any]]
+) -> Mapping[str, Sequence[Any]]:
+    """Offer-response estimates for records; a model without a records path scores a frame."""
+    if hasattr(model, "predict_records"):
+        return model.predict_records(records)
+    frame = model.predict(pl.DataFrame(list(records), infer_schema_length=None))
+    return {name: frame[name].to_list() for name in frame.columns if name != "customer_id"}
 
 
 class BundleError(ValueError):
@@ -107,6 +118,42 @@ class ModelBundle:
             offers = self.offer_response.predict(features)
             scores = pl.concat([scores, offers.drop("customer_id", strict=False)], how="horizontal")
         return scores
+
+    def score_records(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """:meth:`score` for records (one mapping per customer): the online path, no frames.
+
+        Returns:
+            Per record, in order, the columns of :meth:`score` as a dict (the same numbers).
+
+        Raises:
+            BundleError: A record lacks a column the models need.
+        """
+        needed = ["customer_id", *self.feature_columns]
+        for i, record in enumerate(records):
+            if missing := [c for c in needed if c not in record]:
+                raise BundleError(
+                    f"feature record {i} lacks {len(missing)} column(s) the model needs: "
+                    f"{', '.join(missing[:10])}"
+                )
+        if not records:
+            return []
+        if self.value is not None:
+            margin = self.value.predict_records(records)
+        else:
+            margin = np.array(
+                [np.nan if r[MARGIN_COLUMN] is None else float(r[MARGIN_COLUMN]) for r in records]
+            )
+        columns: dict[str, Sequence[Any]] = {
+            "p_churn": self.churn.predict_proba_records(records).tolist(),
+            "monthly_margin": margin.tolist(),
+            "monthly_margin_se": self.margin_uncertainty.standard_error(margin).tolist(),
+        }
+        if self.offer_response is not None:
+            columns.update(_offer_records(self.offer_response, records))
+        return [
+            {"customer_id": record["customer_id"], **{k: v[i] for k, v in columns.items()}}
+            for i, record in enumerate(records)
+        ]
 
     def save(self, folder: Path | str) -> Path:
         """Write the bundle into ``folder`` (created); returns the folder."""

@@ -316,6 +316,21 @@ class ChurnModel(BoosterArtefact):
         """
         return self.calibrator.apply(self.predict_raw(frame))
 
+    def predict_proba_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """:meth:`predict_proba` for records (one mapping per row; the online path)."""
+        matrix = self.encoding.matrix_from_records(records)
+        raw = predict(self.booster, matrix, num_threads=self.params.num_threads, raw_score=True)
+        return self.calibrator.apply(raw)
+
+    def contributions_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """:meth:`contributions` for records, as an array (feature columns, then the bias)."""
+        return predict(
+            self.booster,
+            self.encoding.matrix_from_records(records),
+            num_threads=self.params.num_threads,
+            pred_contrib=True,
+        )
+
     def contributions(self, frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         """Per-row TreeSHAP contributions in log-odds (LightGBM ``pred_contrib``).
 

@@ -60,8 +60,10 @@ fall back to their best non-offer action.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -368,9 +370,15 @@ def _validate(frame: pl.DataFrame, policy: Policy) -> _Inputs:
 
 
 def _annuity(p: pl.Expr, horizon: int, delta: float) -> pl.Expr:
-    """``A(p) = sum_{k=1..H} (1 - p)^(k/H) * delta^k``: discounted expected months retained."""
+    """``A(p) = sum_{k=1..H} (1 - p)^(k/H) * delta^k``: discounted expected months retained.
+
+    The terms are added one after the other, k = 1, 2, ..., H, as an explicit chain: unlike
+    ``sum_horizontal``, whose reduction order depends on the thread pool, the result is the
+    same to the last bit on every machine and equals the online path's plain Python sum.
+    """
     stay = 1.0 - p
-    return pl.sum_horizontal([stay.pow(k / horizon) * delta**k for k in range(1, horizon + 1)])
+    terms = [stay.pow(k / horizon) * delta**k for k in range(1, horizon + 1)]
+    return functools.reduce(operator.add, terms)
 
 
 def _offer_parts(offer: Offer, inputs: _Inputs) -> dict[str, pl.Expr]:

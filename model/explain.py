@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -99,6 +99,17 @@ def top_drivers(
     if frame.height == 0:
         return []
     phi = contributions.select(features).to_numpy().astype(np.float64)
+    return _rank_drivers(phi, features, frame.select(features).rows(), k, direction)
+
+
+def _rank_drivers(
+    phi: np.ndarray,
+    features: Sequence[str],
+    values: Sequence[Sequence[object]],
+    k: int,
+    direction: DirectionFilter,
+) -> list[list[Driver]]:
+    """Per row of ``phi`` (rows x features), its ``k`` strongest drivers (see top_drivers)."""
     if direction == "raises":
         strength = np.where(phi > 0, phi, 0.0)
     elif direction == "lowers":
@@ -106,7 +117,6 @@ def top_drivers(
     else:
         strength = np.abs(phi)
     order = np.argsort(-strength, axis=1, kind="stable")[:, :k]
-    values = frame.select(features).rows()
     result: list[list[Driver]] = []
     for i, row_order in enumerate(order):
         drivers = []
@@ -146,6 +156,24 @@ def explain_rows(
         Per row, its drivers, largest first.
     """
     return top_drivers(model.contributions(frame), frame, k, direction=direction)
+
+
+def explain_records(
+    model: ChurnModel,
+    records: Sequence[Mapping[str, object]],
+    k: int = 3,
+    *,
+    direction: DirectionFilter = "both",
+) -> list[list[Driver]]:
+    """:func:`explain_rows` for records (one mapping per row; the online path)."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if not records:
+        return []
+    features = model.feature_columns
+    phi = model.contributions_records(records)[:, : len(features)]
+    values = [[record[name] for name in features] for record in records]
+    return _rank_drivers(phi, features, values, k, direction)
 
 
 def _language(language: str) -> str:

@@ -30,6 +30,7 @@ string can crash LightGBM 4.7).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -204,6 +205,43 @@ class FeatureEncoding:
             return np.empty((0, len(self.feature_columns)), dtype=np.float64)
         encoded = frame.select([self._expression(name) for name in self.feature_columns])
         return np.ascontiguousarray(encoded.to_numpy(), dtype=np.float64)
+
+    def matrix_from_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """:meth:`matrix` for records (one mapping per row): the same numbers, no frame.
+
+        The online path scores one or a few customers; building a polars frame and running
+        the encoding expressions would cost more than the prediction itself.
+
+        Raises:
+            FeatureFrameError: A record lacks a feature or has a value of an unusable type.
+        """
+        width = len(self.feature_columns)
+        out = np.empty((len(records), width), dtype=np.float64)
+        codes = self._category_codes
+        for i, record in enumerate(records):
+            missing = [name for name in self.feature_columns if name not in record]
+            if missing:
+                raise FeatureFrameError(f"model input: record {i} lacks feature(s) {missing}")
+            for j, name in enumerate(self.feature_columns):
+                value = record[name]
+                if value is None:
+                    out[i, j] = np.nan
+                elif name in codes:
+                    out[i, j] = codes[name].get(str(value), np.nan)
+                elif isinstance(value, bool | int | float):
+                    out[i, j] = float(value)
+                else:
+                    raise FeatureFrameError(
+                        f"model input: record {i} has a non-numeric value for feature {name!r}"
+                    )
+        return out
+
+    @functools.cached_property
+    def _category_codes(self) -> dict[str, dict[str, float]]:
+        return {
+            name: {level: float(i) for i, level in enumerate(levels)}
+            for name, levels in self.categories.items()
+        }
 
     def unseen_counts(self, frame: pl.DataFrame) -> dict[str, int]:
         """Per categorical feature, the number of non-null values not seen in training."""

@@ -357,6 +357,65 @@ class OfferResponseModel:
             columns += [accept, uplift]
         return pl.DataFrame(columns)
 
+    def predict_records(self, records: Sequence[Mapping[str, Any]]) -> dict[str, list[float | None]]:
+        """:meth:`predict` for records (one mapping per row; the online path).
+
+        Returns:
+            ``accept_<kind>`` and ``uplift_<kind>`` per kind, one value per record (None where
+            the estimate falls back to the policy prior); the same numbers as :meth:`predict`.
+        """
+        n = len(records)
+        out: dict[str, list[float | None]] = {}
+        acceptance = self._acceptance_records(records) if n else {}
+        uplift_frame = self._uplift_records_frame(records) if self._uplift and n else None
+        for kind in self.kinds:
+            accept_name, uplift_name = _output_pair(kind)
+            if kind in acceptance and self.fits[kind].acceptance_source == "learned":
+                out[accept_name] = [float(v) for v in acceptance[kind]]
+            else:
+                out[accept_name] = [None] * n
+            learner = self._uplift.get(kind)
+            if learner is None or uplift_frame is None:
+                out[uplift_name] = [None] * n
+            else:
+                reduction = np.clip(-learner.predict_uplift(uplift_frame), 0.0, 1.0)
+                out[uplift_name] = [float(v) for v in reduction]
+        return out
+
+    def _acceptance_records(self, records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        """``P(accept | kind, x)`` per kind: one predict call over records x kinds."""
+        if self._acceptance_encoding is None or self._acceptance is None:
+            return {}
+        encoding = self._acceptance_encoding
+        levels = encoding.categories[_OFFER_KIND]
+        matrix = encoding.matrix_from_records([{**r, _OFFER_KIND: levels[0]} for r in records])
+        column = encoding.feature_columns.index(_OFFER_KIND)
+        stacked = np.repeat(matrix[np.newaxis], len(self.kinds), axis=0)
+        for k, kind in enumerate(self.kinds):
+            stacked[k, :, column] = float(levels.index(kind))
+        p = predict(
+            self._acceptance,
+            stacked.reshape(-1, matrix.shape[1]),
+            num_threads=self.config.num_threads,
+        )
+        p = np.clip(p, 0.0, 1.0).reshape(len(self.kinds), len(records))
+        return {kind: p[k] for k, kind in enumerate(self.kinds)}
+
+    def _uplift_records_frame(self, records: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+        """The uplift learners' input for records, typed as :func:`_uplift_features` types it."""
+        encoding = self.encoding
+        return pl.DataFrame(
+            {
+                name: pl.Series(
+                    name,
+                    [r.get(name) for r in records],
+                    dtype=pl.String if name in encoding.categories else pl.Float64,
+                    strict=False,
+                )
+                for name in encoding.feature_columns
+            }
+        )
+
     def _acceptance_matrix(self, features: pl.DataFrame) -> np.ndarray | None:
         """The pooled classifier's matrix with the offer-kind column still to be set."""
         if self._acceptance_encoding is None:

@@ -4,7 +4,10 @@ The decision module (:mod:`model.decide`) decides *which* facts matter for a cus
 module decides *how they are said*. Phrasing is data: a :class:`Phrasebook` per language holds
 message templates with named placeholders, the names of offers, segments and actions, and the
 number conventions. Templates are turned into vectorised polars expressions by :func:`render`,
-so reasons for a million customers are built without a Python loop.
+so reasons for a million customers are built without a Python loop; :func:`render_text`,
+:func:`money_text`, :func:`percent_text`, :func:`offer_name_text` and :func:`segment_name_text`
+say the same for one customer in plain Python (the online path, :mod:`model.decide_rows`). The
+two forms give the same text (tested).
 
 Adding a language means adding one :class:`Phrasebook` with the same message keys to
 :data:`PHRASEBOOKS` (a test checks that every phrasebook has every key and placeholder).
@@ -13,6 +16,7 @@ Adding a language means adding one :class:`Phrasebook` with the same message key
 from __future__ import annotations
 
 import functools
+import math
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -268,3 +272,74 @@ def _percent_table(decimal: str, template: str) -> tuple[pl.Series, pl.Series]:
     ]
     texts = [template.replace("{}", number) for number in numbers]
     return pl.Series(keys, dtype=pl.Int64), pl.Series(texts, dtype=pl.String)
+
+
+# --- one customer at a time (plain Python; the same text as the expressions above) -------------
+
+
+def render_text(book: Phrasebook, key: str, **parts: object) -> str | None:
+    """Message ``key`` with its placeholders filled in; None when any part is None.
+
+    The plain-Python twin of :func:`render` (a None part leaves the reason out, as a null does).
+
+    Raises:
+        KeyError: When the key is unknown or a placeholder has no part.
+    """
+    template = book.messages[key]
+    values: dict[str, str] = {}
+    for name in placeholders(template):
+        if name not in parts:
+            raise KeyError(f"message {key!r} needs a value for {{{name}}}")
+        part = parts[name]
+        if part is None:
+            return None
+        values[name] = str(part)
+    return template.format(**values)
+
+
+def money_text(book: Phrasebook, amount: float | None) -> str | None:
+    """:func:`money` for one amount (None stays None)."""
+    if amount is None:
+        return None
+    size = min(abs(amount), float(_MONEY_CAP))
+    scale = 10.0 ** (math.floor(math.log10(size)) - 1) if size >= 100 else 1.0
+    rounded = int(round(round(size / scale) * scale))
+    return _money_lookup(book.thousands_separator).get(rounded)
+
+
+@functools.cache
+def _money_lookup(separator: str) -> dict[int, str]:
+    values, texts = _money_table(separator)
+    return dict(zip(values.to_list(), texts.to_list(), strict=True))
+
+
+def percent_text(book: Phrasebook, share: float | None) -> str | None:
+    """:func:`percent` for one probability (None stays None)."""
+    if share is None:
+        return None
+    value = share * 100
+    tenths = round(value * 10)
+    if share > 0 and tenths < 1:
+        tenths = 1
+    units = round(value)
+    if share < 1 and units > 99:
+        units = 99
+    key = int(tenths if value < 9.95 else units * 10)
+    return _percent_lookup(book.decimal_separator, book.percent_format).get(key)
+
+
+@functools.cache
+def _percent_lookup(decimal: str, template: str) -> dict[int, str]:
+    keys, texts = _percent_table(decimal, template)
+    return dict(zip(keys.to_list(), texts.to_list(), strict=True))
+
+
+def offer_name_text(book: Phrasebook, kind: str, *, inline: bool = False) -> str:
+    """:func:`offer_name` for one offer kind."""
+    names = book.offer_names_inline if inline else book.offer_names
+    return names.get(kind, kind)
+
+
+def segment_name_text(book: Phrasebook, segment: str) -> str:
+    """:func:`segment_name` for one segment."""
+    return book.segment_names.get(segment, segment.replace("_", " "))

@@ -4,18 +4,25 @@
 scores and the trailing profitability features into the decision inputs, runs
 :func:`model.decide.decide` under a policy, and adds what a manager needs to trust the answer:
 the churn drivers in words, the value waterfall behind the monthly margin, the model version
-and ``as_of``. Online and batch scoring call exactly this function, so they cannot drift.
+and ``as_of``. The batch command and evaluation call it for any number of customers.
+
+:func:`recommend_records` is its online twin for the API: the same scores, decisions, reasons,
+drivers and waterfall for a few customers given as records, in plain Python and numpy (see
+:mod:`model.decide_rows` for why). Tests hold the two to the same output.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import date
+from typing import Any
 
 import polars as pl
 
 from model.bundle import ModelBundle
 from model.decide import decide
-from model.explain import explain_rows, reason_text
+from model.decide_rows import decide_records
+from model.explain import explain_records, explain_rows, reason_text
 from model.policy import Policy
 
 DAYS_PER_MONTH = 365.0 / 12.0
@@ -103,3 +110,69 @@ def recommend(
         model_version=pl.lit(model_version),
         as_of=pl.lit(as_of),
     )
+
+
+def _months_in_window_of(record: Mapping[str, Any]) -> float:
+    return min(max(record["tenure_days"] / DAYS_PER_MONTH, 1.0), 12.0)
+
+
+def _decision_input_record(record: Mapping[str, Any], scores: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`decision_inputs` for one record and its scores."""
+    per_month = _months_in_window_of(record)
+    return {
+        "customer_id": record["customer_id"],
+        "segment": None if record["segment"] is None else str(record["segment"]),
+        "months_of_history": record["tenure_days"] / DAYS_PER_MONTH,
+        "monthly_revenue": record["revenue_12m"] / per_month,
+        "monthly_complaint_cost": record["cost_to_serve_12m"] / per_month,
+        **{name: record[name] for name in REASON_FEATURES if name in record},
+        **{key: value for key, value in scores.items() if key != "customer_id"},
+    }
+
+
+def _waterfall_record(record: Mapping[str, Any]) -> dict[str, float]:
+    """:func:`value_waterfall` for one record."""
+    per_month = _months_in_window_of(record)
+    parts = {name: record[column] * sign / per_month for name, column, sign in WATERFALL}
+    parts["net_margin"] = record["net_margin_12m"] / per_month
+    return parts
+
+
+def recommend_records(
+    records: Sequence[Mapping[str, Any]],
+    bundle: ModelBundle,
+    policy: Policy,
+    *,
+    as_of: date,
+    model_version: str,
+    drivers: int = 3,
+    language: str = "en",
+) -> list[dict[str, Any]]:
+    """:func:`recommend` for records (one feature mapping per customer): the online path.
+
+    Args:
+        records: Feature rows as mappings (``customer_id`` and the feature columns, values as
+            :func:`features.pipeline.build_features` types them).
+        bundle, policy, as_of, model_version, drivers, language: As for :func:`recommend`.
+
+    Returns:
+        Per record, in order, the row :func:`recommend` would return for it, as a dict.
+
+    Raises:
+        model.bundle.BundleError: A record lacks a column the models need.
+        model.decide.DecisionInputError: The derived decision inputs break a rule.
+    """
+    scores = bundle.score_records(records)
+    inputs = [_decision_input_record(r, s) for r, s in zip(records, scores, strict=True)]
+    decisions = decide_records(inputs, policy, language=language)
+    explained = explain_records(bundle.churn, records, drivers)
+    return [
+        {
+            **decision,
+            "value_waterfall": _waterfall_record(record),
+            "churn_drivers": [reason_text(d, language) for d in row_drivers],
+            "model_version": model_version,
+            "as_of": as_of,
+        }
+        for record, decision, row_drivers in zip(records, decisions, explained, strict=True)
+    ]

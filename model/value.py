@@ -253,6 +253,11 @@ class ValueModel(BoosterArtefact):
             self.booster, self.encoding.matrix(data), num_threads=self.params.num_threads
         )
 
+    def predict_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """:meth:`predict` for records (one mapping per row; the online path)."""
+        matrix = self.encoding.matrix_from_records(records)
+        return predict(self.booster, matrix, num_threads=self.params.num_threads)
+
     def evaluate(
         self,
         frame: pl.DataFrame,

@@ -15,7 +15,8 @@ dtypes, nullability and ranges the feature pipeline produces and cannot drift fr
 On top of the schema the API bounds magnitudes so arithmetic cannot overflow: integers at
 ``MAX_INTEGER`` and numbers at ``MAX_NUMBER`` in absolute value. Unknown fields are refused (a
 misspelt feature is an error, never a silent zero). Cross-column rules of the schema (a 3-month
-count never exceeds its 12-month count, ...) are checked on the assembled frame by pandera.
+count never exceeds its 12-month count, ...) are checked on the records by
+:data:`features.row_rules.FEATURE_TABLE_RULES`, the rules the schema itself checks.
 
 A row may also carry ``account_manager`` (not a feature): it decides which scoped keys may score
 a customer the store does not know yet (see :mod:`service.api.routes.recommendations`).
@@ -166,3 +167,9 @@ def rows_to_frame(rows: Sequence[FeatureRowBase]) -> pl.DataFrame:
     columns = list(FEATURE_DTYPES)
     data = {name: [getattr(row, name) for row in rows] for name in columns}
     return pl.DataFrame(data, schema=FEATURE_DTYPES)
+
+
+def rows_to_records(rows: Sequence[FeatureRowBase]) -> list[dict[str, Any]]:
+    """Validated rows as records: ``customer_id`` and the feature columns, in schema order."""
+    columns = list(FEATURE_DTYPES)
+    return [{name: getattr(row, name) for name in columns} for row in rows]

@@ -281,6 +281,17 @@ def test_forced_uplift_on_thin_world_history_is_bounded(fitted: Fitted) -> None:
     assert gift.null_count() == 0
     assert gift.min() >= 0.0 and gift.max() <= 1.0  # type: ignore[operator]
     assert predicted["uplift_discount"].null_count() == predicted.height
+    # the online (records) path gives the same numbers, learned uplift included
+    rows = fitted.test.head(200)
+    assert_records_match(model, rows)
+
+
+def assert_records_match(model: OfferResponseModel, rows: pl.DataFrame) -> None:
+    frame = model.predict(rows)
+    records = model.predict_records(rows.to_dicts())
+    assert list(records) == frame.columns[1:]
+    for name, values in records.items():
+        assert values == frame[name].to_list(), name
 
 
 def _randomised_offers(n: int, seed: int) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray]:
@@ -358,6 +369,13 @@ def test_fitting_is_deterministic_and_ignores_row_order(fitted: Fitted) -> None:
     shuffled = fitted.train.sample(fraction=1.0, shuffle=True, seed=1)
     again = _fit(shuffled, fitted.world, fitted.categorical)
     assert again.predict(fitted.test).equals(fitted.model.predict(fitted.test))
+
+
+def test_records_give_the_same_predictions_as_frames(fitted: Fitted) -> None:
+    assert_records_match(fitted.model, fitted.test.head(500))
+    assert fitted.model.predict_records([]) == {
+        name: [] for name in fitted.model.output_columns[1:]
+    }
 
 
 def test_predictions_follow_input_order(fitted: Fitted) -> None:

@@ -82,6 +82,6 @@ def test_run_serves_with_uvicorn_and_logs_request_ids(
         output = server.communicate(timeout=30)[0]
     assert "[trace-abc-123] GET /v1/model 200" in output
     # lines logged by the scoring code in the thread pool carry the request's id too
-    assert "model.decide [trace-def-456] decided 1 customers" in output
+    assert "model.decide_rows [trace-def-456] decided 1 customers" in output
     assert "database sqlite:///" in output and "migrated" in output
     assert (tmp_path / "serve.db").is_file()

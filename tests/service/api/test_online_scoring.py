@@ -1,0 +1,77 @@
+"""The API's online scoring path answers exactly what the batch command stores.
+
+``POST /v1/recommendations`` scores with :func:`model.recommend.recommend_records` (plain Python
+and numpy, a millisecond per customer); the nightly batch scores with
+:func:`model.recommend.recommend` (polars). Managers compare the two, so they must agree to the
+last word of every reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+import pytest
+
+from model.bundle import ModelBundle
+from model.recommend import recommend, recommend_records
+from service.api.feature_row import FEATURE_DTYPES, FeatureRow, rows_to_frame, rows_to_records
+from service.api.schemas import recommendation_payload
+from service.api.scoring import score_rows
+from tests.service.api.support import AS_OF, serving_model
+
+
+def _same(got: Any, want: Any, where: str) -> None:
+    if isinstance(want, float) and isinstance(got, float):
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-9), where
+    elif isinstance(want, dict):
+        assert list(got) == list(want), where
+        for key in want:
+            _same(got[key], want[key], f"{where}.{key}")
+    else:
+        assert got == want, where
+
+
+def test_online_recommendations_equal_the_batch_for_every_customer(
+    features: pl.DataFrame, bundles: dict[str, ModelBundle]
+) -> None:
+    serving = serving_model(bundles["1"], "1")
+    table = features.select(list(FEATURE_DTYPES))
+    rows = [FeatureRow.model_validate(row) for row in table.to_dicts()]
+    online = [
+        recommendation_payload(row)
+        for row in recommend_records(
+            rows_to_records(rows),
+            serving.bundle,
+            serving.policy,
+            as_of=AS_OF,
+            model_version="1",
+        )
+    ]
+    batch = [
+        recommendation_payload(row)
+        for row in recommend(
+            rows_to_frame(rows), serving.bundle, serving.policy, as_of=AS_OF, model_version="1"
+        ).iter_rows(named=True)
+    ]
+    assert len(online) == len(batch) == table.height > 1_000
+    for got, want in zip(online, batch, strict=True):
+        _same(got, want, want["customer_id"])
+    actions = {payload["action"] for payload in online}
+    assert actions >= {"retain", "compensate"}, actions
+
+
+def test_score_rows_answers_in_request_order_with_the_served_versions(
+    features: pl.DataFrame, bundles: dict[str, ModelBundle]
+) -> None:
+    serving = serving_model(bundles["2"], "2")
+    table = features.select(list(FEATURE_DTYPES)).head(25).reverse()
+    rows = [FeatureRow.model_validate(row) for row in table.to_dicts()]
+    body = score_rows(rows, AS_OF, serving)
+    assert body.model_version == "2"
+    assert [r.customer_id for r in body.recommendations] == table["customer_id"].to_list()
+    batch = recommend(
+        table, serving.bundle, serving.policy, as_of=AS_OF, model_version="2"
+    ).iter_rows(named=True)
+    for got, want in zip(body.recommendations, batch, strict=True):
+        _same(got.model_dump(mode="json"), recommendation_payload(want), got.customer_id)
