@@ -38,7 +38,9 @@ class NotAbove:
 
     def expression(self) -> pl.Expr:
         """True where the rule holds (null where a value is missing)."""
-        total = pl.sum_horizontal(self.smaller) if len(self.smaller) > 1 else pl.col(self.smaller[0])
+        total = (
+            pl.sum_horizontal(self.smaller) if len(self.smaller) > 1 else pl.col(self.smaller[0])
+        )
         bound = pl.col(self.larger)
         if self.tolerant:
             bound = bound + bound.abs() * RELATIVE_TOLERANCE + ABSOLUTE_TOLERANCE

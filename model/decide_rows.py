@@ -101,11 +101,8 @@ def _validate(records: Sequence[Record], policy: Policy) -> None:
             f"scoring records: key(s) {unknown} name unknown offer kind(s); "
             f"offer kinds: {', '.join(OFFER_KINDS)}"
         )
-    clashes = sorted(
-        key
-        for key in keys
-        if key in DECISION_COLUMNS or key in ev_columns(policy) or key.startswith("_")
-    )
+    reserved = {*DECISION_COLUMNS, *ev_columns(policy)}
+    clashes = sorted(key for key in keys if key in reserved or key.startswith("_"))
     if clashes:
         raise DecisionInputError(
             f"scoring records: key(s) {clashes} clash with decision output or private names"
@@ -304,7 +301,7 @@ def _decide_one(
         "action": action,
         "ev_retain": ev_retain,
         "ev_best_offer": ev_best,
-        **{f"ev_offer_{k}": ev_offers[k] for k in policy.offer_kinds},
+        **{f"ev_offer_{k}": value for k, value in ev_offers.items()},
         "ev_end": ev_end,
         "offer_kind": kind,
         "offer_cost": best["cost"],

@@ -164,14 +164,28 @@ def explain_records(
     k: int = 3,
     *,
     direction: DirectionFilter = "both",
+    contributions: np.ndarray | None = None,
 ) -> list[list[Driver]]:
-    """:func:`explain_rows` for records (one mapping per row; the online path)."""
+    """:func:`explain_rows` for records (one mapping per row; the online path).
+
+    Args:
+        model, records, k, direction: As for :func:`explain_rows`.
+        contributions: ``model.contributions_records(records)`` when the caller has already
+            computed them (the API does, on another thread); computed here when None.
+    """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if not records:
         return []
     features = model.feature_columns
-    phi = model.contributions_records(records)[:, : len(features)]
+    if contributions is None:
+        contributions = model.contributions_records(records)
+    if contributions.shape != (len(records), len(features) + 1):
+        raise ValueError(
+            f"contributions have shape {contributions.shape}, expected "
+            f"{(len(records), len(features) + 1)} (rows x features + bias)"
+        )
+    phi = contributions[:, : len(features)]
     values = [[record[name] for name in features] for record in records]
     return _rank_drivers(phi, features, values, k, direction)
 

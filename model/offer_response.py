@@ -357,7 +357,9 @@ class OfferResponseModel:
             columns += [accept, uplift]
         return pl.DataFrame(columns)
 
-    def predict_records(self, records: Sequence[Mapping[str, Any]]) -> dict[str, list[float | None]]:
+    def predict_records(
+        self, records: Sequence[Mapping[str, Any]]
+    ) -> dict[str, list[float | None]]:
         """:meth:`predict` for records (one mapping per row; the online path).
 
         Returns:

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from model.bundle import ModelBundle
@@ -147,6 +148,7 @@ def recommend_records(
     model_version: str,
     drivers: int = 3,
     language: str = "en",
+    contributions: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`recommend` for records (one feature mapping per customer): the online path.
 
@@ -154,6 +156,9 @@ def recommend_records(
         records: Feature rows as mappings (``customer_id`` and the feature columns, values as
             :func:`features.pipeline.build_features` types them).
         bundle, policy, as_of, model_version, drivers, language: As for :func:`recommend`.
+        contributions: ``bundle.churn.contributions_records(records)``, if already computed.
+            TreeSHAP is most of the cost of a small request and runs without the GIL, so the
+            API computes it on a thread of its own while the event loop serves others.
 
     Returns:
         Per record, in order, the row :func:`recommend` would return for it, as a dict.
@@ -165,7 +170,7 @@ def recommend_records(
     scores = bundle.score_records(records)
     inputs = [_decision_input_record(r, s) for r, s in zip(records, scores, strict=True)]
     decisions = decide_records(inputs, policy, language=language)
-    explained = explain_records(bundle.churn, records, drivers)
+    explained = explain_records(bundle.churn, records, drivers, contributions=contributions)
     return [
         {
             **decision,

@@ -7,11 +7,16 @@ any of them with ``app.dependency_overrides``; the two factories used at start-u
 
 Authentication: ``Authorization: Bearer <key>``. No or an unknown key answers 401 with
 ``WWW-Authenticate: Bearer``; a known key whose role is too low answers 403.
+
+Every dependency here is ``async def``: they only read app state or hash a key, and FastAPI
+would run a plain ``def`` dependency in the thread pool, one thread hop each (six on a scoring
+request), which cost more than the scoring itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, HTTPException, Request
@@ -66,31 +71,38 @@ def get_model_loader() -> ModelLoader:
     return load_serving_model
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_store(request: Request) -> StoreProtocol:
+async def get_store(request: Request) -> StoreProtocol:
     """The store opened at start-up."""
     store: StoreProtocol = request.app.state.store
     return store
 
 
-def get_model_holder(request: Request) -> ModelHolder:
+async def get_model_holder(request: Request) -> ModelHolder:
     """The holder of the served model."""
     holder: ModelHolder = request.app.state.models
     return holder
 
 
+async def get_explainer(request: Request) -> Executor:
+    """The thread that computes churn drivers (TreeSHAP) for small scoring requests."""
+    explainer: Executor = request.app.state.explainer
+    return explainer
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+ExplainerDep = Annotated[Executor, Depends(get_explainer)]
 StoreDep = Annotated[StoreProtocol, Depends(get_store)]
 ModelHolderDep = Annotated[ModelHolder, Depends(get_model_holder)]
 ModelLoaderDep = Annotated[ModelLoader, Depends(get_model_loader)]
 
 
-def get_serving_model(holder: ModelHolderDep) -> ServingModel:
+async def get_serving_model(holder: ModelHolderDep) -> ServingModel:
     """The model to serve this request with, fixed for the whole request.
 
     Raises:
@@ -120,13 +132,13 @@ bearer = HTTPBearer(
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="keepwise"'}
 
 
-def get_keyring(request: Request) -> KeyRing:
+async def get_keyring(request: Request) -> KeyRing:
     """The configured API keys."""
     keyring: KeyRing = request.app.state.keyring
     return keyring
 
 
-def current_key(
+async def current_key(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     keyring: Annotated[KeyRing, Depends(get_keyring)],
 ) -> ApiKeyEntry:
@@ -149,10 +161,10 @@ def current_key(
     return entry
 
 
-def require_role(role: Role) -> Callable[[ApiKeyEntry], ApiKeyEntry]:
+def require_role(role: Role) -> Callable[[ApiKeyEntry], Awaitable[ApiKeyEntry]]:
     """A dependency admitting keys whose role includes ``role`` (403 otherwise)."""
 
-    def dependency(key: Annotated[ApiKeyEntry, Depends(current_key)]) -> ApiKeyEntry:
+    async def dependency(key: Annotated[ApiKeyEntry, Depends(current_key)]) -> ApiKeyEntry:
         if not key.role.includes(role):
             raise HTTPException(
                 403, detail=f"this API key has role '{key.role}'; this needs role '{role}'"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import logging.config
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -77,6 +78,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the store (migrated), load the model, close the store on shutdown."""
     settings: Settings = app.state.settings
     app.state.models = holder = ModelHolder()
+    app.state.explainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keepwise-explain")
     app.state.store = await run_in_threadpool(_resolve(app, get_store_opener), settings)
     loader = _resolve(app, get_model_loader)
     try:
@@ -87,6 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        app.state.explainer.shutdown(wait=False)
         close = getattr(app.state.store, "close", None)
         if callable(close):
             await run_in_threadpool(close)

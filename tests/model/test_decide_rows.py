@@ -95,7 +95,9 @@ def test_online_decisions_equal_batch_decisions_under_another_policy(
     rows: list[dict[str, Any]], discount: float
 ) -> None:
     policy = tiny_policy(discount)
-    rows = [{k: v for k, v in row.items() if not k.startswith(("accept_s", "uplift_g"))} for row in rows]
+    rows = [
+        {k: v for k, v in row.items() if not k.startswith(("accept_s", "uplift_g"))} for row in rows
+    ]
     assert_same(decide_records(rows, policy), batch(rows, policy))
 
 
@@ -127,7 +129,9 @@ def test_many_random_customers_match(policy: Policy) -> None:
     rows = [
         customer(
             customer_id=f"R{i:05d}",
-            segment=str(rng.choice(["enterprise", "mid_market", "small_business", "public_sector"])),
+            segment=str(
+                rng.choice(["enterprise", "mid_market", "small_business", "public_sector"])
+            ),
             months_of_history=float(rng.uniform(0, 100)),
             p_churn=float(rng.beta(1.2, 4)),
             monthly_margin=float(rng.normal(100, 3_000)),
@@ -156,7 +160,10 @@ def test_records_are_not_modified(policy: Policy) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"p_churn": 1.2}, r"p_churn must be within \[0, 1\]: 1 row\(s\), e\.g\. customer_id C1=1\.2"),
+        (
+            {"p_churn": 1.2},
+            r"p_churn must be within \[0, 1\]: 1 row\(s\), e\.g\. customer_id C1=1\.2",
+        ),
         ({"p_churn": None}, r"p_churn must not be null"),
         ({"monthly_margin": math.nan}, r"monthly_margin must not be NaN"),
         ({"monthly_revenue": "lots"}, r"monthly_revenue must be numeric"),

@@ -13,7 +13,15 @@ from features.config import FeatureConfig
 from features.pipeline import build_features, feature_columns
 from model import reason_templates as rt
 from model.churn import BIAS_COLUMN, ChurnModel, ChurnParams, train_churn_model
-from model.explain import Driver, explain_rows, humanise, reason_text, reason_texts, top_drivers
+from model.explain import (
+    Driver,
+    explain_records,
+    explain_rows,
+    humanise,
+    reason_text,
+    reason_texts,
+    top_drivers,
+)
 from model.splits import time_split_by_fraction
 from tests.model.stacked_frames import CATEGORICAL, FEATURES, HORIZON_DAYS, stacked_frame
 
@@ -81,6 +89,21 @@ def test_explain_rows_computes_only_the_rows_asked(model: ChurnModel, data: pl.D
     drivers = explain_rows(model, one, k=2)
     assert len(drivers) == 1 and len(drivers[0]) == 2
     assert drivers == top_drivers(model.contributions(one), one, k=2)
+
+
+def test_records_give_the_drivers_frames_give(model: ChurnModel, data: pl.DataFrame) -> None:
+    rows = data.head(60)
+    records = rows.to_dicts()
+    for direction in ("both", "raises", "lowers"):
+        want = explain_rows(model, rows, k=4, direction=direction)
+        assert explain_records(model, records, k=4, direction=direction) == want
+    given = model.contributions_records(records)
+    assert explain_records(model, records, k=4, contributions=given) == explain_rows(
+        model, rows, k=4
+    )
+    with pytest.raises(ValueError, match="contributions have shape"):
+        explain_records(model, records, contributions=given[:, :-1])
+    assert explain_records(model, [], k=3) == []
 
 
 def test_zero_contributions_are_never_drivers_and_nan_is_missing() -> None:

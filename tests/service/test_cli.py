@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import date
 
 import polars as pl
 import pytest
@@ -12,7 +11,7 @@ from typer.testing import CliRunner
 
 from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.world import write_world
-from service.cli import EXIT_INVALID_DATA, EXIT_USAGE, EXIT_WITH_REJECTS, app
+from service.cli import EXIT_INVALID_DATA, EXIT_USAGE, app
 
 runner = CliRunner()
 

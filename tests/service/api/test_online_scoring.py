@@ -12,13 +12,17 @@ from typing import Any
 
 import polars as pl
 import pytest
+from fastapi.testclient import TestClient
 
 from model.bundle import ModelBundle
+from model.policy import load_policy
 from model.recommend import recommend, recommend_records
 from service.api.feature_row import FEATURE_DTYPES, FeatureRow, rows_to_frame, rows_to_records
+from service.api.routes.recommendations import INLINE_ROWS
 from service.api.schemas import recommendation_payload
 from service.api.scoring import score_rows
-from tests.service.api.support import AS_OF, serving_model
+from service.settings import DEFAULT_POLICY
+from tests.service.api.support import AS_OF, Keys, row_json, serving_model
 
 
 def _same(got: Any, want: Any, where: str) -> None:
@@ -75,3 +79,32 @@ def test_score_rows_answers_in_request_order_with_the_served_versions(
     ).iter_rows(named=True)
     for got, want in zip(body.recommendations, batch, strict=True):
         _same(got.model_dump(mode="json"), recommendation_payload(want), got.customer_id)
+
+
+@pytest.mark.parametrize("size", [1, INLINE_ROWS, INLINE_ROWS + 1, 40])
+def test_http_answers_equal_the_batch_on_both_paths(
+    client: TestClient,
+    keys: Keys,
+    features: pl.DataFrame,
+    bundles: dict[str, ModelBundle],
+    size: int,
+) -> None:
+    # up to INLINE_ROWS rows are scored on the event loop (TreeSHAP on the explainer thread),
+    # more in the thread pool; both must answer exactly what the batch command stores
+    indices = list(range(100, 100 + 3 * size, 3))
+    rows = [row_json(features, i) for i in indices]
+    response = client.post(
+        "/v1/recommendations",
+        json={"as_of": AS_OF.isoformat(), "customers": rows},
+        headers=keys.header("viewer"),
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    got = response.json()["recommendations"]
+    table = features[indices].select(list(FEATURE_DTYPES))
+    batch = recommend(
+        table, bundles["1"], load_policy(DEFAULT_POLICY), as_of=AS_OF, model_version="1"
+    )
+    assert len(got) == size
+    for answer, want in zip(got, batch.iter_rows(named=True), strict=True):
+        _same(answer, recommendation_payload(want), want["customer_id"])
