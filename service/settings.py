@@ -16,6 +16,7 @@ KEEPWISE_API_KEYS_FILE        TOML file of hashed API keys                   (un
 KEEPWISE_API_KEYS             JSON list of hashed API key entries            []
 KEEPWISE_MAX_BODY_BYTES       largest request body accepted (413 above)      4194304 (4 MiB)
 KEEPWISE_SCORING_THREADS      LightGBM threads per scoring call              1
+KEEPWISE_LOG_LEVEL            DEBUG, INFO, WARNING or ERROR                  INFO
 ============================  =============================================  =======================
 
 See :mod:`service.api.keys` for the key entry format.
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,6 +73,11 @@ class Settings(BaseSettings):
     )
     scoring_threads: Annotated[int, Field(ge=1, le=64)] = Field(
         default=1, description="LightGBM threads per scoring call (requests run in parallel)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO",
+        description="Service log level. INFO logs one access line per request; DEBUG adds "
+        "what the scoring code says (e.g. the actions decided), with the request id.",
     )
 
     @field_validator("database_url")

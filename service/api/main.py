@@ -172,10 +172,11 @@ def run(host: str = "127.0.0.1", port: int = 8000) -> None:
     """
     import uvicorn
 
-    config = logging_config()
+    settings = get_settings()
+    config = logging_config(settings.log_level)
     logging.config.dictConfig(config)
     uvicorn.run(
-        create_app(),
+        create_app(settings),
         host=host,
         port=port,
         loop="uvloop",

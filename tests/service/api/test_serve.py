@@ -36,6 +36,7 @@ def test_run_serves_with_uvicorn_and_logs_request_ids(
         **os.environ,
         "PYTHONPATH": str(repo),
         "KEEPWISE_MODEL_PATH": str(bundle_dir),
+        "KEEPWISE_LOG_LEVEL": "DEBUG",
         "KEEPWISE_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
         "KEEPWISE_API_KEYS": json.dumps([entry.model_dump(mode="json", exclude_none=True)]),
     }
@@ -81,7 +82,7 @@ def test_run_serves_with_uvicorn_and_logs_request_ids(
         server.send_signal(signal.SIGINT)
         output = server.communicate(timeout=30)[0]
     assert "[trace-abc-123] GET /v1/model 200" in output
-    # lines logged by the scoring code in the thread pool carry the request's id too
+    # lines logged by the scoring code carry the request's id too (DEBUG: the actions decided)
     assert "model.decide_rows [trace-def-456] decided 1 customers" in output
     assert "database sqlite:///" in output and "migrated" in output
     assert (tmp_path / "serve.db").is_file()
