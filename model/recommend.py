@@ -93,7 +93,8 @@ def recommend(
         policy: the company's decision policy.
         as_of: the date the features describe.
         model_version: registry version (or another label) echoed in every row.
-        drivers: churn drivers to explain per customer.
+        drivers: churn drivers to explain per customer; 0 skips the explanation (TreeSHAP,
+            the most expensive step) and leaves ``churn_drivers`` empty.
         language: phrasebook for reasons.
 
     Returns:
@@ -102,7 +103,9 @@ def recommend(
     """
     scores = bundle.score(features)
     decisions = decide(decision_inputs(features, scores), policy, language=language)
-    explained = explain_rows(bundle.churn, features, drivers)
+    if drivers < 0:
+        raise ValueError(f"drivers must be >= 0, got {drivers}")
+    explained = explain_rows(bundle.churn, features, drivers) if drivers else [[]] * features.height
     driver_text = [[reason_text(d, language) for d in row] for row in explained]
     return decisions.join(
         value_waterfall(features), on="customer_id", how="left", maintain_order="left"
@@ -170,7 +173,13 @@ def recommend_records(
     scores = bundle.score_records(records)
     inputs = [_decision_input_record(r, s) for r, s in zip(records, scores, strict=True)]
     decisions = decide_records(inputs, policy, language=language)
-    explained = explain_records(bundle.churn, records, drivers, contributions=contributions)
+    if drivers < 0:
+        raise ValueError(f"drivers must be >= 0, got {drivers}")
+    explained = (
+        explain_records(bundle.churn, records, drivers, contributions=contributions)
+        if drivers
+        else [[]] * len(records)
+    )
     return [
         {
             **decision,

@@ -34,6 +34,8 @@ from service.api.serving import ModelLoader, ModelLoadError, ServingModel
 from service.settings import Settings
 
 WARM_UP_AS_OF = date(2025, 1, 1)
+DEFAULT_DRIVERS = 3
+MAX_DRIVERS = 10
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +100,7 @@ def score_records(
     as_of: date,
     serving: ServingModel,
     contributions: np.ndarray | None = None,
+    drivers: int = DEFAULT_DRIVERS,
 ) -> RecommendationBatchPublic:
     """The response body for checked records (see :func:`check_rows`), in their order.
 
@@ -107,6 +110,7 @@ def score_records(
         serving: The model, policy and version to use (one consistent snapshot).
         contributions: The churn model's TreeSHAP contributions for the records, when already
             computed (see :func:`score_rows_async`).
+        drivers: Churn drivers to explain per customer (0: none, no TreeSHAP).
 
     Raises:
         RowsRejected: The decision policy cannot decide on the derived figures.
@@ -119,6 +123,7 @@ def score_records(
             as_of=as_of,
             model_version=serving.version,
             contributions=contributions,
+            drivers=drivers,
         )
     except DecisionInputError as error:
         logger.warning("decision inputs rejected: %s", error)
@@ -143,7 +148,10 @@ def score_records(
 
 
 def score_rows(
-    rows: Sequence[FeatureRowBase], as_of: date, serving: ServingModel
+    rows: Sequence[FeatureRowBase],
+    as_of: date,
+    serving: ServingModel,
+    drivers: int = DEFAULT_DRIVERS,
 ) -> RecommendationBatchPublic:
     """Recommendations for validated feature rows, in their order (blocking).
 
@@ -151,6 +159,7 @@ def score_rows(
         rows: :class:`service.api.feature_row.FeatureRow` instances (unique customer ids).
         as_of: The date the features describe.
         serving: The model, policy and version to use (one consistent snapshot).
+        drivers: Churn drivers to explain per customer (0: none).
 
     Returns:
         The response body.
@@ -159,11 +168,15 @@ def score_rows(
         RowsRejected: A row breaks a cross-column rule of the feature table, names a segment
             the policy does not know, or gives figures the policy cannot decide on.
     """
-    return score_records(check_rows(rows, serving), as_of, serving)
+    return score_records(check_rows(rows, serving), as_of, serving, drivers=drivers)
 
 
 async def score_rows_async(
-    rows: Sequence[FeatureRowBase], as_of: date, serving: ServingModel, explainer: Executor
+    rows: Sequence[FeatureRowBase],
+    as_of: date,
+    serving: ServingModel,
+    explainer: Executor,
+    drivers: int = DEFAULT_DRIVERS,
 ) -> RecommendationBatchPublic:
     """:func:`score_rows` for a few rows, on the event loop, with TreeSHAP on ``explainer``.
 
@@ -174,10 +187,12 @@ async def score_rows_async(
     to the thread pool.
     """
     records = check_rows(rows, serving)
+    if not drivers:
+        return score_records(records, as_of, serving, drivers=0)
     contributions = await asyncio.get_running_loop().run_in_executor(
         explainer, serving.bundle.churn.contributions_records, records
     )
-    return score_records(records, as_of, serving, contributions)
+    return score_records(records, as_of, serving, contributions, drivers)
 
 
 def prepare_model(loader: ModelLoader, settings: Settings) -> ServingModel:

@@ -13,8 +13,9 @@ stored recommendation" (that is the batch run's).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -27,7 +28,13 @@ from service.api.schemas import (
     RecommendationRequest,
     error_responses,
 )
-from service.api.scoring import RowsRejected, score_rows, score_rows_async
+from service.api.scoring import (
+    DEFAULT_DRIVERS,
+    MAX_DRIVERS,
+    RowsRejected,
+    score_rows,
+    score_rows_async,
+)
 from service.api.storage_errors import store_call
 
 router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"])
@@ -73,6 +80,16 @@ async def recommend_for_rows(
     store: StoreDep,
     serving: ServingModelDep,
     explainer: ExplainerDep,
+    drivers: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_DRIVERS,
+            description="Churn drivers to explain per customer, strongest first. 0 returns "
+            "none and skips the explanation (TreeSHAP), about half the cost of a small request: "
+            "for CRM jobs that need only the decision.",
+        ),
+    ] = DEFAULT_DRIVERS,
 ) -> Response:
     """Score the rows in the body."""
     if key.scoped and (outside := await store_call(_outside_scope, body.customers, key, store)):
@@ -80,9 +97,11 @@ async def recommend_for_rows(
         raise HTTPException(404, detail=f"customer(s) {shown} not found for this key")
     try:
         if len(body.customers) <= INLINE_ROWS:
-            result = await score_rows_async(body.customers, body.as_of, serving, explainer)
+            result = await score_rows_async(body.customers, body.as_of, serving, explainer, drivers)
         else:
-            result = await run_in_threadpool(score_rows, body.customers, body.as_of, serving)
+            result = await run_in_threadpool(
+                score_rows, body.customers, body.as_of, serving, drivers
+            )
     except RowsRejected as rejected:
         raise RequestValidationError(rejected.errors) from None
     # serialised once here; returned as a model, FastAPI would validate it a second time

@@ -108,3 +108,31 @@ def test_http_answers_equal_the_batch_on_both_paths(
     assert len(got) == size
     for answer, want in zip(got, batch.iter_rows(named=True), strict=True):
         _same(answer, recommendation_payload(want), want["customer_id"])
+
+
+@pytest.mark.parametrize("size", [1, INLINE_ROWS + 1])
+def test_drivers_parameter_sets_how_many_drivers_are_explained(
+    client: TestClient, keys: Keys, features: pl.DataFrame, size: int
+) -> None:
+    rows = [row_json(features, i) for i in range(200, 200 + size)]
+    url = "/v1/recommendations"
+    body = {"as_of": AS_OF.isoformat(), "customers": rows}
+
+    def answer(query: str) -> list[dict[str, Any]]:
+        response = client.post(url + query, json=body, headers=keys.header("viewer"))
+        assert response.status_code == 200, response.text
+        return response.json()["recommendations"]
+
+    default, none, five = answer(""), answer("?drivers=0"), answer("?drivers=5")
+    assert all(len(r["churn_drivers"]) == 3 for r in default)
+    assert all(r["churn_drivers"] == [] for r in none)
+    assert all(len(r["churn_drivers"]) == 5 for r in five)
+    for a, b, c in zip(default, none, five, strict=True):
+        assert c["churn_drivers"][:3] == a["churn_drivers"]
+        # the decision itself does not depend on how much is explained
+        for key in ("action", "expected_values", "offer", "reasons", "approval_tier"):
+            assert a[key] == b[key] == c[key]
+    for bad in ("-1", "11", "many"):
+        response = client.post(url + f"?drivers={bad}", json=body, headers=keys.header("viewer"))
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["query", "drivers"]
