@@ -44,6 +44,8 @@ import polars as pl
 
 logger = logging.getLogger(__name__)
 
+# Python values a numeric feature may take in a record (bool is an int).
+_NUMBER_TYPES = (int, float, np.integer, np.floating)
 # Row order used to make training independent of the order rows arrive in.
 CANONICAL_SORT_KEYS: tuple[str, ...] = ("as_of", "customer_id")
 
@@ -215,33 +217,50 @@ class FeatureEncoding:
         Raises:
             FeatureFrameError: A record lacks a feature or has a value of an unusable type.
         """
-        width = len(self.feature_columns)
-        out = np.empty((len(records), width), dtype=np.float64)
-        codes = self._category_codes
+        out = np.empty((len(records), len(self.feature_columns)), dtype=np.float64)
+        plan = self._record_plan
         for i, record in enumerate(records):
-            missing = [name for name in self.feature_columns if name not in record]
-            if missing:
-                raise FeatureFrameError(f"model input: record {i} lacks feature(s) {missing}")
-            for j, name in enumerate(self.feature_columns):
-                value = record[name]
-                if value is None:
-                    out[i, j] = np.nan
-                elif name in codes:
-                    out[i, j] = codes[name].get(str(value), np.nan)
-                elif isinstance(value, bool | int | float):
-                    out[i, j] = float(value)
-                else:
-                    raise FeatureFrameError(
-                        f"model input: record {i} has a non-numeric value for feature {name!r}"
-                    )
+            row = out[i]
+            try:
+                for j, name, codes in plan:
+                    value = record[name]
+                    if value is None:
+                        row[j] = np.nan
+                    elif codes is not None:
+                        row[j] = codes.get(str(value), np.nan)
+                    elif isinstance(value, _NUMBER_TYPES):
+                        row[j] = value
+                    else:
+                        raise TypeError(name)
+            except KeyError:
+                missing = [name for name in self.feature_columns if name not in record]
+                raise FeatureFrameError(
+                    f"model input: record {i} lacks feature(s) {missing}"
+                ) from None
+            except TypeError:
+                bad = [
+                    name
+                    for _, name, codes in plan
+                    if codes is None and not isinstance(record[name], (*_NUMBER_TYPES, type(None)))
+                ]
+                raise FeatureFrameError(
+                    f"model input: record {i} has non-numeric value(s) for feature(s) {bad}"
+                ) from None
         return out
 
     @functools.cached_property
-    def _category_codes(self) -> dict[str, dict[str, float]]:
-        return {
-            name: {level: float(i) for i, level in enumerate(levels)}
-            for name, levels in self.categories.items()
-        }
+    def _record_plan(self) -> tuple[tuple[int, str, dict[str, float] | None], ...]:
+        """Per feature: matrix column, name and the level codes of a categorical (else None)."""
+        return tuple(
+            (
+                j,
+                name,
+                {level: float(i) for i, level in enumerate(self.categories[name])}
+                if name in self.categories
+                else None,
+            )
+            for j, name in enumerate(self.feature_columns)
+        )
 
     def unseen_counts(self, frame: pl.DataFrame) -> dict[str, int]:
         """Per categorical feature, the number of non-null values not seen in training."""
