@@ -148,22 +148,19 @@ def feature_group(as_of: date, config: FeatureConfig) -> FeatureGroup:
             (when_count(long_) - distinct_categories).alias("repeat_complaints_12m"),
             venting_words(config, long_).sum().cast(pl.Int64).alias("venting_words_12m"),
         ),
-        nullable=(
-            pl.when(resolved)
-            .then((hours > config.sla_hours).cast(pl.Float64))
-            .mean()
-            .alias("share_resolved_beyond_24h"),
-            pl.when(before).then(pl.col("opened_at")).max().alias("_last_complaint_at"),
-        ),
+        nullable=(pl.when(before).then(pl.col("opened_at")).max().alias("_last_complaint_at"),),
     )
     # median and quantile cannot stream (polars 2.1): a separate pass over just the resolved
-    # complaints' customer and hours keeps the big pass above streamable and light
+    # complaints' customer and hours keeps the big pass above streamable and light. The SLA share
+    # needs exactly these rows, so it is a plain mean here rather than a masked one over every
+    # complaint before as_of in the big pass.
     resolution_times = Aggregation(
         table="complaints",
         rows=resolved,
         nullable=(
             hours.median().alias("hours_to_resolve_median"),
             hours.quantile(0.9, interpolation="linear").alias("hours_to_resolve_p90"),
+            (hours > config.sla_hours).cast(pl.Float64).mean().alias("share_resolved_beyond_24h"),
         ),
         separate_pass="resolution_times",
     )

@@ -158,7 +158,9 @@ def receivable_aggregation(as_of: date, config: FeatureConfig) -> Aggregation:
     long_window = Window.trailing(as_of, config.long_window_days)
     return Aggregation(
         table="payments",
-        rows=issued,
+        # every sum below is over unpaid or long-window invoices; leaving out the invoices paid
+        # before as_of (most of the history) keeps them out of the payments pass altogether
+        rows=unpaid | long_window.contains("invoice_date"),
         zero_filled=(
             when_sum(unpaid, pl.col("amount")).alias("receivables_open"),
             when_sum(unpaid & (pl.col("due_date") < as_of), pl.col("amount")).alias(

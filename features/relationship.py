@@ -32,6 +32,7 @@ from features.assembly import (
     assemble,
     monthly_trend,
     when_count,
+    when_sum,
 )
 from features.config import FeatureConfig
 
@@ -93,7 +94,9 @@ def feature_group(as_of: date, config: FeatureConfig) -> FeatureGroup:
         zero_filled=(
             when_count(short).alias("orders_3m"),
             when_count(long_).alias("orders_12m"),
-            pl.when(long_).then(pl.col("revenue")).mean().alias("monetary_12m"),
+            # the same sum as profitability's revenue_12m, which the engine then computes once;
+            # monetary_12m divides it by orders_12m instead of a separate mean over every order
+            when_sum(long_, pl.col("revenue")).alias("_revenue_12m"),
         ),
         nullable=(pl.when(before).then(pl.col("order_date")).max().alias("_last_order_date"),),
     )
@@ -129,6 +132,10 @@ def feature_group(as_of: date, config: FeatureConfig) -> FeatureGroup:
                 .cast(pl.Int64)
                 .alias("recency_days"),
                 monthly_trend("orders_3m", "orders_12m", config).alias("order_trend"),
+                pl.when(pl.col("orders_12m") > 0)
+                .then(pl.col("_revenue_12m") / pl.col("orders_12m"))
+                .otherwise(0.0)
+                .alias("monetary_12m"),
             ),
         ),
     )

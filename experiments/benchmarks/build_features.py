@@ -77,10 +77,10 @@ def scan_world(data: Path) -> dict[str, pl.LazyFrame]:
 
 def table_rows(data: Path) -> dict[str, int]:
     """Row count of each CRM table, from the Parquet footers (no data is read)."""
-    return {
-        name: pl.scan_parquet(data / f"{name}.parquet").select(pl.len()).collect().item()
-        for name in TABLES
-    }
+    counts = pl.collect_all(
+        [pl.scan_parquet(data / f"{name}.parquet").select(pl.len()) for name in TABLES]
+    )
+    return {name: count.item() for name, count in zip(TABLES, counts, strict=True)}
 
 
 def polars_features(
