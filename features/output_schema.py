@@ -14,6 +14,7 @@ from pandera.errors import SchemaErrors
 
 from features.contract import CONTRACT_TYPES, SEGMENTS
 from features.pipeline import feature_columns
+from features.row_rules import FEATURE_TABLE_RULES, NotAbove
 
 # Column -> (dtype, nullable, checks). Kinds: counts (Int64 >= 0), amounts (Float64 >= 0),
 # signed amounts and trends (Float64, any sign), day counts, shares.
@@ -94,26 +95,6 @@ def _spec(name: str) -> tuple[pl.DataType | type[pl.DataType], bool, tuple[pa.Ch
     raise KeyError(f"no output schema for feature column {name!r}")
 
 
-def _not_above(smaller: str, larger: str) -> pa.Check:
-    """Row-wise ``smaller <= larger`` (with a relative tolerance for float sums)."""
-
-    def check(data: pa.PolarsData) -> pl.LazyFrame:
-        small, large = pl.col(smaller), pl.col(larger)
-        return data.lazyframe.select(small <= large + large.abs() * 1e-9 + 1e-9)
-
-    return pa.Check(check, name=f"{smaller}_not_above_{larger}")
-
-
-_INVARIANTS: tuple[tuple[str, str], ...] = (
-    ("orders_3m", "orders_12m"),
-    ("complaints_3m", "complaints_12m"),
-    ("open_major_complaints", "open_complaints"),
-    ("repeat_complaints_12m", "complaints_12m"),
-    ("receivables_overdue", "receivables_open"),
-    ("receivables_disputed", "receivables_open"),
-)
-
-
 def _columns() -> dict[str, pa.Column]:
     columns = {"customer_id": pa.Column(pl.String, nullable=False)}
     for name in feature_columns():
@@ -122,15 +103,13 @@ def _columns() -> dict[str, pa.Column]:
     return columns
 
 
+def _check(rule: NotAbove) -> pa.Check:
+    """A row-wise pandera check of one cross-column rule (see :mod:`features.row_rules`)."""
+    return pa.Check(lambda data: data.lazyframe.select(rule.expression()), name=rule.name)
+
+
 def _checks() -> list[pa.Check]:
-    answered = pa.Check(
-        lambda data: data.lazyframe.select(
-            pl.col("offers_accepted_12m") + pl.col("offers_declined_12m")
-            <= pl.col("offers_made_12m")
-        ),
-        name="answered_offers_not_above_offers_made",
-    )
-    return [*(_not_above(small, large) for small, large in _INVARIANTS), answered]
+    return [_check(rule) for rule in FEATURE_TABLE_RULES]
 
 
 def feature_table_schema() -> pa.DataFrameSchema:
