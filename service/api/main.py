@@ -31,7 +31,7 @@ from service.api.routes import admin, customers, decisions, health, model, recom
 from service.api.routes.model import api_version
 from service.api.schemas import MAX_BATCH
 from service.api.scoring import prepare_model
-from service.api.serving import ModelHolder, ModelLoadError
+from service.api.serving import ModelHolder, ModelLoadError, settle_heap
 from service.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except ModelLoadError as error:
         holder.last_error = "the model could not be loaded at start-up; see the service log"
         logger.error("starting without a model (not ready): %s", error)
+    settle_heap(collect=False)
     try:
         yield
     finally:

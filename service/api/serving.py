@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import math
 import re
@@ -66,6 +67,24 @@ class ServingModel:
 
 
 ModelLoader = Callable[[Settings], ServingModel]
+
+
+def settle_heap(*, collect: bool) -> None:
+    """Keep every object alive now out of later garbage collections (``gc.freeze``).
+
+    After start-up the process holds some 400,000 objects (MLflow, SQLAlchemy, polars, the
+    model); a full collection walks all of them and stalled requests for about 160 ms, which
+    set the p99 latency under steady load. Frozen objects sit in a permanent generation that
+    collections skip.
+
+    Args:
+        collect: Unfreeze and collect first, so a replaced model's reference cycles are freed
+            (after a reload; one pause of that size, on an admin's request).
+    """
+    if collect:
+        gc.unfreeze()
+        gc.collect()
+    gc.freeze()
 
 
 def with_scoring_threads(bundle: ModelBundle, threads: int) -> ModelBundle:

@@ -17,7 +17,7 @@ from service.api.deps import ModelHolderDep, ModelLoaderDep, SettingsDep, requir
 from service.api.routes.model import model_public
 from service.api.schemas import ReloadPublic, error_responses
 from service.api.scoring import prepare_model
-from service.api.serving import ModelLoadError
+from service.api.serving import ModelLoadError, settle_heap
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ async def reload_model(
                 holder.last_error = str(error)
             raise HTTPException(503, detail=f"reload failed: {error}{still}") from None
         holder.swap(fresh)
+        settle_heap(collect=True)
     changed = previous is None or (previous.version, previous.policy.version) != (
         fresh.version,
         fresh.policy.version,
