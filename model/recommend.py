@@ -8,7 +8,8 @@ and ``as_of``. The batch command and evaluation call it for any number of custom
 
 :func:`recommend_records` is its online twin for the API: the same scores, decisions, reasons,
 drivers and waterfall for a few customers given as records, in plain Python and numpy (see
-:mod:`model.decide_rows` for why). Tests hold the two to the same output.
+:mod:`model.decide_rows` for why); the API runs its two halves, :func:`decide_records_for` and
+:func:`with_churn_drivers`, side by side. Tests hold both paths to the same output.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from model.bundle import ModelBundle
+from model.churn import ChurnModel
 from model.decide import decide
 from model.decide_rows import decide_records
 from model.explain import explain_records, explain_rows, reason_text
@@ -151,7 +153,6 @@ def recommend_records(
     model_version: str,
     drivers: int = 3,
     language: str = "en",
-    contributions: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`recommend` for records (one feature mapping per customer): the online path.
 
@@ -159,9 +160,6 @@ def recommend_records(
         records: Feature rows as mappings (``customer_id`` and the feature columns, values as
             :func:`features.pipeline.build_features` types them).
         bundle, policy, as_of, model_version, drivers, language: As for :func:`recommend`.
-        contributions: ``bundle.churn.contributions_records(records)``, if already computed.
-            TreeSHAP is most of the cost of a small request and runs without the GIL, so the
-            API computes it on a thread of its own while the event loop serves others.
 
     Returns:
         Per record, in order, the row :func:`recommend` would return for it, as a dict.
@@ -170,23 +168,67 @@ def recommend_records(
         model.bundle.BundleError: A record lacks a column the models need.
         model.decide.DecisionInputError: The derived decision inputs break a rule.
     """
+    if drivers < 0:
+        raise ValueError(f"drivers must be >= 0, got {drivers}")
+    decided = decide_records_for(
+        records, bundle, policy, as_of=as_of, model_version=model_version, language=language
+    )
+    if not drivers:
+        return decided
+    return with_churn_drivers(decided, records, bundle.churn, drivers, language=language)
+
+
+def decide_records_for(
+    records: Sequence[Mapping[str, Any]],
+    bundle: ModelBundle,
+    policy: Policy,
+    *,
+    as_of: date,
+    model_version: str,
+    language: str = "en",
+) -> list[dict[str, Any]]:
+    """:func:`recommend_records` without the churn drivers (``churn_drivers`` empty).
+
+    The drivers' TreeSHAP is most of the cost of a small request and LightGBM computes it
+    without the GIL: the API starts it on a thread of its own, decides meanwhile, then adds the
+    drivers with :func:`with_churn_drivers`.
+    """
     scores = bundle.score_records(records)
     inputs = [_decision_input_record(r, s) for r, s in zip(records, scores, strict=True)]
     decisions = decide_records(inputs, policy, language=language)
-    if drivers < 0:
-        raise ValueError(f"drivers must be >= 0, got {drivers}")
-    explained = (
-        explain_records(bundle.churn, records, drivers, contributions=contributions)
-        if drivers
-        else [[]] * len(records)
-    )
     return [
         {
             **decision,
             "value_waterfall": _waterfall_record(record),
-            "churn_drivers": [reason_text(d, language) for d in row_drivers],
+            "churn_drivers": [],
             "model_version": model_version,
             "as_of": as_of,
         }
-        for record, decision, row_drivers in zip(records, decisions, explained, strict=True)
+        for record, decision in zip(records, decisions, strict=True)
+    ]
+
+
+def with_churn_drivers(
+    decided: Sequence[Mapping[str, Any]],
+    records: Sequence[Mapping[str, Any]],
+    churn: ChurnModel,
+    drivers: int,
+    *,
+    contributions: np.ndarray | None = None,
+    language: str = "en",
+) -> list[dict[str, Any]]:
+    """``decided`` (from :func:`decide_records_for`) with the ``drivers`` top churn drivers.
+
+    Args:
+        decided: Recommendations for ``records``, in the same order.
+        records: The feature records they were made from.
+        churn: The churn model that scored them.
+        drivers: Drivers per customer (at least 1).
+        contributions: ``churn.contributions_records(records)`` if already computed.
+        language: Phrasebook of the sentences.
+    """
+    explained = explain_records(churn, records, drivers, contributions=contributions)
+    return [
+        {**row, "churn_drivers": [reason_text(d, language) for d in row_drivers]}
+        for row, row_drivers in zip(decided, explained, strict=True)
     ]

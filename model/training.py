@@ -374,8 +374,9 @@ def _evaluate(
         "empc": churn.empc,
         "empc_threshold": churn.empc_threshold,
     }
-    value_metrics = bundle.value.evaluate(test, baseline_column=TRAILING_MONTHLY_MARGIN,
-                                          forecast=scores["monthly_margin"].to_numpy())
+    value_metrics = bundle.value.evaluate(
+        test, baseline_column=TRAILING_MONTHLY_MARGIN, forecast=scores["monthly_margin"].to_numpy()
+    )
     metrics |= {
         "value_mae": value_metrics.mae,
         "value_baseline_mae": value_metrics.baseline_mae,

@@ -18,11 +18,9 @@ from concurrent.futures import Executor
 from datetime import date
 from typing import Any
 
-import numpy as np
-
 from features.row_rules import broken_rules
 from model.decide import DecisionInputError
-from model.recommend import recommend_records
+from model.recommend import decide_records_for, with_churn_drivers
 from service.api.feature_row import FeatureRow, FeatureRowBase, rows_to_records
 from service.api.schemas import (
     EXAMPLE_FEATURES,
@@ -95,35 +93,13 @@ def check_rows(rows: Sequence[FeatureRowBase], serving: ServingModel) -> list[di
     return records
 
 
-def score_records(
-    records: Sequence[Mapping[str, Any]],
-    as_of: date,
-    serving: ServingModel,
-    contributions: np.ndarray | None = None,
-    drivers: int = DEFAULT_DRIVERS,
-) -> RecommendationBatchPublic:
-    """The response body for checked records (see :func:`check_rows`), in their order.
-
-    Args:
-        records: Checked feature records.
-        as_of: The date the features describe.
-        serving: The model, policy and version to use (one consistent snapshot).
-        contributions: The churn model's TreeSHAP contributions for the records, when already
-            computed (see :func:`score_rows_async`).
-        drivers: Churn drivers to explain per customer (0: none, no TreeSHAP).
-
-    Raises:
-        RowsRejected: The decision policy cannot decide on the derived figures.
-    """
+def _decide(
+    records: Sequence[Mapping[str, Any]], as_of: date, serving: ServingModel
+) -> list[dict[str, Any]]:
+    """Recommendations without churn drivers; RowsRejected when the policy cannot decide."""
     try:
-        result = recommend_records(
-            records,
-            serving.bundle,
-            serving.policy,
-            as_of=as_of,
-            model_version=serving.version,
-            contributions=contributions,
-            drivers=drivers,
+        return decide_records_for(
+            records, serving.bundle, serving.policy, as_of=as_of, model_version=serving.version
         )
     except DecisionInputError as error:
         logger.warning("decision inputs rejected: %s", error)
@@ -137,13 +113,15 @@ def score_records(
                 }
             ]
         ) from None
-    recommendations = [
-        RecommendationPublic.model_validate(recommendation_from_row(row)) for row in result
-    ]
+
+
+def _body(rows: Sequence[Mapping[str, Any]], serving: ServingModel) -> RecommendationBatchPublic:
     return RecommendationBatchPublic(
         model_version=serving.version,
         policy_version=serving.policy.version,
-        recommendations=recommendations,
+        recommendations=[
+            RecommendationPublic.model_validate(recommendation_from_row(row)) for row in rows
+        ],
     )
 
 
@@ -168,7 +146,11 @@ def score_rows(
         RowsRejected: A row breaks a cross-column rule of the feature table, names a segment
             the policy does not know, or gives figures the policy cannot decide on.
     """
-    return score_records(check_rows(rows, serving), as_of, serving, drivers=drivers)
+    records = check_rows(rows, serving)
+    decided = _decide(records, as_of, serving)
+    if drivers:
+        decided = with_churn_drivers(decided, records, serving.bundle.churn, drivers)
+    return _body(decided, serving)
 
 
 async def score_rows_async(
@@ -181,18 +163,25 @@ async def score_rows_async(
     """:func:`score_rows` for a few rows, on the event loop, with TreeSHAP on ``explainer``.
 
     The churn drivers' TreeSHAP contributions are about half the cost of a one-customer
-    request and LightGBM computes them without holding the GIL: on ``explainer`` (one thread)
-    they run on the second core while the event loop parses, scores and answers other
-    requests. The rest is a few hundred microseconds of Python, cheaper on the loop than a hop
-    to the thread pool.
+    request and LightGBM computes them without holding the GIL: they start on ``explainer``
+    (one thread, the second core) while the event loop scores and decides, and the loop serves
+    other requests while it waits for them. The rest is a few hundred microseconds of Python,
+    cheaper on the loop than a hop to the thread pool.
     """
     records = check_rows(rows, serving)
     if not drivers:
-        return score_records(records, as_of, serving, drivers=0)
-    contributions = await asyncio.get_running_loop().run_in_executor(
+        return _body(_decide(records, as_of, serving), serving)
+    pending = asyncio.get_running_loop().run_in_executor(
         explainer, serving.bundle.churn.contributions_records, records
     )
-    return score_records(records, as_of, serving, contributions, drivers)
+    try:
+        decided = _decide(records, as_of, serving)
+    finally:
+        contributions = await pending
+    explained = with_churn_drivers(
+        decided, records, serving.bundle.churn, drivers, contributions=contributions
+    )
+    return _body(explained, serving)
 
 
 def prepare_model(loader: ModelLoader, settings: Settings) -> ServingModel:
