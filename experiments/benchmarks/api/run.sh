@@ -49,10 +49,13 @@ before=$(cpu_ms "$server_pid")
 run "keepwise, 1 customer, concurrency 32" "$keepwise" one.json "$token" 2 32 0
 echo "    server CPU ms before: $before"
 echo "    server CPU ms after:  $(cpu_ms "$server_pid")"
-# Paced: each of 10 connections waits 9 ms after every answer, about 1,000 requests/s in all
-# at a 1 ms latency (wrk has no open-loop rate; the achieved rate is printed).
-run "keepwise, 1 customer, paced ~1000/s" "$keepwise" one.json "$token" 1 10 9
+# Paced: each of 12 connections waits 10 ms after every answer, about 1,000 requests/s in all
+# at a 1-2 ms latency (wrk has no open-loop rate; the achieved rate is printed).
+run "keepwise, 1 customer, paced ~1000/s" "$keepwise" one.json "$token" 1 12 10
+# drivers=0: the same decision without the churn drivers' TreeSHAP (see the API guide)
 run "keepwise, 1 customer, drivers=0, concurrency 32" "$keepwise?drivers=0" one.json "$token" 2 32 0
+run "keepwise, 1 customer, drivers=0, paced ~1000/s" "$keepwise?drivers=0" one.json "$token" 1 12 10
 run "keepwise, 100 customers, concurrency 1" "$keepwise" batch100.json "$token" 1 1 0
+run "keepwise, 100 customers, drivers=0, conc. 1" "$keepwise?drivers=0" batch100.json "$token" 1 1 0
 run "mlflow models serve, 1 customer, conc. 1" "$mlflow" mlflow_one.json "" 1 1 0
 run "mlflow models serve, 1 customer, conc. 32" "$mlflow" mlflow_one.json "" 2 32 0
