@@ -8,8 +8,9 @@ and ``as_of``. The batch command and evaluation call it for any number of custom
 
 :func:`recommend_records` is its online twin for the API: the same scores, decisions, reasons,
 drivers and waterfall for a few customers given as records, in plain Python and numpy (see
-:mod:`model.decide_rows` for why); the API runs its two halves, :func:`decide_records_for` and
-:func:`with_churn_drivers`, side by side. Tests hold both paths to the same output.
+:mod:`model.decide_rows` for why); the API calls its two halves, :func:`decide_records_for` and
+:func:`with_churn_drivers`, itself, so that TreeSHAP can run on a thread of its own. Tests hold
+both paths to the same output.
 """
 
 from __future__ import annotations
@@ -190,8 +191,8 @@ def decide_records_for(
     """:func:`recommend_records` without the churn drivers (``churn_drivers`` empty).
 
     The drivers' TreeSHAP is most of the cost of a small request and LightGBM computes it
-    without the GIL: the API starts it on a thread of its own, decides meanwhile, then adds the
-    drivers with :func:`with_churn_drivers`.
+    without the GIL: the API computes it on a thread of its own (serving other requests while
+    it waits), then decides and adds the drivers with :func:`with_churn_drivers`.
     """
     scores = bundle.score_records(records)
     inputs = [_decision_input_record(r, s) for r, s in zip(records, scores, strict=True)]

@@ -2,9 +2,10 @@
 
 The rows become records (one mapping per customer), are checked against the feature table's
 cross-column rules (:data:`features.row_rules.FEATURE_TABLE_RULES`, the rules the batch path's
-pandera schema checks) and the policy's segments, and are scored by
-:func:`model.recommend.recommend_records`, the online twin of the batch command's
-:func:`model.recommend.recommend` (tested to give the same recommendations). A one-customer
+pandera schema checks) and the policy's segments, and are scored by the two halves of
+:func:`model.recommend.recommend_records` (``decide_records_for`` and ``with_churn_drivers``),
+the online twin of the batch command's :func:`model.recommend.recommend` (tested to give the
+same recommendations). A one-customer
 request costs about a millisecond, half of it LightGBM explaining the churn score, which
 :func:`score_rows_async` moves off the event loop.
 """
