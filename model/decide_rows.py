@@ -67,7 +67,10 @@ def decide_records(
     book = rt.phrasebook(language)
     _validate(records, policy)
     annuity_weights = _annuity_weights(policy)
-    decided = [_decide_one(record, policy, book, annuity_weights) for record in records]
+    # an optional input counts as given when any record has it, as a frame column would be;
+    # records without it then read as null
+    given = frozenset(c for c in OPTIONAL_COLUMNS if any(c in record for record in records))
+    decided = [_decide_one(record, policy, book, annuity_weights, given) for record in records]
     # DEBUG, not INFO as in the batch: this runs once per API request, which has its own
     # access log line; formatting and writing a second line cost a tenth of the request
     if logger.isEnabledFor(logging.DEBUG):
@@ -218,6 +221,7 @@ def _decide_one(
     policy: Policy,
     book: rt.Phrasebook,
     weights: list[tuple[float, float]],
+    given: frozenset[str],
 ) -> dict[str, Any]:
     p = float(record["p_churn"])
     margin = float(record["monthly_margin"])
@@ -237,12 +241,12 @@ def _decide_one(
 
     exit_ = policy.exit
     exit_cost = exit_.fixed + exit_.revenue_months * revenue
-    if "receivables_open" in record:
+    if "receivables_open" in given:
         exit_cost = exit_cost + exit_.receivables_write_off_share * (
-            _number(record["receivables_open"]) or 0.0
+            _number(record.get("receivables_open")) or 0.0
         )
-    if "exit_cost_extra" in record:
-        exit_cost = exit_cost + (_number(record["exit_cost_extra"]) or 0.0)
+    if "exit_cost_extra" in given:
+        exit_cost = exit_cost + (_number(record.get("exit_cost_extra")) or 0.0)
     guard = policy.guardrails
     margin_upper = None if se is None else margin + guard.end_margin_z * se
     ev_end = -exit_cost
@@ -327,7 +331,7 @@ def _decide_one(
         protected=protected,
         short=short,
     )
-    decision["reasons"] = _reasons(facts, policy, book)
+    decision["reasons"] = _reasons(facts, policy, book, given)
     return {**record, **decision}
 
 
@@ -354,7 +358,9 @@ class _Facts:
         self.short = short
 
 
-def _reasons(facts: _Facts, policy: Policy, book: rt.Phrasebook) -> list[str]:
+def _reasons(
+    facts: _Facts, policy: Policy, book: rt.Phrasebook, given: frozenset[str]
+) -> list[str]:
     """The plain-language reasons of :func:`model.decide._explain`, for one customer."""
     record, d = facts.record, facts.decision
     horizon = policy.horizon_months
@@ -380,15 +386,17 @@ def _reasons(facts: _Facts, policy: Policy, book: rt.Phrasebook) -> list[str]:
         if complaint_cost > 0 and complaint_cost >= _COMPLAINT_COST_SHARE * revenue
         else None,
     ]
-    if "receivables_overdue" in record:
-        overdue = _number(record["receivables_overdue"])
+    if "receivables_overdue" in given:
+        overdue = _number(record.get("receivables_overdue"))
         if overdue is not None and overdue > 0:
             messages.append(say("overdue", amount=money(book, overdue)))
-    if "offers_made_12m" in record and "offers_declined_12m" in record:
-        made = None if record["offers_made_12m"] is None else int(record["offers_made_12m"])
-        declined = (
-            None if record["offers_declined_12m"] is None else int(record["offers_declined_12m"])
+    if "offers_made_12m" in given and "offers_declined_12m" in given:
+        made_value, declined_value = (
+            record.get("offers_made_12m"),
+            record.get("offers_declined_12m"),
         )
+        made = None if made_value is None else int(made_value)
+        declined = None if declined_value is None else int(declined_value)
         if declined == 1 and made is not None and made <= 1:
             messages.append(say("declined_one"))
         elif declined is not None and declined >= 1:

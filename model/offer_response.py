@@ -385,23 +385,30 @@ class OfferResponseModel:
         return out
 
     def _acceptance_records(self, records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
-        """``P(accept | kind, x)`` per kind: one predict call over records x kinds."""
+        """``P(accept | kind, x)`` per learned kind: one predict call over records x kinds.
+
+        Only kinds whose acceptance is learned are scored, as :meth:`predict` does: a kind
+        never answered in training is not a level of the pooled classifier.
+        """
         if self._acceptance_encoding is None or self._acceptance is None:
+            return {}
+        learned = [k for k in self.kinds if self.fits[k].acceptance_source == "learned"]
+        if not learned:
             return {}
         encoding = self._acceptance_encoding
         levels = encoding.categories[_OFFER_KIND]
         matrix = encoding.matrix_from_records([{**r, _OFFER_KIND: levels[0]} for r in records])
         column = encoding.feature_columns.index(_OFFER_KIND)
-        stacked = np.repeat(matrix[np.newaxis], len(self.kinds), axis=0)
-        for k, kind in enumerate(self.kinds):
+        stacked = np.repeat(matrix[np.newaxis], len(learned), axis=0)
+        for k, kind in enumerate(learned):
             stacked[k, :, column] = float(levels.index(kind))
         p = predict(
             self._acceptance,
             stacked.reshape(-1, matrix.shape[1]),
             num_threads=self.config.num_threads,
         )
-        p = np.clip(p, 0.0, 1.0).reshape(len(self.kinds), len(records))
-        return {kind: p[k] for k, kind in enumerate(self.kinds)}
+        p = np.clip(p, 0.0, 1.0).reshape(len(learned), len(records))
+        return {kind: p[k] for k, kind in enumerate(learned)}
 
     def _uplift_records_frame(self, records: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
         """The uplift learners' input for records, typed as :func:`_uplift_features` types it."""

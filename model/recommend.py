@@ -29,7 +29,8 @@ from model.decide_rows import decide_records
 from model.explain import explain_records, explain_rows, reason_text
 from model.policy import Policy
 
-DAYS_PER_MONTH = 365.0 / 12.0
+# Months of history: tenure_days * 12 / 365 (a customer of 365 days has exactly 12 months).
+MONTHS_PER_YEAR, DAYS_PER_YEAR = 12, 365
 # The value waterfall: trailing 12-month components of net margin, per month (sign as booked).
 WATERFALL: tuple[tuple[str, str, int], ...] = (
     ("revenue", "revenue_12m", +1),
@@ -47,9 +48,26 @@ REASON_FEATURES = (
 )
 
 
-def _months_in_window() -> pl.Expr:
-    """Months of the trailing 12-month window the customer actually existed (at least 1)."""
-    return (pl.col("tenure_days") / DAYS_PER_MONTH).clip(1.0, 12.0)
+def months_of_history(tenure_days: int | float) -> float:
+    """Months since sign-up, for one customer (exactly 12.0 for 365 days)."""
+    return tenure_days * MONTHS_PER_YEAR / DAYS_PER_YEAR
+
+
+def _with_months(features: pl.DataFrame) -> pl.DataFrame:
+    """``features`` with ``_months`` (:func:`months_of_history`) and ``_per_month`` (the months
+    of the trailing 12-month window the customer existed, 1 to 12).
+
+    The division runs in numpy: polars turns a division by a constant into a multiplication by
+    its reciprocal on frames of two rows or more, which puts a customer of exactly 365 days at
+    11.999999999999998 months (short of a 12-month guard-rail) and makes a customer's figures
+    depend on how many others share the batch.
+    """
+    days = features.get_column("tenure_days").cast(pl.Float64).to_numpy()
+    months = days * MONTHS_PER_YEAR / DAYS_PER_YEAR
+    return features.with_columns(
+        pl.Series("_months", months, dtype=pl.Float64),
+        pl.Series("_per_month", np.clip(months, 1.0, 12.0), dtype=pl.Float64),
+    )
 
 
 def decision_inputs(features: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
@@ -58,11 +76,11 @@ def decision_inputs(features: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFram
     Monthly revenue and complaint cost are the trailing 12-month figures per month the customer
     existed in that window; months of history come from tenure.
     """
-    per_month = _months_in_window()
-    derived = features.select(
+    per_month = pl.col("_per_month")
+    derived = _with_months(features).select(
         "customer_id",
         pl.col("segment").cast(pl.String),
-        (pl.col("tenure_days") / DAYS_PER_MONTH).alias("months_of_history"),
+        pl.col("_months").alias("months_of_history"),
         (pl.col("revenue_12m") / per_month).alias("monthly_revenue"),
         (pl.col("cost_to_serve_12m") / per_month).alias("monthly_complaint_cost"),
         *[pl.col(name) for name in REASON_FEATURES if name in features.columns],
@@ -72,10 +90,10 @@ def decision_inputs(features: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFram
 
 def value_waterfall(features: pl.DataFrame) -> pl.DataFrame:
     """Per customer, the trailing monthly components behind net margin (struct column)."""
-    per_month = _months_in_window()
+    per_month = pl.col("_per_month")
     parts = [(pl.col(column) * sign / per_month).alias(name) for name, column, sign in WATERFALL]
     parts.append((pl.col("net_margin_12m") / per_month).alias("net_margin"))
-    return features.select("customer_id", pl.struct(parts).alias("value_waterfall"))
+    return _with_months(features).select("customer_id", pl.struct(parts).alias("value_waterfall"))
 
 
 def recommend(
@@ -120,7 +138,7 @@ def recommend(
 
 
 def _months_in_window_of(record: Mapping[str, Any]) -> float:
-    return min(max(record["tenure_days"] / DAYS_PER_MONTH, 1.0), 12.0)
+    return min(max(months_of_history(record["tenure_days"]), 1.0), 12.0)
 
 
 def _decision_input_record(record: Mapping[str, Any], scores: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,7 +147,7 @@ def _decision_input_record(record: Mapping[str, Any], scores: Mapping[str, Any])
     return {
         "customer_id": record["customer_id"],
         "segment": None if record["segment"] is None else str(record["segment"]),
-        "months_of_history": record["tenure_days"] / DAYS_PER_MONTH,
+        "months_of_history": months_of_history(record["tenure_days"]),
         "monthly_revenue": record["revenue_12m"] / per_month,
         "monthly_complaint_cost": record["cost_to_serve_12m"] / per_month,
         **{name: record[name] for name in REASON_FEATURES if name in record},

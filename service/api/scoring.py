@@ -13,6 +13,8 @@ request costs about a millisecond, half of it LightGBM explaining the churn scor
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
@@ -176,9 +178,11 @@ async def score_rows_async(
     records = check_rows(rows, serving)
     if not drivers:
         return _body(_decide(records, as_of, serving), serving)
-    contributions = await asyncio.get_running_loop().run_in_executor(
-        explainer, serving.bundle.churn.contributions_records, records
+    # copy_context: whatever the explainer logs carries this request's id
+    explain = functools.partial(
+        contextvars.copy_context().run, serving.bundle.churn.contributions_records, records
     )
+    contributions = await asyncio.get_running_loop().run_in_executor(explainer, explain)
     decided = _decide(records, as_of, serving)
     explained = with_churn_drivers(
         decided, records, serving.bundle.churn, drivers, contributions=contributions

@@ -378,6 +378,20 @@ def test_records_give_the_same_predictions_as_frames(fitted: Fitted) -> None:
     }
 
 
+def test_records_work_when_a_catalogue_offer_was_never_made(fitted: Fitted) -> None:
+    # a new offer in the catalogue has no history: the pooled classifier has no level for it
+    offers = fitted.world.tables["offers"].filter(pl.col("kind") != "gift")
+    model = fit_offer_response(
+        fitted.train,
+        offers,
+        feature_columns=FEATURES,
+        categorical_columns=fitted.categorical,
+        kinds=OFFER_KINDS,
+    )
+    assert _summary(model)["gift"]["acceptance_source"] == "prior"
+    assert_records_match(model, fitted.test.head(50))
+
+
 def test_predictions_follow_input_order(fitted: Fitted) -> None:
     rows = fitted.test.head(500)
     reversed_rows = rows.reverse()

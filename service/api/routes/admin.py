@@ -51,13 +51,12 @@ async def reload_model(
                 holder.last_error = str(error)
             raise HTTPException(503, detail=f"reload failed: {error}{still}") from None
         holder.swap(fresh)
+        previous_versions = (previous.version, previous.policy.version) if previous else None
+        del previous  # the replaced model is freed by the collection below, not kept by us
         settle_heap(collect=True)
-    changed = previous is None or (previous.version, previous.policy.version) != (
-        fresh.version,
-        fresh.policy.version,
-    )
+    changed = previous_versions != (fresh.version, fresh.policy.version)
     return ReloadPublic(
-        previous_version=previous.version if previous else None,
+        previous_version=previous_versions[0] if previous_versions else None,
         changed=changed,
         model=model_public(fresh),
     )
