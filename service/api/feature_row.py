@@ -162,13 +162,6 @@ FeatureRow: type[FeatureRowBase] = create_model(  # type: ignore[call-overload]
 )
 
 
-def rows_to_frame(rows: Sequence[FeatureRowBase]) -> pl.DataFrame:
-    """The feature table of validated rows: ``customer_id`` and the feature columns, typed."""
-    columns = list(FEATURE_DTYPES)
-    data = {name: [getattr(row, name) for row in rows] for name in columns}
-    return pl.DataFrame(data, schema=FEATURE_DTYPES)
-
-
 def rows_to_records(rows: Sequence[FeatureRowBase]) -> list[dict[str, Any]]:
     """Validated rows as records: ``customer_id`` and the feature columns, in schema order."""
     columns = list(FEATURE_DTYPES)

@@ -35,11 +35,10 @@ run() {  # label, url, body, token, threads, connections, delay_ms
     BODY_FILE="$work/$body" TOKEN="$key" DELAY_MS="$pause" \
         wrk -t"$threads" -c"$conns" -d"$DURATION" -s "$LUA" "$url" | tail -1
 }
-cpu_ms() {  # CPU seconds (user + system) the process has used so far, per thread name
+cpu_ms() {  # CPU milliseconds (user + system) the process has used so far, all threads
     local pid=$1
-    for task in /proc/"$pid"/task/*; do
-        printf '%s %s\n' "$(tr ' ' '_' < "$task/comm")" "$(awk '{print $14 + $15}' "$task/stat")"
-    done | awk -v hz="$(getconf CLK_TCK)" '{t[$1] += $2} END {for (k in t) printf "%s=%.0f ", k, t[k] / hz * 1000}'
+    awk '{print $14 + $15}' /proc/"$pid"/task/*/stat \
+        | awk -v hz="$(getconf CLK_TCK)" '{t += $1} END {printf "%.0f", t / hz * 1000}'
 }
 keepwise="http://127.0.0.1:$KEEPWISE_PORT/v1/recommendations"
 mlflow="http://127.0.0.1:$MLFLOW_PORT/invocations"
@@ -47,8 +46,7 @@ server_pid=$(pgrep -f "keepwise serve --port $KEEPWISE_PORT" | head -1)
 run "keepwise, 1 customer, concurrency 1" "$keepwise" one.json "$token" 1 1 0
 before=$(cpu_ms "$server_pid")
 run "keepwise, 1 customer, concurrency 32" "$keepwise" one.json "$token" 2 32 0
-echo "    server CPU ms before: $before"
-echo "    server CPU ms after:  $(cpu_ms "$server_pid")"
+echo "    server CPU ms (all threads): $before before, $(cpu_ms "$server_pid") after"
 # Paced: each of 12 connections waits 10 ms after every answer, about 1,000 requests/s in all
 # at a 1-2 ms latency (wrk has no open-loop rate; the achieved rate is printed).
 run "keepwise, 1 customer, paced ~1000/s" "$keepwise" one.json "$token" 1 12 10

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from model.bundle import ModelBundle
 from model.policy import load_policy
 from model.recommend import recommend, recommend_records
-from service.api.feature_row import FEATURE_DTYPES, FeatureRow, rows_to_frame, rows_to_records
+from service.api.feature_row import FEATURE_DTYPES, FeatureRow, rows_to_records
 from service.api.routes.recommendations import INLINE_ROWS
 from service.api.schemas import recommendation_payload
 from service.api.scoring import score_rows
@@ -54,7 +54,7 @@ def test_online_recommendations_equal_the_batch_for_every_customer(
     batch = [
         recommendation_payload(row)
         for row in recommend(
-            rows_to_frame(rows), serving.bundle, serving.policy, as_of=AS_OF, model_version="1"
+            table, serving.bundle, serving.policy, as_of=AS_OF, model_version="1"
         ).iter_rows(named=True)
     ]
     assert len(online) == len(batch) == table.height > 1_000
