@@ -1,7 +1,8 @@
 """The model bundle: churn + value + offer response + the feature list, scored by one function.
 
-:meth:`ModelBundle.score` is the single scoring function behind the API, the batch command and
-the MLflow pyfunc model, so online and batch scoring cannot drift apart. A bundle is a folder:
+:meth:`ModelBundle.score` scores frames for the batch command and the MLflow pyfunc model;
+:meth:`ModelBundle.score_records` gives the same numbers for the API's few records (tested
+equal). A bundle is a folder:
 
     bundle.json            format, version, horizon, feature list, training facts
     churn/                 model.churn.ChurnModel.save
