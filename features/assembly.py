@@ -69,10 +69,26 @@ def midnight(day: date) -> datetime:
     return datetime.combine(day, time())
 
 
+# Amounts are summed as decimals with six places. A float sum depends on the order of its terms,
+# and the streaming engine adds partial sums in whatever order its threads finish: the same
+# export gave features (and model metrics) differing in the last bit from run to run. A decimal
+# sum is exact, so it depends on neither the engine's scheduling nor the order of the rows.
+EXACT_SUM_DTYPE = pl.Decimal(38, 6)
+
+
+def exact_sum(value: pl.Expr) -> pl.Expr:
+    """Sum of ``value`` as a Float64 that does not depend on the order of the rows.
+
+    Each value is rounded to six decimal places (a millionth of a currency unit) and the sum is
+    taken exactly; NaN counts as missing, as it does in the table schemas.
+    """
+    return value.fill_nan(None).cast(EXACT_SUM_DTYPE).sum().cast(pl.Float64)
+
+
 def when_sum(mask: pl.Expr, value: pl.Expr | float) -> pl.Expr:
-    """Sum of ``value`` over the rows where ``mask`` holds (0 for none)."""
+    """Sum of ``value`` over the rows where ``mask`` holds (0 for none), as an exact sum."""
     value_expr = value if isinstance(value, pl.Expr) else pl.lit(float(value))
-    return pl.when(mask).then(value_expr).sum()
+    return exact_sum(pl.when(mask).then(value_expr))
 
 
 def when_count(mask: pl.Expr) -> pl.Expr:
@@ -270,8 +286,9 @@ def assemble(
     )
 
     zero_filled: list[str] = []
-    for (table, _), aggs in sorted(by_pass.items(), key=lambda item: (
-            EVENT_TABLES.index(item[0][0]), item[0][1])):
+    for (table, _), aggs in sorted(
+        by_pass.items(), key=lambda item: (EVENT_TABLES.index(item[0][0]), item[0][1])
+    ):
         rows = reduce(operator.or_, [agg.rows for agg in aggs])
         exprs = [expr for agg in aggs for expr in (*agg.zero_filled, *agg.nullable)]
         per_customer = (

@@ -45,7 +45,6 @@ from features.assembly import (
     midnight,
     monthly_trend,
     when_count,
-    when_sum,
 )
 from features.config import FeatureConfig
 from features.contract import CHANNELS, SEVERITIES
@@ -94,9 +93,7 @@ def venting_words(config: FeatureConfig, rows: pl.Expr | None = None) -> pl.Expr
         return pl.lit(0, dtype=pl.Int64)
     text = pl.col("text") if rows is None else pl.when(rows).then(pl.col("text"))
     return (
-        text.str.count_matches(venting_pattern(config.venting_lexicon))
-        .fill_null(0)
-        .cast(pl.Int64)
+        text.str.count_matches(venting_pattern(config.venting_lexicon)).fill_null(0).cast(pl.Int64)
     )
 
 
@@ -142,7 +139,11 @@ def feature_group(as_of: date, config: FeatureConfig) -> FeatureGroup:
             ),
             when_count(short & minor_or_near_miss).alias("_minor_near_miss_3m"),
             when_count(long_ & minor_or_near_miss).alias("_minor_near_miss_12m"),
-            when_sum(long_, pl.col("escalations")).cast(pl.Int64).alias("escalations_12m"),
+            pl.when(long_)
+            .then(pl.col("escalations"))
+            .sum()
+            .cast(pl.Int64)
+            .alias("escalations_12m"),
             when_count(open_).alias("open_complaints"),
             when_count(open_ & (pl.col("severity") == "major")).alias("open_major_complaints"),
             (when_count(long_) - distinct_categories).alias("repeat_complaints_12m"),

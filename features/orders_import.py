@@ -36,6 +36,7 @@ from pathlib import Path
 
 import polars as pl
 
+from features.assembly import exact_sum
 from features.contract import (
     COMPLAINTS,
     CUSTOMERS,
@@ -232,7 +233,7 @@ def _orders(transactions: pl.DataFrame, cost_rate: float, merge_same_day: bool) 
     orders = transactions.lazy()
     if merge_same_day:
         orders = orders.group_by("customer_id", "order_date").agg(
-            pl.col("revenue").sum(),
+            exact_sum(pl.col("revenue")).alias("revenue"),
             # A day's quantity is known only when every merged transaction has one.
             pl.when(pl.col("quantity").null_count() == 0).then(pl.col("quantity").sum()),
         )

@@ -19,7 +19,9 @@ window), ``days_to_contract_end`` (monthly contracts), and the trends ``order_tr
 comparison period).
 
 The plan is one ``group_by("customer_id")`` pass per event table joined to the customers;
-collect it with ``engine="streaming"`` for large tables.
+collect it with ``engine="streaming"`` for large tables. Money is summed exactly (as decimals with
+six places, see :func:`features.assembly.exact_sum`), so neither the engine nor the order of the
+input rows changes a single bit of the output.
 """
 
 from __future__ import annotations
