@@ -16,7 +16,8 @@ The polars engine is :func:`features.pipeline.build_features` collected with the
 engine (or sunk to ``--out`` with ``sink_parquet``); the pandas engine is
 :func:`experiments.benchmarks.features_pandas.build_features`. With ``--check-against-polars`` the
 pandas table is compared, column by column and row by row (by ``customer_id``), with the polars
-table after the timing has been printed; mismatches are listed and the exit status is 1.
+table after the timing has been printed: floats must be equal to the bit (both engines sum money
+exactly), nulls equal, integers and strings exact. Mismatches are listed and the exit status is 1.
 
 Printed: the table sizes, the wall time of reading + computing (+ writing with ``--out``),
 ``rows/s`` = input rows (customers and events) per second of that wall time, and the process's
@@ -43,8 +44,9 @@ if TYPE_CHECKING:  # pandas is imported only by the pandas engine, so polars run
     import pandas as pd
 
 TABLES: tuple[str, ...] = ("customers", "orders", "payments", "complaints", "offers")
-RTOL = 1e-9
-ATOL = 1e-9
+# Both engines sum money exactly and share their float arithmetic: parity is to the bit.
+RTOL = 0.0
+ATOL = 0.0
 N_EXAMPLES = 3
 
 
@@ -130,9 +132,10 @@ def compare_feature_tables(
 ) -> list[ColumnMismatch]:
     """Compare two feature tables column by column, matching rows by ``customer_id``.
 
-    Floats agree when both are missing or ``|actual - expected| <= atol + rtol * |expected|``;
-    NaN counts as missing (pandas cannot tell them apart). Every other dtype must be equal, with
-    missing equal to missing. Column order, dtypes and the set of customers are checked too.
+    Floats agree when both are missing or ``|actual - expected| <= atol + rtol * |expected|``
+    (by default: when they are equal); NaN counts as missing (pandas cannot tell them apart).
+    Every other dtype must be equal, with missing equal to missing. Column order, dtypes and the
+    set of customers are checked too.
 
     Args:
         expected: The reference table (polars pipeline).
@@ -222,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check-against-polars",
         action="store_true",
-        help="after timing, compare every column with the polars table; exit 1 on a mismatch",
+        help="after timing, compare every column with the polars table, floats to the bit; "
+        "exit 1 on a mismatch",
     )
     args = parser.parse_args(argv)
     if args.check_against_polars and args.engine != "pandas":
@@ -264,7 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     assert expected is not None
     mismatches = compare_feature_tables(expected, table)
     if not mismatches:
-        print(f"parity: all {len(expected.columns)} columns equal on {expected.height:,} rows")
+        print(
+            f"parity: all {len(expected.columns)} columns identical (floats to the bit) "
+            f"on {expected.height:,} rows"
+        )
         return 0
     print(f"parity: {len(mismatches)} mismatching column(s)", file=sys.stderr)
     for mismatch in mismatches:

@@ -13,6 +13,11 @@ the contract's lists of channels and severities, so a definition that drifts in 
 a mismatch in ``python -m experiments.benchmarks.build_features --check-against-polars`` and in
 ``tests/experiments/test_features_pandas_parity.py``.
 
+Money is summed exactly, as the polars pipeline does (:func:`features.assembly.exact_sum`): each
+amount is rounded to a millionth and the millionths are added as int64, which gives the same bits
+as polars' ``Decimal(38, 6)`` sum for totals below 9.2e12 (int64 would wrap beyond; a benchmark
+baseline can live with that, the product cannot).
+
 Conventions of the pandas frames: dates and date-times are ``datetime64`` (a date is midnight),
 missing values are ``NaN``/``NaT``/``pd.NA``; in the output, integer columns that can be missing
 use pandas' nullable ``Int64`` and missing floats are ``NaN``.
@@ -32,6 +37,7 @@ from features.config import FeatureConfig
 from features.contract import CHANNELS, SEVERITIES
 
 DAYS_PER_MONTH = 365.0 / 12.0
+MILLIONTHS = 1_000_000
 CONTRACT_TERM_YEARS = {"annual": 1, "two_year": 2}
 
 # Columns each table contributes, and which of them are dates (read as datetime64).
@@ -257,6 +263,16 @@ def _days_to_contract_end(signup: pd.Series, contract_type: pd.Series, as_of: da
     return days.reindex(contract_type.index).astype("Int64")
 
 
+def _millionths(amounts: pd.Series) -> pd.Series:
+    """Amounts as int64 millionths, the unit in which money is summed (exactly, in any order)."""
+    return np.round(amounts.astype("float64") * MILLIONTHS).astype("int64")
+
+
+def _in_currency(aggregates: pd.DataFrame, money: list[str]) -> pd.DataFrame:
+    """Summed millionths back to currency units (float64)."""
+    return aggregates.assign(**{name: aggregates[name] / MILLIONTHS for name in money})
+
+
 def _order_aggregates(
     orders: pd.DataFrame, as_of: date, config: FeatureConfig
 ) -> tuple[pd.DataFrame, list[str]]:
@@ -267,18 +283,22 @@ def _order_aggregates(
         "3m": rows["order_date"] >= pd.Timestamp(as_of - timedelta(days=config.short_window_days)),
         "12m": rows["order_date"] >= pd.Timestamp(as_of - timedelta(days=config.long_window_days)),
     }
+    revenue, cost_of_goods, discount = (
+        _millionths(rows[name]) for name in ("revenue", "cost_of_goods", "discount")
+    )
     columns: dict[str, pd.Series] = {"customer_id": rows["customer_id"]}
+    money: list[str] = []
     for tag, mask in in_window.items():
         columns[f"orders_{tag}"] = mask
-        columns[f"revenue_{tag}"] = rows["revenue"].where(mask, 0.0)
-        columns[f"cost_of_goods_{tag}"] = rows["cost_of_goods"].where(mask, 0.0)
-        columns[f"discounts_{tag}"] = rows["discount"].where(mask, 0.0)
-    columns["monetary_12m"] = rows["revenue"].where(in_window["12m"])  # NaN outside: mean skips
+        columns[f"revenue_{tag}"] = revenue.where(mask, 0)
+        columns[f"cost_of_goods_{tag}"] = cost_of_goods.where(mask, 0)
+        columns[f"discounts_{tag}"] = discount.where(mask, 0)
+        money += [f"revenue_{tag}", f"cost_of_goods_{tag}", f"discounts_{tag}"]
     columns["_last_order_date"] = rows["order_date"]
-    sums = [c for c in columns if c not in ("customer_id", "monetary_12m", "_last_order_date")]
-    how = {**dict.fromkeys(sums, "sum"), "monetary_12m": "mean", "_last_order_date": "max"}
-    aggregates = pd.DataFrame(columns).groupby("customer_id").agg(how)
-    return aggregates, [*sums, "monetary_12m"]
+    sums = [c for c in columns if c not in ("customer_id", "_last_order_date")]
+    how = {**dict.fromkeys(sums, "sum"), "_last_order_date": "max"}
+    aggregates = _in_currency(pd.DataFrame(columns).groupby("customer_id").agg(how), money)
+    return aggregates, sums
 
 
 def _offer_aggregates(
@@ -291,6 +311,7 @@ def _offer_aggregates(
     made = rows["offered_at"] >= long_start
     answered = made & (rows["responded_at"] < as_of_ts)  # NaT compares False
     accepted = rows["accepted"].eq(True).fillna(False).astype(bool)
+    cost = _millionths(rows["cost"])
     declined = rows["accepted"].eq(False).fillna(False).astype(bool)
     columns: dict[str, pd.Series] = {
         "customer_id": rows["customer_id"],
@@ -301,8 +322,10 @@ def _offer_aggregates(
     for tag, days in (("3m", config.short_window_days), ("12m", config.long_window_days)):
         start = pd.Timestamp(as_of - timedelta(days=days))
         paid_out = accepted & (rows["responded_at"] >= start) & (rows["responded_at"] < as_of_ts)
-        columns[f"compensation_{tag}"] = rows["cost"].where(paid_out, 0.0)
-    aggregates = pd.DataFrame(columns).groupby("customer_id").sum()
+        columns[f"compensation_{tag}"] = cost.where(paid_out, 0)
+    aggregates = _in_currency(
+        pd.DataFrame(columns).groupby("customer_id").sum(), ["compensation_3m", "compensation_12m"]
+    )
     return aggregates, list(aggregates.columns)
 
 
@@ -316,18 +339,19 @@ def _payment_aggregates(
     unpaid = rows["paid_date"].isna() | (rows["paid_date"] >= as_of_ts)
     disputed = rows["disputed"].fillna(False).astype(bool)
     overdue = rows["due_date"] < as_of_ts
-    amount = rows["amount"]
+    amount = _millionths(rows["amount"])
     columns: dict[str, pd.Series] = {"customer_id": rows["customer_id"]}
     for tag, days in (("3m", config.short_window_days), ("12m", config.long_window_days)):
         in_window = rows["invoice_date"] >= pd.Timestamp(as_of - timedelta(days=days))
         doubtful = in_window & unpaid & (overdue | disputed)
-        columns[f"receivables_provision_{tag}"] = amount.where(doubtful, 0.0)
-    columns["receivables_open"] = amount.where(unpaid, 0.0)
-    columns["receivables_overdue"] = amount.where(unpaid & overdue, 0.0)
-    columns["receivables_disputed"] = amount.where(unpaid & disputed, 0.0)
+        columns[f"receivables_provision_{tag}"] = amount.where(doubtful, 0)
+    columns["receivables_open"] = amount.where(unpaid, 0)
+    columns["receivables_overdue"] = amount.where(unpaid & overdue, 0)
+    columns["receivables_disputed"] = amount.where(unpaid & disputed, 0)
     long_start = pd.Timestamp(as_of - timedelta(days=config.long_window_days))
-    columns["invoiced_12m"] = amount.where(rows["invoice_date"] >= long_start, 0.0)
+    columns["invoiced_12m"] = amount.where(rows["invoice_date"] >= long_start, 0)
     aggregates = pd.DataFrame(columns).groupby("customer_id").sum()
+    aggregates = _in_currency(aggregates, [c for c in aggregates.columns if c != "customer_id"])
     for tag in ("3m", "12m"):
         aggregates[f"receivables_provision_{tag}"] *= config.receivables_provision_rate
     return aggregates, list(aggregates.columns)
@@ -351,7 +375,7 @@ def _complaint_aggregates(
     severity = rows["severity"]
     minor_or_near_miss = severity.isin(["minor", "near_miss"])
     open_ = rows["resolved_at"].isna() | (rows["resolved_at"] >= cutoff)
-    serve_cost = (
+    serve_cost = _millionths(
         rows["handling_minutes"] * config.cost_per_handling_minute
         + rows["escalations"].astype("float64") * config.cost_per_escalation
     )
@@ -372,13 +396,16 @@ def _complaint_aggregates(
         "open_complaints": open_,
         "open_major_complaints": open_ & (severity == "major"),
         "venting_words_12m": venting,
-        "cost_to_serve_3m": serve_cost.where(short, 0.0),
-        "cost_to_serve_12m": serve_cost.where(long_, 0.0),
+        "cost_to_serve_3m": serve_cost.where(short, 0),
+        "cost_to_serve_12m": serve_cost.where(long_, 0),
         "_last_complaint_at": rows["opened_at"],
     }
     sums = [name for name in columns if name not in ("customer_id", "_last_complaint_at")]
     how = {**dict.fromkeys(sums, "sum"), "_last_complaint_at": "max"}
-    aggregates = pd.DataFrame(columns).groupby("customer_id").agg(how)
+    aggregates = _in_currency(
+        pd.DataFrame(columns).groupby("customer_id").agg(how),
+        ["cost_to_serve_3m", "cost_to_serve_12m"],
+    )
 
     in_long = rows[long_]
     categories = in_long.groupby("customer_id")["category"].nunique()
@@ -387,9 +414,14 @@ def _complaint_aggregates(
     )
 
     resolved = rows[(rows["resolved_at"] >= long_start) & (rows["resolved_at"] < cutoff)]
-    hours = (resolved["resolved_at"] - resolved["opened_at"]) / pd.Timedelta(hours=1)
+    # microseconds times 1/3.6e9 is polars' own arithmetic: the same bits, not just close
+    elapsed = (resolved["resolved_at"] - resolved["opened_at"]).to_numpy()
+    hours = pd.Series(
+        elapsed.astype("timedelta64[us]").astype("int64") * (1 / 3.6e9), index=resolved.index
+    )
     by_customer = hours.groupby(resolved["customer_id"])
-    aggregates["hours_to_resolve_median"] = by_customer.median()
+    # polars' median interpolates as its quantile does (a + (b - a) / 2, not (a + b) / 2)
+    aggregates["hours_to_resolve_median"] = by_customer.quantile(0.5, interpolation="linear")
     aggregates["hours_to_resolve_p90"] = by_customer.quantile(0.9, interpolation="linear")
     aggregates["share_resolved_beyond_24h"] = (
         (hours > config.sla_hours).astype("float64").groupby(resolved["customer_id"]).mean()
@@ -415,8 +447,10 @@ def _derive(frame: pd.DataFrame, as_of: date, config: FeatureConfig) -> pd.DataF
     """Columns computed from the joined aggregates."""
     as_of_ts = pd.Timestamp(as_of)
     tenure = frame["tenure_days"]
+    orders_12m = frame["orders_12m"]
     derived: dict[str, pd.Series] = {
         "recency_days": (as_of_ts - frame["_last_order_date"]).dt.days.astype("Int64"),
+        "monetary_12m": (frame["revenue_12m"] / orders_12m).where(orders_12m > 0, 0.0),
         "order_trend": _monthly_trend(frame["orders_3m"], frame["orders_12m"], tenure, config),
     }
     for tag in ("3m", "12m"):

@@ -219,7 +219,8 @@ def test_comparison_catches_values_nulls_dtypes_and_customers():
     )
     assert bench.compare_feature_tables(expected, expected.reverse()) == []
     close = expected.with_columns(pl.col("amount") * (1 + 1e-12))
-    assert bench.compare_feature_tables(expected, close) == []
+    assert [m.column for m in bench.compare_feature_tables(expected, close)] == ["amount"]
+    assert bench.compare_feature_tables(expected, close, rtol=1e-9) == []
 
     changed = expected.with_columns(
         pl.Series("amount", [1.0 + 1e-6, None, 3.0]),
@@ -248,7 +249,7 @@ def test_cli_check_exits_1_and_names_the_column_on_a_mismatch(tmp_path, monkeypa
     args = ["--data", str(data), "--as-of", "2025-01-01", "--engine", "pandas"]
 
     assert bench.main([*args, "--check-against-polars"]) == 0
-    assert "parity: all 59 columns equal" in capsys.readouterr().out
+    assert "parity: all 59 columns identical (floats to the bit)" in capsys.readouterr().out
 
     build = features_pandas.build_features
 
