@@ -311,8 +311,8 @@ def _offer_aggregates(
     made = rows["offered_at"] >= long_start
     answered = made & (rows["responded_at"] < as_of_ts)  # NaT compares False
     accepted = rows["accepted"].eq(True).fillna(False).astype(bool)
-    cost = _millionths(rows["cost"])
     declined = rows["accepted"].eq(False).fillna(False).astype(bool)
+    cost = _millionths(rows["cost"])
     columns: dict[str, pd.Series] = {
         "customer_id": rows["customer_id"],
         "offers_made_12m": made,
@@ -351,7 +351,7 @@ def _payment_aggregates(
     long_start = pd.Timestamp(as_of - timedelta(days=config.long_window_days))
     columns["invoiced_12m"] = amount.where(rows["invoice_date"] >= long_start, 0)
     aggregates = pd.DataFrame(columns).groupby("customer_id").sum()
-    aggregates = _in_currency(aggregates, [c for c in aggregates.columns if c != "customer_id"])
+    aggregates = _in_currency(aggregates, list(aggregates.columns))  # every column is money
     for tag in ("3m", "12m"):
         aggregates[f"receivables_provision_{tag}"] *= config.receivables_provision_rate
     return aggregates, list(aggregates.columns)
