@@ -148,12 +148,30 @@ class LoadResult:
 
 
 @dataclass(frozen=True)
-class _Input:
-    """One table as read, before casting."""
+class TablePart:
+    """Some rows of one table as read, before casting, and where each row sits in its source.
+
+    The batch command validates a large export customer range by customer range; problems and
+    examples still name each row by its line (CSV) or row (Parquet) in the whole file.
+
+    Attributes:
+        frame: The rows as read (text columns for CSV).
+        unit: ``"line"`` for CSV, ``"row"`` otherwise.
+        numbers: Line or row number of each row of ``frame`` in its source (``None``: numbered
+            consecutively from ``first``).
+        first: Number of the first row when ``numbers`` is ``None``.
+    """
 
     frame: pl.DataFrame
-    unit: str  # "line" for CSV, "row" otherwise
-    first: int  # number of the first data row in that unit
+    unit: str
+    numbers: pl.Series | None = None
+    first: int = 1
+
+    def number(self, row: int) -> int:
+        """The source line or row number of the ``row``-th row of ``frame`` (0-based)."""
+        return self.first + row if self.numbers is None else int(self.numbers[row])
+
+
 
 
 @dataclass
@@ -161,7 +179,7 @@ class _Checked:
     """One usable table after casting and row checks."""
 
     table: Table
-    source: _Input
+    source: TablePart
     typed: pl.DataFrame  # contract dtypes, plus the _ROW column
     failures: pl.DataFrame  # _FAILURE_SCHEMA: one row per (row, column, check) that failed
 
@@ -184,12 +202,32 @@ def validate_tables(frames: Mapping[str, pl.DataFrame]) -> LoadResult:
     """
     for name in frames.keys() - TABLES.keys():
         logger.warning("ignoring unknown table %r", name)
-    inputs: dict[str, _Input | Problem] = {
-        name: _Input(frames[name], unit="row", first=1)
+    inputs: dict[str, TablePart | Problem] = {
+        name: TablePart(frames[name], unit="row", first=1)
         if name in frames
         else _fatal(name, "table is missing")
         for name in TABLES
     }
+    return _validate(inputs)
+
+
+def validate_parts(parts: Mapping[str, TablePart | Problem]) -> LoadResult:
+    """Validate some rows of each table (e.g. one customer range of a large export).
+
+    Every check of :func:`load_tables` runs on the given rows only: keys are unique and
+    customer ids known *within the parts*, so a caller splitting an export must keep each
+    customer's rows, and its ``customers`` row, in the same part.
+
+    Args:
+        parts: Table name -> the rows read (or the fatal problem met reading them), for the
+            five tables of :data:`features.contract.TABLES`.
+
+    Returns:
+        Valid rows, rejected rows with reasons, and the problems found, with examples naming
+        each row's line or row number in its source.
+    """
+    missing = [name for name in TABLES if name not in parts]
+    inputs = {**parts, **{name: _fatal(name, "table is missing") for name in missing}}
     return _validate(inputs)
 
 
@@ -228,7 +266,7 @@ def load_validated_tables(data_dir: Path | str) -> dict[str, pl.LazyFrame]:
 # --- reading ------------------------------------------------------------------------------------
 
 
-def _read_table(folder: Path, name: str) -> _Input | Problem:
+def _read_table(folder: Path, name: str) -> TablePart | Problem:
     parquet, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
     if parquet.is_file():
         return _read_parquet(parquet, name)
@@ -237,15 +275,15 @@ def _read_table(folder: Path, name: str) -> _Input | Problem:
     return _fatal(name, f"no {parquet.name} or {csv.name} in {folder}")
 
 
-def _read_parquet(path: Path, name: str) -> _Input | Problem:
+def _read_parquet(path: Path, name: str) -> TablePart | Problem:
     try:
         frame = pl.read_parquet(path)
     except pl.exceptions.PolarsError as exc:
         return _fatal(name, f"{path.name} cannot be read as Parquet: {exc}")
-    return _Input(frame, unit="row", first=1)
+    return TablePart(frame, unit="row", first=1)
 
 
-def _read_csv(path: Path, name: str) -> _Input | Problem:
+def _read_csv(path: Path, name: str) -> TablePart | Problem:
     if path.stat().st_size == 0:
         return _fatal(name, f"{path.name} is empty")
     try:
@@ -265,7 +303,7 @@ def _read_csv(path: Path, name: str) -> _Input | Problem:
         return _fatal(name, f"{path.name} cannot be read as CSV: {exc}")
     if not frame.columns or frame.columns == [""]:
         return _fatal(name, f"{path.name} is empty")
-    return _Input(frame, unit="line", first=2)
+    return TablePart(frame, unit="line", first=2)
 
 
 def _first_invalid_utf8(path: Path, chunk_size: int = 1 << 22) -> tuple[int, int, int] | None:
@@ -297,7 +335,7 @@ def _fatal(table: str, finding: str, *details: str, column: str | None = None) -
 # --- checking -----------------------------------------------------------------------------------
 
 
-def _validate(inputs: Mapping[str, _Input | Problem]) -> LoadResult:
+def _validate(inputs: Mapping[str, TablePart | Problem]) -> LoadResult:
     checked: dict[str, _Checked] = {}
     problems: dict[str, list[Problem]] = {}
     for name, table in TABLES.items():
@@ -332,7 +370,7 @@ def _validate(inputs: Mapping[str, _Input | Problem]) -> LoadResult:
     return result
 
 
-def _check_table(table: Table, source: _Input) -> _Checked | list[Problem]:
+def _check_table(table: Table, source: TablePart) -> _Checked | list[Problem]:
     frame = source.frame
     missing = [name for name in table.required_columns if name not in frame.columns]
     if missing:
@@ -404,6 +442,16 @@ def _cast(table: Table, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
         )
         failures.append(bad)
     return typed, _failures(failures)
+
+
+def read_as(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:
+    """Column ``name`` of dtype ``source`` as the loader reads it into ``target``.
+
+    Text is trimmed and a blank is null; a value that cannot be read is null. A caller that
+    must look at raw rows before validation (split an export by ``customer_id``, find its
+    newest date) thereby sees the values exactly as the loader will.
+    """
+    return _cast_expr(name, source, target)
 
 
 def _cast_check(dtype: pl.DataType) -> str:
@@ -595,7 +643,7 @@ def _examples(
     ]
     examples = []
     for i, (row, value) in enumerate(zip(rows, values, strict=True)):
-        where = f"{item.source.unit} {row + item.source.first}"
+        where = f"{item.source.unit} {item.source.number(row)}"
         named = f"{key}={_display(sample[key][i])}"
         if check in _CAST_CHECKS or check in _CUSTOMER_CHECKS:
             examples.append(f"{value} ({where}, {named})")

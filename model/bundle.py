@@ -24,10 +24,12 @@ import numpy as np
 import polars as pl
 
 from model.churn import ChurnModel
+from model.drift import Profile
 from model.uncertainty import MarginUncertainty
 from model.value import ValueModel
 
 FORMAT, FORMAT_VERSION = "keepwise.bundle", 1
+PROFILE_FILE = "feature_profile.json"
 SCORE_COLUMNS = ("p_churn", "monthly_margin", "monthly_margin_se")
 MARGIN_COLUMN = "monthly_margin"  # read directly when the bundle has no value model
 
@@ -65,6 +67,9 @@ class ModelBundle:
         horizon_days: the horizon both models were trained for.
         offer_response: optional per-offer acceptance and uplift; None -> policy priors.
         summary: training facts (data fingerprint, dates, metrics) for the API and MLflow.
+        feature_profile: the distribution of every model feature on the holdout snapshot (the
+            newest population the model was judged on), the reference of the batch run's
+            drift check; None for bundles trained before drift checks existed.
     """
 
     churn: ChurnModel
@@ -73,6 +78,7 @@ class ModelBundle:
     horizon_days: int
     offer_response: OfferResponse | None = None
     summary: Mapping[str, Any] = field(default_factory=dict)
+    feature_profile: Profile | None = None
 
     @property
     def feature_columns(self) -> list[str]:
@@ -174,6 +180,8 @@ class ModelBundle:
             "summary": dict(self.summary),
         }
         (root / "bundle.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+        if self.feature_profile is not None:
+            (root / PROFILE_FILE).write_text(json.dumps(self.feature_profile.to_dict()))
         return root
 
     @classmethod
@@ -202,4 +210,9 @@ class ModelBundle:
             horizon_days=int(meta["horizon_days"]),
             offer_response=offer_response,
             summary=meta.get("summary", {}),
+            feature_profile=(
+                Profile.from_dict(json.loads((root / PROFILE_FILE).read_text()))
+                if (root / PROFILE_FILE).is_file()
+                else None
+            ),
         )

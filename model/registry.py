@@ -272,3 +272,86 @@ def download_bundle(
             f"(no bundle folder in its artifacts)"
         )
     return bundle, version
+
+
+SCORING_EXPERIMENT = "keepwise-scoring"
+SCORE_PROFILE_FILE = "churn_score_profile.json"
+
+
+def log_scoring_run(
+    settings: MlflowSettings,
+    *,
+    model_version: int | str,
+    run_name: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    artifacts: list[Path],
+) -> str:
+    """Record one batch scoring run in the ``keepwise-scoring`` experiment.
+
+    The run is linked to the model version it used (tag ``model_version`` and the param
+    ``model_uri``), so MLflow shows which runs each version scored.
+
+    Returns:
+        The MLflow run id.
+
+    Raises:
+        RegistryError: The tracking store cannot be written.
+    """
+    import mlflow
+
+    uri = configure(settings)
+    try:
+        mlflow.set_experiment(SCORING_EXPERIMENT)
+        with mlflow.start_run(run_name=run_name) as run:
+            mlflow.set_tags(
+                {"model_name": settings.model_name, "model_version": str(model_version)}
+            )
+            mlflow.log_params(
+                {
+                    "model_uri": f"models:/{settings.model_name}/{model_version}",
+                    **{k: _param(v) for k, v in params.items()},
+                }
+            )
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+            for path in artifacts:
+                mlflow.log_artifact(str(path))
+            return str(run.info.run_id)
+    except Exception as error:  # noqa: BLE001 - any store failure becomes a readable error
+        raise RegistryError(f"cannot record the scoring run in {uri}: {error}") from error
+
+
+def previous_score_profile(settings: MlflowSettings) -> dict[str, Any] | None:
+    """The churn-score profile of the latest scoring run of this model name, if any.
+
+    Returns:
+        The JSON the run stored as :data:`SCORE_PROFILE_FILE`, or None when there is no earlier
+        run, it stored none, or the store cannot be read (drift against the previous run is then
+        simply not reported).
+    """
+    import json
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    configure(settings)
+    try:
+        experiment = MlflowClient().get_experiment_by_name(SCORING_EXPERIMENT)
+        if experiment is None:
+            return None
+        runs = MlflowClient().search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.model_name = '{settings.model_name}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if not runs:
+            return None
+        with tempfile.TemporaryDirectory() as folder:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=runs[0].info.run_id, artifact_path=SCORE_PROFILE_FILE, dst_path=folder
+            )
+            return dict(json.loads(Path(local).read_text()))
+    except Exception as error:  # noqa: BLE001 - drift against a previous run is optional
+        logger.warning("no churn-score profile from the previous scoring run: %s", error)
+        return None

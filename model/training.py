@@ -31,6 +31,7 @@ from features.pipeline import build_training_set, feature_columns
 from model.bundle import ModelBundle
 from model.churn import ChurnParams, train_churn_model
 from model.decide import decide
+from model.drift import build_profile
 from model.gbm import categorical_columns_of
 from model.leak_guard import LeakReport, apply_leak_guard, find_leaky_features
 from model.metrics import churn_metrics
@@ -300,6 +301,7 @@ def train_from_tables(
             "offer_response": offer_response.summary(),
             "features": len(kept),
         },
+        feature_profile=build_profile(split.test, kept),
     )
     metrics, predictions, curve = _evaluate(
         bundle, split.test, policy, truth_monthly, config.horizon_days

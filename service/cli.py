@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 1 the input data broke the contract (problems are listed; for commands
 that produce output: a table was unusable, nothing written), 2 usage error (bad option, missing
-folder), 3 the output was written but some input rows were rejected (see the rejects folder).
+folder), 3 the output was written but some input rows were rejected (see the rejects folder),
+4 the output was written but could not be published to the store or recorded in MLflow.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from datetime import date, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -29,11 +31,11 @@ from experiments.tracked_training import (
     run_tracked_wide_training,
 )
 from features.config import FeatureConfig
-from features.loader import LoadResult, load_tables
+from features.loader import LoadResult, Problem, load_tables
 from features.output_schema import validate_feature_table, validate_training_set
 from features.pipeline import build_features, build_training_set
 from features.wide_import import MappingError, WideImportError
-from model.bundle import ModelBundle
+from model.bundle import BundleError, ModelBundle
 from model.policy import PolicyError, load_policy
 from model.recommend import recommend
 from model.registry import (
@@ -52,10 +54,12 @@ from service.api.keys import KeyScope, new_api_key
 from service.api.main import run as api_run
 from service.console import frame_table, make_console, progress
 from service.files import write_parquet_atomically
+from service.jobs.output import OutputError, check_output_path
+from service.jobs.score import ScoreJob, ScoreJobError, ScoreResult, run_score_job
 from service.publish import publish_recommendations
 from service.storage import Store
 
-EXIT_OK, EXIT_INVALID_DATA, EXIT_USAGE, EXIT_WITH_REJECTS = 0, 1, 2, 3
+EXIT_OK, EXIT_INVALID_DATA, EXIT_USAGE, EXIT_WITH_REJECTS, EXIT_NOT_PUBLISHED = 0, 1, 2, 3, 4
 
 app = typer.Typer(
     name="keepwise",
@@ -628,6 +632,188 @@ def demo(
     api_run(host=host, port=port)
 
 
+def _model_reference(value: str) -> tuple[str, str]:
+    name, at, alias = value.partition("@")
+    if not (name and at and alias):
+        raise _fail(f"--model must be NAME@ALIAS (e.g. keepwise@champion), got {value!r}")
+    return name, alias
+
+
+@app.command()
+def score(
+    data: Annotated[Path, typer.Option(help="Export folder: <table>.parquet or <table>.csv each.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Output file, one recommendation per active customer; .parquet, or .csv "
+            "(lists and structs as JSON text)."
+        ),
+    ],
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            help="Scoring date YYYY-MM-DD (events strictly before it are used); default: the "
+            "day after the newest event in the export."
+        ),
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="Registered model as NAME@ALIAS.")
+    ] = f"keepwise@{CHAMPION}",
+    policy: Annotated[Path, typer.Option(help="Decision policy (TOML).")] = DEFAULT_POLICY,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            "--publish/--no-publish",
+            help="Store the recommendations where GET /v1/customers/{id}/recommendation reads.",
+        ),
+    ] = True,
+    database_url: Annotated[
+        str,
+        typer.Option(envvar="KEEPWISE_DATABASE_URL", help="Store to publish to (SQLAlchemy URL)."),
+    ] = "sqlite:///keepwise.db",
+    chunk_customers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Customers scored together; default: parts of about 6 million input rows, "
+            "so memory stays flat however large the export.",
+        ),
+    ] = None,
+    drivers: Annotated[
+        int,
+        typer.Option(
+            min=0, max=10, help="Churn drivers explained per customer whose action is not retain."
+        ),
+    ] = 3,
+    explain_all: Annotated[
+        bool, typer.Option(help="Explain the churn drivers of retained customers too (slower).")
+    ] = False,
+    tracking_uri: TrackingUri = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the run summary as JSON instead of tables.")
+    ] = False,
+) -> None:
+    """Score every active customer of an export: validate, features, score, decide, write.
+
+    Writes OUT, OUT's rejects folder (<stem>.rejects/, rows that broke the contract, each with
+    its reason), <stem>.summary.json and the whale curve <stem>.whale.png; publishes to the
+    store and records the run in MLflow. Exit 0 ok, 1 a table unusable (nothing written),
+    2 usage, 3 written but rows were rejected, 4 written but not published or recorded.
+    """
+    snapshot = _parse_date("--as-of", as_of) if as_of is not None else None
+    if not data.is_dir():
+        raise _fail(f"--data {data} is not a folder")
+    try:
+        check_output_path(out)
+    except OutputError as error:
+        raise _fail(str(error)) from None
+    name, alias = _model_reference(model)
+    settings = MlflowSettings(tracking_uri=tracking_uri, model_name=name)
+    try:
+        decision_policy = load_policy(policy)
+        bundle_dir, version = download_bundle(settings, alias)
+        bundle = ModelBundle.load(bundle_dir)
+    except (RegistryError, PolicyError, BundleError) as error:
+        raise _fail(str(error)) from None
+    job = ScoreJob(
+        data=data,
+        out=out,
+        bundle=bundle,
+        model_version=str(version),
+        policy=decision_policy,
+        as_of=snapshot,
+        database_url=database_url if publish else None,
+        tracking=settings,
+        customers_per_part=chunk_customers,
+        drivers=drivers,
+        explain_retained=explain_all,
+    )
+    with progress("scoring customers, part by part", errors) as update:
+        try:
+            result = run_score_job(job, on_progress=update)
+        except ScoreJobError as error:
+            raise _fail(str(error)) from None
+    _report_scoring(result, as_json)
+
+
+def _report_scoring(result: ScoreResult, as_json: bool) -> None:
+    if result.problems:
+        _print_problems(result.problems)
+    if result.fatal:
+        raise _fail(
+            "cannot score: a table is unusable (see above); nothing written", EXIT_INVALID_DATA
+        )
+    summary = result.summary
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_score_summary(summary)
+    if result.publish_error:
+        raise _fail(
+            f"{result.publish_error} (the output {summary['output']} was written)",
+            EXIT_NOT_PUBLISHED,
+        )
+    if result.rejected_rows:
+        n = result.rejected_rows
+        errors.print(
+            f"{n:,} rejected {'row was' if n == 1 else 'rows were'} left out and written to "
+            f"{summary['rejects']}/ with the reason for each"
+        )
+        raise typer.Exit(EXIT_WITH_REJECTS)
+
+
+def _print_score_summary(summary: dict) -> None:
+    console.print(
+        f"scored {summary['customers']:,} customers as of {summary['as_of']} with model "
+        f"version {summary['model_version']} and policy {summary['policy_version']} in "
+        f"{summary['seconds']:.1f} s ({summary['customers_per_second']:,.0f} customers/s)"
+    )
+    actions = pl.DataFrame(
+        {
+            "action": list(summary["actions"]),
+            "customers": list(summary["actions"].values()),
+            "expected_value": list(summary["expected_value_by_action"].values()),
+        }
+    )
+    console.print(
+        frame_table(actions, title="Recommended actions (expected value: model estimate)")
+    )
+    if summary["offers"]:
+        offers = pl.DataFrame(
+            [{"offer": kind, **figures} for kind, figures in summary["offers"].items()]
+        )
+        console.print(frame_table(offers, title="Offers by kind (model estimates)"))
+    tiers = pl.DataFrame(
+        {
+            "approval_tier": list(summary["approval_tiers"]),
+            "customers": list(summary["approval_tiers"].values()),
+        }
+    )
+    console.print(frame_table(tiers, title="Who must approve"))
+    value = summary["expected_value"]
+    console.print(
+        f"expected value of the recommendations {value['recommended']:,.0f} vs retain everyone "
+        f"{value['retain_everyone']:,.0f}: {value['gain_over_retain_everyone']:+,.0f} "
+        "(model estimate over the policy horizon, not realised profit)"
+    )
+    drift = summary["drift"]
+    if drift.get("shifted_features"):
+        errors.print(
+            "[bold yellow]drift:[/] PSI above "
+            f"{drift['threshold']} against the training data for "
+            + ", ".join(drift["shifted_features"])
+        )
+    if drift.get("churn_score_vs_previous_run") is not None:
+        console.print(
+            f"churn-score PSI against the previous run: {drift['churn_score_vs_previous_run']:.3f}"
+        )
+    console.print(f"wrote {summary['output']} and {Path(summary['output']).stem}.summary.json")
+    if summary.get("published") is not None:
+        console.print(
+            f"published {summary['published']:,} recommendations (run {summary['run_id']})"
+        )
+
+
 class Role(StrEnum):
     viewer = "viewer"
     agent = "agent"
@@ -763,19 +949,21 @@ def _print_validation(result: LoadResult, folder: Path) -> None:
     if not result.problems:
         console.print("[green]valid:[/] every table meets the contract")
         return
+    _print_problems(result.problems)
+
+
+def _print_problems(found: Sequence[Problem]) -> None:
     problems = pl.DataFrame(
         {
-            "table": [p.table for p in result.problems],
-            "column": [p.column or "" for p in result.problems],
-            "check": [p.check for p in result.problems],
-            "rows": [p.rows for p in result.problems],
-            "examples": ["; ".join(p.examples) for p in result.problems],
+            "table": [p.table for p in found],
+            "column": [p.column or "" for p in found],
+            "check": [p.check for p in found],
+            "rows": [p.rows for p in found],
+            "examples": ["; ".join(p.examples) for p in found],
         }
     )
     errors.print(
-        frame_table(
-            problems, title=f"{len(result.problems)} problem(s) found", formats={"rows": ",d"}
-        )
+        frame_table(problems, title=f"{len(found)} problem(s) found", formats={"rows": ",d"})
     )
 
 

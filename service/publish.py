@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Iterator
 
 import polars as pl
 
@@ -10,11 +11,25 @@ from service.api.schemas import recommendation_payload
 from service.storage import Store
 
 _NAMESPACE = uuid.UUID("6f1c4b52-8a0e-4c55-9a55-3f5f1d5f6b01")
+OWNER_COLUMNS = ("account_manager", "region")
 
 
 def recommendation_id(customer_id: str, as_of: str, model_version: str, policy_version: str) -> str:
     """A stable id: the same customer, date, model and policy give the same id."""
     return uuid.uuid5(_NAMESPACE, f"{customer_id}|{as_of}|{model_version}|{policy_version}").hex
+
+
+def recommendation_ids(recommendations: pl.DataFrame) -> pl.Series:
+    """:func:`recommendation_id` of every row of :func:`model.recommend.recommend`'s output."""
+    keys = recommendations.select(
+        "customer_id",
+        pl.col("as_of").cast(pl.String),
+        pl.col("model_version").cast(pl.String),
+        pl.col("policy_version").cast(pl.String),
+    )
+    return pl.Series(
+        "recommendation_id", [recommendation_id(*row) for row in keys.iter_rows()], pl.String
+    )
 
 
 def publish_recommendations(
@@ -31,23 +46,42 @@ def publish_recommendations(
     Returns:
         Rows saved.
     """
-    owners = customers.select("customer_id", "account_manager", "region")
-    rows = []
-    for row in recommendations.join(owners, on="customer_id", how="left").iter_rows(named=True):
-        as_of = row["as_of"].isoformat()
-        rows.append(
-            {
-                "recommendation_id": recommendation_id(
-                    row["customer_id"], as_of, str(row["model_version"]), str(row["policy_version"])
-                ),
-                "customer_id": row["customer_id"],
-                "account_manager": row["account_manager"],
-                "region": row["region"],
-                "as_of": as_of,
-                "action": row["action"],
-                "model_version": str(row["model_version"]),
-                "policy_version": str(row["policy_version"]),
-                "payload": recommendation_payload(row),
-            }
+    owners = customers.select("customer_id", *OWNER_COLUMNS)
+    owned = recommendations.drop(OWNER_COLUMNS, strict=False).join(
+        owners, on="customer_id", how="left"
+    )
+    return save_recommendations(store, [owned], run_id)
+
+
+def save_recommendations(store: Store, parts: Iterable[pl.DataFrame], run_id: str) -> int:
+    """Save recommendations that carry their owner columns, part by part, in one transaction.
+
+    Args:
+        store: the service's store.
+        parts: frames of :func:`model.recommend.recommend` rows plus ``account_manager`` and
+            ``region`` (and optionally ``recommendation_id``, else derived).
+        run_id: identifies this scoring run.
+
+    Returns:
+        Rows saved.
+    """
+    return store.save_recommendation_batches((list(_rows(part)) for part in parts), run_id=run_id)
+
+
+def _rows(recommendations: pl.DataFrame) -> Iterator[dict[str, object]]:
+    if "recommendation_id" not in recommendations.columns:
+        recommendations = recommendations.with_columns(
+            recommendation_id=recommendation_ids(recommendations)
         )
-    return store.save_recommendations(rows, run_id=run_id)
+    for row in recommendations.iter_rows(named=True):
+        yield {
+            "recommendation_id": row["recommendation_id"],
+            "customer_id": row["customer_id"],
+            "account_manager": row["account_manager"],
+            "region": row["region"],
+            "as_of": row["as_of"].isoformat(),
+            "action": row["action"],
+            "model_version": str(row["model_version"]),
+            "policy_version": str(row["policy_version"]),
+            "payload": recommendation_payload(row),
+        }

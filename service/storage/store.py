@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -160,52 +160,70 @@ class Store:
                 a customer or recommendation id repeats, an id already belongs to another
                 customer, or the database failed. Nothing of the batch is saved then.
         """
+        return self.save_recommendation_batches([rows], run_id=run_id)
+
+    def save_recommendation_batches(
+        self, batches: Iterable[Sequence[Mapping[str, Any]]], *, run_id: str
+    ) -> int:
+        """:meth:`save_recommendations` for a run too large to hold at once: the rows come in
+        batches (validated and written one batch at a time) and are saved in ONE transaction,
+        so either the whole run is saved or none of it.
+
+        Raises:
+            StoreError: as :meth:`save_recommendations`; rows are numbered across batches.
+        """
         run = _text(run_id, "run_id", max_length=ID_LENGTH)
         created_at = datetime.now(UTC)
-        values = [
-            _recommendation_values(row, index, run, created_at) for index, row in enumerate(rows)
-        ]
-        _refuse_repeats(values, "customer_id")
-        _refuse_repeats(values, "recommendation_id")
-        if not values:
-            return 0
+        seen: dict[str, dict[str, int]] = {"customer_id": {}, "recommendation_id": {}}
+        saved = 0
         with self._database_errors("save recommendations"), self._transaction(write=True) as conn:
-            insert = _dialect_insert(conn)
-            for start in range(0, len(values), _CHUNK):
-                chunk = values[start : start + _CHUNK]
-                _refuse_reassigned_ids(conn, chunk)
-                upsert = insert(recommendations)
-                conn.execute(
-                    upsert.on_conflict_do_update(
-                        index_elements=[recommendations.c.recommendation_id],
-                        set_={
-                            name: upsert.excluded[name]
-                            for name in (*RECOMMENDATION_FIELDS[1:], "run_id", "created_at")
-                        },
+            for rows in batches:
+                values = [
+                    _recommendation_values(row, saved + index, run, created_at)
+                    for index, row in enumerate(rows)
+                ]
+                for field_name, first in seen.items():
+                    _refuse_repeats(values, field_name, first, offset=saved)
+                self._write_recommendations(conn, values)
+                saved += len(values)
+        logger.info("saved %d recommendations of run %s", saved, run)
+        return saved
+
+    def _write_recommendations(self, conn: Connection, values: list[dict[str, Any]]) -> None:
+        insert = _dialect_insert(conn)
+        for start in range(0, len(values), _CHUNK):
+            chunk = values[start : start + _CHUNK]
+            _refuse_reassigned_ids(conn, chunk)
+            upsert = insert(recommendations)
+            conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[recommendations.c.recommendation_id],
+                    set_={
+                        name: upsert.excluded[name]
+                        for name in (*RECOMMENDATION_FIELDS[1:], "run_id", "created_at")
+                    },
+                ),
+                chunk,
+            )
+            pointer = insert(latest_recommendations)
+            conn.execute(
+                pointer.on_conflict_do_update(
+                    index_elements=[latest_recommendations.c.customer_id],
+                    set_={
+                        "recommendation_id": pointer.excluded.recommendation_id,
+                        "as_of": pointer.excluded.as_of,
+                    },
+                    where=or_(
+                        pointer.excluded.as_of >= latest_recommendations.c.as_of,
+                        pointer.excluded.recommendation_id
+                        == latest_recommendations.c.recommendation_id,
                     ),
-                    chunk,
-                )
-                pointer = insert(latest_recommendations)
-                conn.execute(
-                    pointer.on_conflict_do_update(
-                        index_elements=[latest_recommendations.c.customer_id],
-                        set_={
-                            "recommendation_id": pointer.excluded.recommendation_id,
-                            "as_of": pointer.excluded.as_of,
-                        },
-                        where=or_(
-                            pointer.excluded.as_of >= latest_recommendations.c.as_of,
-                            pointer.excluded.recommendation_id
-                            == latest_recommendations.c.recommendation_id,
-                        ),
-                    ),
-                    [
-                        {key: row[key] for key in ("customer_id", "recommendation_id", "as_of")}
-                        for row in chunk
-                    ],
-                )
-        logger.info("saved %d recommendations of run %s", len(values), run)
-        return len(values)
+                ),
+                [
+                    {key: row[key] for key in ("customer_id", "recommendation_id", "as_of")}
+                    for row in chunk
+                ],
+            )
 
     def latest_recommendation(self, customer_id: str) -> StoredRecommendation | None:
         """The recommendation in force for a customer.
@@ -528,9 +546,11 @@ def _recommendation_values(
     }
 
 
-def _refuse_repeats(values: list[dict[str, Any]], field: str) -> None:
-    seen: dict[str, int] = {}
-    for index, row in enumerate(values):
+def _refuse_repeats(
+    values: list[dict[str, Any]], field: str, seen: dict[str, int], *, offset: int = 0
+) -> None:
+    """Refuse a ``field`` value already in ``seen`` (value -> row number); add the new ones."""
+    for index, row in enumerate(values, start=offset):
         key = row[field]
         if key in seen:
             raise StoreError(

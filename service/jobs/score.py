@@ -1,0 +1,356 @@
+"""The nightly batch: score every customer of an export folder and write one row each.
+
+``keepwise score`` (and the demo) call :func:`run_score_job`; it owns the order of the steps and
+nothing of their substance:
+
+1. open the export and split its customers into id ranges (:mod:`service.jobs.export_parts`);
+2. per range: validate, build point-in-time features, score, decide, explain
+   (:func:`service.jobs.score_part.score_part`); rejected rows are kept aside with reasons;
+3. fund offers from the portfolio budget across all ranges, if there is one;
+4. assemble the output and the rejects and put them in place atomically
+   (:mod:`service.jobs.output`); write the summary JSON and the whale curve next to the output;
+5. publish the recommendations to the store the API reads, in one transaction;
+6. record the run in MLflow, linked to the model version, with the drift figures.
+
+Identity: each recommendation keeps the id :func:`service.publish.recommendation_id` gives it
+(customer, as_of, model and policy version), which ``POST /v1/decisions`` can cite. The run id
+is derived from the run's content — as_of, model, policy, budget and every recommendation — so
+the same inputs give the same run id and byte-identical output, whatever the part size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from features.loader import Problem
+from model.bundle import ModelBundle
+from model.drift import SIGNIFICANT_PSI, DriftTally, Profile, build_profile, shifted
+from model.policy import Policy
+from model.portfolio import PortfolioTally
+from model.registry import (
+    SCORE_PROFILE_FILE,
+    MlflowSettings,
+    RegistryError,
+    log_scoring_run,
+    previous_score_profile,
+)
+from service.jobs.export_parts import ExportError, ExportFolder
+from service.jobs.output import Staging, check_output_path, rejects_folder
+from service.jobs.problems import merge_problems
+from service.jobs.score_part import ScoringSettings, score_part
+from service.publish import recommendation_ids, save_recommendations
+from service.storage import Store, StoreError
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+_RUN_NAMESPACE = uuid.UUID("3b0f0d0e-6a2b-4c52-9c64-2f1d3e8a7b10")
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """One batch run: what to score, with what, and where the results go.
+
+    Attributes:
+        data: Export folder (``<table>.parquet`` or ``<table>.csv`` per table).
+        out: Output file; ``.parquet`` or ``.csv``.
+        bundle: The trained models.
+        model_version: Registry version of ``bundle`` (echoed on every row).
+        policy: Decision policy.
+        as_of: Scoring date; None means the export date (the day after the newest event).
+        budget: Portfolio offer budget in expected cost; None means the policy's
+            ``offer_budget`` (and no budget if the policy sets none).
+        database_url: Store to publish to; None publishes nothing.
+        tracking: MLflow store to record the run in; None records nothing.
+        customers_per_part: Customers per part; None sizes parts by row count.
+        drivers: Churn drivers explained per non-"retain" customer (0: none).
+        explain_retained: Explain "retain" customers too.
+        language: Language of reasons and drivers.
+    """
+
+    data: Path
+    out: Path
+    bundle: ModelBundle
+    model_version: str
+    policy: Policy
+    as_of: date | None = None
+    budget: float | None = None
+    database_url: str | None = None
+    tracking: MlflowSettings | None = None
+    customers_per_part: int | None = None
+    drivers: int = 3
+    explain_retained: bool = False
+    language: str = "en"
+
+
+@dataclass
+class ScoreResult:
+    """What a run did.
+
+    Attributes:
+        written: True when the output (and rejects) were put in place.
+        problems: Every validation problem, merged over all parts.
+        fatal: True when a table was unusable and nothing was written.
+        summary: The run's summary (also written as JSON next to the output).
+        publish_error: Why publishing or recording the run failed, if it did.
+    """
+
+    written: bool = False
+    problems: list[Problem] = field(default_factory=list)
+    fatal: bool = False
+    summary: dict[str, Any] = field(default_factory=dict)
+    publish_error: str | None = None
+
+    @property
+    def rejected_rows(self) -> int:
+        return sum(self.summary.get("rejected_rows", {}).values())
+
+
+class ScoreJobError(ValueError):
+    """The job cannot start (bad output path, no date to score at)."""
+
+
+def summary_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".summary.json")
+
+
+def whale_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".whale.png")
+
+
+def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> ScoreResult:
+    """Score every active customer of ``job.data`` (steps in the module docstring).
+
+    Raises:
+        ScoreJobError: The output path is unusable, or the export has no dated event and no
+            ``as_of`` was given.
+    """
+    started = time.perf_counter()
+    check_output_path(job.out)
+    try:
+        export = ExportFolder.open(job.data)
+    except ExportError as error:
+        return ScoreResult(problems=list(error.problems), fatal=True)
+    as_of = job.as_of or export.export_date()
+    if as_of is None:
+        raise ScoreJobError(f"{job.data} has no dated event to take the export date from")
+    ranges = export.plan(customers_per_part=job.customers_per_part)
+    for table in export.unclustered_tables(ranges):
+        logger.warning(
+            "%s is not sorted by customer_id: each of the %d parts reads it whole "
+            "(sort the export by customer_id to read it once)",
+            table,
+            len(ranges),
+        )
+    settings = ScoringSettings(
+        as_of=as_of,
+        bundle=job.bundle,
+        policy=job.policy,
+        model_version=job.model_version,
+        drivers=job.drivers,
+        explain_retained=job.explain_retained,
+        language=job.language,
+    )
+    budget = job.budget if job.budget is not None else job.policy.guardrails.offer_budget
+    profile = job.bundle.feature_profile
+    drift = DriftTally(profile) if profile is not None else None
+    tally = PortfolioTally()
+    fingerprint = _Fingerprint()
+    problems: list[list[Problem]] = []
+    rejected: dict[str, int] = {}
+    staging = Staging(job.out)
+    try:
+        for index, part in enumerate(ranges):
+            scored = score_part(export.read(part), settings)
+            problems.append(scored.load.problems)
+            if scored.fatal:
+                return ScoreResult(problems=merge_problems(problems), fatal=True)
+            for table, rows in scored.load.rejects.items():
+                staging.add_rejects(table, rows)
+                rejected[table] = rejected.get(table, 0) + rows.height
+            if scored.recommendations.height:
+                staging.add_part(scored.recommendations)
+                fingerprint.add(scored.recommendations)
+                tally.add_profits(scored.features.get_column("net_margin_12m"))
+                if drift is not None:
+                    drift.add(scored.features)
+            if on_progress is not None:
+                on_progress(index + 1, len(ranges))
+
+        run_id = fingerprint.run_id(as_of, job.model_version, job.policy.version, budget)
+        budget_outcome = _apply_budget(staging, budget, job.policy, job.language)
+
+        def finish(frame: pl.DataFrame) -> pl.DataFrame:
+            return frame.with_columns(
+                recommendation_id=recommendation_ids(frame), run_id=pl.lit(run_id)
+            )
+
+        def finish_and_count(frame: pl.DataFrame) -> pl.DataFrame:
+            tally.add(frame)
+            return finish(frame)
+
+        staging.publish(finish_and_count)
+        result = ScoreResult(written=True, problems=merge_problems(problems))
+        scores = tally.churn_scores
+        summary = {
+            "run_id": run_id,
+            "as_of": as_of.isoformat(),
+            "data": str(job.data),
+            "output": str(job.out),
+            "model_version": job.model_version,
+            "policy_version": job.policy.version,
+            "parts": len(ranges),
+            **tally.summary(),
+            "offer_budget": budget_outcome,
+            "rejected_rows": {t: n for t, n in sorted(rejected.items()) if n},
+            "rejects": str(rejects_folder(job.out)) if staging.rejected_tables else None,
+            "problems": [str(p) for p in result.problems],
+            "drift": _drift_summary(drift, scores, job.tracking),
+        }
+        if job.database_url is not None:
+            try:
+                summary["published"] = _publish(job.database_url, staging, finish, run_id)
+            except StoreError as error:
+                result.publish_error = f"publishing to the store failed: {error}"
+        summary["seconds"] = round(time.perf_counter() - started, 2)
+        summary["customers_per_second"] = (
+            round(tally.customers / summary["seconds"], 1) if summary["seconds"] > 0 else None
+        )
+        _write_report(job.out, summary, tally.profits)
+        if job.tracking is not None:
+            try:
+                summary["mlflow_run_id"] = _record_run(job, summary, scores)
+            except RegistryError as error:
+                result.publish_error = str(error)
+        result.summary = summary
+        return result
+    finally:
+        staging.close()
+
+
+class _Fingerprint:
+    """An order-free digest of every recommendation row (so part size cannot change it)."""
+
+    def __init__(self) -> None:
+        self._sums = [0, 0]
+
+    def add(self, frame: pl.DataFrame) -> None:
+        for i in range(2):
+            hashes = frame.hash_rows(seed=i).to_numpy()
+            self._sums[i] = (self._sums[i] + int(hashes.sum(dtype=np.uint64))) % 2**64
+
+    def run_id(self, as_of: date, model: str, policy: str, budget: float | None) -> str:
+        content = f"{as_of}|{model}|{policy}|{budget}|{self._sums[0]:x}|{self._sums[1]:x}"
+        return f"score-{as_of}-{uuid.uuid5(_RUN_NAMESPACE, content).hex[:12]}"
+
+
+def _apply_budget(
+    staging: Staging, budget: float | None, policy: Policy, language: str
+) -> dict[str, Any] | None:
+    if budget is None:
+        return None
+    raise NotImplementedError("the portfolio budget is not wired into the batch yet")
+
+
+def _publish(database_url: str, staging: Staging, finish: Callable, run_id: str) -> int:
+    with Store(database_url) as store:
+        store.migrate()
+        return save_recommendations(store, (finish(part) for part in staging.parts()), run_id)
+
+
+def _drift_summary(
+    drift: DriftTally | None, scores: np.ndarray, tracking: MlflowSettings | None
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"threshold": SIGNIFICANT_PSI}
+    if drift is None:
+        result["features"] = None
+        result["note"] = "the model has no training profile (trained before drift checks)"
+    else:
+        indices = drift.indices()
+        result["features"] = {k: round(v, 4) for k, v in sorted(indices.items())}
+        result["shifted_features"] = shifted(indices)
+        for name in result["shifted_features"]:
+            logger.warning("drift: %s has PSI %.2f against the training data", name, indices[name])
+    previous = previous_score_profile(tracking) if tracking is not None else None
+    if previous is None or scores.size == 0:
+        result["churn_score_vs_previous_run"] = None
+    else:
+        tally = DriftTally(Profile.from_dict(previous))
+        tally.add(pl.DataFrame({"p_churn": scores}))
+        value = tally.indices().get("p_churn")
+        result["churn_score_vs_previous_run"] = None if value is None else round(value, 4)
+        if value is not None and value > SIGNIFICANT_PSI:
+            logger.warning("drift: churn scores have PSI %.2f against the previous run", value)
+    return result
+
+
+def _write_report(out: Path, summary: dict[str, Any], profits: np.ndarray) -> None:
+    from experiments.plots import whale_curve_png
+
+    path = summary_path(out)
+    partial = path.with_name(f".{path.name}.partial")
+    if profits.size and np.isfinite(profits).all() and profits.sum() > 0:
+        whale_curve_png(
+            profits, whale_path(out), title=f"Customer profitability, {summary['as_of']}"
+        )
+        summary["whale_curve"] = str(whale_path(out))
+    else:
+        summary["whale_curve"] = None
+    partial.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
+    partial.replace(path)
+
+
+def _record_run(job: ScoreJob, summary: dict[str, Any], scores: np.ndarray) -> str:
+    assert job.tracking is not None
+    with tempfile.TemporaryDirectory(prefix="keepwise-score-") as folder:
+        profile_path = Path(folder) / SCORE_PROFILE_FILE
+        profile = build_profile(pl.DataFrame({"p_churn": scores}), ["p_churn"])
+        profile_path.write_text(json.dumps(profile.to_dict()))
+        return _log_run(job, summary, profile_path)
+
+
+def _log_run(job: ScoreJob, summary: dict[str, Any], profile_path: Path) -> str:
+    assert job.tracking is not None
+    metrics = {
+        "customers": summary["customers"],
+        **{f"action_{a}": n for a, n in summary["actions"].items()},
+        "expected_value_recommended": summary["expected_value"]["recommended"] or 0.0,
+        "expected_value_retain_everyone": summary["expected_value"]["retain_everyone"] or 0.0,
+        "offer_expected_cost": summary["offer_spend"]["expected_cost"] or 0.0,
+        "rejected_rows": sum(summary["rejected_rows"].values()),
+        "seconds": summary["seconds"],
+    }
+    features = summary["drift"]["features"] or {}
+    if features:
+        metrics["psi_max"] = max(features.values())
+    if summary["drift"]["churn_score_vs_previous_run"] is not None:
+        metrics["psi_churn_score_vs_previous_run"] = summary["drift"]["churn_score_vs_previous_run"]
+    artifacts = [summary_path(job.out), profile_path]
+    if summary.get("whale_curve"):
+        artifacts.append(whale_path(job.out))
+    return log_scoring_run(
+        job.tracking,
+        model_version=job.model_version,
+        run_name=summary["run_id"],
+        params={
+            "as_of": summary["as_of"],
+            "policy_version": summary["policy_version"],
+            "data": summary["data"],
+            "parts": summary["parts"],
+            "offer_budget": (summary["offer_budget"] or {}).get("budget"),
+        },
+        metrics=metrics,
+        artifacts=artifacts,
+    )

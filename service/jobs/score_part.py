@@ -1,0 +1,136 @@
+"""Score one part of an export: raw rows of some customers in, one recommendation each out.
+
+This is the unit of work of the batch command. :mod:`service.jobs.score` runs it over the
+customer ranges of a folder one after another; the Spark runner applies the very same function
+to each partition of customers. It composes the library's own steps, nothing more:
+
+    validate (features.loader) -> point-in-time features (features.pipeline) -> scores,
+    decisions, reasons and drivers (model.recommend)
+
+Rows that break the contract are returned as rejects with their reasons and the valid customers
+are still scored. Output rows are sorted by ``customer_id``, so the concatenation of parts in
+range order is the same table whatever the part size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+from features.config import FeatureConfig
+from features.loader import LoadResult, Problem, TablePart, validate_parts
+from features.output_schema import validate_feature_table
+from features.pipeline import build_features
+from model.bundle import ModelBundle
+from model.explain import explain_rows, reason_text
+from model.policy import Policy
+from model.recommend import recommend
+from service.publish import OWNER_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """What every part of one run is scored with.
+
+    Attributes:
+        as_of: The date the features describe (events strictly before it).
+        bundle: The trained models.
+        policy: The decision policy.
+        model_version: Registry version echoed on every recommendation.
+        drivers: Churn drivers explained per customer whose action is not "retain".
+        explain_retained: Also explain customers whose action is "retain" (costlier).
+        language: Language of reasons and drivers.
+        features: Feature pipeline configuration.
+    """
+
+    as_of: date
+    bundle: ModelBundle
+    policy: Policy
+    model_version: str
+    drivers: int = 3
+    explain_retained: bool = False
+    language: str = "en"
+    features: FeatureConfig = FeatureConfig()
+
+
+@dataclass(frozen=True)
+class ScoredPart:
+    """The outcome of one part.
+
+    Attributes:
+        recommendations: One row per active valid customer (:func:`model.recommend.recommend`'s
+            columns plus ``account_manager`` and ``region``), sorted by ``customer_id``.
+        features: The feature rows they were made from, same order.
+        load: Validation outcome (rejected rows with reasons, problems).
+    """
+
+    recommendations: pl.DataFrame
+    features: pl.DataFrame
+    load: LoadResult
+
+    @property
+    def fatal(self) -> list[Problem]:
+        return [p for p in self.load.problems if p.fatal]
+
+
+def score_part(parts: Mapping[str, TablePart | Problem], settings: ScoringSettings) -> ScoredPart:
+    """Validate, featurise, score and decide the customers of one part.
+
+    Args:
+        parts: Table name -> rows of this part (see :mod:`service.jobs.export_parts`).
+        settings: Model, policy, date and options of the run.
+
+    Returns:
+        The part's recommendations, features and validation outcome. When a table is unusable
+        (a fatal problem), nothing is scored and ``fatal`` lists why.
+    """
+    load = validate_parts(parts)
+    empty = pl.DataFrame()
+    if any(p.fatal for p in load.problems):
+        return ScoredPart(empty, empty, load)
+    table = (
+        build_features(load.tables, settings.as_of, settings.features).collect().sort("customer_id")
+    )
+    validate_feature_table(table)
+    if table.is_empty():
+        return ScoredPart(empty, table, load)
+    decided = recommend(
+        table,
+        settings.bundle,
+        settings.policy,
+        as_of=settings.as_of,
+        model_version=settings.model_version,
+        drivers=0,
+        language=settings.language,
+    )
+    explained = _with_drivers(decided, table, settings)
+    owners = load.tables["customers"].select("customer_id", *OWNER_COLUMNS).collect()
+    recommendations = explained.join(owners, on="customer_id", how="left", maintain_order="left")
+    return ScoredPart(recommendations, table, load)
+
+
+def _with_drivers(
+    decided: pl.DataFrame, table: pl.DataFrame, settings: ScoringSettings
+) -> pl.DataFrame:
+    """Fill ``churn_drivers`` for the customers who need them (all, or all but "retain")."""
+    if settings.drivers == 0:
+        return decided
+    wanted = (
+        pl.Series([True] * decided.height)
+        if settings.explain_retained
+        else decided.get_column("action") != "retain"
+    )
+    rows = wanted.arg_true()
+    if rows.is_empty():
+        return decided
+    explained = explain_rows(settings.bundle.churn, table[rows], settings.drivers)
+    texts: list[list[str]] = [[] for _ in range(decided.height)]
+    for row, drivers in zip(rows.to_list(), explained, strict=True):
+        texts[row] = [reason_text(d, settings.language) for d in drivers]
+    return decided.with_columns(churn_drivers=pl.Series(texts, dtype=pl.List(pl.String)))
