@@ -557,8 +557,7 @@ def _schema_failures(table: Table, typed: pl.DataFrame) -> tuple[pl.DataFrame, l
 
 def _later_duplicates(typed: pl.DataFrame, column: str) -> pl.DataFrame:
     """Rows repeating a non-null value of ``column`` seen in an earlier row."""
-    values = typed.get_column(column)
-    if values.n_unique() == values.len() - max(values.null_count() - 1, 0):
+    if not _may_repeat(typed.get_column(column)):
         return _failures([])  # fast path: no duplicates (nulls are the nullability check's job)
     key = pl.col(column)
     return (
@@ -572,6 +571,21 @@ def _later_duplicates(typed: pl.DataFrame, column: str) -> pl.DataFrame:
         .filter("later")
         .drop("later")
     )
+
+
+def _may_repeat(values: pl.Series) -> bool:
+    """False when no non-null value occurs twice; True when one may (then check exactly).
+
+    Keys usually come sorted (ids issued in order), and then a repeat sits next to its first
+    occurrence: one pass compares neighbours. Otherwise distinct 64-bit hashes prove distinct
+    values; equal hashes only say "look closer".
+    """
+    present = values.drop_nulls()
+    if present.len() < 2:
+        return False
+    if present.is_sorted():
+        return bool((present.slice(1) == present.slice(0, present.len() - 1)).any())
+    return present.hash(seed=0).n_unique() < present.len()
 
 
 def _check_customer_ids(checked: dict[str, _Checked]) -> None:

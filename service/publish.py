@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import polars as pl
 
-from service.api.schemas import recommendation_payload
+from service.api.schemas import recommendation_payloads_json
 from service.storage import Store
 
 _NAMESPACE = uuid.UUID("6f1c4b52-8a0e-4c55-9a55-3f5f1d5f6b01")
@@ -65,23 +65,21 @@ def save_recommendations(store: Store, parts: Iterable[pl.DataFrame], run_id: st
     Returns:
         Rows saved.
     """
-    return store.save_recommendation_batches((list(_rows(part)) for part in parts), run_id=run_id)
+    return store.save_recommendation_batches((_rows(part) for part in parts), run_id=run_id)
 
 
-def _rows(recommendations: pl.DataFrame) -> Iterator[dict[str, object]]:
+def _rows(recommendations: pl.DataFrame) -> list[dict[str, object]]:
     if "recommendation_id" not in recommendations.columns:
         recommendations = recommendations.with_columns(
             recommendation_id=recommendation_ids(recommendations)
         )
-    for row in recommendations.iter_rows(named=True):
-        yield {
-            "recommendation_id": row["recommendation_id"],
-            "customer_id": row["customer_id"],
-            "account_manager": row["account_manager"],
-            "region": row["region"],
-            "as_of": row["as_of"].isoformat(),
-            "action": row["action"],
-            "model_version": str(row["model_version"]),
-            "policy_version": str(row["policy_version"]),
-            "payload": recommendation_payload(row),
-        }
+    return recommendations.select(
+        "recommendation_id",
+        "customer_id",
+        *OWNER_COLUMNS,
+        pl.col("as_of").cast(pl.String),
+        "action",
+        pl.col("model_version").cast(pl.String),
+        pl.col("policy_version").cast(pl.String),
+        payload=recommendation_payloads_json(recommendations),
+    ).to_dicts()

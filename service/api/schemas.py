@@ -7,11 +7,13 @@ into :class:`RecommendationPublic`, for fresh scores and stored batch payloads a
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import polars as pl
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from features.contract import OFFER_KINDS, SEGMENTS
@@ -272,6 +274,46 @@ def recommendation_payload(row: Mapping[str, Any]) -> dict[str, Any]:
     return public.model_dump(mode="json")
 
 
+# Where each field of RecommendationPublic comes from in a model.recommend.recommend row; the
+# per-row and the columnar payload builders both follow these maps.
+_FLAT_FIELDS: tuple[str, ...] = (
+    "customer_id",
+    "segment",
+    "action",
+    "approval_tier",
+    "blocked_reason",
+    "p_churn",
+    "monthly_margin",
+    "monthly_margin_se",
+    "margin_upper",
+    "monthly_revenue",
+    "monthly_complaint_cost",
+    "months_of_history",
+    "exit_cost",
+    "end_allowed",
+    "horizon_months",
+    "policy_version",
+    "model_version",
+    "as_of",
+)
+_LIST_FIELDS: tuple[str, ...] = ("reasons", "churn_drivers")
+_EXPECTED_VALUES: dict[str, str] = {
+    "retain": "ev_retain",
+    "best_offer": "ev_best_offer",
+    "end": "ev_end",
+}
+_OFFER_FIELDS: dict[str, str] = {
+    "kind": "offer_kind",
+    "unit_cost": "offer_cost",
+    "acceptance": "offer_acceptance",
+    "expected_cost": "offer_expected_cost",
+    "churn_reduction": "offer_churn_reduction",
+    "churn_after_offer": "churn_after_offer",
+    "complaint_saving": "offer_complaint_saving",
+}
+_OFFER_PREFIX = "ev_offer_"
+
+
 def recommendation_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of :class:`RecommendationPublic` from one :func:`model.recommend.recommend` row.
 
@@ -283,54 +325,81 @@ def recommendation_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
         return dict(row)
     r = {key: _finite_or_none(value) for key, value in row.items()}
     offers = {
-        key.removeprefix("ev_offer_"): value
+        key.removeprefix(_OFFER_PREFIX): value
         for key, value in r.items()
-        if key.startswith("ev_offer_") and value is not None
+        if key.startswith(_OFFER_PREFIX) and value is not None
     }
     waterfall = r.get("value_waterfall") or {}
     return {
-        **{
-            name: r.get(name)
-            for name in (
-                "customer_id",
-                "segment",
-                "action",
-                "approval_tier",
-                "blocked_reason",
-                "p_churn",
-                "monthly_margin",
-                "monthly_margin_se",
-                "margin_upper",
-                "monthly_revenue",
-                "monthly_complaint_cost",
-                "months_of_history",
-                "exit_cost",
-                "end_allowed",
-                "horizon_months",
-                "policy_version",
-                "model_version",
-                "as_of",
-            )
-        },
-        "reasons": list(r.get("reasons") or []),
-        "churn_drivers": list(r.get("churn_drivers") or []),
+        **{name: r.get(name) for name in _FLAT_FIELDS},
+        **{name: list(r.get(name) or []) for name in _LIST_FIELDS},
         "expected_values": {
-            "retain": r.get("ev_retain"),
-            "best_offer": r.get("ev_best_offer"),
-            "end": r.get("ev_end"),
+            **{name: r.get(column) for name, column in _EXPECTED_VALUES.items()},
             "offers": offers,
         },
-        "offer": {
-            "kind": r.get("offer_kind"),
-            "unit_cost": r.get("offer_cost"),
-            "acceptance": r.get("offer_acceptance"),
-            "expected_cost": r.get("offer_expected_cost"),
-            "churn_reduction": r.get("offer_churn_reduction"),
-            "churn_after_offer": r.get("churn_after_offer"),
-            "complaint_saving": r.get("offer_complaint_saving"),
-        },
+        "offer": {name: r.get(column) for name, column in _OFFER_FIELDS.items()},
         "value_waterfall": {key: _finite_or_none(value) for key, value in waterfall.items()},
     }
+
+
+def recommendation_payloads_json(rows: pl.DataFrame) -> pl.Series:
+    """:func:`recommendation_payload` of every row, as JSON text, computed column-wise.
+
+    The batch publishes hundreds of thousands of recommendations a night; building and
+    validating a pydantic model per row would cost more than scoring them. The fields come
+    from the same maps as :func:`recommendation_from_row` and tests hold the two to equal
+    parsed JSON. A row with a missing or non-finite per-offer value (which the per-row form
+    leaves out of ``expected_values.offers``) goes through :func:`recommendation_payload`.
+
+    Args:
+        rows: :func:`model.recommend.recommend` rows (extra columns are ignored).
+
+    Returns:
+        One JSON object per row (a string column named ``payload``).
+    """
+    offer_columns = [c for c in rows.columns if c.startswith(_OFFER_PREFIX)]
+    struct = pl.struct(
+        *[_json_value(rows, name).alias(name) for name in _FLAT_FIELDS],
+        *[pl.col(name).fill_null([]).alias(name) for name in _LIST_FIELDS],
+        pl.struct(
+            *[_json_value(rows, column).alias(name) for name, column in _EXPECTED_VALUES.items()],
+            pl.struct(
+                *[_json_value(rows, c).alias(c.removeprefix(_OFFER_PREFIX)) for c in offer_columns]
+            ).alias("offers"),
+        ).alias("expected_values"),
+        pl.struct(
+            *[_json_value(rows, column).alias(name) for name, column in _OFFER_FIELDS.items()]
+        ).alias("offer"),
+        pl.struct(
+            *[
+                _finite(pl.col("value_waterfall").struct.field(name)).alias(name)
+                for name in rows.schema["value_waterfall"].to_schema()  # type: ignore[union-attr]
+            ]
+        ).alias("value_waterfall"),
+    )
+    incomplete = pl.any_horizontal([~pl.col(c).is_finite().fill_null(False) for c in offer_columns])
+    payloads = rows.select(payload=struct.struct.json_encode(), _incomplete=incomplete)
+    if not payloads["_incomplete"].any():
+        return payloads["payload"]
+    slow = payloads["_incomplete"].arg_true()
+    fixed = payloads["payload"].scatter(
+        slow,
+        [json.dumps(recommendation_payload(rows.row(i, named=True))) for i in slow.to_list()],
+    )
+    return fixed
+
+
+def _json_value(rows: pl.DataFrame, name: str) -> pl.Expr:
+    dtype = rows.schema[name]
+    if dtype.is_float():
+        return _finite(pl.col(name))
+    if isinstance(dtype, pl.Categorical | pl.Enum) or dtype.is_temporal():
+        return pl.col(name).cast(pl.String)
+    return pl.col(name)
+
+
+def _finite(column: pl.Expr) -> pl.Expr:
+    return pl.when(column.is_finite()).then(column)
 
 
 # --- decisions ----------------------------------------------------------------------------------

@@ -242,6 +242,7 @@ class _RowGroup:
     rows: int
     low: str | None  # None: statistics missing or not usable for pruning
     high: str | None
+    has_nulls: bool  # True also when unknown
 
 
 def _row_groups(path: Path) -> list[_RowGroup]:
@@ -252,12 +253,13 @@ def _row_groups(path: Path) -> list[_RowGroup]:
         group = metadata.row_group(i)
         stats = group.column(column).statistics
         low = high = None
+        has_nulls = stats is None or not stats.has_null_count or stats.null_count > 0
         if stats is not None and stats.has_min_max and isinstance(stats.min, str):
             low, high = stats.min, stats.max
             # a trimmed id may sort outside [min, max] when an end has blanks or control bytes
             if not (_clean_end(low) and _clean_end(high)):
                 low = high = None
-        groups.append(_RowGroup(i, first, group.num_rows, low, high))
+        groups.append(_RowGroup(i, first, group.num_rows, low, high, has_nulls))
         first += group.num_rows
     return groups
 
@@ -270,39 +272,44 @@ def _groups_for(groups: Sequence[_RowGroup], part: CustomerRange) -> list[_RowGr
     def may_hold(group: _RowGroup) -> bool:
         if group.low is None or group.high is None:
             return True
-        if part.low is None:  # rows without a customer id could be anywhere
+        if part.low is None and group.has_nulls:  # rows without an id go to the first part
             return True
-        return group.high >= part.low and (part.high is None or group.low < part.high)
+        return (part.low is None or group.high >= part.low) and (
+            part.high is None or group.low < part.high
+        )
 
     return [g for g in groups if g.rows and may_hold(g)]
 
 
 def _read_part(source: _Source, part: CustomerRange) -> TablePart | Problem:
+    scan = _scan(source).with_row_index(_NUMBER, offset=1 if source.kind == "parquet" else 2)
+    if _raw_ids_sort_as_read(source, part):
+        # the raw ids order as the loader will read them: a plain range filter, which the
+        # Parquet reader answers from row-group statistics without reading the other groups
+        wanted = part.mask(pl.col(CUSTOMER_ID))
+    else:
+        wanted = part.mask(_key(source))
     try:
-        if source.kind == "parquet":
-            frame = _read_parquet_part(source, part)
-        else:
-            frame = (
-                pl.scan_csv(source.path, infer_schema=False)
-                .with_row_index(_NUMBER, offset=2)
-                .filter(part.mask(_key(source)))
-                .collect()
-            )
+        frame = scan.filter(wanted).collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
         return _fatal(source.table, f"{source.path.name} cannot be read: {exc}")
     numbers = frame.get_column(_NUMBER).cast(pl.Int64)
     return TablePart(frame.drop(_NUMBER), unit=source.unit, numbers=numbers)
 
 
-def _read_parquet_part(source: _Source, part: CustomerRange) -> pl.DataFrame:
-    groups = _groups_for(_row_groups(source.path), part)
-    if not groups:
-        return pl.DataFrame(schema={**source.schema, _NUMBER: pl.Int64})
-    handle = pq.ParquetFile(source.path)
-    pieces = []
-    for group in groups:
-        frame = pl.from_arrow(handle.read_row_group(group.index))
-        assert isinstance(frame, pl.DataFrame)
-        numbered = frame.with_row_index(_NUMBER, offset=group.first_row + 1)
-        pieces.append(numbered.filter(part.mask(_key(source))))
-    return pl.concat(pieces, how="vertical_relaxed")
+def _raw_ids_sort_as_read(source: _Source, part: CustomerRange) -> bool:
+    """Whether comparing raw ids with the range gives what comparing them as read would.
+
+    True for a Parquet text column whose every row group starts and ends with an id free of
+    blanks and control characters (a blank-padded id would be a group's minimum), when the
+    range bounds contain no control character either.
+    """
+    if source.kind != "parquet" or source.schema[CUSTOMER_ID] != pl.String:
+        return False
+    if any(bound is not None and not _clean(bound) for bound in (part.low, part.high)):
+        return False
+    return all(g.low is not None for g in _row_groups(source.path) if g.rows)
+
+
+def _clean(text: str) -> bool:
+    return all(ch >= " " for ch in text)

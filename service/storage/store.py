@@ -19,8 +19,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Row, or_, select, text
+from sqlalchemy import Connection, Row, Text, bindparam, cast, or_, select, text, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from service.storage.engine import (
@@ -60,6 +61,7 @@ RECOMMENDATION_FIELDS = (
 MAX_PAGE = 1000  # largest ``limit`` list_decisions accepts
 DEFAULT_BUSY_TIMEOUT_S = 30.0
 _CHUNK = 500  # rows per statement when saving recommendations
+_PAYLOAD_TEXT = "payload_text"  # bind name of a payload given as JSON text
 _WRITE_ATTEMPTS = 3  # for a decision whose connection was lost mid-write
 _MIGRATION_LOCK_KEY = 0x6B77_6D69  # "kwmi": PostgreSQL advisory lock held while migrating
 
@@ -194,7 +196,7 @@ class Store:
         for start in range(0, len(values), _CHUNK):
             chunk = values[start : start + _CHUNK]
             _refuse_reassigned_ids(conn, chunk)
-            upsert = insert(recommendations)
+            upsert = insert(recommendations).values(payload=_json_parameter(conn))
             conn.execute(
                 upsert.on_conflict_do_update(
                     index_elements=[recommendations.c.recommendation_id],
@@ -440,6 +442,14 @@ def _database_error(action: str, exc: SQLAlchemyError) -> StoreError:
     return StoreError(f"could not {action}: {type(cause).__name__}: {cause}".rstrip())
 
 
+def _json_parameter(conn: Connection) -> Any:
+    """The payload, bound as JSON text the database stores as it is (no second encoding)."""
+    encoded = bindparam(_PAYLOAD_TEXT, type_=Text)
+    if conn.dialect.name == "postgresql":
+        return cast(encoded, JSONB)
+    return type_coerce(encoded, Text)
+
+
 def _dialect_insert(conn: Connection) -> Any:
     """The INSERT construct with ON CONFLICT support for this connection's backend."""
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
@@ -483,18 +493,26 @@ def _as_of(value: object, where: str) -> date:
     )
 
 
-def _payload(value: object, where: str) -> dict[str, Any]:
-    """The payload as the database will return it (plain JSON types)."""
+def _payload(value: object, where: str) -> str:
+    """The payload as JSON text: a mapping is encoded; text is taken as already encoded.
+
+    Text is accepted so that a batch can encode a million payloads column-wise (see
+    :func:`service.api.schemas.recommendation_payloads_json`); it must be one JSON object.
+    """
+    if isinstance(value, str):
+        encoded = value.strip()
+        if not (encoded.startswith("{") and encoded.endswith("}")):
+            raise StoreError(f"{where}: payload text is not a JSON object", field="payload")
+        return encoded
     if not isinstance(value, Mapping):
         raise StoreError(
-            f"{where}: payload must be a mapping, got {type(value).__name__}", field="payload"
+            f"{where}: payload must be a mapping or JSON text, got {type(value).__name__}",
+            field="payload",
         )
     try:
-        encoded = json.dumps(dict(value), allow_nan=False, default=_iso_date)
+        return json.dumps(dict(value), allow_nan=False, default=_iso_date)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"{where}: payload is not valid JSON ({exc})", field="payload") from exc
-    decoded: dict[str, Any] = json.loads(encoded)
-    return decoded
 
 
 def _iso_date(value: object) -> str:
@@ -540,7 +558,7 @@ def _recommendation_values(
         "policy_version": _text(
             row["policy_version"], "policy_version", max_length=ID_LENGTH, where=where
         ),
-        "payload": _payload(row["payload"], where),
+        _PAYLOAD_TEXT: _payload(row["payload"], where),
         "run_id": run_id,
         "created_at": created_at,
     }

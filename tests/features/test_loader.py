@@ -623,3 +623,15 @@ def test_problem_wording_counts_rows_and_values() -> None:
         f"  - {one}",
         f"  - {fatal}",
     ]
+
+
+def test_a_repeated_id_is_found_in_sorted_keys_too(tmp_path: Path) -> None:
+    # sorted keys take the neighbour-comparison path, unsorted ones the hash path
+    lines = textwrap.dedent(ORDERS).splitlines()
+    orders = "\n".join([lines[0], lines[1], lines[1].replace(",C1,", ",C2,"), *lines[2:]]) + "\n"
+
+    result = load_tables(_world(tmp_path, orders=orders))
+
+    problem = _only(result)
+    assert (problem.column, problem.check, problem.rows) == ("order_id", "field_uniqueness", 1)
+    assert "order_id=O1 (line 3)" in str(problem)

@@ -225,3 +225,21 @@ def test_drift_names_the_features_that_moved(export, bundle, policy, tmp_path, s
     )
     result = run_score_job(job(data, tmp_path / "recs.parquet", bundle, policy))
     assert "revenue_12m" in result.summary["drift"]["shifted_features"]
+
+
+def test_columnar_payloads_equal_the_public_model_row_by_row(single):
+    from service.api.schemas import recommendation_payloads_json
+
+    _, out = single
+    rows = pl.read_parquet(out)
+    # a per-offer value the model could not price, and a segment read as categorical
+    rows = rows.with_columns(
+        ev_offer_gift=pl.when(pl.int_range(pl.len()) == 3)
+        .then(float("nan"))
+        .otherwise(pl.col("ev_offer_gift")),
+        segment=pl.col("segment").cast(pl.Categorical),
+    )
+    encoded = recommendation_payloads_json(rows)
+    for text, row in zip(encoded, rows.iter_rows(named=True), strict=True):
+        assert json.loads(text) == recommendation_payload(row)
+    assert "gift" not in json.loads(encoded[3])["expected_values"]["offers"]
