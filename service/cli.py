@@ -37,7 +37,6 @@ from features.pipeline import build_features, build_training_set
 from features.wide_import import MappingError, WideImportError
 from model.bundle import BundleError, ModelBundle
 from model.policy import PolicyError, load_policy
-from model.recommend import recommend
 from model.registry import (
     CHALLENGER,
     CHAMPION,
@@ -55,9 +54,13 @@ from service.api.main import run as api_run
 from service.console import frame_table, make_console, progress
 from service.files import write_parquet_atomically
 from service.jobs.output import OutputError, check_output_path
-from service.jobs.score import ScoreJob, ScoreJobError, ScoreResult, run_score_job
-from service.publish import publish_recommendations
-from service.storage import Store
+from service.jobs.score import (
+    ScoreJob,
+    ScoreJobError,
+    ScoreResult,
+    run_score_job,
+    summary_path,
+)
 
 EXIT_OK, EXIT_INVALID_DATA, EXIT_USAGE, EXIT_WITH_REJECTS, EXIT_NOT_PUBLISHED = 0, 1, 2, 3, 4
 
@@ -582,34 +585,38 @@ def demo(
         f"({'promoted' if outcome.promoted else 'kept'}: {outcome.explanation})"
     )
 
-    console.rule(f"6. Recommendations as of {as_of}, from the champion model")
+    console.rule(f"6. Recommendations as of {as_of}, from the champion model (keepwise score)")
     bundle_dir, version = download_bundle(settings, CHAMPION)
-    recommendations = recommend(
-        table,
-        ModelBundle.load(bundle_dir),
-        load_policy(DEFAULT_POLICY),
-        as_of=as_of,
-        model_version=str(version),
+    output = out / "recommendations.parquet"
+    scored = run_score_job(
+        ScoreJob(
+            data=world,
+            out=output,
+            bundle=ModelBundle.load(bundle_dir),
+            model_version=str(version),
+            policy=load_policy(DEFAULT_POLICY),
+            as_of=as_of,
+            database_url=database_url,
+            tracking=settings,
+        )
     )
-    write_parquet_atomically(
-        recommendations.drop("value_waterfall"), out / "recommendations.parquet"
-    )
-    _print_recommendations(recommendations, out / "recommendations.parquet")
+    if not scored.written or scored.publish_error:
+        raise _fail(
+            f"the demo's scoring run failed: {scored.publish_error or scored.problems}",
+            EXIT_INVALID_DATA,
+        )
+    _print_recommendations(pl.read_parquet(output), output)
+    console.print(f"summary: {summary_path(output)}, whale curve: {scored.summary['whale_curve']}")
 
     console.rule("7. The manager API")
-    customers_table = result.tables["customers"].collect()
-    with Store(database_url) as store:
-        store.migrate()
-        saved = publish_recommendations(
-            store, recommendations, customers_table, run_id=f"demo {as_of} model v{version}"
-        )
+    saved = scored.summary["published"]
     keys = out / "demo-keys.toml"
     keys.unlink(missing_ok=True)
     tokens = {
         role: _append_api_key(keys, f"demo-{role}", role, None, None)
         for role in ("viewer", "agent", "admin")
     }
-    example = recommendations["customer_id"][0]
+    example = pl.read_parquet(output, columns=["customer_id"])["customer_id"][0]
     console.print(
         f"stored {saved:,} recommendations in {database_url} for "
         "GET /v1/customers/{id}/recommendation"

@@ -32,27 +32,6 @@ def recommendation_ids(recommendations: pl.DataFrame) -> pl.Series:
     )
 
 
-def publish_recommendations(
-    store: Store, recommendations: pl.DataFrame, customers: pl.DataFrame, *, run_id: str
-) -> int:
-    """Save one recommendation per customer with its owner (account manager, region).
-
-    Args:
-        store: the service's store.
-        recommendations: output of :func:`model.recommend.recommend`.
-        customers: the customers table (for account_manager and region).
-        run_id: identifies this scoring run.
-
-    Returns:
-        Rows saved.
-    """
-    owners = customers.select("customer_id", *OWNER_COLUMNS)
-    owned = recommendations.drop(OWNER_COLUMNS, strict=False).join(
-        owners, on="customer_id", how="left"
-    )
-    return save_recommendations(store, [owned], run_id)
-
-
 def save_recommendations(store: Store, parts: Iterable[pl.DataFrame], run_id: str) -> int:
     """Save recommendations that carry their owner columns, part by part, in one transaction.
 
