@@ -182,23 +182,25 @@ def margin_report(frame: pl.DataFrame, *, by_group: bool = True) -> pl.DataFrame
     )
 
 
-def report_metrics(report: pl.DataFrame) -> dict[str, float]:
-    """The ``all`` rows of :func:`margin_report` as flat MLflow metrics.
+def report_metrics(report: pl.DataFrame, group: str = "all") -> dict[str, float]:
+    """One group's rows of :func:`margin_report` as flat MLflow metrics.
 
-    Names: ``value_<forecast>_mae_vs_<target>`` (``value_mae_vs_truth`` for the model),
-    ``value_coverage_<level>_vs_<target>`` and ``value_mean_se``.
+    Names: ``value_<forecast>_mae_vs_<target>`` (``value_mae_vs_<target>`` for the model),
+    ``value_coverage_<level>_vs_<target>`` and ``value_mean_se``; for a group other than
+    ``all`` each name ends in ``.<group>``.
     """
+    suffix = "" if group == "all" else f".{group}"
     metrics: dict[str, float] = {}
-    for row in report.filter(pl.col("group") == "all").iter_rows(named=True):
+    for row in report.filter(pl.col("group") == group).iter_rows(named=True):
         target = row["target"]
         for name in FORECASTS:
-            if f"mae_{name}" in row and row[f"mae_{name}"] is not None:
+            if row.get(f"mae_{name}") is not None:
                 key = "value" if name == "monthly_margin" else f"value_{name}"
-                metrics[f"{key}_mae_vs_{target}"] = float(row[f"mae_{name}"])
+                metrics[f"{key}_mae_vs_{target}{suffix}"] = float(row[f"mae_{name}"])
         for column in ("coverage_90%", "coverage_95%", f"coverage_upper_{UPPER_LEVEL:.0%}"):
             if row.get(column) is not None:
                 level = column.removeprefix("coverage_").removesuffix("%")
-                metrics[f"value_coverage_{level}_vs_{target}"] = float(row[column])
+                metrics[f"value_coverage_{level}_vs_{target}{suffix}"] = float(row[column])
         if target == "realised" and row.get("mean_se") is not None:
-            metrics["value_mean_se"] = float(row["mean_se"])
+            metrics[f"value_mean_se{suffix}"] = float(row["mean_se"])
     return {k: v for k, v in metrics.items() if np.isfinite(v)}
