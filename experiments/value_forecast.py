@@ -23,31 +23,32 @@ configuration and policy, no MLflow) and prints, on the test snapshot:
    export, so invoices paid after the horizon are visible, and it falls on the same calendar
    date as the test snapshot).
 
-What the definition check shows (three 20,000-customer development worlds, seeds 7001-7002):
-the features' net margin (and so the realised label and both trailing baselines) and the
-truth's expected margin measure different things for customers who pay late or dispute:
+What the definition check shows (20,000-customer worlds, seeds 5101, 5202 and 5303, snapshot
+2023-01-01, money per month): the features' net margin (and so the realised label and both
+trailing baselines) and the truth's expected margin measure different things for customers who
+pay late or dispute:
 
 * **Provision of late-paid invoices.** :mod:`features.profitability` provisions 100% of every
   invoice issued in a window that is unpaid at the window's end and overdue or disputed,
   including invoices paid days later. The truth's ``bad_debt`` counts only invoices expected
   never to be paid. Invoices are issued on the 1st of a month and due 30 days later, so the
-  last one of a 365-day window is provisioned whenever it is paid after the window ends; in a
-  leap year the window misses one 1st of the month. For whales this is ~340 a month of a
-  ~6,300 margin (about one provisioned invoice a year); for difficult clients (paying ~55 days
-  late) ~565 a month.
+  last one of a 365-day window is provisioned whenever it is paid after the window ends (in a
+  leap year the window ends on 31 December and that invoice is not yet overdue). Whales: 368-448
+  a month of provisioned invoices that were paid later, which puts their realised margin
+  416-433 below the truth's (6-7%); difficult clients (paying ~55 days late): 556-616.
 * **Never-paid invoices of dissatisfied customers.** The simulator withholds an invoice with
-  probability ``withhold + 0.3 · disputed`` and doubles the dispute probability while
-  dissatisfaction exceeds 1; the truth's ``bad_debt`` uses ``withhold + 0.3 · dispute_prob``
+  probability ``withhold + 0.3 * disputed`` and doubles the dispute probability while
+  dissatisfaction exceeds 1; the truth's ``bad_debt`` uses ``withhold + 0.3 * dispute_prob``
   without the doubling, so for difficult clients it understates the simulator's own never-paid
-  amounts by ~500 a month (2,720 provisioned never-paid vs ~2,210 implied by the truth).
-* **Compensation.** The features subtract the cost of accepted offers (~60 a month for
-  difficult clients, ~17 for recoverable complainers); the truth's margin is "if nothing
+  amounts: 2,577-2,691 provisioned and never paid, against 2,066-2,232 implied by the truth.
+* **Compensation.** The features subtract the cost of accepted offers (52-67 a month for
+  difficult clients, 16-17 for recoverable complainers); the truth's margin is "if nothing
   changes" and has no compensation.
 
-Cost to serve agrees (features 2,242 vs truth 2,253 a month for difficult clients). Together the
-realised margin of a difficult client is ~1,000 a month below the truth's, so no forecast of the
-realised margin can come close to the truth there; the model is not bent towards the truth
-(no truth column is a feature or a target), and MAE against the truth includes this gap.
+Cost to serve agrees (difficult clients: 2,329-2,710 realised against 2,313-2,711 true). In all,
+a difficult client's realised margin is 1,117-1,158 a month below the truth's, so no forecast
+of the realised margin can come close to the truth there. The model is not bent towards the
+truth (no truth column is a feature or a target); its MAE against the truth includes this gap.
 """
 
 from __future__ import annotations
