@@ -29,6 +29,7 @@ from model.recommend import recommend
 from model.registry import MlflowSettings, RegisteredModel, log_and_register
 from model.training import TrainingConfig, TrainingResult, train_from_tables
 from model.uncertainty import MarginUncertainty
+from model.value_report import margin_report, report_metrics
 from model.wide_training import WideTrainingConfig, WideTrainingResult, train_wide
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,6 +143,22 @@ def _oracle_metrics(
     }
 
 
+def _value_by_archetype(
+    result: TrainingResult, truth_customers: pl.LazyFrame
+) -> tuple[dict[str, float], list[dict[str, object]]]:
+    """The value forecast's accuracy and band coverage per archetype (metrics, full table)."""
+    if result.value_forecasts is None:
+        return {}, []
+    archetypes = truth_customers.select("customer_id", group=pl.col("archetype")).collect()
+    forecasts = result.value_forecasts.drop("group").join(archetypes, on="customer_id", how="left")
+    report = margin_report(forecasts)
+    metrics: dict[str, float] = {}
+    for group in report["group"].unique().sort():
+        if group != "all":
+            metrics |= report_metrics(report, group=group)
+    return metrics, report.to_dicts()
+
+
 def run_tracked_training(
     tables: dict[str, pl.LazyFrame],
     *,
@@ -185,6 +202,9 @@ def run_tracked_training(
         if on_step:
             on_step("judging the test snapshot's decisions against the oracle (truth)")
         result.metrics |= _oracle_metrics(result, policy, truth_customers, truth_monthly)
+    value_metrics, value_report = (
+        _value_by_archetype(result, truth_customers) if truth_customers is not None else ({}, [])
+    )
     with tempfile.TemporaryDirectory(prefix="keepwise-run-") as scratch:
         folder = Path(scratch)
         bundle_dir = result.bundle.save(folder / "bundle")
@@ -198,6 +218,7 @@ def run_tracked_training(
             "policy_file": str(policy_path),
             **{f"churn.{k}": v for k, v in asdict(config.churn).items()},
             **{f"value.{k}": v for k, v in asdict(config.value).items()},
+            **{f"margin_error.{k}": v for k, v in asdict(config.margin_error).items()},
             **{f"data.{k}": v for k, v in result.fingerprint.items()},
         }
         tags = {
@@ -216,11 +237,13 @@ def run_tracked_training(
                 name: [str(d) for d in dates] for name, dates in asdict(result.plan).items()
             },
         }
+        if value_report:
+            documents["value_by_archetype.json"] = value_report
         registered: RegisteredModel = log_and_register(
             bundle_dir,
             settings=settings,
             params=params,
-            metrics=result.metrics,
+            metrics=result.metrics | value_metrics,
             tags=tags,
             artifacts=figures,
             dicts=documents,

@@ -7,6 +7,9 @@ equal). A bundle is a folder:
     bundle.json            format, version, horizon, feature list, training facts
     churn/                 model.churn.ChurnModel.save
     value/                 model.value.ValueModel.save (absent: margin given by the data)
+    margin_error/          model.uncertainty.MarginErrorModel.save, the per-customer
+                           ``monthly_margin_se`` (absent: ``bundle.json`` holds the older
+                           per-band MarginUncertainty)
     offer_response.pkl     optional: an object with ``predict(features) -> pl.DataFrame``
                            giving ``accept_<kind>`` and ``uplift_<kind>`` per offer kind
 """
@@ -25,13 +28,15 @@ import polars as pl
 
 from model.churn import ChurnModel
 from model.drift import Profile
-from model.uncertainty import MarginUncertainty
+from model.uncertainty import MarginErrorModel, MarginUncertainty
 from model.value import ValueModel
 
 FORMAT, FORMAT_VERSION = "keepwise.bundle", 1
 PROFILE_FILE = "feature_profile.json"
 SCORE_COLUMNS = ("p_churn", "monthly_margin", "monthly_margin_se")
 MARGIN_COLUMN = "monthly_margin"  # read directly when the bundle has no value model
+MarginError = MarginErrorModel | MarginUncertainty
+_MARGIN_ERROR_FOLDER = "margin_error"
 
 
 class OfferResponse(Protocol):
@@ -63,7 +68,8 @@ class ModelBundle:
         value: expected monthly net margin while the relationship continues; None for data
             that carry the margin themselves (a wide table's ``monthly_margin`` column, taken
             as known: its standard error is the uncertainty's single band, 0 by default).
-        margin_uncertainty: standard error of the margin forecast by forecast band.
+        margin_uncertainty: ``monthly_margin_se``: per customer (:class:`MarginErrorModel`) or,
+            in older bundles and for a margin given as data, per forecast band.
         horizon_days: the horizon both models were trained for.
         offer_response: optional per-offer acceptance and uplift; None -> policy priors.
         summary: training facts (data fingerprint, dates, metrics) for the API and MLflow.
@@ -74,7 +80,7 @@ class ModelBundle:
 
     churn: ChurnModel
     value: ValueModel | None
-    margin_uncertainty: MarginUncertainty
+    margin_uncertainty: MarginError
     horizon_days: int
     offer_response: OfferResponse | None = None
     summary: Mapping[str, Any] = field(default_factory=dict)
@@ -84,8 +90,9 @@ class ModelBundle:
     def feature_columns(self) -> list[str]:
         """Every feature column any component reads, in first-seen order."""
         seen: dict[str, None] = {}
-        value_columns = self.value.feature_columns if self.value else [MARGIN_COLUMN]
-        for name in [*self.churn.feature_columns, *value_columns]:
+        value_columns = self.value.input_columns if self.value else [MARGIN_COLUMN]
+        error_columns = self.margin_uncertainty.feature_columns
+        for name in [*self.churn.feature_columns, *value_columns, *error_columns]:
             seen.setdefault(name, None)
         return list(seen)
 
@@ -118,7 +125,7 @@ class ModelBundle:
                 "customer_id": features["customer_id"],
                 "p_churn": self.churn.predict_proba(features),
                 "monthly_margin": margin,
-                "monthly_margin_se": self.margin_uncertainty.standard_error(margin),
+                "monthly_margin_se": self.margin_uncertainty.standard_errors(features, margin),
             }
         )
         if self.offer_response is not None:
@@ -153,7 +160,9 @@ class ModelBundle:
         columns: dict[str, Sequence[Any]] = {
             "p_churn": self.churn.predict_proba_records(records).tolist(),
             "monthly_margin": margin.tolist(),
-            "monthly_margin_se": self.margin_uncertainty.standard_error(margin).tolist(),
+            "monthly_margin_se": self.margin_uncertainty.standard_errors_records(
+                records, margin
+            ).tolist(),
         }
         if self.offer_response is not None:
             columns.update(_offer_records(self.offer_response, records))
@@ -171,12 +180,17 @@ class ModelBundle:
             self.value.save(root / "value")
         if self.offer_response is not None:
             (root / "offer_response.pkl").write_bytes(pickle.dumps(self.offer_response))
+        if isinstance(self.margin_uncertainty, MarginErrorModel):
+            self.margin_uncertainty.save(root / _MARGIN_ERROR_FOLDER)
+            margin_error: dict[str, Any] = {"kind": "per_customer", "folder": _MARGIN_ERROR_FOLDER}
+        else:
+            margin_error = {"kind": "bands", **self.margin_uncertainty.to_dict()}
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "horizon_days": self.horizon_days,
             "feature_columns": self.feature_columns,
-            "margin_uncertainty": self.margin_uncertainty.to_dict(),
+            "margin_uncertainty": margin_error,
             "summary": dict(self.summary),
         }
         (root / "bundle.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
@@ -206,7 +220,7 @@ class ModelBundle:
         return cls(
             churn=ChurnModel.load(root / "churn"),
             value=ValueModel.load(root / "value") if (root / "value").is_dir() else None,
-            margin_uncertainty=MarginUncertainty.from_dict(meta["margin_uncertainty"]),
+            margin_uncertainty=_load_margin_error(root, meta["margin_uncertainty"]),
             horizon_days=int(meta["horizon_days"]),
             offer_response=offer_response,
             summary=meta.get("summary", {}),
@@ -216,3 +230,10 @@ class ModelBundle:
                 else None
             ),
         )
+
+
+def _load_margin_error(root: Path, meta: Mapping[str, Any]) -> MarginError:
+    """The bundle's margin error: per customer (a folder) or per band (older bundles)."""
+    if meta.get("kind") == "per_customer":
+        return MarginErrorModel.load(root / str(meta["folder"]))
+    return MarginUncertainty.from_dict(meta)

@@ -7,12 +7,20 @@ its labels end exactly when the test period starts (no label leak, see :mod:`mod
 the validation snapshots are the two quarters before it and the training snapshots the quarters
 before those, back to one quarter after the first event (a feature window needs some history).
 
+Value model and its error band (:mod:`model.value`, :mod:`model.uncertainty`): the value model
+learns from the training snapshots' rows whose trailing 12-month window lies inside the export
+(the first event is the history start) and early-stops on the validation snapshots; the
+per-customer error model fits the scale of its errors on the validation snapshots and its
+conformal factor on the calibration snapshot.
+
 Evaluation on the test snapshot: churn metrics (ROC/PR AUC, log loss, Brier, calibration error,
-EMPC), the value model against the trailing 12-month baseline, and the decision policy's expected
-profit against "retain everyone" and "offer to the top decile by churn risk" (expected values
-under the models; ``holdout_policy_profit`` is the policy's total). When the synthetic world's
-truth is passed in, the true hazard at the test snapshot is scored the same way, so the model's
-distance to perfect is reported next to it.
+EMPC), the value model against the trailing 12-month baseline and the trailing average per month
+of tenure, the coverage of its error band (:mod:`model.value_report`), and the decision policy's
+expected profit against "retain everyone" and "offer to the top decile by churn risk" (expected
+values under the models; ``holdout_policy_profit`` is the policy's total). When the synthetic
+world's truth is passed in, the true hazard at the test snapshot is scored the same way, so the
+model's distance to perfect is reported next to it, and the value forecast is also scored
+against the truth's expected margin.
 """
 
 from __future__ import annotations
@@ -39,14 +47,17 @@ from model.offer_response import fit_offer_response
 from model.policy import Policy
 from model.recommend import decision_inputs
 from model.splits import TimeSplit, time_split
-from model.uncertainty import fit_margin_uncertainty
+from model.uncertainty import MarginErrorModel, MarginErrorParams, fit_margin_error_model
 from model.value import (
     TRAILING_MONTHLY_MARGIN,
+    ValueModel,
     ValueParams,
+    complete_window,
     monthly_target,
     trailing_monthly_margin,
     train_value_model,
 )
+from model.value_report import forecast_frame, margin_report, report_metrics, true_margins
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +77,7 @@ class TrainingConfig:
         features: feature pipeline configuration.
         churn: churn model hyper-parameters.
         value: value model hyper-parameters.
+        margin_error: settings of the per-customer error model of the value forecast.
         leak_threshold: single-feature ROC AUC above which a feature is treated as a label leak.
         keep_leaky: features to keep even if the leak guard flags them.
     """
@@ -77,6 +89,7 @@ class TrainingConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     churn: ChurnParams = field(default_factory=ChurnParams)
     value: ValueParams = field(default_factory=ValueParams)
+    margin_error: MarginErrorParams = field(default_factory=MarginErrorParams)
     leak_threshold: float = 0.98
     keep_leaky: tuple[str, ...] = ()
 
@@ -109,6 +122,8 @@ class TrainingResult:
     fingerprint: dict[str, str | int]
     test_predictions: pl.DataFrame  # customer_id, p_churn, churned (+ true_p_churn with truth)
     policy_curve: pl.DataFrame  # share targeted vs expected profit, for the profit plot
+    # per test customer: value forecasts, se, realised (+ true) margins (model.value_report)
+    value_forecasts: pl.DataFrame | None = None
 
 
 class TrainingError(ValueError):
@@ -278,9 +293,10 @@ def train_from_tables(
         categorical_columns=categorical,
         horizon_days=config.horizon_days,
         params=config.value,
+        history_start=first_event,
     )
-    calib_rows, calib_target = monthly_target(split.calibration, horizon_days=config.horizon_days)
-    uncertainty = fit_margin_uncertainty(value.predict(calib_rows), calib_target)
+    step("fitting the per-customer error band of the value forecast")
+    uncertainty = _fit_margin_error(value, split, first_event, config)
     step("learning offer acceptance and effect from the offers history")
     history = pl.concat([split.train, split.validation, split.calibration])
     offer_response = fit_offer_response(
@@ -303,7 +319,7 @@ def train_from_tables(
         },
         feature_profile=build_profile(split.test, kept),
     )
-    metrics, predictions, curve = _evaluate(
+    metrics, predictions, curve, forecasts = _evaluate(
         bundle, split.test, policy, truth_monthly, config.horizon_days
     )
     metrics |= {
@@ -323,6 +339,28 @@ def train_from_tables(
         fingerprint=data_fingerprint(tables),
         test_predictions=predictions,
         policy_curve=curve,
+        value_forecasts=forecasts,
+    )
+
+
+def _fit_margin_error(
+    value: ValueModel, split: TimeSplit, history_start: date, config: TrainingConfig
+) -> MarginErrorModel:
+    """The per-customer error model: scale on the validation rows, factor on calibration."""
+    fit_rows, fit_actual = monthly_target(split.validation, horizon_days=config.horizon_days)
+    fit_rows = fit_rows.with_columns(_actual=fit_actual).filter(
+        complete_window(fit_rows, history_start, value.params)
+    )
+    calib_rows, calib_actual = monthly_target(split.calibration, horizon_days=config.horizon_days)
+    return fit_margin_error_model(
+        fit_rows,
+        value.predict(fit_rows),
+        fit_rows["_actual"].to_numpy(),
+        calib_rows,
+        value.predict(calib_rows),
+        calib_actual,
+        encoding=value.encoding,
+        params=config.margin_error,
     )
 
 
@@ -349,7 +387,7 @@ def evaluate_bundle(
         .collect(engine="streaming")
         .with_columns(trailing_monthly_margin())
     )
-    metrics, _, _ = _evaluate(bundle, test, policy, truth_monthly, config.horizon_days)
+    metrics, _, _, _ = _evaluate(bundle, test, policy, truth_monthly, config.horizon_days)
     return test_day, metrics
 
 
@@ -359,7 +397,7 @@ def _evaluate(
     policy: Policy,
     truth_monthly: pl.LazyFrame | None,
     horizon_days: int,
-) -> tuple[dict[str, float], pl.DataFrame, pl.DataFrame]:
+) -> tuple[dict[str, float], pl.DataFrame, pl.DataFrame, pl.DataFrame | None]:
     scores = bundle.score(test)
     labels = test["churned"].cast(pl.Int8).to_numpy()
     p_churn = scores["p_churn"].to_numpy()
@@ -385,6 +423,15 @@ def _evaluate(
         "value_rmse": value_metrics.rmse,
         "value_baseline_rmse": value_metrics.baseline_rmse,
     }
+    forecasts = None
+    if bundle.value is not None:
+        truth = (
+            true_margins(truth_monthly, test["as_of"][0], horizon_days)
+            if truth_monthly is not None
+            else None
+        )
+        forecasts = forecast_frame(test, scores, horizon_days=horizon_days, truth=truth)
+        metrics |= report_metrics(margin_report(forecasts, by_group=False))
     predictions = pl.DataFrame(
         {"customer_id": test["customer_id"], "p_churn": p_churn, "churned": labels}
     )
@@ -436,4 +483,4 @@ def _evaluate(
         "share_end": float((decisions["action"] == "end").mean()),
     }
     curve = pl.DataFrame({"share_targeted": shares, "top_k_offer_profit": curve_values})
-    return metrics, predictions, curve
+    return metrics, predictions, curve, forecasts

@@ -468,6 +468,27 @@ def _print_training_summary(summary: RunSummary) -> None:
             m.get("value_mae"),
             m.get("value_baseline_mae"),
         ),
+        (
+            "  baseline: trailing average per month of tenure",
+            m.get("value_mae"),
+            m.get("value_trailing_tenure_mae_vs_realised"),
+        ),
+        (
+            "  against the truth's expected margin (trailing 12m)",
+            m.get("value_mae_vs_truth"),
+            m.get("value_trailing_12m_mae_vs_truth"),
+        ),
+        (
+            "  share of realised margins inside the 90% band",
+            m.get("value_coverage_90_vs_realised"),
+            None,
+        ),
+        (
+            "  share of realised margins inside the 95% band",
+            m.get("value_coverage_95_vs_realised"),
+            None,
+        ),
+        ("  share of true margins inside the 90% band", m.get("value_coverage_90_vs_truth"), None),
         ("policy expected profit", m.get("holdout_policy_profit"), None),
         ("  vs retain everyone", m.get("holdout_policy_vs_retain_all"), None),
         ("  vs offer to the top decile", m.get("holdout_policy_vs_top_decile"), None),

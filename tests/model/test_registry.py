@@ -48,6 +48,25 @@ def test_bundle_save_load_round_trip_is_exact(trained, tmp_path):
     assert_frame_equal(loaded.score(test), trained.bundle.score(test), check_exact=True)
 
 
+def test_a_bundle_saved_with_the_per_band_margin_error_still_loads(trained, tmp_path):
+    import json
+    import shutil
+
+    from model.uncertainty import MarginUncertainty
+
+    folder = trained.bundle.save(tmp_path / "old")
+    shutil.rmtree(folder / "margin_error")
+    meta = json.loads((folder / "bundle.json").read_text())
+    meta["margin_uncertainty"] = {"upper_edges": [0.0], "rmse": [900.0, 120.0]}  # no "kind"
+    (folder / "bundle.json").write_text(json.dumps(meta))
+    loaded = ModelBundle.load(folder)
+    assert isinstance(loaded.margin_uncertainty, MarginUncertainty)
+    scores = loaded.score(trained.split.test)
+    negative = scores["monthly_margin"] <= 0
+    assert set(scores.filter(negative)["monthly_margin_se"]) == {900.0}
+    assert set(scores.filter(~negative)["monthly_margin_se"]) == {120.0}
+
+
 def test_loading_a_folder_that_is_not_a_bundle_says_so(tmp_path):
     with pytest.raises(BundleError, match="not a keepwise model bundle"):
         ModelBundle.load(tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import numpy as np
+import polars as pl
 import pytest
 
 from model.training import TrainingConfig, TrainingError, plan_snapshots
@@ -86,3 +87,38 @@ def test_training_is_deterministic(small_world, trained):
     )
     assert again.test_predictions.equals(trained.test_predictions)
     assert again.metrics == trained.metrics
+
+
+def test_value_forecast_is_scored_against_realised_and_true_margins(trained):
+    m = trained.metrics
+    # against the synthetic truth's expected margin the model beats both trailing averages
+    for target in ("truth", "truth_horizon"):
+        assert m[f"value_mae_vs_{target}"] < m[f"value_trailing_tenure_mae_vs_{target}"]
+        assert (
+            m[f"value_trailing_tenure_mae_vs_{target}"] < m[f"value_trailing_12m_mae_vs_{target}"]
+        )
+    assert m["value_mae_vs_realised"] == pytest.approx(m["value_mae"], rel=1e-12)
+    # the nominal 90% band covers about 90% of realised margins, and more of the true ones
+    assert 0.85 < m["value_coverage_90_vs_realised"] < 0.95
+    assert m["value_coverage_95_vs_realised"] > m["value_coverage_90_vs_realised"]
+    assert m["value_coverage_90_vs_truth"] > m["value_coverage_90_vs_realised"]
+    forecasts = trained.value_forecasts
+    assert forecasts.height == trained.split.test.height
+    assert (
+        forecasts.filter(pl.col("churned"))["realised"].null_count() == forecasts["churned"].sum()
+    )
+
+
+def test_the_margin_error_is_per_customer_and_the_same_online(trained):
+    from model.uncertainty import MarginErrorModel
+
+    bundle = trained.bundle
+    assert isinstance(bundle.margin_uncertainty, MarginErrorModel)
+    test = trained.split.test
+    scores = bundle.score(test)
+    assert scores["monthly_margin_se"].n_unique() > test.height // 2  # not a handful of bands
+    assert scores["monthly_margin_se"].min() > 0
+    rows = test.head(25)
+    online = pl.DataFrame(bundle.score_records(rows.to_dicts()))
+    for column in ("monthly_margin", "monthly_margin_se"):
+        np.testing.assert_array_equal(online[column].to_numpy(), scores[column].head(25).to_numpy())

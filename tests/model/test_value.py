@@ -1,9 +1,10 @@
-"""Value model: target definition, beats the trailing baseline, determinism, round trip."""
+"""Value model: target, anchor, truncated windows, beats the baselines, determinism, round trip."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +17,30 @@ from features.pipeline import build_training_set, feature_columns
 from model.gbm import FeatureFrameError, categorical_columns_of
 from model.splits import TimeSplit, time_split_by_fraction
 from model.value import (
+    DAYS_PER_MONTH,
     TRAILING_MONTHLY_MARGIN,
     ValueModel,
     ValueParams,
+    anchor_from_arrays,
     horizon_months,
     monthly_target,
     trailing_monthly_margin,
     train_value_model,
 )
+from model.value_report import forecast_frame, margin_report, true_margins
 from tests.model.stacked_frames import CATEGORICAL, FEATURES, HORIZON_DAYS, stacked_frame
 
-FAST = ValueParams(n_estimators=150, learning_rate=0.1, early_stopping_rounds=15, num_threads=1)
+# The small frames carry the trailing monthly margin itself: the anchor is that column.
+FAST = ValueParams(
+    n_estimators=150,
+    learning_rate=0.1,
+    early_stopping_rounds=15,
+    num_threads=1,
+    anchor_total_column="trailing_monthly",
+    anchor_tenure_column=None,
+    anchor_window_months=1.0,
+)
+DIRECT = replace(FAST, anchor_total_column=None)
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +90,12 @@ def test_churners_are_left_out_of_training(model: ValueModel, split: TimeSplit) 
 
 
 @pytest.mark.parametrize("objective", ["l2", "huber"])
+@pytest.mark.parametrize("anchor", ["trailing_monthly", None])
 def test_beats_the_trailing_average_when_the_future_depends_on_more(
-    split: TimeSplit, objective: str
+    split: TimeSplit, objective: str, anchor: str | None
 ) -> None:
-    model = train(split, replace(FAST, objective=objective))  # type: ignore[arg-type]
+    params = replace(FAST, objective=objective, anchor_total_column=anchor)  # type: ignore[arg-type]
+    model = train(split, params)
     metrics = model.evaluate(split.test, baseline_column=TRAILING_MONTHLY_MARGIN)
     assert metrics.n == split.test.filter(~pl.col("churned")).height
     assert metrics.mae < 0.6 * metrics.baseline_mae
@@ -152,8 +168,10 @@ def test_trailing_baseline_expression() -> None:
 
 
 @pytest.mark.slow
-def test_value_model_on_the_synthetic_world(world: World) -> None:
-    """Integration: beats the trailing 12-month average on the 10k-customer world."""
+def test_value_model_beats_both_trailing_averages_in_truth_in_every_archetype(
+    world: World,
+) -> None:
+    """Integration on the 10k-customer world: against the truth's expected margin, per archetype."""
     dates = [date(2022 + q // 4, 3 * (q % 4) + 1, 1) for q in range(2, 13)]  # 2022-07..2025-01
     tables = {name: table.lazy() for name, table in world.tables.items()}
     frame = (
@@ -171,16 +189,189 @@ def test_value_model_on_the_synthetic_world(world: World) -> None:
         feature_columns=features,
         categorical_columns=categorical_columns_of(frame, features),
         horizon_days=365,
+        history_start=world.config.start,
     )
     metrics = model.evaluate(split.test)
     assert metrics.rmse < metrics.baseline_rmse
     assert metrics.mae < metrics.baseline_mae
+    scores = pl.DataFrame(
+        {"customer_id": split.test["customer_id"], "monthly_margin": model.predict(split.test)}
+    )
+    forecasts = forecast_frame(
+        split.test,
+        scores,
+        horizon_days=365,
+        truth=true_margins(world.truth_monthly.lazy(), split.test["as_of"][0], 365),
+        groups=world.truth_customers.select("customer_id", group=pl.col("archetype")),
+    )
+    report = margin_report(forecasts).filter(pl.col("target") == "truth")
+    assert report.height == 7  # all + six archetypes
+    worse = report.filter(
+        pl.col("mae_monthly_margin") >= pl.min_horizontal("mae_trailing_12m", "mae_trailing_tenure")
+    )
+    assert worse.is_empty(), worse
 
 
 def test_evaluating_with_forecasts_already_made_gives_the_same_metrics(
     model: ValueModel, split: TimeSplit
 ) -> None:
     fresh = model.evaluate(split.test, baseline_column=TRAILING_MONTHLY_MARGIN)
-    reused = model.evaluate(split.test, baseline_column=TRAILING_MONTHLY_MARGIN,
-                            forecast=model.predict(split.test))
+    reused = model.evaluate(
+        split.test, baseline_column=TRAILING_MONTHLY_MARGIN, forecast=model.predict(split.test)
+    )
     assert reused == fresh
+
+
+def test_anchor_is_the_trailing_margin_per_month_of_tenure() -> None:
+    total = np.array([1200.0, 1200.0, 1200.0, 1200.0, np.nan, 1200.0])
+    tenure = np.array([3 * DAYS_PER_MONTH, 400.0, 5.0, np.nan, 400.0, 6 * DAYS_PER_MONTH])
+    np.testing.assert_allclose(
+        anchor_from_arrays(total, tenure, 12.0),
+        # 3 months; a full year; at least one month; tenure unknown -> a full window;
+        # no trailing margin -> 0; 6 months
+        [400.0, 100.0, 1200.0, 100.0, 0.0, 200.0],
+    )
+    np.testing.assert_allclose(anchor_from_arrays(total[:2], None, 12.0), [100.0, 100.0])
+
+
+def _with_tenure(frame: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """The small frame with the pipeline's anchor columns: a 12-month total and a tenure."""
+    rng = np.random.default_rng(seed)
+    tenure = rng.choice([40.0, 200.0, 2_000.0], size=frame.height)
+    months = np.minimum(tenure / DAYS_PER_MONTH, 12.0)
+    return frame.with_columns(
+        tenure_days=pl.Series(tenure),
+        net_margin_12m=pl.col("trailing_monthly") * pl.Series(months),
+    )
+
+
+def test_records_give_the_same_forecast_as_frames(split: TimeSplit) -> None:
+    frames = TimeSplit(
+        train=_with_tenure(split.train, 1),
+        validation=_with_tenure(split.validation, 2),
+        calibration=split.calibration,
+        test=_with_tenure(split.test, 3),
+    )
+    params = replace(
+        FAST,
+        anchor_total_column="net_margin_12m",
+        anchor_tenure_column="tenure_days",
+        anchor_window_months=12.0,
+    )
+    model = train_value_model(
+        frames.train,
+        frames.validation,
+        feature_columns=[*FEATURES, "tenure_days", "net_margin_12m"],
+        categorical_columns=CATEGORICAL,
+        horizon_days=HORIZON_DAYS,
+        params=params,
+    )
+    test = frames.test.head(40).with_columns(
+        net_margin_12m=pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise("net_margin_12m")
+    )
+    np.testing.assert_array_equal(model.predict_records(test.to_dicts()), model.predict(test))
+    assert model.input_columns[-2:] == ["tenure_days", "net_margin_12m"]
+    # the forecast is the anchor plus the booster's correction
+    correction = model.booster.predict(model.encoding.matrix(test), num_threads=1)
+    np.testing.assert_allclose(model.predict(test) - correction, model.anchor(test))
+
+
+def test_rows_whose_trailing_window_starts_before_the_history_are_left_out(
+    split: TimeSplit,
+) -> None:
+    train_frame = _with_tenure(split.train, 1)
+    first = train_frame["as_of"].min()
+    history_start = first - timedelta(days=100)  # the first snapshot sees 100 days of history
+    window_start = pl.col("as_of") - pl.duration(
+        days=pl.min_horizontal(pl.col("tenure_days").cast(pl.Int64), pl.lit(365))
+    )
+    stayed = train_frame.filter(~pl.col("churned"))
+    complete = stayed.filter(window_start >= history_start).height
+    params = replace(
+        FAST,
+        anchor_total_column="net_margin_12m",
+        anchor_tenure_column="tenure_days",
+        anchor_window_months=12.0,
+    )
+    model = train_value_model(
+        train_frame,
+        _with_tenure(split.validation, 2),
+        feature_columns=FEATURES,
+        categorical_columns=CATEGORICAL,
+        horizon_days=HORIZON_DAYS,
+        params=params,
+        history_start=history_start,
+    )
+    assert 0 < complete < stayed.height
+    assert model.summary["n_train"] == complete
+    assert model.summary["n_train_truncated_window_left_out"] == stayed.height - complete
+    assert model.summary["n_valid_truncated_window_left_out"] == 0
+    with pytest.raises(
+        ValueError, match="no non-churners whose trailing window starts on or after"
+    ):
+        train_value_model(
+            train_frame,
+            _with_tenure(split.validation, 2),
+            feature_columns=FEATURES,
+            categorical_columns=CATEGORICAL,
+            horizon_days=HORIZON_DAYS,
+            params=params,
+            history_start=split.validation["as_of"].max(),
+        )
+
+
+def test_anchored_forecast_keeps_each_customer_on_its_own_scale() -> None:
+    """Trees cannot extrapolate: a direct forecast caps an account larger than any in training."""
+    rng = np.random.default_rng(11)
+
+    def snapshot(as_of: date, low: float, high: float) -> pl.DataFrame:
+        n = 2_000
+        size = np.exp(rng.uniform(np.log(low), np.log(high), n))  # monthly margin
+        return pl.DataFrame(
+            {
+                "as_of": [as_of] * n,
+                "customer_id": [f"C{i:05d}" for i in range(n)],
+                "trailing_monthly": size * rng.lognormal(0.0, 0.1, n),
+                "noise_a": rng.normal(size=n),
+                "churned": np.zeros(n, dtype=bool),
+                "realised_net_margin": 12 * size * rng.lognormal(0.0, 0.1, n),
+                "size": size,
+            },
+        )
+
+    train_frame = snapshot(date(2023, 1, 1), 10.0, 1_000.0)
+    valid = snapshot(date(2023, 4, 1), 10.0, 1_000.0)
+    bigger = snapshot(date(2023, 7, 1), 3_000.0, 10_000.0)
+    relative_error = {}
+    for name, params in (("anchored", FAST), ("direct", DIRECT)):
+        model = train_value_model(
+            train_frame,
+            valid,
+            feature_columns=["trailing_monthly", "noise_a"],
+            horizon_days=HORIZON_DAYS,
+            params=params,
+        )
+        forecast = model.predict(bigger)
+        relative_error[name] = float(np.median(np.abs(forecast / bigger["size"] - 1)))
+    assert relative_error["anchored"] < 0.15
+    assert relative_error["direct"] > 0.6
+
+
+def test_version_1_models_forecast_directly_after_loading(split: TimeSplit, tmp_path: Path) -> None:
+    model = train(split, DIRECT)
+    document = json.loads(model.to_bytes())
+    document["version"] = 1
+    for key in ("anchor_total_column", "anchor_tenure_column", "anchor_window_months"):
+        del document["params"][key]
+    old = ValueModel.from_bytes(json.dumps(document).encode())
+    assert old.params.anchor_total_column is None
+    np.testing.assert_array_equal(old.predict(split.test), model.predict(split.test))
+    folder = model.save(tmp_path)
+    meta = folder / "value_model.json"
+    meta.write_text(json.dumps({k: v for k, v in document.items() if k != "booster"}))
+    np.testing.assert_array_equal(
+        ValueModel.load(folder).predict(split.test), model.predict(split.test)
+    )
+    document["version"] = 7
+    with pytest.raises(ValueError, match="not a keepwise.value_model v2 artefact"):
+        ValueModel.from_bytes(json.dumps(document).encode())

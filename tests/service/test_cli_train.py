@@ -40,8 +40,19 @@ def test_train_json_then_promote_then_models(tmp_path):
         "holdout_top_decile_offer_profit",
         "value_mae",
         "value_baseline_mae",
+        "value_mae_vs_truth",
+        "value_trailing_12m_mae_vs_truth",
+        "value_coverage_90_vs_realised",
     ):
         assert key in run["metrics"], key
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    logged = client.get_run(run["run_id"]).data.metrics
+    for archetype in ("difficult_client", "small_stable", "whale"):
+        assert f"value_mae_vs_truth.{archetype}" in logged, archetype
+    artifacts = {a.path for a in client.list_artifacts(run["run_id"], "evaluation")}
+    assert "evaluation/value_by_archetype.json" in artifacts
 
     promoted = runner.invoke(app, ["promote", "--tracking-uri", uri])
     assert promoted.exit_code == 0, promoted.output
