@@ -4,8 +4,8 @@ Two figures, each measured in a process of its own:
 
 - ``batch``: :func:`model.decide.decide` on one frame of ``--customers`` random scoring rows
   (every optional input and an ``accept_<kind>`` / ``uplift_<kind>`` pair per offer kind, a
-  fifth of them null, as the offer-response model leaves them), best and median wall time of
-  ``--repeat`` calls after one warm-up call;
+  fifth of them null, as the offer-response model leaves them), best and median wall time and
+  median CPU time (all threads) of ``--repeat`` calls after one warm-up call;
 - ``online``: :func:`model.decide_rows.decide_records` on one customer per call (the API's
   path), the median microseconds per call over ``--calls`` different customers (each call
   timed on its own, after a warm-up), and the same for 100 customers per call.
@@ -80,17 +80,19 @@ def measure_batch(n: int, repeat: int) -> dict[str, Any]:
     policy = load_policy(Path.cwd() / "policies" / "default.toml")
     frame = scoring_frame(n)
     decide(frame.head(1_000), policy)  # warm-up: imports, phrase tables
-    times = []
+    times, cpu = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         result = decide(frame, policy)
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     actions = dict(result.group_by("action").len().sort("action").iter_rows())
     return {
         "figure": "batch",
         "customers": n,
         "best_s": min(times),
         "median_s": statistics.median(times),
+        "cpu_s": statistics.median(cpu),
         "actions": actions,
     }
 
@@ -147,7 +149,12 @@ def compare(baseline: Path, args: argparse.Namespace) -> None:
             result = _run_in(tree, measure_args)
             runs[label].append(result)
             print(f"round {round_ + 1} {label:8s} {json.dumps(result)}", flush=True)
-    keys = ["batch_median_s", "online_one_customer_us", "online_hundred_customers_us"]
+    keys = [
+        "batch_median_s",
+        "batch_cpu_s",
+        "online_one_customer_us",
+        "online_hundred_customers_us",
+    ]
     print(f"\nmedians over {args.rounds} rounds (this / baseline = ratio):")
     for key in keys:
         this = statistics.median(run[key] for run in runs["this"])
@@ -172,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "batch_best_s": batch["best_s"],
         "batch_median_s": batch["median_s"],
+        "batch_cpu_s": batch["cpu_s"],
         "online_one_customer_us": online["one_customer_us"],
         "online_hundred_customers_us": online["hundred_customers_us"],
         "customers": args.customers,
