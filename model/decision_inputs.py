@@ -228,12 +228,8 @@ def to_customers(
     scalars, acceptance, uplift = per_policy(
         policy, ("columns", inputs), lambda: _customer_columns(inputs, policy)
     )
-
-    def value(j: int | None) -> Value:
-        return unknown if j is None else column(j)
-
     (p, margin, se, revenue, cost, months, receivables, extra, overdue, made, declined) = [
-        value(j) for j in scalars
+        unknown if j is None else column(j) for j in scalars
     ]
     return Customers(
         p_churn=p,
@@ -248,8 +244,8 @@ def to_customers(
         receivables_overdue=overdue,
         offers_made=made,
         offers_declined=declined,
-        acceptance=[value(j) for j in acceptance],
-        uplift=[value(j) for j in uplift],
+        acceptance=[unknown if j is None else column(j) for j in acceptance],
+        uplift=[unknown if j is None else column(j) for j in uplift],
     )
 
 
