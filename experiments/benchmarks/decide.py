@@ -11,6 +11,13 @@ Two figures, each measured in a process of its own:
   timed on its own, after a warm-up) and the CPU microseconds per call (the smallest over
   blocks of 100 calls), and the same for 100 customers per call.
 
+- ``request`` (with ``--bundle DIR``): :func:`model.recommend.recommend_records` for one
+  customer per call, the API's whole in-process scoring (features to scores, decision,
+  reasons, waterfall), with ``drivers=0`` and with the default 3 churn drivers (TreeSHAP):
+  median wall and smallest-block CPU microseconds per call. ``--prepare-bundle DIR`` trains
+  the models once on a 3,000-customer synthetic world (seed 11, as the test suite's small world)
+  and writes ``DIR/bundle`` and the test snapshot's feature rows, ``DIR/features.parquet``.
+
 Rows are drawn from a seeded generator, so every run and every tree decides the same
 customers. The policy is the tree's own ``policies/default.toml``.
 
@@ -133,6 +140,55 @@ def measure_online(calls: int) -> dict[str, Any]:
     }
 
 
+def prepare_bundle(folder: Path) -> None:
+    """Train models on a small synthetic world and write the bundle and test feature rows."""
+    from experiments.synthetic.config import WorldConfig
+    from experiments.synthetic.world import generate_world
+    from model.churn import ChurnParams
+    from model.policy import load_policy
+    from model.training import TrainingConfig, train_from_tables
+    from model.value import ValueParams
+
+    world = generate_world(WorldConfig(n_customers=3_000, seed=11))
+    config = TrainingConfig(churn=ChurnParams(n_estimators=60), value=ValueParams(n_estimators=60))
+    result = train_from_tables(
+        {name: frame.lazy() for name, frame in world.tables.items()},
+        world.config.end,
+        load_policy(REPO / "policies" / "default.toml"),
+        config,
+        truth_monthly=world.truth_monthly.lazy(),
+        trained_at="2026-01-01T00:00:00+00:00",
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    result.bundle.save(folder / "bundle")
+    result.split.test.write_parquet(folder / "features.parquet")
+
+
+def measure_request(folder: Path, calls: int) -> dict[str, Any]:
+    from model.bundle import ModelBundle
+    from model.policy import load_policy
+    from model.recommend import recommend_records
+
+    policy = load_policy(Path.cwd() / "policies" / "default.toml")
+    bundle = ModelBundle.load(folder / "bundle")
+    features = pl.read_parquet(folder / "features.parquet")
+    as_of = features["as_of"][0]
+    records = features.to_dicts()
+    result: dict[str, Any] = {"figure": "request"}
+    for drivers in (0, 3):
+
+        def score(chunk, policy, drivers=drivers):
+            return recommend_records(
+                chunk, bundle, policy, as_of=as_of, model_version="bench", drivers=drivers
+            )
+
+        _per_call_us(score, records, 1, 200, policy)  # warm-up
+        wall, cpu = _per_call_us(score, records, 1, min(calls, len(records)), policy)
+        result[f"request_drivers{drivers}_us"] = wall
+        result[f"request_drivers{drivers}_cpu_us"] = cpu
+    return result
+
+
 def _run_in(tree: Path, args: list[str]) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), "--measure", *args]
     done = subprocess.run(
@@ -154,6 +210,7 @@ def compare(baseline: Path, args: argparse.Namespace) -> None:
         str(args.repeat),
         "--calls",
         str(args.calls),
+        *(["--bundle", str(args.bundle.resolve())] if args.bundle else []),
     ]
     runs: dict[str, list[dict[str, Any]]] = {"this": [], "baseline": []}
     for round_ in range(args.rounds):
@@ -161,14 +218,7 @@ def compare(baseline: Path, args: argparse.Namespace) -> None:
             result = _run_in(tree, measure_args)
             runs[label].append(result)
             print(f"round {round_ + 1} {label:8s} {json.dumps(result)}", flush=True)
-    keys = [
-        "batch_median_s",
-        "batch_cpu_s",
-        "online_one_customer_us",
-        "online_one_customer_cpu_us",
-        "online_hundred_customers_us",
-        "online_hundred_customers_cpu_us",
-    ]
+    keys = [key for key in runs["this"][0] if key.endswith(("_s", "_us"))]
     print(f"\nmedians over {args.rounds} rounds (this / baseline = ratio):")
     for key in keys:
         this = statistics.median(run[key] for run in runs["this"])
@@ -183,11 +233,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calls", type=int, default=2_000, help="timed one-customer calls")
     parser.add_argument("--compare", type=Path, help="baseline tree to alternate with")
     parser.add_argument("--rounds", type=int, default=5, help="processes per tree (--compare)")
+    parser.add_argument("--bundle", type=Path, help="folder from --prepare-bundle: request figure")
+    parser.add_argument("--prepare-bundle", type=Path, help="train and write a bundle, then exit")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.prepare_bundle is not None:
+        prepare_bundle(args.prepare_bundle)
+        return
     if args.compare is not None and not args.measure:
         compare(args.compare.resolve(), args)
         return
+    request = measure_request(args.bundle, args.calls) if args.bundle else {}
     batch = measure_batch(args.customers, args.repeat)
     online = measure_online(args.calls)
     result = {
@@ -198,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
         "online_one_customer_cpu_us": online["one_customer_cpu_us"],
         "online_hundred_customers_us": online["hundred_customers_us"],
         "online_hundred_customers_cpu_us": online["hundred_customers_cpu_us"],
+        **{key: value for key, value in request.items() if key != "figure"},
         "customers": args.customers,
         "actions": batch["actions"],
     }

@@ -4,6 +4,9 @@ guard-rails' invariants, and one customer deciding alike on numpy arrays and on 
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +120,36 @@ def test_every_blocked_end_says_why_and_every_end_keeps_the_guard_rails(policy: 
     assert (certain_upper < 0).all()  # ... and only where the loss is certain
     for reasons in short["reasons"]:
         assert any(r.startswith("Only ") and "the loss is certain" in r for r in reasons)
+
+
+_DIGEST = """
+import hashlib, sys
+sys.path.insert(0, {repo!r})
+from model.decide import decide
+from model.decide_rows import decide_records
+from model.policy import load_policy
+from tests.model.test_decide import random_customers
+policy = load_policy({policy!r})
+data = random_customers(1_000, seed=31)
+frame = decide(data, policy)
+records = decide_records(data.to_dicts(), policy)
+both = repr((frame.rows(), [sorted(r.items()) for r in records]))
+print(hashlib.sha256(both.encode()).hexdigest())
+"""
+
+
+def test_decisions_are_bit_identical_across_processes(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    script = _DIGEST.format(repo=str(repo), policy=str(DEFAULT))
+    digests = set()
+    for seed in ("1", "2"):  # another hash seed: no set or dict order leaks into a decision
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
+        digests.add(done.stdout.strip())
+    assert len(digests) == 1
