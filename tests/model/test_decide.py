@@ -848,3 +848,29 @@ def test_vectorised_decisions_match_the_slow_reference(policy: Policy) -> None:
                 assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-6), (row, key)
             else:
                 assert got[key] == value, (row["customer_id"], key)
+
+
+def test_budget_steps_work_on_recommendations_chunk_by_chunk(trained, policy: Policy) -> None:
+    """What the nightly batch does: recommend() per chunk, fund once, withhold per chunk."""
+    from model.recommend import recommend
+
+    test = trained.split.test.head(600)
+    as_of = test["as_of"][0]
+    chunks = [
+        recommend(
+            test[a : a + 200], trained.bundle, policy, as_of=as_of, model_version="t", drivers=0
+        )
+        for a in range(0, 600, 200)
+    ]
+    whole = pl.concat(chunks)
+    candidates = pl.concat([budget_candidates(chunk) for chunk in chunks])
+    assert candidates.height > 10
+    budget = 0.5 * candidates["expected_cost"].sum()
+    unfunded = fund_offers(candidates, budget).filter(~pl.col("funded"))["customer_id"]
+    assert unfunded.len() > 0
+    chunked = pl.concat([withhold_offers(chunk, unfunded, policy) for chunk in chunks])
+    assert chunked.columns == whole.columns  # waterfall, drivers and versions kept
+    assert chunked.equals(allocate_budget(whole, budget, policy))
+    offered = chunked.filter(pl.col("action") == "compensate")
+    assert math.fsum(offered["offer_expected_cost"].to_list()) <= budget
+    assert not offered["customer_id"].is_in(unfunded.implode()).any()
