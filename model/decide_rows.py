@@ -3,11 +3,13 @@
 :func:`decide_records` makes the decisions of :func:`model.decide.decide` for a handful of
 customers given as records, without building a polars frame (planning a polars query costs
 milliseconds; a manager's single-customer request has about one). It checks the records'
-structure and value types here, then shares everything else with the batch path: the value
-rules and the conversion to arrays (:mod:`model.decision_inputs`), the decision math
-(:func:`model.kernel.decide_arrays`, documented there) and the reasons (:mod:`model.reasons`).
-The kernel runs the same numpy operations on arrays of one row as on arrays of a million, so
-both paths give the same output to the bit (tested on random inputs and on the test world).
+structure and value types here (a quick pass with the shared rules' bounds; anything doubtful
+goes to the shared, exact check), then shares everything else with the batch path: the value
+rules and the conversion to the kernel's inputs (:mod:`model.decision_inputs`), the decision
+math (:func:`model.kernel.decide_arrays`, documented there) and the reasons
+(:mod:`model.reasons`). The kernel runs on one customer's Python floats (fewer than
+:data:`ARRAYS_FROM` records) or on numpy arrays, with the same bits either way, so both paths
+give the same output to the bit (tested on random inputs and on the test world).
 
 Portfolio budgets (:func:`model.decide.allocate_budget`) are a batch concern and are not
 offered here: every offer counts as funded.

@@ -11,8 +11,8 @@ Numbers are said the way a person would say them ("about 2,300", "45%"): :func:`
 floats, on the kernel's primitives (:class:`model.kernel.Backend`) -- and the few distinct
 texts those keys can take are formatted once per phrasebook (:func:`money_table`,
 :func:`percent_table`) and looked up. Templates are filled by
-:func:`render` (a polars expression, for frames) or :func:`render_text` (a string, for one
-customer): both only substitute placeholders.
+:func:`render` (a polars expression, for frames) or through :func:`positional` (Python's
+``str.format``, for records): both only substitute placeholders.
 
 Adding a language means adding one :class:`Phrasebook` with the same message keys to
 :data:`PHRASEBOOKS` (a test checks that every phrasebook has every key and placeholder).
@@ -220,24 +220,6 @@ def render(book: Phrasebook, key: str, **parts: Part) -> pl.Expr:
     if not exprs:
         return pl.lit(template, dtype=pl.String)
     return pl.format("".join(pieces), *exprs)
-
-
-def render_text(book: Phrasebook, key: str, **parts: object) -> str | None:
-    """Message ``key`` with its placeholders filled in; None when any part is None (one row).
-
-    Raises:
-        KeyError: When the key is unknown or a placeholder has no part.
-    """
-    template, names = positional(book.messages[key])
-    values = []
-    for name in names:
-        if name not in parts:
-            raise KeyError(f"message {key!r} needs a value for {{{name}}}")
-        part = parts[name]
-        if part is None:
-            return None
-        values.append(part)
-    return template.format(*values)
 
 
 @functools.cache

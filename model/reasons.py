@@ -9,9 +9,10 @@ customer alike, and the templates are filled in two containers:
 
 - :func:`reason_series` for frames (the batch): polars fills the templates for all customers
   at once;
-- :func:`reason_texts` for one customer (the API): Python fills the few that apply.
+- :func:`reason_texts` for one customer and :func:`reason_rows` for a few hundred (the API):
+  Python's ``str.format`` fills the few that apply.
 
-Both read the same masks, the same quantities and the same templates, so they say the same
+All read the same masks, the same quantities and the same templates, so they say the same
 words (tested on random customers).
 """
 
@@ -97,6 +98,15 @@ def _labels(name: str, policy: Policy, book: rt.Phrasebook) -> tuple[str, ...]:
     return policy.segments
 
 
+def _number(
+    name: str, book: rt.Phrasebook
+) -> tuple[Getter, Callable[[Value, Backend], Value], dict[int, str]]:
+    """A money or percent quantity's getter, key function and texts by key."""
+    if name in MONEY:
+        return MONEY[name], rt.money_key, rt.money_texts(book)
+    return PERCENT[name], rt.percent_key, rt.percent_texts(book)
+
+
 def _label_index(name: str, decisions: Decisions, customers: Customers) -> Value:
     return decisions.best_offer if name in ("offer", "offer_inline") else customers.segment
 
@@ -129,10 +139,7 @@ def reason_series(
     texts: list[pl.Expr] = []
     for name in names:
         if name in MONEY or name in PERCENT:
-            if name in MONEY:
-                getter, key_of, table = MONEY[name], rt.money_key, rt.money_texts(book)
-            else:
-                getter, key_of, table = PERCENT[name], rt.percent_key, rt.percent_texts(book)
+            getter, key_of, table = _number(name, book)
             keys = key_of(np.broadcast_to(getter(decisions, customers, ARRAYS), size), ARRAYS)
             columns[name] = pl.Series(name, keys)
             texts.append(
@@ -205,10 +212,7 @@ def said(
     list) or the text for one customer (:data:`model.kernel.SCALARS`); None leaves the message
     out."""
     if name in MONEY or name in PERCENT:
-        if name in MONEY:
-            getter, key_of, table = MONEY[name], rt.money_key, rt.money_texts(book)
-        else:
-            getter, key_of, table = PERCENT[name], rt.percent_key, rt.percent_texts(book)
+        getter, key_of, table = _number(name, book)
         keys = key_of(getter(decisions, customers, xp), xp)
         return [table.get(k) for k in keys.tolist()] if xp is ARRAYS else table.get(keys)
     if name in COUNT:
