@@ -418,7 +418,6 @@ def decide_arrays(
         for a, s, annuity_after, k in zip(acceptance, saving, annuities[1:], cost, strict=True)
     ]
     # the first catalogue offer reaching the best value
-    # the first catalogue offer reaching the best value
     best = xp.first_max(ev_offers)
     ev_best, best_acceptance, best_cost, best_after, best_saving = (
         xp.pick(values, best) for values in (ev_offers, acceptance, cost, p_after, saving)
