@@ -1,15 +1,15 @@
-"""The decision math for a handful of customers, in plain Python: the API's online path.
+"""Decisions for records (one mapping per customer): the API's online path.
 
-:func:`model.decide.decide` builds one polars expression graph for all customers at once. That
-is the right tool for a nightly batch of a million customers, but planning the graph costs
-about 30 ms whatever the number of rows, far more than a manager's single-customer request may
-take. :func:`decide_records` makes the same decision (same math, same guard-rails, same
-approval tier, same reasons, same validation rules) for records (one mapping per customer)
-with plain arithmetic on Python floats: a few tens of microseconds per customer.
-
-The math is documented once, in :mod:`model.decide`; this module follows it expression for
-expression, and the tests check on random inputs and on the synthetic world that both give
-the same output. Change one, change the other.
+:func:`decide_records` makes the decisions of :func:`model.decide.decide` for a handful of
+customers given as records, without building a polars frame (planning a polars query costs
+milliseconds; a manager's single-customer request has about one). It checks the records'
+structure and value types here (a quick pass with the shared rules' bounds; anything doubtful
+goes to the shared, exact check), then shares everything else with the batch path: the value
+rules and the conversion to the kernel's inputs (:mod:`model.decision_inputs`), the decision
+math (:func:`model.kernel.decide_arrays`, documented there) and the reasons
+(:mod:`model.reasons`). The kernel runs on one customer's Python floats (fewer than
+:data:`ARRAYS_FROM` records) or on numpy arrays, with the same bits either way, so both paths
+give the same output to the bit (tested on random inputs and on the test world).
 
 Portfolio budgets (:func:`model.decide.allocate_budget`) are a batch concern and are not
 offered here: every offer counts as funded.
@@ -23,24 +23,38 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from features.contract import OFFER_KINDS
+import numpy as np
+
 from model import reason_text as rt
-from model.decide import (
-    _COMPLAINT_COST_SHARE,
-    _LIKELY_ACCEPTANCE,
-    ACCEPT_PREFIX,
-    DECISION_COLUMNS,
-    OPTIONAL_COLUMNS,
+from model.decide import DECISION_COLUMNS, ev_columns
+from model.decision_inputs import (
+    NULL_SEGMENT,
     REQUIRED_COLUMNS,
-    UPLIFT_PREFIX,
+    UNKNOWN_SEGMENT,
     DecisionInputError,
-    ev_columns,
+    Inputs,
+    Problem,
+    inputs_of,
+    problem_message,
+    rules,
+    segment_codes,
+    structure_problem,
+    to_customers,
+    value_problems,
 )
-from model.policy import Offer, Policy
+from model.kernel import ACTIONS, ARRAYS, NO_TIER, SCALARS, Decisions, decide_arrays, per_policy
+from model.policy import Policy
+from model.reasons import reason_rows, reason_texts
 
 Record = Mapping[str, Any]
 
 logger = logging.getLogger(__name__)
+
+_TABLE = "scoring records"
+# From this many records on, the kernel runs once on numpy arrays; below, once per customer on
+# Python floats, which costs less than numpy's per-call overhead on short arrays. Both give the
+# same bits (tested), so the choice is only about speed.
+ARRAYS_FROM = 8
 
 
 def decide_records(
@@ -51,7 +65,9 @@ def decide_records(
     Args:
         records: One mapping per customer with :data:`model.decide.REQUIRED_COLUMNS`,
             optionally :data:`model.decide.OPTIONAL_COLUMNS` and ``accept_<kind>`` /
-            ``uplift_<kind>`` values (None falls back to the policy prior). Not modified.
+            ``uplift_<kind>`` values (None falls back to the policy prior). An optional input
+            counts as given when any record has it (as a frame column would be); records
+            without it read as null. Not modified.
         policy: The retention policy.
         language: Language of ``reasons`` and ``blocked_reason``.
 
@@ -60,17 +76,22 @@ def decide_records(
         of :func:`model.decide.decide` (``reasons`` a list of strings).
 
     Raises:
-        DecisionInputError: On missing keys, nulls in required values, NaN, out-of-range values
-            or unknown segments / offer kinds (the message names the key, the rule, the number
-            of records and example customer ids).
+        DecisionInputError: On missing keys, nulls in required values, non-numeric, NaN,
+            infinite or out-of-range values or unknown segments / offer kinds (the message
+            names the key, the rule, the number of records and example customer ids).
     """
     book = rt.phrasebook(language)
-    _validate(records, policy)
-    annuity_weights = _annuity_weights(policy)
-    # an optional input counts as given when any record has it, as a frame column would be;
-    # records without it then read as null
-    given = frozenset(c for c in OPTIONAL_COLUMNS if any(c in record for record in records))
-    decided = [_decide_one(record, policy, book, annuity_weights, given) for record in records]
+    if not records:
+        return []
+    inputs, rows, segments = _validated(records, policy)
+    if len(records) < ARRAYS_FROM:
+        decisions = [
+            _decide_one(row, segment, inputs, policy, book)
+            for row, segment in zip(rows, segments, strict=True)
+        ]
+    else:
+        decisions = _decide_many(rows, segments, inputs, policy, book)
+    decided = [{**record, **decision} for record, decision in zip(records, decisions, strict=True)]
     # DEBUG, not INFO as in the batch: this runs once per API request, which has its own
     # access log line; formatting and writing a second line cost a tenth of the request
     if logger.isEnabledFor(logging.DEBUG):
@@ -81,389 +102,176 @@ def decide_records(
     return decided
 
 
-# --- validation --------------------------------------------------------------------------------
-
-
-def _validate(records: Sequence[Record], policy: Policy) -> None:
-    """The rules of :func:`model.decide._validate`, checked record by record."""
-    if not records:
-        return
-    keys = set().union(*(record.keys() for record in records))
-    missing = [c for c in REQUIRED_COLUMNS if any(c not in record for record in records)]
-    if missing:
-        raise DecisionInputError(
-            f"scoring records: missing required key(s) {missing}; keys present: {sorted(keys)}"
-        )
-    prefixed = {
-        key: key.removeprefix(ACCEPT_PREFIX).removeprefix(UPLIFT_PREFIX)
-        for key in keys
-        if key.startswith((ACCEPT_PREFIX, UPLIFT_PREFIX))
-    }
-    unknown = sorted(key for key, kind in prefixed.items() if kind not in OFFER_KINDS)
-    if unknown:
-        raise DecisionInputError(
-            f"scoring records: key(s) {unknown} name unknown offer kind(s); "
-            f"offer kinds: {', '.join(OFFER_KINDS)}"
-        )
-    reserved = {*DECISION_COLUMNS, *ev_columns(policy)}
-    clashes = sorted(key for key in keys if key in reserved or key.startswith("_"))
-    if clashes:
-        raise DecisionInputError(
-            f"scoring records: key(s) {clashes} clash with decision output or private names"
-        )
-    optional = [c for c in OPTIONAL_COLUMNS if c in keys]
-    numeric = [*REQUIRED_COLUMNS[2:], *optional, *sorted(prefixed)]
-    probabilities = ["p_churn", *sorted(k for k in prefixed if k.startswith(ACCEPT_PREFIX))]
-    effects = sorted(k for k in prefixed if k.startswith(UPLIFT_PREFIX))
-    non_negative = [
-        "months_of_history",
-        "monthly_margin_se",
-        "monthly_revenue",
-        "monthly_complaint_cost",
-        *sorted(optional),
-    ]
-    segment_rule = f"must be one of the policy's segments ({', '.join(policy.segments)})"
-    segments = set(policy.segments)
-    # (column, rule) -> offending records, in the order decide() reports them
-    broken: dict[tuple[str, str], list[Record]] = {}
-
-    def flag(column: str, rule: str, record: Record) -> None:
-        broken.setdefault((column, rule), []).append(record)
-
-    for record in records:
-        for column in REQUIRED_COLUMNS:
-            if column != "monthly_margin_se" and record.get(column) is None:
-                flag(column, "must not be null", record)
-        for column in numeric:
-            value = record.get(column)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, _NUMBER):
-                flag(column, "must be numeric", record)
-            elif value != value:
-                flag(column, "must not be NaN", record)
-        for column in probabilities:
-            value = record.get(column)
-            if isinstance(value, _NUMBER) and not 0.0 <= value <= 1.0:
-                flag(column, "must be within [0, 1]", record)
-        for column in effects:
-            value = record.get(column)
-            if isinstance(value, _NUMBER) and not -1.0 <= value <= 1.0:
-                flag(column, "must be within [-1, 1]", record)
-        for column in non_negative:
-            value = record.get(column)
-            if isinstance(value, _NUMBER) and value < 0:
-                flag(column, "must be >= 0", record)
-        segment = record.get("segment")
-        if segment is not None and segment not in segments:
-            flag("segment", segment_rule, record)
-    if broken:
-        problems = []
-        for (column, rule), bad in broken.items():
-            examples = ", ".join(f"{r['customer_id']}={r.get(column)!r}" for r in bad[:3])
-            problems.append(f"{column} {rule}: {len(bad)} row(s), e.g. customer_id {examples}")
-        raise DecisionInputError("scoring records: " + "; ".join(problems))
-
-
-_NUMBER = (int, float)
-
-
-# --- one customer ------------------------------------------------------------------------------
-
-
-def _annuity_weights(policy: Policy) -> list[tuple[float, float]]:
-    """``(k / H, delta^k)`` for k = 1..H, as :func:`model.decide._annuity` computes them."""
-    horizon, delta = policy.horizon_months, policy.discount_factor
-    return [(k / horizon, delta**k) for k in range(1, horizon + 1)]
-
-
-def _annuity(p: float, weights: list[tuple[float, float]]) -> float:
-    stay = 1.0 - p
-    return sum(_power(stay, exponent) * discount for exponent, discount in weights)
-
-
-def _power(base: float, exponent: float) -> float:
-    # polars evaluates pow(0.5) as sqrt, which can differ from pow in the last bit
-    return math.sqrt(base) if exponent == 0.5 else base**exponent
-
-
-def _number(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _offer_parts(offer: Offer, record: Record, p: float) -> dict[str, float]:
-    """Acceptance, churn after acceptance, unit cost and complaint saving of one offer."""
-    if offer.churn_reduction_mode == "relative":
-        prior_uplift = p * offer.churn_reduction
-    else:
-        prior_uplift = offer.churn_reduction
-    acceptance = _number(record.get(f"{ACCEPT_PREFIX}{offer.kind}"))
-    uplift = _number(record.get(f"{UPLIFT_PREFIX}{offer.kind}"))
-    a = offer.acceptance if acceptance is None else acceptance
-    u = prior_uplift if uplift is None else uplift
-    return {
-        "a": a,
-        "p_after": min(max(p - u, 0.0), 1.0),
-        "cost": offer.cost_fixed + offer.cost_revenue_multiple * float(record["monthly_revenue"]),
-        "saving": offer.complaint_cost_reduction * float(record["monthly_complaint_cost"]),
-    }
-
-
-def _tier(policy: Policy, amount: float) -> str | None:
-    for tier in policy.authority:
-        if tier.max_amount is None or amount <= tier.max_amount:
-            return tier.role
-    return None
-
-
 def _decide_one(
-    record: Record,
+    row: list[float], segment: int, inputs: Inputs, policy: Policy, book: rt.Phrasebook
+) -> dict[str, Any]:
+    """The decision columns for one validated customer (the kernel on Python floats)."""
+    customers = to_customers(row.__getitem__, math.nan, inputs, segment, policy)
+    d = decide_arrays(customers, policy, xp=SCALARS)
+    reasons, blocked_reason = reason_texts(d, customers, policy, book)
+    return _columns(d, policy, reasons, blocked_reason)
+
+
+def _decide_many(
+    rows: list[list[float]],
+    segments: list[int],
+    inputs: Inputs,
     policy: Policy,
     book: rt.Phrasebook,
-    weights: list[tuple[float, float]],
-    given: frozenset[str],
-) -> dict[str, Any]:
-    p = float(record["p_churn"])
-    margin = float(record["monthly_margin"])
-    revenue = float(record["monthly_revenue"])
-    se = _number(record.get("monthly_margin_se"))
-    ev_retain = margin * _annuity(p, weights)
-
-    parts = {offer.kind: _offer_parts(offer, record, p) for offer in policy.offers}
-    ev_offers = {}
-    for kind, part in parts.items():
-        a = part["a"]
-        accepted = (margin + part["saving"]) * _annuity(part["p_after"], weights)
-        ev_offers[kind] = a * (accepted - part["cost"]) + (1.0 - a) * ev_retain
-    ev_best = max(ev_offers.values())
-    kind = next(k for k, value in ev_offers.items() if value >= ev_best)
-    best = parts[kind]
-
-    exit_ = policy.exit
-    exit_cost = exit_.fixed + exit_.revenue_months * revenue
-    if "receivables_open" in given:
-        exit_cost = exit_cost + exit_.receivables_write_off_share * (
-            _number(record.get("receivables_open")) or 0.0
+) -> list[dict[str, Any]]:
+    """The decision columns for validated customers (the kernel on numpy arrays)."""
+    n = len(rows)
+    values = np.array(rows, dtype=np.float64).reshape(n, len(inputs.numeric))
+    customers = to_customers(
+        lambda j: values[:, j], np.full(n, np.nan), inputs, np.array(segments), policy
+    )
+    d = decide_arrays(customers, policy, xp=ARRAYS)
+    reasons, blocked = reason_rows(d, customers, policy, book, n)
+    fields = {
+        name: np.broadcast_to(value, n).tolist()
+        for name, value in d._asdict().items()
+        if name not in ("ev_offers", "reasons", "blocked")
+    }
+    offers = [np.broadcast_to(values, n).tolist() for values in d.ev_offers]
+    return [
+        _columns(
+            Decisions(
+                **{name: column[i] for name, column in fields.items()},
+                ev_offers=[column[i] for column in offers],
+                reasons={},
+                blocked={},
+            ),
+            policy,
+            reasons[i],
+            blocked[i],
         )
-    if "exit_cost_extra" in given:
-        exit_cost = exit_cost + (_number(record.get("exit_cost_extra")) or 0.0)
-    guard = policy.guardrails
-    margin_upper = None if se is None else margin + guard.end_margin_z * se
-    ev_end = -exit_cost
+        for i in range(n)
+    ]
 
-    segment = str(record["segment"])
-    months = float(record["months_of_history"])
-    protected = segment in guard.protected_segments
-    short = months < guard.min_history_months_to_end
-    margin_unknown = margin_upper is None
-    margin_uncertain = margin_upper is not None and margin_upper >= 0
-    end_allowed = not (protected or short or margin_unknown or margin_uncertain)
 
-    wants_offer = ev_best > ev_retain
-    best_alternative = ev_best if wants_offer else ev_retain
-    end_wins = ev_end > best_alternative
-    if end_allowed and end_wins:
-        action = "end"
-    elif wants_offer:
-        action = "compensate"
-    else:
-        action = "retain"
-
-    whole_months = str(math.floor(months))
-    blocked_reason = None
-    if not end_allowed and end_wins:
-        blocks = [
-            rt.render_text(book, "blocked_protected", segment_code=segment) if protected else None,
-            rt.render_text(
-                book,
-                "blocked_history",
-                months=whole_months,
-                required=guard.min_history_months_to_end,
-            )
-            if short
-            else None,
-            rt.render_text(book, "blocked_margin_unknown") if margin_unknown else None,
-            rt.render_text(
-                book,
-                "blocked_margin",
-                confidence=rt.percent_text(book, guard.end_margin_confidence),
-                upper=rt.money_text(book, margin_upper),
-            )
-            if margin_uncertain
-            else None,
-        ]
-        blocked_reason = "; ".join(text for text in blocks if text is not None) or None
-
-    if action == "end":
-        approval_tier = guard.end_requires
-    elif action == "compensate":
-        approval_tier = _tier(policy, best["cost"])
-    else:
-        approval_tier = None
-
-    decision = {
-        "action": action,
-        "ev_retain": ev_retain,
-        "ev_best_offer": ev_best,
-        **{f"ev_offer_{k}": value for k, value in ev_offers.items()},
-        "ev_end": ev_end,
-        "offer_kind": kind,
-        "offer_cost": best["cost"],
-        "offer_acceptance": best["a"],
-        "offer_expected_cost": best["a"] * best["cost"],
-        "offer_churn_reduction": p - best["p_after"],
-        "churn_after_offer": best["p_after"],
-        "offer_complaint_saving": best["saving"],
-        "exit_cost": exit_cost,
-        "margin_upper": margin_upper,
-        "end_allowed": end_allowed,
-        "approval_tier": approval_tier,
+def _columns(
+    d: Decisions, policy: Policy, reasons: list[str], blocked_reason: str | None
+) -> dict[str, Any]:
+    """One customer's decision columns, as :func:`model.decide.decide` names and orders them."""
+    kinds = policy.offer_kinds
+    return {
+        "action": ACTIONS[d.action],
+        "ev_retain": d.ev_retain,
+        "ev_best_offer": d.ev_best_offer,
+        **{f"ev_offer_{kind}": value for kind, value in zip(kinds, d.ev_offers, strict=True)},
+        "ev_end": d.ev_end,
+        "offer_kind": kinds[d.best_offer],
+        "offer_cost": d.offer_cost,
+        "offer_acceptance": d.offer_acceptance,
+        "offer_expected_cost": d.offer_expected_cost,
+        "offer_churn_reduction": d.offer_churn_reduction,
+        "churn_after_offer": d.churn_after_offer,
+        "offer_complaint_saving": d.offer_complaint_saving,
+        "exit_cost": d.exit_cost,
+        "margin_upper": None if math.isnan(d.margin_upper) else d.margin_upper,
+        "end_allowed": d.end_allowed,
+        "approval_tier": None if d.tier == NO_TIER else policy.authority[d.tier].role,
         "blocked_reason": blocked_reason,
-        "reasons": [],
+        "reasons": reasons,
         "policy_version": policy.version,
         "horizon_months": policy.horizon_months,
     }
-    facts = _Facts(
-        record=record,
-        decision=decision,
-        best_alternative=best_alternative,
-        end_blocked=not end_allowed and end_wins,
-        protected=protected,
-        short=short,
-    )
-    decision["reasons"] = _reasons(facts, policy, book, given)
-    return {**record, **decision}
 
 
-class _Facts:
-    """What :func:`_reasons` reads about one customer's decision."""
+# --- records to arrays -------------------------------------------------------------------------
 
-    __slots__ = ("record", "decision", "best_alternative", "end_blocked", "protected", "short")
-
-    def __init__(
-        self,
-        *,
-        record: Record,
-        decision: dict[str, Any],
-        best_alternative: float,
-        end_blocked: bool,
-        protected: bool,
-        short: bool,
-    ) -> None:
-        self.record = record
-        self.decision = decision
-        self.best_alternative = best_alternative
-        self.end_blocked = end_blocked
-        self.protected = protected
-        self.short = short
+_NAN = float("nan")
 
 
-def _reasons(
-    facts: _Facts, policy: Policy, book: rt.Phrasebook, given: frozenset[str]
-) -> list[str]:
-    """The plain-language reasons of :func:`model.decide._explain`, for one customer."""
-    record, d = facts.record, facts.decision
-    horizon = policy.horizon_months
-    margin = float(record["monthly_margin"])
-    revenue = float(record["monthly_revenue"])
-    complaint_cost = float(record["monthly_complaint_cost"])
-    money, percent = rt.money_text, rt.percent_text
-    offer = rt.offer_name_text(book, d["offer_kind"])
-    offer_inline = rt.offer_name_text(book, d["offer_kind"], inline=True)
-    acceptance = percent(book, d["offer_acceptance"])
-    risk = percent(book, float(record["p_churn"]))
+def _validated(
+    records: Sequence[Record], policy: Policy
+) -> tuple[Inputs, list[list[float]], list[int]]:
+    """The inputs present, each record's numeric inputs (NaN for null) and segment codes.
 
-    def say(key: str, **parts: object) -> str | None:
-        return rt.render_text(book, key, **parts)
-
-    upper = d["margin_upper"]
-    messages = [
-        say("margin_loss" if margin < 0 else "margin_gain", amount=money(book, margin)),
-        say("margin_loss_confident", amount=money(book, upper))
-        if upper is not None and upper < 0
-        else None,
-        say("complaint_cost", amount=money(book, complaint_cost))
-        if complaint_cost > 0 and complaint_cost >= _COMPLAINT_COST_SHARE * revenue
-        else None,
-    ]
-    if "receivables_overdue" in given:
-        overdue = _number(record.get("receivables_overdue"))
-        if overdue is not None and overdue > 0:
-            messages.append(say("overdue", amount=money(book, overdue)))
-    if "offers_made_12m" in given and "offers_declined_12m" in given:
-        made_value, declined_value = (
-            record.get("offers_made_12m"),
-            record.get("offers_declined_12m"),
+    Raises:
+        DecisionInputError: Naming the key, the rule, the records and example customer ids.
+    """
+    keys = tuple(dict.fromkeys(key for record in records for key in record))
+    missing = [c for c in REQUIRED_COLUMNS if any(c not in record for record in records)]
+    if missing:
+        raise DecisionInputError(
+            f"{_TABLE}: missing required key(s) {missing}; keys present: {sorted(keys)}"
         )
-        made = None if made_value is None else int(made_value)
-        declined = None if declined_value is None else int(declined_value)
-        if declined == 1 and made is not None and made <= 1:
-            messages.append(say("declined_one"))
-        elif declined is not None and declined >= 1:
-            offered = declined if made is None else max(made, declined)
-            messages.append(say("declined_many", declined=declined, offered=offered))
-    messages.append(say("churn_risk", risk=risk, horizon=horizon))
+    inputs = per_policy(policy, ("record keys", keys), lambda: _inputs(keys, policy))
+    numeric = inputs.numeric
+    checks = rules(inputs).checks
+    codes = segment_codes(policy.segments)
+    rows: list[list[float]] = []
+    segments: list[int] = []
+    not_numeric: dict[str, list[int]] = {}
+    # A quick pass with the rules' bounds; any doubt goes to value_problems, which decides and
+    # words the problems exactly as for frames.
+    suspect = False
+    for i, record in enumerate(records):
+        get = record.get
+        row: list[float] = []
+        append = row.append
+        for column, low, high, null_breaks in checks:
+            value = get(column)
+            kind = type(value)
+            if kind is not float:
+                if value is None:
+                    suspect = suspect or null_breaks
+                    append(_NAN)
+                    continue
+                if kind is bool or not isinstance(value, int | float):
+                    not_numeric.setdefault(column, []).append(i)
+                    append(_NAN)
+                    continue
+                try:
+                    value = float(value)
+                except OverflowError:
+                    value = math.inf
+            # value - value is NaN (truthy) for NaN and infinities, else 0.0
+            if value - value or not low <= value <= high:
+                suspect = True
+            append(value)
+        rows.append(row)
+        segment = record["segment"]
+        code = (
+            NULL_SEGMENT
+            if segment is None
+            else codes.get(segment, UNKNOWN_SEGMENT)
+            if isinstance(segment, str)
+            else UNKNOWN_SEGMENT
+        )
+        segments.append(code)
+        suspect = suspect or code < 0 or record["customer_id"] is None
+    if not_numeric:
+        problems = [
+            Problem(column, "must be numeric", np.array(bad)) for column, bad in not_numeric.items()
+        ]
+        _raise(records, problems)
+    if suspect:
+        values = np.array(rows, dtype=np.float64).reshape(len(records), len(numeric))
+        nulls = np.array([[record.get(c) is None for c in numeric] for record in records])
+        id_null = np.array([record["customer_id"] is None for record in records])
+        nulls = nulls.reshape(values.shape)
+        problems = value_problems(values, nulls, inputs, np.array(segments), id_null, policy)
+        if problems:
+            _raise(records, problems)
+    return inputs, rows, segments
 
-    action = d["action"]
-    wants_offer = d["ev_best_offer"] > d["ev_retain"]
-    if action == "compensate":
-        effect = {
-            "offer": offer,
-            "acceptance": acceptance,
-            "risk": risk,
-            "risk_after": percent(book, d["churn_after_offer"]),
-        }
-        likely = d["offer_acceptance"] >= _LIKELY_ACCEPTANCE
-        messages += [
-            say("offer_likely" if likely else "offer_unlikely", **effect),
-            say(
-                "offer_complaints",
-                offer_inline=offer_inline,
-                amount=money(book, d["offer_complaint_saving"]),
-            )
-            if d["offer_complaint_saving"] > 0
-            else None,
-            say(
-                "offer_expected_cost",
-                expected=money(book, d["offer_expected_cost"]),
-                cost=money(book, d["offer_cost"]),
-                acceptance=acceptance,
-            ),
-            say(
-                "offer_gain",
-                amount=money(book, d["ev_best_offer"] - d["ev_retain"]),
-                horizon=horizon,
-            ),
-        ]
-    elif action == "retain":
-        retained = money(book, d["ev_retain"])
-        messages += [
-            None if wants_offer else say("retain_no_offer", offer_inline=offer_inline),
-            say(
-                "retain_value" if d["ev_retain"] >= 0 else "retain_loss",
-                amount=retained,
-                horizon=horizon,
-            ),
-        ]
-    else:
-        messages += [
-            say(
-                "end_value",
-                exit_cost=money(book, d["exit_cost"]),
-                loss=money(book, facts.best_alternative),
-                horizon=horizon,
-            ),
-            say("end_remedy_unlikely", offer_inline=offer_inline, acceptance=acceptance)
-            if d["offer_acceptance"] < _LIKELY_ACCEPTANCE
-            else None,
-        ]
-    if facts.end_blocked:
-        if facts.protected:
-            segment = rt.segment_name_text(book, str(record["segment"]))
-            messages.append(say("blocked_protected_plain", segment=segment))
-        elif facts.short:
-            months = str(math.floor(float(record["months_of_history"])))
-            messages.append(say("blocked_history_plain", months=months))
-        else:
-            messages.append(say("blocked_margin_plain"))
-    return [message for message in messages if message is not None]
+
+def _inputs(keys: tuple[str, ...], policy: Policy) -> Inputs:
+    problem = structure_problem(
+        sorted(keys), (*DECISION_COLUMNS, *ev_columns(policy)), _TABLE, "key"
+    )
+    if problem:
+        raise DecisionInputError(problem)
+    return inputs_of(keys)
+
+
+def _raise(records: Sequence[Record], problems: Sequence[Problem]) -> None:
+    examples = [
+        ", ".join(
+            f"{records[i]['customer_id']}={records[i].get(p.column)!r}" for i in p.rows[:3].tolist()
+        )
+        for p in problems
+    ]
+    raise DecisionInputError(problem_message(_TABLE, problems, examples))

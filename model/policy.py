@@ -5,8 +5,9 @@ the horizon and discount rate, the cost rates behind the cost to serve, the **of
 (what each remedy costs, how often it is accepted, how much it cuts churn), the **exit costs** of
 ending a relationship, the **authority tiers** (who may approve how much) and the
 **guard-rails** that keep automatic recommendations inside the strategy (protected segments are
-never ended, "end" needs enough history and a margin that is negative with high confidence, an
-offer budget for batch runs). See DESIGN.md, business cases 1, 2, 8 and 9.
+never ended, "end" needs enough history -- unless the loss is certain -- and a margin that is
+negative with high confidence, an offer budget for batch runs). See DESIGN.md, business cases 1,
+2, 8 and 9.
 
 Policy file format (TOML)
 -------------------------
@@ -59,6 +60,11 @@ name the key. Keys marked *optional* have the stated default; all others are req
     end_margin_confidence = 0.95    # "end" needs the one-sided upper confidence bound of the
                                     #   monthly margin, m + z * se with z = Phi^-1(0.95) = 1.645,
                                     #   to be below 0 (normal approximation)
+    certain_loss_confidence = 0.99  # optional: the minimum history does not hold back "end"
+                                    #   when the loss is certain: the upper bound at this
+                                    #   stricter confidence, m + Phi^-1(0.99) * se = m + 2.326
+                                    #   * se, is below 0. In [end_margin_confidence, 1); absent
+                                    #   = the minimum history always applies
     offer_budget = 100000.0         # optional: batch budget in expected offer cost
                                     #   (sum of a_o * c_o); absent = no budget
 
@@ -113,6 +119,7 @@ _GUARD_KEYS = (
     "protected_segments",
     "min_history_months_to_end",
     "end_margin_confidence",
+    "certain_loss_confidence",
     "offer_budget",
 )
 
@@ -222,6 +229,9 @@ class GuardRails:
         end_margin_confidence: "End" needs the one-sided upper bound at this confidence,
             ``m + z * se`` with ``z = Phi^-1(confidence)``, to be below 0.
         offer_budget: Batch budget in expected offer cost (sum of a_o * c_o); None = no budget.
+        certain_loss_confidence: A loss is *certain* when the upper bound at this stricter
+            confidence, ``m + z_c * se``, is below 0; the minimum history then does not block
+            "end" (protected segments still do). None: the minimum history always applies.
     """
 
     end_requires: str
@@ -229,6 +239,7 @@ class GuardRails:
     min_history_months_to_end: int
     end_margin_confidence: float
     offer_budget: float | None = None
+    certain_loss_confidence: float | None = None
 
     def __post_init__(self) -> None:
         _check_range(self.min_history_months_to_end, "guardrails.min_history_months_to_end", 0)
@@ -240,11 +251,30 @@ class GuardRails:
             )
         if self.offer_budget is not None:
             _check_range(self.offer_budget, "guardrails.offer_budget", low=0.0)
+        certain = self.certain_loss_confidence
+        if certain is not None and not (
+            isinstance(certain, int | float)
+            and not isinstance(certain, bool)
+            and confidence <= certain < 1.0
+        ):
+            raise PolicyError(
+                f"guardrails.certain_loss_confidence: {certain!r} is not in "
+                f"[end_margin_confidence, 1) = [{confidence}, 1): a certain loss needs at least "
+                "the confidence that ending needs (0.99 means the 99% upper bound of the margin "
+                "is below 0)"
+            )
 
     @property
     def end_margin_z(self) -> float:
         """z such that ``m + z * se`` is the one-sided upper confidence bound of the margin."""
         return NormalDist().inv_cdf(self.end_margin_confidence)
+
+    @property
+    def certain_loss_z(self) -> float:
+        """z of :attr:`certain_loss_confidence` (NaN when the policy has no such rule)."""
+        if self.certain_loss_confidence is None:
+            return math.nan
+        return NormalDist().inv_cdf(self.certain_loss_confidence)
 
 
 @dataclass(frozen=True)
@@ -463,6 +493,9 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
             ),
             end_margin_confidence=_required_number(guard, "end_margin_confidence", "guardrails."),
             offer_budget=budget,
+            certain_loss_confidence=_optional_number(
+                guard, "certain_loss_confidence", "guardrails."
+            ),
         ),
     )
 

@@ -1,13 +1,18 @@
 """Every word keepwise says to a front-line employee about a decision, in one place.
 
-The decision module (:mod:`model.decide`) decides *which* facts matter for a customer; this
+The decision kernel (:mod:`model.kernel`) decides *which* facts matter for a customer; this
 module decides *how they are said*. Phrasing is data: a :class:`Phrasebook` per language holds
 message templates with named placeholders, the names of offers, segments and actions, and the
-number conventions. Templates are turned into vectorised polars expressions by :func:`render`,
-so reasons for a million customers are built without a Python loop; :func:`render_text`,
-:func:`money_text`, :func:`percent_text`, :func:`offer_name_text` and :func:`segment_name_text`
-say the same for one customer in plain Python (the online path, :mod:`model.decide_rows`). The
-two forms give the same text (tested).
+number conventions. Every placeholder names a quantity of :mod:`model.reasons` (``{margin}``,
+``{risk}``, ...), which formats it once per customer and fills the templates.
+
+Numbers are said the way a person would say them ("about 2,300", "45%"): :func:`money_key` and
+:func:`percent_key` round them -- one implementation for numpy arrays and for one customer's
+floats, on the kernel's primitives (:class:`model.kernel.Backend`) -- and the few distinct
+texts those keys can take are formatted once per phrasebook (:func:`money_table`,
+:func:`percent_table`) and looked up. Templates are filled by
+:func:`render` (a polars expression, for frames) or through :func:`positional` (Python's
+``str.format``, for records): both only substitute placeholders.
 
 Adding a language means adding one :class:`Phrasebook` with the same message keys to
 :data:`PHRASEBOOKS` (a test checks that every phrasebook has every key and placeholder).
@@ -16,12 +21,13 @@ Adding a language means adding one :class:`Phrasebook` with the same message key
 from __future__ import annotations
 
 import functools
-import math
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import polars as pl
+
+from model.kernel import ARRAYS, SCALARS, Backend, Value
 
 Part = pl.Expr | str | int | float
 
@@ -58,16 +64,16 @@ EN = Phrasebook(
     percent_format="{}%",
     messages={
         # the customer's situation
-        "margin_loss": "Loses about {amount} a month after complaint handling and unpaid invoices",
-        "margin_gain": "Earns about {amount} a month after complaint handling and unpaid invoices",
+        "margin_loss": "Loses about {margin} a month after complaint handling and unpaid invoices",
+        "margin_gain": "Earns about {margin} a month after complaint handling and unpaid invoices",
         "margin_loss_confident": (
-            "Even on a generous estimate it still loses about {amount} a month"
+            "Even on a generous estimate it still loses about {margin_upper} a month"
         ),
-        "churn_risk": "About a {risk} chance of leaving within {horizon} months if nothing is done",
-        "complaint_cost": "Complaint handling costs about {amount} a month",
-        "overdue": "About {amount} of invoices are overdue or withheld",
+        "complaint_cost": "Complaint handling costs about {complaint_cost} a month",
+        "overdue": "About {overdue} of invoices are overdue or withheld",
         "declined_one": "Declined the one remedy offered",
         "declined_many": "Declined {declined} of {offered} remedies offered",
+        "churn_risk": "About a {risk} chance of leaving within {horizon} months if nothing is done",
         # compensate
         "offer_likely": (
             "{offer} is likely to be accepted ({acceptance}) and cuts the churn risk "
@@ -78,27 +84,31 @@ EN = Phrasebook(
             "from {risk} to {risk_after}"
         ),
         "offer_complaints": (
-            "If accepted, {offer_inline} should save about {amount} a month in complaint handling"
+            "If accepted, {offer_inline} should save about {saving} a month in complaint handling"
         ),
         "offer_expected_cost": (
-            "Expected cost of the offer is about {expected}: {cost} if accepted, "
+            "Expected cost of the offer is about {expected_cost}: {offer_cost} if accepted, "
             "times {acceptance} acceptance"
         ),
-        "offer_gain": "Worth about {amount} more than doing nothing over the next {horizon} months",
+        "offer_gain": "Worth about {gain} more than doing nothing over the next {horizon} months",
         # retain
         "retain_no_offer": (
             "No offer pays for itself: the best one ({offer_inline}) costs more than it brings back"
         ),
+        "budget_spent": "The offer budget went to customers where an offer pays back more",
         "retain_value": (
-            "Keeping things as they are is worth about {amount} over the next {horizon} months"
+            "Keeping things as they are is worth about {retain} over the next {horizon} months"
         ),
         "retain_loss": (
-            "Keeping things as they are loses about {amount} over the next {horizon} months"
+            "Keeping things as they are loses about {retain} over the next {horizon} months"
         ),
-        "budget_spent": "The offer budget went to customers where an offer pays back more",
         # end
+        "end_certain_loss": (
+            "Only {months} months of history, but the loss is certain: even the "
+            "{certain_confidence} upper bound is a loss of about {certain_upper} a month"
+        ),
         "end_value": (
-            "Ending costs about {exit_cost} once; the best alternative loses about {loss} "
+            "Ending costs about {exit_cost} once; the best alternative loses about {alternative} "
             "over the next {horizon} months"
         ),
         "end_remedy_unlikely": (
@@ -106,25 +116,33 @@ EN = Phrasebook(
         ),
         # end blocked (plain words for the reasons list)
         "blocked_protected_plain": (
-            "The numbers point to ending the relationship, but {segment} are never ended "
+            "The numbers point to ending the relationship, but {segment_name} are never ended "
             "automatically"
         ),
         "blocked_history_plain": (
             "The numbers point to ending the relationship, but {months} months of history is "
             "too short to judge"
         ),
+        "blocked_history_uncertain_plain": (
+            "The numbers point to ending the relationship, but {months} months of history is "
+            "too short to judge and the loss is not certain enough to end sooner"
+        ),
         "blocked_margin_plain": (
             "The numbers point to ending the relationship, but the loss is not certain enough"
         ),
         # blocked_reason column (short, for logs and lists)
+        "blocked_budget": "offer not funded: portfolio offer budget spent",
         "blocked_protected": "end blocked: protected segment {segment_code}",
         "blocked_history": "end blocked: {months} months of history, policy needs {required}",
-        "blocked_margin": (
-            "end blocked: margin not negative with {confidence} confidence "
-            "(upper bound {upper} a month)"
+        "blocked_history_uncertain": (
+            "end blocked: {months} months of history, policy needs {required} unless the loss "
+            "is certain at {certain_confidence} (upper bound {certain_upper} a month)"
         ),
         "blocked_margin_unknown": "end blocked: margin uncertainty unknown",
-        "blocked_budget": "offer not funded: portfolio offer budget spent",
+        "blocked_margin": (
+            "end blocked: margin not negative with {confidence} confidence "
+            "(upper bound {margin_upper} a month)"
+        ),
     },
     offer_names={
         "refund": "A refund",
@@ -167,13 +185,14 @@ def phrasebook(language: str) -> Phrasebook:
         ) from None
 
 
+@functools.cache
 def placeholders(template: str) -> tuple[str, ...]:
     """Names of the ``{named}`` placeholders in a template, in order."""
     return tuple(name for _, name, _, _ in string.Formatter().parse(template) if name)
 
 
 def render(book: Phrasebook, key: str, **parts: Part) -> pl.Expr:
-    """A string expression for message ``key`` with its placeholders filled in.
+    """A string expression for message ``key`` with its placeholders filled in (frames).
 
     Args:
         book: The phrasebook.
@@ -203,143 +222,116 @@ def render(book: Phrasebook, key: str, **parts: Part) -> pl.Expr:
     return pl.format("".join(pieces), *exprs)
 
 
-def offer_name(book: Phrasebook, kind: pl.Expr, *, inline: bool = False) -> pl.Expr:
-    """The offer's noun phrase (sentence start, or inside a sentence with ``inline``)."""
-    names = book.offer_names_inline if inline else book.offer_names
-    return kind.replace_strict(dict(names), default=kind, return_dtype=pl.String)
+@functools.cache
+def positional(template: str) -> tuple[str, tuple[str, ...]]:
+    """``template`` with positional placeholders (``{0}``, ``{1}``...) and their names, in order.
 
-
-def segment_name(book: Phrasebook, segment: pl.Expr) -> pl.Expr:
-    """Plural phrase for a segment; unknown segments read as their code with spaces."""
-    fallback = segment.str.replace_all("_", " ")
-    names = dict(book.segment_names)
-    return segment.replace_strict(names, default=fallback, return_dtype=pl.String)
-
-
-def money(book: Phrasebook, amount: pl.Expr) -> pl.Expr:
-    """An "about" amount: the absolute value rounded to two significant digits, grouped.
-
-    Amounts below 100 are rounded to whole units. 2,347 -> "2,300"; -187 -> "190".
-    The sign is left to the wording ("loses" / "earns"). Rounded amounts take few distinct
-    values, so they are formatted once in Python and looked up (fast for millions of rows);
-    amounts are capped at 99 * 10^16, far beyond any customer's figures.
+    Filling positions is cheaper than filling names, which matters for the online path.
     """
-    size = amount.abs().clip(upper_bound=_MONEY_CAP)
-    scale = (
-        pl.when(size >= 100).then(pl.lit(10.0).pow(size.log10().floor() - 1)).otherwise(pl.lit(1.0))
-    )
-    rounded = ((size / scale).round(0) * scale).round(0).cast(pl.Int64)
-    values, texts = _money_table(book.thousands_separator)
-    return rounded.replace_strict(values, texts, default=None)
+    pieces: list[str] = []
+    names: list[str] = []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        pieces.append(literal.replace("{", "{{").replace("}", "}}"))
+        if name:
+            pieces.append(f"{{{len(names)}}}")
+            names.append(name)
+    return "".join(pieces), tuple(names)
 
 
-_MONEY_CAP = 99 * 10**16
+# --- numbers ----------------------------------------------------------------------------------
+
+# Amounts are capped at 99 * 10^16, far beyond any customer's figures.
+_MONEY_CAP = float(99 * 10**16)
+# Exact powers of ten: the digit count is found by comparison, never by a logarithm.
+_POWERS_OF_TEN = tuple(float(10**k) for k in range(18))
+NO_KEY = -1
+
+
+def money_key(amount: Value, xp: Backend = ARRAYS) -> Value:
+    """An "about" amount: the absolute value rounded to two significant digits.
+
+    Amounts below 100 are rounded to whole units: 2,347 -> 2300; -187 -> 190; 5.4 -> 5. The
+    sign is left to the wording ("loses" / "earns"). NaN (unknown) gives :data:`NO_KEY`. Only
+    comparisons and correctly rounded arithmetic, so numpy arrays (:data:`model.kernel.ARRAYS`)
+    and Python floats (:data:`model.kernel.SCALARS`) give the same keys.
+
+    Returns:
+        The key of :func:`money_table` (int64 array or int).
+    """
+    where = xp.where
+    size = where(abs(amount) > _MONEY_CAP, _MONEY_CAP, abs(amount))
+    large = size >= 100
+    digits = xp.count_not_above(_POWERS_OF_TEN, size)  # 10 ** (digits - 1) <= size
+    scale = where(large, xp.lookup(_POWERS_OF_TEN, where(large, digits - 2, 0)), 1.0)
+    rounded = xp.round(xp.round(size / scale) * scale)
+    return xp.integer(where(xp.isnan(amount), NO_KEY, rounded))
+
+
+def percent_key(share: Value, xp: Backend = ARRAYS) -> Value:
+    """A probability as tenths of a percent, the way :func:`percent_table` says it.
+
+    One decimal below 10% ("1.5%"), whole percents above ("45%"); a share strictly between 0
+    and 1 never reads as "0%" or "100%" (0.1% and 99% at most). NaN gives :data:`NO_KEY`.
+
+    Returns:
+        The key of :func:`percent_table` (int64 array or int).
+    """
+    where = xp.where
+    value = share * 100
+    tenths = xp.round(value * 10)
+    tenths = where((share > 0) & (tenths < 1), 1.0, tenths)
+    units = xp.round(value)
+    units = where((share < 1) & (units > 99), 99.0, units)
+    key = where(value < 9.95, tenths, units * 10)
+    return xp.integer(where(xp.isnan(share), NO_KEY, key))
 
 
 @functools.cache
-def _money_table(separator: str) -> tuple[pl.Series, pl.Series]:
-    """Every amount :func:`money` can produce, and its grouped text."""
+def money_table(separator: str) -> dict[int, str]:
+    """Every key :func:`money_keys` can produce, and its grouped text ("2,300")."""
     values = sorted(
         {*range(100), *(lead * 10**power for power in range(1, 17) for lead in range(10, 100))}
     )
-    texts = [f"{value:,}".replace(",", separator) for value in values]
-    return pl.Series(values, dtype=pl.Int64), pl.Series(texts, dtype=pl.String)
-
-
-def percent(book: Phrasebook, share: pl.Expr) -> pl.Expr:
-    """A probability as a percentage: one decimal below 10% ("1.5%"), whole above ("45%").
-
-    A share strictly between 0 and 1 never reads as "0%" or "100%" (0.1% and 99% at most).
-    Like :func:`money`, the few distinct texts are formatted once and looked up.
-    """
-    value = share * 100
-    tenths = (value * 10).round(0)
-    tenths = pl.when((share > 0) & (tenths < 1)).then(pl.lit(1.0)).otherwise(tenths)
-    units = value.round(0)
-    units = pl.when((share < 1) & (units > 99)).then(pl.lit(99.0)).otherwise(units)
-    key = pl.when(value < 9.95).then(tenths).otherwise(units * 10).cast(pl.Int64)
-    keys, texts = _percent_table(book.decimal_separator, book.percent_format)
-    return key.replace_strict(keys, texts, default=None)
+    return {value: f"{value:,}".replace(",", separator) for value in values}
 
 
 @functools.cache
-def _percent_table(decimal: str, template: str) -> tuple[pl.Series, pl.Series]:
+def percent_table(decimal: str, template: str) -> dict[int, str]:
     """Percent texts keyed by tenths of a percent: 0..99 (one decimal), then whole percents."""
     keys = [*range(100), *range(100, 1001, 10)]
     numbers = [
         f"{key / 10:.1f}".removesuffix(".0").replace(".", decimal) if key < 100 else str(key // 10)
         for key in keys
     ]
-    texts = [template.replace("{}", number) for number in numbers]
-    return pl.Series(keys, dtype=pl.Int64), pl.Series(texts, dtype=pl.String)
+    return {key: template.replace("{}", number) for key, number in zip(keys, numbers, strict=True)}
 
 
-# --- one customer at a time (plain Python; the same text as the expressions above) -------------
+def money_texts(book: Phrasebook) -> dict[int, str]:
+    """:func:`money_table` in the phrasebook's convention."""
+    return money_table(book.thousands_separator)
 
 
-def render_text(book: Phrasebook, key: str, **parts: object) -> str | None:
-    """Message ``key`` with its placeholders filled in; None when any part is None.
-
-    The plain-Python twin of :func:`render` (a None part leaves the reason out, as a null does).
-
-    Raises:
-        KeyError: When the key is unknown or a placeholder has no part.
-    """
-    template = book.messages[key]
-    values: dict[str, str] = {}
-    for name in placeholders(template):
-        if name not in parts:
-            raise KeyError(f"message {key!r} needs a value for {{{name}}}")
-        part = parts[name]
-        if part is None:
-            return None
-        values[name] = str(part)
-    return template.format(**values)
+def percent_texts(book: Phrasebook) -> dict[int, str]:
+    """:func:`percent_table` in the phrasebook's convention."""
+    return percent_table(book.decimal_separator, book.percent_format)
 
 
-def money_text(book: Phrasebook, amount: float | None) -> str | None:
-    """:func:`money` for one amount (None stays None)."""
-    if amount is None:
-        return None
-    size = min(abs(amount), float(_MONEY_CAP))
-    scale = 10.0 ** (math.floor(math.log10(size)) - 1) if size >= 100 else 1.0
-    rounded = int(round(round(size / scale) * scale))
-    return _money_lookup(book.thousands_separator).get(rounded)
+def money_text(book: Phrasebook, amount: float) -> str | None:
+    """One amount as said ("2,300"); None for NaN."""
+    return money_texts(book).get(money_key(amount, SCALARS))
 
 
-@functools.cache
-def _money_lookup(separator: str) -> dict[int, str]:
-    values, texts = _money_table(separator)
-    return dict(zip(values.to_list(), texts.to_list(), strict=True))
-
-
-def percent_text(book: Phrasebook, share: float | None) -> str | None:
-    """:func:`percent` for one probability (None stays None)."""
-    if share is None:
-        return None
-    value = share * 100
-    tenths = round(value * 10)
-    if share > 0 and tenths < 1:
-        tenths = 1
-    units = round(value)
-    if share < 1 and units > 99:
-        units = 99
-    key = int(tenths if value < 9.95 else units * 10)
-    return _percent_lookup(book.decimal_separator, book.percent_format).get(key)
-
-
-@functools.cache
-def _percent_lookup(decimal: str, template: str) -> dict[int, str]:
-    keys, texts = _percent_table(decimal, template)
-    return dict(zip(keys.to_list(), texts.to_list(), strict=True))
+def percent_text(book: Phrasebook, share: float) -> str | None:
+    """One probability as said ("45%"); None for NaN."""
+    return percent_texts(book).get(percent_key(share, SCALARS))
 
 
 def offer_name_text(book: Phrasebook, kind: str, *, inline: bool = False) -> str:
-    """:func:`offer_name` for one offer kind."""
+    """The offer's noun phrase (sentence start, or inside a sentence with ``inline``)."""
     names = book.offer_names_inline if inline else book.offer_names
     return names.get(kind, kind)
 
 
 def segment_name_text(book: Phrasebook, segment: str) -> str:
-    """:func:`segment_name` for one segment."""
+    """Plural phrase for a segment; unknown segments read as their code with spaces."""
     return book.segment_names.get(segment, segment.replace("_", " "))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -19,9 +20,13 @@ from model.decide import (
     DECISION_COLUMNS,
     DecisionInputError,
     allocate_budget,
+    budget_candidates,
     decide,
     ev_columns,
+    fund_offers,
+    withhold_offers,
 )
+from model.kernel import SCALARS
 from model.policy import (
     AuthorityTier,
     ExitCosts,
@@ -275,7 +280,13 @@ def test_difficult_client_in_a_protected_segment_is_not_ended(policy: Policy) ->
 @pytest.mark.parametrize(
     ("overrides", "blocked"),
     [
-        ({"months_of_history": 5}, "end blocked: 5 months of history, policy needs 12"),
+        # 95% upper bound -2300 + 1.645 * 1200 = -326 < 0, but the 99% bound
+        # -2300 + 2.326 * 1200 = +492 is not: the loss is not certain enough to end sooner
+        (
+            {"months_of_history": 5, "monthly_margin_se": 1_200.0},
+            "end blocked: 5 months of history, policy needs 12 unless the loss is certain at "
+            "99% (upper bound 490 a month)",
+        ),
         # upper bound -2300 + 1.645 * 1500 = +167 >= 0: the loss is not certain enough
         (
             {"monthly_margin_se": 1_500.0},
@@ -283,9 +294,15 @@ def test_difficult_client_in_a_protected_segment_is_not_ended(policy: Policy) ->
         ),
         ({"monthly_margin_se": None}, "end blocked: margin uncertainty unknown"),
         (
-            {"segment": "public_sector", "months_of_history": 2},
+            {"months_of_history": 5, "monthly_margin_se": None},
+            "end blocked: 5 months of history, policy needs 12; "
+            "end blocked: margin uncertainty unknown",
+        ),
+        (
+            {"segment": "public_sector", "months_of_history": 2, "monthly_margin_se": 1_200.0},
             "end blocked: protected segment public_sector; "
-            "end blocked: 2 months of history, policy needs 12",
+            "end blocked: 2 months of history, policy needs 12 unless the loss is certain at "
+            "99% (upper bound 490 a month)",
         ),
     ],
 )
@@ -296,6 +313,45 @@ def test_each_end_guard_rail_blocks_and_says_why(
     assert result["action"] != "end"
     assert result["end_allowed"] is False
     assert result["blocked_reason"] == blocked
+    assert any(r.startswith("The numbers point to ending") for r in result["reasons"])
+
+
+def without_certain_loss_rule(policy: Policy) -> Policy:
+    guard = dataclasses.replace(policy.guardrails, certain_loss_confidence=None)
+    return dataclasses.replace(policy, guardrails=guard)
+
+
+def test_a_certain_loss_is_ended_despite_a_short_history(policy: Policy) -> None:
+    # 5 months of history; the 99% upper bound -2300 + 2.326 * 300 = -1602 is a loss
+    result = one(decide(frame(difficult_client(months_of_history=5)), policy), "difficult")
+    assert result["action"] == "end"
+    assert result["approval_tier"] == "director"
+    assert result["blocked_reason"] is None
+    assert (
+        "Only 5 months of history, but the loss is certain: even the 99% upper bound is a loss "
+        "of about 1,600 a month"
+    ) in result["reasons"]
+    # a long history needs no such sentence
+    settled = one(decide(frame(difficult_client()), policy), "difficult")
+    assert not any(r.startswith("Only") for r in settled["reasons"])
+
+
+def test_a_certain_loss_in_a_protected_segment_is_still_not_ended(policy: Policy) -> None:
+    row = difficult_client(months_of_history=5, segment="public_sector")
+    result = one(decide(frame(row), policy), "difficult")
+    assert result["action"] != "end"
+    assert result["blocked_reason"] == "end blocked: protected segment public_sector"
+
+
+def test_without_the_certain_loss_rule_the_minimum_history_always_holds(policy: Policy) -> None:
+    strict = without_certain_loss_rule(policy)
+    result = one(decide(frame(difficult_client(months_of_history=5)), strict), "difficult")
+    assert result["action"] != "end"
+    assert result["blocked_reason"] == "end blocked: 5 months of history, policy needs 12"
+    assert (
+        "The numbers point to ending the relationship, but 5 months of history is too short "
+        "to judge"
+    ) in result["reasons"]
 
 
 def recoverable_complainer(revenue: float, **overrides: Any) -> dict[str, Any]:
@@ -450,37 +506,142 @@ def test_every_phrasebook_has_every_message_and_placeholder() -> None:
 
 
 def test_numbers_read_as_a_person_would_say_them() -> None:
-    amounts = pl.Series([0.0, 5.4, 187.0, -2_347.0, 12_345.0, 1_234_567.0])
-    shares = pl.Series([0.0, 0.015, 0.0004, 0.45, 0.996, 1.0])
-    texts = pl.DataFrame({"a": amounts, "s": shares}).select(
-        money=rt.money(rt.EN, pl.col("a")), percent=rt.percent(rt.EN, pl.col("s"))
-    )
-    assert texts["money"].to_list() == ["0", "5", "190", "2,300", "12,000", "1,200,000"]
-    assert texts["percent"].to_list() == ["0%", "1.5%", "0.1%", "45%", "99%", "100%"]
+    amounts = [0.0, 5.4, 187.0, -2_347.0, 12_345.0, 1_234_567.0, 99.5, 9_950.0, math.nan]
+    shares = [0.0, 0.015, 0.0004, 0.45, 0.996, 1.0, 0.0995, math.nan]
+    money = [rt.money_texts(rt.EN).get(k) for k in rt.money_key(np.array(amounts)).tolist()]
+    percent = [rt.percent_texts(rt.EN).get(k) for k in rt.percent_key(np.array(shares)).tolist()]
+    assert money == ["0", "5", "190", "2,300", "12,000", "1,200,000", "100", "10,000", None]
+    assert percent == ["0%", "1.5%", "0.1%", "45%", "99%", "100%", "10%", None]
+    # one customer's floats read the same
+    assert [rt.money_text(rt.EN, a) for a in amounts] == money
+    assert [rt.percent_text(rt.EN, s) for s in shares] == percent
+
+
+@FAST
+@given(
+    amounts=st.lists(
+        st.one_of(
+            st.floats(-1e18, 1e18, allow_nan=False),
+            st.sampled_from([10.0**k for k in range(18)] + [99.5, 995.0, 9_949.999, 0.5]),
+        ),
+        min_size=1,
+        max_size=20,
+    ),
+    shares=st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=20),
+)
+def test_numbers_are_said_alike_for_arrays_and_for_one_customer(
+    amounts: list[float], shares: list[float]
+) -> None:
+    assert rt.money_key(np.array(amounts)).tolist() == [rt.money_key(a, SCALARS) for a in amounts]
+    assert rt.percent_key(np.array(shares)).tolist() == [rt.percent_key(s, SCALARS) for s in shares]
+    assert all(k in rt.money_texts(rt.EN) for k in rt.money_key(np.array(amounts)).tolist())
 
 
 # --- the budget --------------------------------------------------------------------------------
 
 
-def test_budget_goes_first_fit_to_the_best_value_per_unit_cost(policy: Policy) -> None:
-    # Three offers with crafted values: gain / expected cost = 10, 5 and 2.
-    rows = [customer(customer_id=c) for c in ("A", "B", "C")]
-    decided = decide(frame(*rows), policy).with_columns(
-        ev_retain=pl.lit(0.0),
-        ev_end=pl.lit(-1e6),
-        ev_best_offer=pl.Series([800.0, 250.0, 20.0]),
-        offer_expected_cost=pl.Series([80.0, 50.0, 10.0]),
+def test_budget_goes_first_fit_to_the_best_value_per_unit_cost() -> None:
+    # gain / expected cost = 10, 5 and 2, a free offer (first) and a tie broken by id
+    candidates = pl.DataFrame(
+        {
+            "customer_id": ["C", "B", "A", "F", "E", "D"],
+            "gain": [20.0, 250.0, 800.0, 5.0, 30.0, 30.0],
+            "expected_cost": [10.0, 50.0, 80.0, 0.0, 15.0, 15.0],
+        }
     )
-    # budget 100: A (80) fits, B (50) does not fit in the 20 left and is skipped, C (10) fits
-    result = allocate_budget(decided, 100.0, policy)
-    assert result["action"].to_list() == ["compensate", "retain", "compensate"]
-    assert result["blocked_reason"][1] == "offer not funded: portfolio offer budget spent"
-    assert (
-        "The offer budget went to customers where an offer pays back more" in (result["reasons"][1])
+    # budget 100: F (free) and A (80) fit, B (50) does not fit in the 20 left and is skipped,
+    # then D and E (ratio 2, 15 each: only the first by id fits), then C (10) does not fit
+    funding = fund_offers(candidates, 100.0)
+    assert funding["customer_id"].to_list() == ["F", "A", "B", "C", "D", "E"]
+    assert funding["funded"].to_list() == [True, True, False, True, False, False]
+    assert funding["ratio"].to_list() == [math.inf, 10.0, 5.0, 2.0, 2.0, 2.0]
+    # the order the candidates come in does not matter
+    assert fund_offers(candidates.reverse(), 100.0).equals(funding)
+    assert not fund_offers(candidates, 0.0)["funded"][1:].any()
+    assert fund_offers(candidates, 1e9)["funded"].all()
+
+
+def test_funding_rejects_bad_budgets_and_duplicated_candidates() -> None:
+    candidates = pl.DataFrame({"customer_id": ["A"], "gain": [1.0], "expected_cost": [1.0]})
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        fund_offers(candidates, math.inf)
+    twice = pl.concat([candidates, candidates])
+    with pytest.raises(ValueError, match=r"customer_id appears more than once, e\.g\. \['A'\]"):
+        fund_offers(twice, 10.0)
+
+
+def complainers(n: int, seed: int = 3) -> pl.DataFrame:
+    """``n`` recoverable complainers of various sizes: each wants a refund of its own worth."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        recoverable_complainer(float(rng.uniform(500, 20_000)))
+        | {
+            "customer_id": f"K{i:04d}",
+            "p_churn": float(rng.uniform(0.2, 0.7)),
+            "accept_refund": float(rng.uniform(0.2, 0.9)),
+        }
+        for i in range(n)
+    ]
+    return frame(*rows)
+
+
+def test_allocate_budget_funds_what_fund_offers_funds_and_says_why_the_rest_is_not(
+    policy: Policy,
+) -> None:
+    decided = decide(complainers(40), policy)
+    assert (decided["action"] == "compensate").all()
+    candidates = budget_candidates(decided)
+    assert candidates.height == 40
+    budget = 0.3 * candidates["expected_cost"].sum()
+    funding = fund_offers(candidates, budget)
+    result = allocate_budget(decided, budget, policy)
+    funded = set(funding.filter("funded")["customer_id"])
+    assert 0 < len(funded) < 40
+    offered = result.filter(pl.col("action") == "compensate")
+    assert set(offered["customer_id"]) == funded
+    assert math.fsum(offered["offer_expected_cost"].to_list()) <= budget
+    held = result.filter(pl.col("action") != "compensate")
+    assert (held["action"] == "retain").all()
+    assert (held["blocked_reason"] == "offer not funded: portfolio offer budget spent").all()
+    assert held["approval_tier"].is_null().all()
+    for reasons in held["reasons"]:
+        assert "The offer budget went to customers where an offer pays back more" in reasons
+    # values and offers do not change with funding
+    for column in ("ev_retain", "ev_best_offer", "offer_kind", "offer_expected_cost", "exit_cost"):
+        assert result[column].equals(decided[column])
+    # an unfunded customer's offer is worth no more per unit of cost than the last one funded
+    # that cost as much or more (first-fit): check on the ranking
+    ranked = funding["funded"].to_list()
+    first_unfunded = ranked.index(False)
+    assert all(ranked[:first_unfunded])
+
+
+def test_budget_allocated_by_chunks_equals_one_frame(policy: Policy) -> None:
+    data = pl.concat([complainers(60, seed=5), random_customers(240, seed=9)], how="diagonal")
+    decided = decide(data, policy)
+    budget = 0.4 * budget_candidates(decided)["expected_cost"].sum()
+    whole = allocate_budget(decided, budget, policy)
+    rng = np.random.default_rng(1)
+    cuts = np.sort(rng.choice(np.arange(1, decided.height), size=6, replace=False))
+    bounds = [0, *cuts.tolist(), data.height]
+    chunks = [decide(data[a:b], policy) for a, b in zip(bounds, bounds[1:], strict=False)]
+    candidates = pl.concat([budget_candidates(chunk) for chunk in reversed(chunks)])
+    funding = fund_offers(candidates, budget)
+    unfunded = funding.filter(~pl.col("funded"))["customer_id"]
+    chunked = pl.concat([withhold_offers(chunk, unfunded, policy) for chunk in chunks])
+    assert chunked.equals(whole)
+    assert 0 < unfunded.len() < candidates.height
+
+
+def test_budget_can_be_allocated_again_with_another_budget(policy: Policy) -> None:
+    decided = decide(complainers(30), policy)
+    total = budget_candidates(decided)["expected_cost"].sum()
+    tight = allocate_budget(decided, 0.2 * total, policy)
+    assert allocate_budget(tight, 0.6 * total, policy).equals(
+        allocate_budget(decided, 0.6 * total, policy)
     )
-    assert result["approval_tier"][1] is None
-    assert allocate_budget(decided, None, policy) is decided
-    assert allocate_budget(decided, 1e9, policy)["action"].to_list() == ["compensate"] * 3
+    assert allocate_budget(tight, 2 * total, policy).equals(decided)
+    assert withhold_offers(decided, [], policy) is decided
 
 
 def test_unfunded_offer_falls_back_to_end_when_that_is_allowed(policy: Policy) -> None:
@@ -577,14 +738,14 @@ def test_the_budget_is_never_exceeded(data: pl.DataFrame, share: float) -> None:
     budget = share * float(wanted)
     result = allocate_budget(decided, budget, policy)
     funded = result.filter(pl.col("action") == "compensate")
-    assert funded["offer_expected_cost"].sum() <= budget * (1 + 1e-12) + 1e-9
+    assert math.fsum(funded["offer_expected_cost"].to_list()) <= budget  # exactly
     # only customers who wanted an offer get one; nobody else's action changes
     assert set(funded["customer_id"]) <= set(
         decided.filter(pl.col("action") == "compensate")["customer_id"]
     )
     untouched = decided["action"] != "compensate"
     assert (result["action"].filter(untouched) == decided["action"].filter(untouched)).all()
-    if share >= 1:
+    if share >= 1 + 1e-9:  # (a budget of exactly the float sum may be short of the exact sum)
         assert result["action"].to_list() == decided["action"].to_list()
 
 
@@ -620,11 +781,15 @@ def reference(row: dict[str, Any], policy: Policy) -> dict[str, Any]:
     )
     se = row["monthly_margin_se"]
     guard = policy.guardrails
+    certain_z = NormalDist().inv_cdf(guard.certain_loss_confidence or 0.5)
     end_allowed = (
         row["segment"] not in guard.protected_segments
-        and row["months_of_history"] >= guard.min_history_months_to_end
         and se is not None
         and m + guard.end_margin_z * se < 0
+        and (
+            row["months_of_history"] >= guard.min_history_months_to_end
+            or (guard.certain_loss_confidence is not None and m + certain_z * se < 0)
+        )
     )
     alternative = max(v_best, v_retain)
     if end_allowed and -exit_cost > alternative:
@@ -644,17 +809,17 @@ def reference(row: dict[str, Any], policy: Policy) -> dict[str, Any]:
     }
 
 
-def test_vectorised_decisions_match_the_slow_reference(policy: Policy) -> None:
-    rng = np.random.default_rng(7)
-    n = 300
-    kinds = policy.offer_kinds
+def random_customers(n: int, seed: int) -> pl.DataFrame:
+    """``n`` random customers in every segment, a third of the model estimates null."""
+    rng = np.random.default_rng(seed)
+    kinds = ("refund", "discount", "replacement", "training", "gift", "service")
 
     def maybe(values: np.ndarray) -> list[float | None]:
         return [None if rng.random() < 0.3 else float(v) for v in values]
 
-    data = pl.DataFrame(
+    return pl.DataFrame(
         {
-            "customer_id": [f"C{i:04d}" for i in range(n)],
+            "customer_id": [f"R{seed}-{i:04d}" for i in range(n)],
             "segment": rng.choice(
                 ["enterprise", "mid_market", "small_business", "public_sector"], n
             ).tolist(),
@@ -670,6 +835,10 @@ def test_vectorised_decisions_match_the_slow_reference(policy: Policy) -> None:
         },
         strict=False,
     )
+
+
+def test_vectorised_decisions_match_the_slow_reference(policy: Policy) -> None:
+    data = random_customers(300, seed=7)
     result = decide(data, policy)
     assert set(result["action"]) == {"retain", "compensate", "end"}  # every branch exercised
     for row, got in zip(data.iter_rows(named=True), result.iter_rows(named=True), strict=True):
@@ -679,3 +848,29 @@ def test_vectorised_decisions_match_the_slow_reference(policy: Policy) -> None:
                 assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-6), (row, key)
             else:
                 assert got[key] == value, (row["customer_id"], key)
+
+
+def test_budget_steps_work_on_recommendations_chunk_by_chunk(trained, policy: Policy) -> None:
+    """What the nightly batch does: recommend() per chunk, fund once, withhold per chunk."""
+    from model.recommend import recommend
+
+    test = trained.split.test.head(600)
+    as_of = test["as_of"][0]
+    chunks = [
+        recommend(
+            test[a : a + 200], trained.bundle, policy, as_of=as_of, model_version="t", drivers=0
+        )
+        for a in range(0, 600, 200)
+    ]
+    whole = pl.concat(chunks)
+    candidates = pl.concat([budget_candidates(chunk) for chunk in chunks])
+    assert candidates.height > 10
+    budget = 0.5 * candidates["expected_cost"].sum()
+    unfunded = fund_offers(candidates, budget).filter(~pl.col("funded"))["customer_id"]
+    assert unfunded.len() > 0
+    chunked = pl.concat([withhold_offers(chunk, unfunded, policy) for chunk in chunks])
+    assert chunked.columns == whole.columns  # waterfall, drivers and versions kept
+    assert chunked.equals(allocate_budget(whole, budget, policy))
+    offered = chunked.filter(pl.col("action") == "compensate")
+    assert math.fsum(offered["offer_expected_cost"].to_list()) <= budget
+    assert not offered["customer_id"].is_in(unfunded.implode()).any()

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model.decide import DecisionInputError, decide
+from model import decide_rows
+from model.decide import DECISION_COLUMNS, DecisionInputError, decide, ev_columns
 from model.decide_rows import decide_records
 from model.policy import Policy, load_policy
 from tests.model.test_decide import customer, difficult_client, recoverable_complainer, tiny_policy
@@ -103,7 +104,10 @@ def test_business_cases_match_and_every_branch_is_reached(policy: Policy) -> Non
     rows = [
         difficult_client(customer_id="difficult"),
         difficult_client(customer_id="protected", segment="public_sector"),
-        difficult_client(customer_id="new", months_of_history=3),
+        # too new to judge: the loss is not certain at 99% (-2300 + 2.326 * 1200 > 0)
+        difficult_client(customer_id="new", months_of_history=3, monthly_margin_se=1_200.0),
+        # as new, but the loss is certain (-2300 + 2.326 * 300 < 0)
+        difficult_client(customer_id="certain", months_of_history=3),
         difficult_client(customer_id="unsure", monthly_margin_se=None),
         recoverable_complainer(900.0) | {"customer_id": "complainer"},
         customer(customer_id="small", monthly_margin=40.0, p_churn=0.02),
@@ -114,11 +118,30 @@ def test_business_cases_match_and_every_branch_is_reached(policy: Policy) -> Non
     assert_same(online, batch(rows, policy))
     actions = {row["customer_id"]: row["action"] for row in online}
     assert actions["difficult"] == "end"
+    assert actions["certain"] == "end"
+    assert actions["new"] != "end"
     assert actions["complainer"] == "compensate"
     assert actions["small"] == "retain"
     assert {row["action"] for row in online} == {"end", "compensate", "retain"}
     blocked = [row["blocked_reason"] for row in online if row["blocked_reason"]]
     assert len(blocked) == 3  # protected, short history, unknown margin uncertainty
+
+
+@FAST
+@given(rows=records(), data=st.data())
+def test_a_customer_is_decided_alike_alone_and_in_any_batch(
+    rows: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    policy = load_policy(DEFAULT)
+    keys = list(dict.fromkeys(key for row in rows for key in row))
+    rows = [{key: row.get(key) for key in keys} for row in rows]  # one frame's columns
+    together = batch(rows, policy)
+    order = data.draw(st.permutations(range(len(rows))))
+    shuffled = batch([rows[i] for i in order], policy)
+    assert_same([shuffled[order.index(i)] for i in range(len(rows))], together)
+    for row, want in zip(rows, together, strict=True):
+        assert_same(batch([row], policy), [want])
+        assert_same(decide_records([row], policy), [want])
 
 
 def test_many_random_customers_match(policy: Policy) -> None:
@@ -146,6 +169,45 @@ def test_many_random_customers_match(policy: Policy) -> None:
     online = decide_records(rows, policy)
     assert_same(online, batch(rows, policy))
     assert {row["action"] for row in online} == {"end", "compensate", "retain"}
+
+
+def test_one_customer_at_a_time_and_all_at_once_give_the_same_bits(
+    policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = batch(
+        [
+            difficult_client(customer_id="difficult"),
+            difficult_client(customer_id="certain", months_of_history=3),
+            difficult_client(customer_id="unsure", monthly_margin_se=None),
+            recoverable_complainer(900.0) | {"customer_id": "complainer"},
+        ],
+        policy,
+    )
+    inputs = [{k: v for k, v in row.items() if k not in decided_keys(policy)} for row in rows]
+    rng = np.random.default_rng(5)
+    inputs += [
+        customer(
+            customer_id=f"Q{i:03d}",
+            months_of_history=float(rng.uniform(0, 40)),
+            p_churn=float(rng.uniform(0, 1)),
+            monthly_margin=float(rng.normal(0, 3_000)),
+            monthly_margin_se=float(rng.uniform(0, 2_000)),
+            segment=str(rng.choice(["enterprise", "public_sector"])),
+        )
+        | {key: None for key in inputs[0] if key not in customer()}
+        for i in range(60)
+    ]
+    monkeypatch.setattr(decide_rows, "ARRAYS_FROM", 10**9)
+    one_at_a_time = decide_records(inputs, policy)
+    monkeypatch.setattr(decide_rows, "ARRAYS_FROM", 1)
+    all_at_once = decide_records(inputs, policy)
+    assert_same(one_at_a_time, all_at_once)
+    assert_same(all_at_once, batch(inputs, policy))
+    assert {row["action"] for row in all_at_once} == {"retain", "compensate", "end"}
+
+
+def decided_keys(policy: Policy) -> set[str]:
+    return {*DECISION_COLUMNS, *ev_columns(policy)}
 
 
 def test_an_optional_input_some_records_lack_reads_as_null_as_in_a_frame(

@@ -73,6 +73,8 @@ def test_default_policy_loads_with_the_company_strategy() -> None:
     assert policy.guardrails.end_margin_z == pytest.approx(1.6449, abs=1e-4)
     assert policy.discount_factor == pytest.approx(1 / 1.008)
     assert policy.guardrails.offer_budget is None
+    assert policy.guardrails.certain_loss_confidence == 0.99
+    assert policy.guardrails.certain_loss_z == pytest.approx(2.3263, abs=1e-4)
 
 
 def test_tiers_map_amounts_to_the_lowest_role_allowed() -> None:
@@ -136,6 +138,10 @@ def test_unknown_offer_kind_is_an_error_with_a_suggestion(document: dict[str, An
         ("guardrails.end_margin_confidence", 0.3, r"guardrails\.end_margin_confidence"),
         ("guardrails.min_history_months_to_end", -1, r"min_history_months_to_end: -1"),
         ("guardrails.offer_budget", -10.0, r"guardrails\.offer_budget: -10\.0 is below"),
+        # a certain loss needs at least the confidence that ending needs (0.95 here)
+        ("guardrails.certain_loss_confidence", 0.9, r"certain_loss_confidence: 0\.9 is not in"),
+        ("guardrails.certain_loss_confidence", 1.0, r"certain_loss_confidence: 1\.0 is not in"),
+        ("guardrails.certain_loss_confidence", "high", r"certain_loss_confidence: expected a"),
         ("guardrails.end_requires", "ceo", r"guardrails\.end_requires: 'ceo' is not an"),
         ("guardrails.protected_segments", ["public_sectr"], r"unknown segment.*public_sectr"),
         ("guardrails.protected_segments", "public_sector", r"protected_segments: expected a list"),
@@ -179,7 +185,10 @@ def test_optional_keys_take_their_documented_defaults(document: dict[str, Any]) 
     changed = _with(document, "exit.receivables_write_off_share", ...)
     changed = _with(changed, "offers.training.complaint_cost_reduction", ...)
     changed = _with(changed, "guardrails.offer_budget", 25_000)
+    changed = _with(changed, "guardrails.certain_loss_confidence", ...)
     policy = parse_policy(changed)
+    assert policy.guardrails.certain_loss_confidence is None  # the minimum history always holds
+    assert math.isnan(policy.guardrails.certain_loss_z)
     assert policy.exit.receivables_write_off_share == 0.0
     assert policy.offer("training").complaint_cost_reduction == 0.0
     assert policy.guardrails.offer_budget == 25_000.0

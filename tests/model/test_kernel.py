@@ -1,0 +1,157 @@
+"""The decision kernel's own math: the annuity in closed form, exact first-fit funding, the
+guard-rails' invariants, and one customer deciding alike on numpy arrays and on Python floats."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from model.decide import decide
+from model.kernel import annuity, fund_first_fit
+from model.policy import Policy, load_policy
+from tests.model.test_decide import random_customers
+
+DEFAULT = Path(__file__).resolve().parents[2] / "policies" / "default.toml"
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return load_policy(DEFAULT)
+
+
+def term_by_term(p: float, horizon: int, delta: float) -> float:
+    """DESIGN.md's sum, ``sum_{k=1..H} (1 - p)^(k/H) delta^k``, added exactly (math.fsum)."""
+    return math.fsum((1 - p) ** (k / horizon) * delta**k for k in range(1, horizon + 1))
+
+
+@FAST
+@given(
+    p=st.one_of(
+        st.floats(0.0, 1.0, allow_nan=False),
+        st.sampled_from([0.0, 1.0, 1e-300, 1e-12, 0.5, 1 - 1e-12]),
+    ),
+    horizon=st.sampled_from([1, 2, 3, 12, 36, 120]),
+    rate=st.sampled_from([0.0, 1e-9, 0.008, 0.05, 0.5]),
+)
+def test_closed_form_annuity_equals_the_sum_of_its_terms(
+    p: float, horizon: int, rate: float
+) -> None:
+    delta = 1 / (1 + rate)
+    got = float(annuity(np.array([p]), horizon, delta)[0])
+    assert got == pytest.approx(term_by_term(p, horizon, delta), rel=1e-13, abs=1e-300)
+
+
+def test_annuity_edges_hold_exactly() -> None:
+    # nobody stays: nothing is earned; nobody leaves and no discounting: H months
+    assert annuity(np.array([1.0, 0.0]), 12, 1.0).tolist() == [0.0, 12.0]
+    # H = 2, r = 0, p = 0.36: 0.8 + 0.64
+    assert float(annuity(np.array([0.36]), 2, 1.0)[0]) == pytest.approx(1.44, rel=1e-15)
+
+
+def test_annuity_of_a_customer_does_not_depend_on_its_neighbours() -> None:
+    p = np.random.default_rng(2).uniform(0, 1, 5_003)
+    p[::7] = 1.0  # certain churn is masked out of the logarithm: runs of every length
+    p[::11] = 0.0
+    whole = annuity(p, 12, 1 / 1.008)
+    for start in range(0, 70):
+        for size in (1, 2, 7, 8, 9, 17):
+            part = annuity(p[start : start + size], 12, 1 / 1.008)
+            assert part.tobytes() == whole[start : start + size].tobytes()
+    strided = annuity(p[::3], 12, 1 / 1.008)
+    assert strided.tobytes() == whole[::3].tobytes()
+
+
+def test_first_fit_is_exact_in_the_floats_own_values() -> None:
+    # 0.1 is 0.1000000000000000055511151231257827 as a float: ten of them exceed 1.0
+    assert fund_first_fit([0.1] * 10, 1.0).tolist() == [True] * 9 + [False]
+    # powers of two add up exactly: all fit
+    assert fund_first_fit([0.5, 0.25, 0.125, 0.125], 1.0).all()
+    # a cost that does not fit is skipped and a later, smaller one still fits
+    assert fund_first_fit([60.0, 50.0, 40.0], 100.0).tolist() == [True, False, True]
+    assert fund_first_fit([], 5.0).tolist() == []
+    assert fund_first_fit([0.0, 0.0], 0.0).all()
+
+
+@FAST
+@given(
+    costs=st.lists(st.floats(0.0, 1e6, allow_nan=False), max_size=40),
+    share=st.floats(0.0, 1.5, allow_nan=False),
+)
+def test_first_fit_never_exceeds_the_budget(costs: list[float], share: float) -> None:
+    budget = share * math.fsum(costs)
+    funded = fund_first_fit(costs, budget)
+    spent = [cost for cost, yes in zip(costs, funded, strict=True) if yes]
+    assert math.fsum(spent) <= budget
+    # first-fit: every skipped cost was larger than what was left when its turn came
+    left = budget
+    for cost, yes in zip(costs, funded, strict=True):
+        if yes:
+            left -= cost
+        else:
+            assert cost > left - 1e-9 * max(1.0, budget)
+
+
+def test_every_blocked_end_says_why_and_every_end_keeps_the_guard_rails(policy: Policy) -> None:
+    data = pl.concat([random_customers(400, seed=s) for s in (21, 22, 23)])
+    decided = decide(data, policy)
+    guard = policy.guardrails
+    alternative = pl.when(pl.col("action") == "compensate").then("ev_best_offer")
+    end_won = pl.col("ev_end") > alternative.otherwise("ev_retain")
+    blocked = decided.filter(end_won & (pl.col("action") != "end"))
+    assert blocked.height > 50
+    assert blocked["blocked_reason"].str.starts_with("end blocked: ").all()
+    for reasons in blocked["reasons"]:
+        assert any(r.startswith("The numbers point to ending the relationship") for r in reasons)
+    ended = decided.filter(pl.col("action") == "end")
+    assert ended.height > 50
+    assert not ended["segment"].is_in(list(guard.protected_segments)).any()
+    assert (ended["margin_upper"] < 0).all()
+    short = ended.filter(pl.col("months_of_history") < guard.min_history_months_to_end)
+    assert short.height > 0  # the certain-loss rule is exercised ...
+    certain_upper = short["monthly_margin"] + guard.certain_loss_z * short["monthly_margin_se"]
+    assert (certain_upper < 0).all()  # ... and only where the loss is certain
+    for reasons in short["reasons"]:
+        assert any(r.startswith("Only ") and "the loss is certain" in r for r in reasons)
+
+
+_DIGEST = """
+import hashlib, sys
+sys.path.insert(0, {repo!r})
+from model.decide import decide
+from model.decide_rows import decide_records
+from model.policy import load_policy
+from tests.model.test_decide import random_customers
+policy = load_policy({policy!r})
+data = random_customers(1_000, seed=31)
+frame = decide(data, policy)
+records = decide_records(data.to_dicts(), policy)
+both = repr((frame.rows(), [sorted(r.items()) for r in records]))
+print(hashlib.sha256(both.encode()).hexdigest())
+"""
+
+
+def test_decisions_are_bit_identical_across_processes(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    script = _DIGEST.format(repo=str(repo), policy=str(DEFAULT))
+    digests = set()
+    for seed in ("1", "2"):  # another hash seed: no set or dict order leaks into a decision
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
+        digests.add(done.stdout.strip())
+    assert len(digests) == 1
