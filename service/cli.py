@@ -688,6 +688,15 @@ def score(
         str, typer.Option(help="Registered model as NAME@ALIAS.")
     ] = f"keepwise@{CHAMPION}",
     policy: Annotated[Path, typer.Option(help="Decision policy (TOML).")] = DEFAULT_POLICY,
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Portfolio offer budget in expected cost (acceptance x unit cost); offers are "
+            "funded where the expected gain per unit of cost is highest. Default: the "
+            "policy's guardrails.offer_budget, else no budget.",
+        ),
+    ] = None,
     publish: Annotated[
         bool,
         typer.Option(
@@ -750,6 +759,7 @@ def score(
         model_version=str(version),
         policy=decision_policy,
         as_of=snapshot,
+        budget=budget,
         database_url=database_url if publish else None,
         tracking=settings,
         customers_per_part=chunk_customers,
@@ -824,6 +834,12 @@ def _print_score_summary(summary: dict) -> None:
         f"{value['retain_everyone']:,.0f}: {value['gain_over_retain_everyone']:+,.0f} "
         "(model estimate over the policy horizon, not realised profit)"
     )
+    if (spend := summary["offer_budget"]) is not None:
+        console.print(
+            f"offer budget {spend['budget']:,.0f}: {spend['funded']:,} offers funded (expected "
+            f"cost {spend['expected_cost_funded']:,.0f}), {spend['not_funded']:,} not funded "
+            f"(expected gain forgone {spend['expected_gain_not_funded']:,.0f}, model estimate)"
+        )
     drift = summary["drift"]
     if drift.get("shifted_features"):
         errors.print(

@@ -35,10 +35,12 @@ import numpy as np
 import polars as pl
 
 from features.loader import Problem
+from model.budget import budget_candidates, fund_offers
 from model.bundle import ModelBundle
+from model.decide import withhold_offers
 from model.drift import SIGNIFICANT_PSI, DriftTally, Profile, build_profile, shifted
 from model.policy import Policy
-from model.portfolio import PortfolioTally
+from model.portfolio import MODEL_ESTIMATE, PortfolioTally
 from model.registry import (
     SCORE_PROFILE_FILE,
     MlflowSettings,
@@ -259,9 +261,31 @@ class _Fingerprint:
 def _apply_budget(
     staging: Staging, budget: float | None, policy: Policy, language: str
 ) -> dict[str, Any] | None:
+    """Fund offers across every part from one budget (:mod:`model.budget`), in place."""
     if budget is None:
         return None
-    raise NotImplementedError("the portfolio budget is not wired into the batch yet")
+    candidates = pl.concat([budget_candidates(part) for part in staging.parts()])
+    funding = fund_offers(candidates, budget)
+    unfunded = funding.filter(~pl.col("funded")).get_column("customer_id")
+    if not unfunded.is_empty():
+        for index, part in enumerate(staging.parts()):
+            if part.get_column("customer_id").is_in(unfunded.implode()).any():
+                staging.replace_part(
+                    index, withhold_offers(part, unfunded, policy, language=language)
+                )
+    funded = funding.filter("funded")
+    return {
+        "budget": budget,
+        "basis": MODEL_ESTIMATE,
+        "candidates": funding.height,
+        "funded": funded.height,
+        "not_funded": unfunded.len(),
+        "expected_cost_funded": round(float(funded["expected_cost"].sum()), 2),
+        "expected_gain_funded": round(float(funded["gain"].sum()), 2),
+        "expected_gain_not_funded": round(
+            float(funding.filter(~pl.col("funded"))["gain"].sum()), 2
+        ),
+    }
 
 
 def _publish(database_url: str, staging: Staging, finish: Callable, run_id: str) -> int:

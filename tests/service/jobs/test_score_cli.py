@@ -144,3 +144,11 @@ def test_a_run_killed_mid_way_leaves_the_previous_output(registry, export, tmp_p
     process.wait()
     assert out.read_bytes() == b"yesterday's run"
     assert not (tmp_path / "recs.summary.json").exists()
+
+
+def test_the_budget_option_reaches_the_run(registry, export, tmp_path):
+    result = score(registry, export, tmp_path / "recs.parquet", "--budget", "500")
+    assert result.exit_code == EXIT_OK, result.output
+    assert "offer budget 500:" in " ".join(result.output.split())
+    spent = pl.read_parquet(tmp_path / "recs.parquet").filter(pl.col("action") == "compensate")
+    assert spent["offer_expected_cost"].sum() <= 500

@@ -243,3 +243,47 @@ def test_columnar_payloads_equal_the_public_model_row_by_row(single):
     for text, row in zip(encoded, rows.iter_rows(named=True), strict=True):
         assert json.loads(text) == recommendation_payload(row)
     assert "gift" not in json.loads(encoded[3])["expected_values"]["offers"]
+
+
+def test_a_budget_funds_the_best_offers_across_parts_and_is_never_exceeded(
+    single, export, bundle, policy, tmp_path
+):
+    from model.decide import allocate_budget
+
+    unlimited, whole = single
+    rows = pl.read_parquet(whole)
+    wanted = rows.filter(pl.col("action") == "compensate")["offer_expected_cost"].sum()
+    budget = round(wanted / 3, 2)
+    out = tmp_path / "budgeted.parquet"
+    result = run_score_job(job(export, out, bundle, policy, budget=budget, customers_per_part=600))
+    budgeted = pl.read_parquet(out)
+
+    spent = budgeted.filter(pl.col("action") == "compensate")["offer_expected_cost"].sum()
+    assert 0 < spent <= budget
+    outcome = result.summary["offer_budget"]
+    assert outcome["expected_cost_funded"] == pytest.approx(spent, abs=0.01)
+    assert outcome["funded"] + outcome["not_funded"] == outcome["candidates"]
+    # parts change nothing: the same as allocating the budget over all decisions at once
+    expected = allocate_budget(rows.drop("recommendation_id", "run_id"), budget, policy)
+    assert budgeted.select(DECISION, "blocked_reason").equals(
+        expected.select(DECISION, "blocked_reason")
+    )
+    # first fit in order of gain per unit of expected cost: an offer was left out only when it
+    # no longer fitted in what the better ones had left
+    ratio = (pl.col("ev_best_offer") - pl.col("ev_retain")) / pl.col("offer_expected_cost")
+    dropped = budgeted.filter(
+        (pl.col("action") == "retain") & pl.col("blocked_reason").str.contains("budget")
+    )
+    assert dropped.height > 0
+    queue = (
+        pl.concat([dropped, budgeted.filter(pl.col("action") == "compensate")])
+        .with_columns(ratio=ratio)
+        .sort(["ratio", "customer_id"], descending=[True, False])
+    )
+    left = budget
+    for action, cost in queue.select("action", "offer_expected_cost").iter_rows():
+        if action == "compensate":
+            left -= cost
+        else:
+            assert cost > left - 1e-9
+    assert all("budget" in " ".join(r) for r in dropped["reasons"])
