@@ -73,7 +73,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Columns the stacked input and the per-bucket output carry besides the tables themselves.
-BUCKET, TABLE, KIND = "__keepwise_bucket__", "__keepwise_table__", "__keepwise_kind__"
+BUCKET, KIND = "__keepwise_bucket__", "__keepwise_kind__"
 NUMBER = "__keepwise_source_number__"
 RECOMMENDATION, PROBLEM, REPORT = "recommendation", "problem", "report"
 _TABLE_NAMES = tuple(TABLES)
@@ -108,6 +108,7 @@ def local_spark(
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions or 2 * cores))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .getOrCreate()
     )
@@ -216,7 +217,11 @@ def score_with_spark(
         language=job.language,
     )
     layout = _layout(frames, settings)
-    scored = _scored(spark, frames, layout, count).persist(StorageLevel.MEMORY_AND_DISK)
+    if isinstance(layout, list):
+        return ScoreResult(problems=merge_problems([layout]), fatal=True)
+    work = _work_folder(Path(job.out))
+    scored = _scored(spark, frames, layout, count, work / "input")
+    scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         reports = _collect_reports(scored)
         problems, rejected = reports.problems, reports.rejected
@@ -224,10 +229,11 @@ def score_with_spark(
         if any(p.fatal for p in problems):
             return ScoreResult(problems=problems, fatal=True)
         run_id = run_id_for(reports.digest, as_of, job.model_version, job.policy.version, None)
-        _write_outputs(scored, Path(job.out), run_id, rejected)
+        _write_outputs(scored, work / "output", Path(job.out), run_id, rejected)
         logger.info("spark: output written (%.1f s)", time.perf_counter() - started)
     finally:
         scored.unpersist()
+        shutil.rmtree(work, ignore_errors=True)
     result = ScoreResult(written=True, problems=problems)
     tally = PortfolioTally()
     for part in _output_parts(Path(job.out)):
@@ -317,21 +323,31 @@ def _read_export(spark: SparkSession, folder: Path) -> dict[str, DataFrame] | li
 
 
 def _export_date(frames: Mapping[str, DataFrame]) -> date | None:
-    """The day after the newest event, each value read as the loader reads it (polars, per batch).
+    """The day after the newest event, each value read as the loader reads it.
 
-    Same definition as :meth:`service.jobs.export_parts.ExportFolder.export_date`; one Spark job
-    over the date columns of all tables.
+    Same definition as :meth:`service.jobs.export_parts.ExportFolder.export_date`. Date and
+    timestamp columns are read as they are (Spark's ``max``, time zones in UTC); any other
+    column (dates as text, say) goes through the loader's own parser, in polars, per batch.
     """
     from functools import reduce
 
     from pyspark.sql import functions as F
+    from pyspark.sql.types import DateType, TimestampNTZType, TimestampType
 
-    newest = []
+    newest: list[DataFrame] = []
     for table, columns in EVENT_DATES.items():
-        present = [c for c in columns if c in frames[table].columns]
-        if present:
-            dates = frames[table].select(*present)
-            newest.append(dates.mapInArrow(_newest_in_batches, "newest timestamp_ntz"))
+        frame = frames[table]
+        kinds = {f.name: f.dataType for f in frame.schema.fields}
+        present = [c for c in columns if c in kinds]
+        typed = [
+            c for c in present if isinstance(kinds[c], DateType | TimestampNTZType | TimestampType)
+        ]
+        for column in typed:
+            value = F.col(column).cast("timestamp_ntz").alias("newest")
+            newest.append(frame.select(value).agg(F.max("newest").alias("newest")))
+        if text := [c for c in present if c not in typed]:
+            parsed = frame.select(*text).mapInArrow(_newest_in_batches, "newest timestamp_ntz")
+            newest.append(parsed.agg(F.max("newest").alias("newest")))
     if not newest:
         return None
     found = reduce(lambda a, b: a.unionByName(b), newest).agg(F.max("newest")).first()[0]
@@ -358,9 +374,13 @@ def _bucket_count(frames: Mapping[str, DataFrame], customers_per_part: int | Non
     return max(1, math.ceil(rows / DEFAULT_ROWS_PER_PART))
 
 
-def _layout(frames: Mapping[str, DataFrame], settings: ScoringSettings) -> _Layout:
-    """Input and output Arrow schemas; the output's recommendation columns come from scoring an
-    empty part, so they are exactly what ``score_part`` returns."""
+def _layout(frames: Mapping[str, DataFrame], settings: ScoringSettings) -> _Layout | list[Problem]:
+    """Input and output Arrow schemas, or the problems that make a table unusable.
+
+    The output's recommendation columns come from scoring an empty part, so they are exactly
+    what ``score_part`` returns; a table that breaks the contract in its columns (a required
+    column missing, say) already fails on no rows, so it is reported before any Spark work.
+    """
     from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
     inputs = {name: to_arrow_schema(frame.schema, timezone="UTC") for name, frame in frames.items()}
@@ -368,7 +388,10 @@ def _layout(frames: Mapping[str, DataFrame], settings: ScoringSettings) -> _Layo
         name: TablePart(_frame(schema.empty_table()), unit="row", numbers=pl.Series([], dtype=int))
         for name, schema in inputs.items()
     }
-    recommendations = _with_ids(score_part(empty, settings).recommendations).to_arrow().schema
+    probe = score_part(empty, settings)
+    if probe.fatal:
+        return probe.fatal
+    recommendations = _with_ids(probe.recommendations).to_arrow().schema
     fields = [
         pa.field(BUCKET, pa.int32()),
         pa.field(KIND, pa.string()),
@@ -403,40 +426,51 @@ def _report_fields() -> list[str]:
     return ["h0", "h1", *(f"rejected_{t}" for t in _TABLE_NAMES)]
 
 
-def _scored(spark: SparkSession, frames: Mapping[str, DataFrame], layout: _Layout, buckets: int):
-    """The per-bucket output of every bucket (lazy)."""
+def _scored(
+    spark: SparkSession,
+    frames: Mapping[str, DataFrame],
+    layout: _Layout,
+    buckets: int,
+    work: Path,
+) -> DataFrame:
+    """The per-bucket output of every bucket (lazy, once the input is laid out by bucket).
+
+    Spark shuffles each table by bucket and writes it under ``work/<table>/<BUCKET>=<b>/``
+    (in the JVM: no input row passes through Python on the way); then one task per bucket
+    reads its five folders with polars and scores them.
+    """
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    stacked = None
-    for index, (name, frame) in enumerate(frames.items()):
+    for name, frame in frames.items():
         key = F.nullif(F.regexp_replace(F.col(CUSTOMER_ID).cast("string"), _TRIM, ""), F.lit(""))
-        rows = frame.select(
-            F.pmod(F.xxhash64(key), F.lit(buckets)).cast("int").alias(BUCKET),
-            F.lit(index).alias(TABLE),
-            F.struct(*frame.columns).alias(name),
+        (
+            frame.withColumn(BUCKET, F.pmod(F.xxhash64(key), F.lit(buckets)).cast("int"))
+            .repartition(buckets, BUCKET)
+            .write.partitionBy(BUCKET)
+            .parquet(str(work / name))
         )
-        stacked = rows if stacked is None else stacked.unionByName(rows, allowMissingColumns=True)
-    assert stacked is not None
     shared = spark.sparkContext.broadcast(layout)
+    folder = str(work)
 
-    def score_bucket(key: tuple[pa.Scalar, ...], table: pa.Table) -> pa.Table:
-        return _score_bucket(int(key[0].as_py()), table, shared.value)
+    def score_buckets(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for bucket in batch.column(0).to_pylist():
+                yield from _score_bucket(int(bucket), Path(folder), shared.value).to_batches()
 
-    return stacked.groupBy(BUCKET).applyInArrow(score_bucket, from_arrow_schema(layout.output))
+    ids = spark.range(0, buckets, 1, numPartitions=buckets).select(F.col("id").cast("int"))
+    return ids.mapInArrow(score_buckets, from_arrow_schema(layout.output))
 
 
-def _score_bucket(bucket: int, stacked: pa.Table, layout: _Layout) -> pa.Table:
-    """Split one bucket back into its five tables, score it, and pack everything it found."""
-    import pyarrow.compute as pc
-
+def _score_bucket(bucket: int, work: Path, layout: _Layout) -> pa.Table:
+    """Read one bucket's rows of the five tables, score them, and pack everything found."""
     parts: dict[str, TablePart] = {}
-    for index, name in enumerate(_TABLE_NAMES):
-        mine = stacked.filter(pc.equal(stacked[TABLE], index)).column(name).combine_chunks()
-        rows = _frame(pa.Table.from_struct_array(mine)).sort(NUMBER)
+    for name, schema in layout.inputs.items():
+        files = sorted((work / name / f"{BUCKET}={bucket}").glob("*.parquet"))
+        rows = pl.read_parquet(files) if files else _frame(schema.empty_table())
+        rows = rows.sort(NUMBER)  # file order, as the single-machine job reads them
         parts[name] = TablePart(rows, unit="row", numbers=rows.get_column(NUMBER))
-    scored = score_part(parts, layout.settings)
-    return _pack(bucket, scored, layout)
+    return _pack(bucket, score_part(parts, layout.settings), layout)
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:
@@ -546,12 +580,20 @@ def _collect_reports(scored: DataFrame) -> _Reports:
     return _Reports(problems, sums, rejected)
 
 
-def _write_outputs(scored: DataFrame, out: Path, run_id: str, rejected: Mapping[str, int]) -> None:
-    """Write recommendations and rejects next to ``out``, then swap them in."""
+def _work_folder(out: Path) -> Path:
+    """A fresh hidden folder next to ``out`` for the run's intermediate files."""
+    work = out.with_name(f".{out.name}.work")
+    shutil.rmtree(work, ignore_errors=True)  # left over by a killed run
+    work.mkdir(parents=True)
+    return work
+
+
+def _write_outputs(
+    scored: DataFrame, work: Path, out: Path, run_id: str, rejected: Mapping[str, int]
+) -> None:
+    """Write recommendations and rejects into ``work``, then swap them in next to ``out``."""
     from pyspark.sql import functions as F
 
-    work = out.with_name(f".{out.name}.work")
-    shutil.rmtree(work, ignore_errors=True)
     try:
         (
             scored.filter(F.col(KIND) == RECOMMENDATION)
