@@ -274,7 +274,9 @@ def score_with_spark(
         round(tally.customers / summary["seconds"], 1) if summary["seconds"] > 0 else None
     )
     path = summary_path(Path(job.out))
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(summary, indent=2) + "\n")
+    partial.replace(path)
     result.summary = summary
     return result
 
