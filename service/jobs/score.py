@@ -25,7 +25,7 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -254,8 +254,16 @@ class _Fingerprint:
             self._sums[i] = (self._sums[i] + int(hashes.sum(dtype=np.uint64))) % 2**64
 
     def run_id(self, as_of: date, model: str, policy: str, budget: float | None) -> str:
-        content = f"{as_of}|{model}|{policy}|{budget}|{self._sums[0]:x}|{self._sums[1]:x}"
-        return f"score-{as_of}-{uuid.uuid5(_RUN_NAMESPACE, content).hex[:12]}"
+        return run_id_for(self._sums, as_of, model, policy, budget)
+
+
+def run_id_for(
+    sums: Sequence[int], as_of: date, model: str, policy: str, budget: float | None
+) -> str:
+    """The run id of a run whose rows hash (``hash_rows`` seeds 0 and 1, summed mod 2**64) to
+    ``sums``: the same for the same rows however they were split into parts or engines."""
+    content = f"{as_of}|{model}|{policy}|{budget}|{sums[0]:x}|{sums[1]:x}"
+    return f"score-{as_of}-{uuid.uuid5(_RUN_NAMESPACE, content).hex[:12]}"
 
 
 def _apply_budget(

@@ -65,7 +65,9 @@ class ScoredPart:
 
     Attributes:
         recommendations: One row per active valid customer (:func:`model.recommend.recommend`'s
-            columns plus ``account_manager`` and ``region``), sorted by ``customer_id``.
+            columns plus ``account_manager`` and ``region``), sorted by ``customer_id``. A part
+            without active customers gives no rows but the same columns (the Spark runner
+            declares its output schema from an empty part).
         features: The feature rows they were made from, same order.
         load: Validation outcome (rejected rows with reasons, problems).
     """
@@ -98,8 +100,6 @@ def score_part(parts: Mapping[str, TablePart | Problem], settings: ScoringSettin
         build_features(load.tables, settings.as_of, settings.features).collect().sort("customer_id")
     )
     validate_feature_table(table)
-    if table.is_empty():
-        return ScoredPart(empty, table, load)
     decided = recommend(
         table,
         settings.bundle,
