@@ -8,6 +8,7 @@ folder), 3 the output was written but some input rows were rejected (see the rej
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -660,6 +661,11 @@ def demo(
     api_run(host=host, port=port)
 
 
+class Engine(StrEnum):
+    local = "local"
+    spark = "spark"
+
+
 def _model_reference(value: str) -> tuple[str, str]:
     name, at, alias = value.partition("@")
     if not (name and at and alias):
@@ -726,6 +732,15 @@ def score(
         bool, typer.Option(help="Explain the churn drivers of retained customers too (slower).")
     ] = False,
     tracking_uri: TrackingUri = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="local: this machine, part by part. spark: local Apache Spark (extra "
+            "'spark', Java 17); OUT becomes a Parquet folder; no budget, drift or MLflow "
+            "record yet."
+        ),
+    ] = Engine.local,
+    spark_cores: Annotated[int, typer.Option(min=1, help="Spark worker threads, local[N].")] = 2,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the run summary as JSON instead of tables.")
     ] = False,
@@ -744,6 +759,8 @@ def score(
         check_output_path(out)
     except OutputError as error:
         raise _fail(str(error)) from None
+    if engine == Engine.spark and (budget is not None or out.suffix.lower() != ".parquet"):
+        raise _fail("--engine spark writes a .parquet folder and takes no --budget yet")
     name, alias = _model_reference(model)
     settings = MlflowSettings(tracking_uri=tracking_uri, model_name=name)
     try:
@@ -766,12 +783,28 @@ def score(
         drivers=drivers,
         explain_retained=explain_all,
     )
-    with progress("scoring customers, part by part", errors) as update:
-        try:
-            result = run_score_job(job, on_progress=update)
-        except ScoreJobError as error:
-            raise _fail(str(error)) from None
+    if engine == Engine.spark:
+        result = _score_on_spark(job, spark_cores)
+    else:
+        with progress("scoring customers, part by part", errors) as update:
+            try:
+                result = run_score_job(job, on_progress=update)
+            except ScoreJobError as error:
+                raise _fail(str(error)) from None
     _report_scoring(result, as_json)
+
+
+def _score_on_spark(job: ScoreJob, cores: int) -> ScoreResult:
+    try:
+        from service.jobs.spark import local_spark, score_with_spark
+    except ImportError:
+        raise _fail(
+            "the Spark engine needs the spark extra (and Java 17): pip install 'keepwise[spark]'"
+        ) from None
+    try:
+        return score_with_spark(local_spark(cores), dataclasses.replace(job, tracking=None))
+    except ScoreJobError as error:
+        raise _fail(str(error)) from None
 
 
 def _report_scoring(result: ScoreResult, as_json: bool) -> None:

@@ -175,3 +175,38 @@ def test_what_the_spark_engine_does_not_do_is_said_before_any_work(
         score_with_spark(spark, job(export, tmp_path / "recs.csv", bundle, policy))
     with pytest.raises(SparkEngineError, match="budget"):
         score_with_spark(spark, job(export, tmp_path / "recs.parquet", bundle, policy, budget=1e4))
+
+
+def test_the_cli_runs_the_spark_engine_and_refuses_what_it_lacks(spark, bundle, export, tmp_path):
+    from mlflow import MlflowClient
+    from typer.testing import CliRunner
+
+    from model.registry import CHAMPION
+    from service.cli import EXIT_OK, EXIT_USAGE, app
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    registered = log_and_register(
+        bundle.save(tmp_path / "bundle"),
+        settings=MlflowSettings(tracking_uri=uri),
+        params={},
+        metrics={},
+        tags={},
+    )
+    MlflowClient().set_registered_model_alias("keepwise", CHAMPION, registered.version)
+    base = ["score", "--data", str(export), "--tracking-uri", uri, "--no-publish"]
+    runner = CliRunner()
+
+    done = runner.invoke(app, [*base, "--out", str(tmp_path / "s.parquet"), "--engine", "spark"])
+    assert done.exit_code == EXIT_OK, done.output
+    local = runner.invoke(app, [*base, "--out", str(tmp_path / "l.parquet")])
+    assert local.exit_code == EXIT_OK, local.output
+    assert_frame_equal(
+        spark_output(tmp_path / "s.parquet").sort("customer_id"),
+        pl.read_parquet(tmp_path / "l.parquet"),
+        check_exact=True,
+    )
+    refused = runner.invoke(
+        app, [*base, "--out", str(tmp_path / "b.parquet"), "--engine", "spark", "--budget", "9"]
+    )
+    assert refused.exit_code == EXIT_USAGE
+    assert "takes no --budget" in refused.output
