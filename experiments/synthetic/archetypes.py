@@ -73,6 +73,7 @@ class Archetype:
     teachable_share: float = 0.0  # misusers who accept training readily
     teachable_accept: float = 0.0  # their acceptance of training
     propensity_cap: float = 6.0  # the most any customer of the archetype complains (x median 1)
+    propensity_spread: float = 1.2  # log-normal spread of complaint propensity
     # share with the payment habits above; the others pay like an ordinary account
     # (dispute 1%, withhold 0.3%, 5 days late)
     payment_trouble_share: float = 1.0
@@ -192,7 +193,7 @@ ARCHETYPES: tuple[Archetype, ...] = (
         withhold_prob=0.004,
         payment_spread=0.8,
         late_days=10.0,
-        targeted_accept=0.8,
+        targeted_accept=0.75,
         broad_accept=0.02,
         goodwill=0.25,
         nil_share=0.1,
@@ -200,7 +201,7 @@ ARCHETYPES: tuple[Archetype, ...] = (
         offer_fit=_weights(
             refund=1.0, discount=0.4, replacement=0.9, training=0.15, gift=0.8, service=1.0
         ),
-        offer_choice=_weights(refund=0.3, replacement=0.2, gift=0.25, service=0.15, discount=0.1),
+        offer_choice=_weights(refund=0.35, replacement=0.2, gift=0.3, service=0.15),
         segments=_weights(enterprise=0.3, mid_market=0.45, small_business=0.15, public_sector=0.1),
         contracts=_weights(monthly=0.35, annual=0.5, two_year=0.15),
         venting_bias=0.8,
@@ -210,18 +211,18 @@ ARCHETYPES: tuple[Archetype, ...] = (
         name="difficult_client",
         share=0.07,
         order_rate=3.0,
-        order_value=1100.0,
+        order_value=1600.0,
         cogs_ratio=0.58,
         discount_rate=0.07,
         base_hazard=0.007,
-        complaint_mix=(95.0, 260.0, 620.0),
-        handling_factor=8.0,
+        complaint_mix=(72.0, 200.0, 470.0),
+        handling_factor=10.0,
         escalation_rate=2.0,
         slow_resolution_prob=0.6,
         fault_episode_prob=0.01,
         fault_share=0.0,
-        dispute_prob=0.45,
-        withhold_prob=0.18,
+        dispute_prob=0.3,
+        withhold_prob=0.15,
         payment_spread=0.6,
         late_days=60.0,
         targeted_accept=0.03,
@@ -238,10 +239,11 @@ ARCHETYPES: tuple[Archetype, ...] = (
         venting_bias=2.0,
         complaint_drive=0.3,
         misuse=True,
-        teachable_share=0.3,
-        teachable_accept=0.42,
+        teachable_share=0.15,
+        teachable_accept=0.35,
         payment_trouble_share=0.6,
         propensity_cap=3.0,
+        propensity_spread=1.2,
     ),
     Archetype(
         name="small_stable",

@@ -61,11 +61,11 @@ class WorldConfig:
     dissatisfaction_hazard: float = 0.9
     broad_campaign_calendar_month: int = 6
     broad_campaign_reach: float = 0.3
-    targeted_offer_prob: float = 0.35
+    targeted_offer_prob: float = 0.55
     targeted_holdout_share: float = 0.2
     broad_holdout_share: float = 0.2
     zh_share: float = 0.15
-    oracle_draws: int = 16
+    oracle_draws: int = 12
     oracle_dates: tuple[date, ...] | None = None
     oracle_horizon_months: int = 12
 

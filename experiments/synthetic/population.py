@@ -132,7 +132,10 @@ def draw_population(
         param("base_hazard") * engagement**-1.8 * bargain**1.2 * rng.lognormal(-0.75, 0.75, n)
     )
     # heavy-tailed: a few percent of customers raise most complaints
-    propensity = np.minimum(rng.lognormal(-0.72, 1.2, n), param("propensity_cap"))
+    propensity = np.minimum(
+        np.exp(-0.72 + param("propensity_spread") * rng.standard_normal(n)),
+        param("propensity_cap"),
+    )
     mix = np.array([a.complaint_mix for a in ARCHETYPES])[archetype]
     handling = param("handling_factor") * rng.lognormal(0, 0.3, n)
     slow_prob = np.clip(param("slow_resolution_prob") * rng.lognormal(0, 0.3, n), 0, 0.95)

@@ -148,12 +148,13 @@ def render_complaints(
     m = len(customer)
     # given the month's total, severity and (company fault, slow) are independent: pair the
     # severities with the cells at random within each customer
-    owner_pos = np.repeat(np.arange(m), out.by_severity.sum(axis=1))
+    by_severity = out.complaints.by_severity(m)
+    owner_pos = np.repeat(np.arange(m), by_severity.sum(axis=1))
     k = len(owner_pos)
     if k == 0:
         return
-    severity = np.repeat(np.tile(np.arange(3), m), out.by_severity.ravel())
-    cell = np.repeat(np.tile(np.arange(4), m), out.by_cell.reshape(m, 4).ravel())
+    severity = np.repeat(np.tile(np.arange(3), m), by_severity.ravel())
+    cell = np.repeat(np.tile(np.arange(4), m), out.complaints.by_cell(m).ravel())
     cell = cell[np.lexsort((rng.random(k), owner_pos))]
     is_fault, slow = np.divmod(cell, 2)
     is_fault, slow = is_fault.astype(bool), slow.astype(bool)

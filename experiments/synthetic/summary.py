@@ -1,7 +1,12 @@
 """What the generated world looks like: per-archetype signatures and the realism figures.
 
 Everything is computed lazily from the written tables (or in-memory frames), so the same code
-summarises a 10,000-customer demo world and a 1,000,000-customer benchmark world.
+summarises a 10,000-customer demo world and a 1,000,000-customer benchmark world. The figures
+of DESIGN.md "How realistic the synthetic world must be": :func:`realism_figures` (churn, the
+true hazard's AUC, whale curve, Heinrich, complaint concentration, offer uptake),
+:func:`complaint_ratio` (Heinrich within any group), :func:`oracle_figures` (how much of the
+simulated oracle's gain offers alone can make), :func:`offer_effects` (nil, harmful and the size
+of each offer kind's effect) and :func:`difficult_vs_recoverable` (the best single feature).
 
 Realised profit per customer is what the CRM tables show: revenue - cost of goods - discount -
 complaint handling cost - escalation cost - written-off receivables (unpaid 90 days past due at
@@ -353,11 +358,7 @@ def oracle_figures(
     """
     values = action_values.lazy().filter(pl.col("as_of") == as_of)
     wide = (
-        values.with_columns(
-            end_allowed=pl.lit(True),
-            is_offer=pl.col("action").str.starts_with("offer_"),
-        )
-        .join(customers.lazy().select("customer_id", "segment"), on="customer_id", how="left")
+        values.join(customers.lazy().select("customer_id", "segment"), on="customer_id", how="left")
         .with_columns(
             allowed=(pl.col("action") != "end") | ~pl.col("segment").is_in(protected_segments)
         )
