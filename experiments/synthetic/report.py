@@ -16,6 +16,7 @@ import argparse
 import time
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import polars as pl
 
@@ -29,7 +30,14 @@ from experiments.synthetic.summary import (
     oracle_figures,
     realism_figures,
 )
-from experiments.synthetic.world import World, default_policy, generate_world
+from experiments.synthetic.world import (
+    World,
+    default_policy,
+    generate_world,
+    read_manifest,
+    scan_truth,
+    scan_truth_action_values,
+)
 
 
 @dataclass(frozen=True)
@@ -42,27 +50,48 @@ class Figure:
     met: bool
 
 
-def realism_report(world: World, protected_segments: tuple[str, ...]) -> list[Figure]:
-    """All realism figures of an in-memory world (see the module docstring)."""
-    cfg = world.config
-    tables = {name: frame.lazy() for name, frame in world.tables.items()}
-    reference = date(cfg.end.year - 2, cfg.end.month, 1)
-    snapshot = add_months(cfg.end, -cfg.oracle_horizon_months)
+def realism_report(
+    tables: dict[str, pl.LazyFrame],
+    truth_customers: pl.LazyFrame,
+    truth_monthly: pl.LazyFrame,
+    truth_action_values: pl.LazyFrame | None,
+    *,
+    export: date,
+    cost_per_minute: float,
+    cost_per_escalation: float,
+    protected_segments: tuple[str, ...],
+    horizon_months: int = 12,
+) -> list[Figure]:
+    """All realism figures of a world (see the module docstring).
+
+    Args:
+        tables: the five CRM tables.
+        truth_customers: per-customer truth.
+        truth_monthly: per customer-month truth.
+        truth_action_values: the simulated oracle, or None for a world written without one.
+        export: the export date.
+        cost_per_minute: complaint handling cost per minute.
+        cost_per_escalation: cost per escalation.
+        protected_segments: segments the oracle may not end (the policy's guard-rail).
+        horizon_months: the policy horizon; the oracle figures use the snapshot one horizon
+            before the export (the training test snapshot).
+
+    Returns:
+        One figure per line of the report, with its target and whether it is met.
+    """
+    reference = date(export.year - 2, export.month, 1)
+    snapshot = add_months(export, -horizon_months)
     realism = realism_figures(
-        tables,
-        world.truth_monthly.lazy(),
-        reference,
-        cfg.cost_per_handling_minute,
-        cfg.cost_per_escalation,
+        tables, truth_monthly, reference, cost_per_minute, cost_per_escalation
     )
-    calm = world.truth_customers.lazy().filter(pl.col("archetype") != "difficult_client")
+    calm = truth_customers.filter(pl.col("archetype") != "difficult_client")
     calm_ratio = complaint_ratio(tables["complaints"], calm)
     near, minor, _ = realism.complaint_ratio
     holdouts = (
-        world.tables["offers"]
+        tables["offers"]
         .group_by("targeted")
-        .agg(held=pl.col("holdout").mean(), rows=pl.len())
-        .sort("targeted")
+        .agg(held=pl.col("holdout").fill_null(False).mean())
+        .collect()
     )
     held = dict(zip(holdouts["targeted"], holdouts["held"], strict=True))
     figures = [
@@ -133,9 +162,9 @@ def realism_report(world: World, protected_segments: tuple[str, ...]) -> list[Fi
             held.get(True, 0) > 0 and held.get(False, 0) > 0,
         ),
     ]
-    if world.truth_action_values.height:
+    if truth_action_values is not None:
         oracle = oracle_figures(
-            world.truth_action_values, world.tables["customers"], snapshot, protected_segments
+            truth_action_values, tables["customers"], snapshot, protected_segments
         )
         figures.append(
             Figure(
@@ -154,7 +183,7 @@ def realism_report(world: World, protected_segments: tuple[str, ...]) -> list[Fi
                 True,
             )
         )
-        for effect in offer_effects(world.truth_action_values, world.truth_monthly, snapshot):
+        for effect in offer_effects(truth_action_values, truth_monthly, snapshot):
             figures.append(
                 Figure(
                     f"{effect.kind}: nil / harmful share",
@@ -173,7 +202,7 @@ def realism_report(world: World, protected_segments: tuple[str, ...]) -> list[Fi
                     (not remedy) or effect.recent_fault_p90_reduction >= 0.10,
                 )
             )
-    separability = difficult_vs_recoverable(tables, world.truth_customers, snapshot)
+    separability = difficult_vs_recoverable(tables, truth_customers, snapshot)
     figures.append(
         Figure(
             "best single feature, difficult vs recoverable (ROC AUC)",
@@ -183,6 +212,54 @@ def realism_report(world: World, protected_segments: tuple[str, ...]) -> list[Fi
         )
     )
     return figures
+
+
+def world_realism_report(world: World, protected_segments: tuple[str, ...]) -> list[Figure]:
+    """:func:`realism_report` of an in-memory world."""
+    cfg = world.config
+    return realism_report(
+        {name: frame.lazy() for name, frame in world.tables.items()},
+        world.truth_customers.lazy(),
+        world.truth_monthly.lazy(),
+        world.truth_action_values.lazy() if world.truth_action_values.height else None,
+        export=cfg.end,
+        cost_per_minute=cfg.cost_per_handling_minute,
+        cost_per_escalation=cfg.cost_per_escalation,
+        protected_segments=protected_segments,
+        horizon_months=cfg.oracle_horizon_months,
+    )
+
+
+def folder_realism_report(
+    world_dir: Path | str, tables: dict[str, pl.LazyFrame], protected_segments: tuple[str, ...]
+) -> list[Figure]:
+    """:func:`realism_report` of a written world (``keepwise generate``'s folder)."""
+    manifest = read_manifest(world_dir)
+    config = manifest["config"]
+    truth_customers, truth_monthly = scan_truth(world_dir)
+    return realism_report(
+        tables,
+        truth_customers,
+        truth_monthly,
+        scan_truth_action_values(world_dir),
+        export=date.fromisoformat(manifest["export_date"]),
+        cost_per_minute=config["cost_per_handling_minute"],
+        cost_per_escalation=config["cost_per_escalation"],
+        protected_segments=protected_segments,
+        horizon_months=manifest.get("oracle", {}).get("horizon_months", 12),
+    )
+
+
+def figures_frame(figures: list[Figure]) -> pl.DataFrame:
+    """The figures as a table to print: figure, value, target (DESIGN.md), met."""
+    return pl.DataFrame(
+        {
+            "figure": [f.name for f in figures],
+            "value": [f.value for f in figures],
+            "target (DESIGN.md)": [f.target for f in figures],
+            "met": ["yes" if f.met else "NO" for f in figures],
+        }
+    )
 
 
 def main() -> None:
@@ -213,7 +290,7 @@ def main() -> None:
             )
         )
     print(f"world of {args.customers:,} customers, seed {args.seed}: generated in {elapsed:.1f} s")
-    for figure in realism_report(world, policy.guardrails.protected_segments):
+    for figure in world_realism_report(world, policy.guardrails.protected_segments):
         mark = "ok  " if figure.met else "MISS"
         print(f"{mark} {figure.name:62s} {figure.value:34s} target {figure.target}")
 

@@ -8,6 +8,7 @@ from scipy import stats
 
 from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.dynamics import (
+    MISUSE_ANSWER,
     NEVER,
     Actions,
     WorldState,
@@ -120,16 +121,17 @@ def test_business_as_usual_holds_out_a_random_share_of_each_selection(setup):
     campaign_month = 5  # June of the first year
     selection = business_as_usual(population, copy, rows, campaign_month, u, CONFIG)
     targeted, held = selection.targeted, selection.held_kind >= 0
-    # a company fault is answered with targeted_offer_prob 0.35, misuse with 0.4 of that
-    assert 0.3 < targeted[fault].mean() < 0.4
-    assert 0.11 < targeted[~fault].mean() < 0.17
-    assert 0.15 < held[targeted].mean() < 0.25  # targeted_holdout_share 0.2
+    # a company fault is answered with targeted_offer_prob, misuse with MISUSE_ANSWER of that
+    answer = CONFIG.targeted_offer_prob
+    assert targeted[fault].mean() == pytest.approx(answer, abs=0.05)
+    assert targeted[~fault].mean() == pytest.approx(answer * MISUSE_ANSWER, abs=0.05)
+    assert held[targeted].mean() == pytest.approx(CONFIG.targeted_holdout_share, abs=0.05)
     replacement = (selection.held_kind == KIND["replacement"]) | (
         selection.actions.kind == KIND["replacement"]
     )
     broad = ~targeted & replacement
-    assert 0.25 < broad.mean() / (~targeted).mean() < 0.35  # broad_campaign_reach 0.3
-    assert 0.15 < held[broad].mean() < 0.25  # broad_holdout_share 0.2
+    assert broad.mean() / (~targeted).mean() == pytest.approx(CONFIG.broad_campaign_reach, abs=0.05)
+    assert held[broad].mean() == pytest.approx(CONFIG.broad_holdout_share, abs=0.05)
     # held-out rows are never contacted; every other selected row is
     assert (selection.actions.kind[held] == -1).all()
     assert (selection.actions.kind[(targeted | broad) & ~held] >= 0).all()

@@ -156,7 +156,7 @@ def test_offer_churn_matches_what_offered_customers_realise(checked):
         ),
         on=["customer_id", "offered_kind"],
     )
-    assert joined.height > 250
+    assert joined.height > 200
     p = joined["p_churn"]
     error = np.sqrt(float((p * (1 - p)).sum())) / joined.height
     assert abs(joined["churned"].mean() - p.mean()) < 3 * error

@@ -386,3 +386,26 @@ def test_no_single_feature_tells_difficult_from_recoverable(world):
     assert separability.best_auc <= 0.85, (separability.best_feature, separability.best_auc)
     # both cost a lot to serve: cost to serve alone does not tell them apart
     assert separability.auc_by_feature["cost_to_serve_12m"] < 0.85
+
+
+def test_a_written_world_reports_every_realism_figure(tmp_path):
+    from experiments.synthetic.report import figures_frame, folder_realism_report
+
+    write_world(WorldConfig(n_customers=1_500, seed=8, oracle_draws=4), tmp_path)
+    tables = {name: pl.scan_parquet(tmp_path / f"{name}.parquet") for name in CRM_TABLES}
+    figures = folder_realism_report(tmp_path, tables, ("public_sector",))
+    names = " | ".join(f.name for f in figures)
+    for text in (
+        "annual churn",
+        "true hazard ROC AUC",
+        "the same without difficult clients",
+        "holdout share",
+        "offer-only oracle's share of the oracle's gain (2025-01-01)",
+        "refund: nil / harmful share",
+        "service: churn cut if accepted",
+        "best single feature, difficult vs recoverable",
+    ):
+        assert text in names, text
+    frame = figures_frame(figures)
+    assert frame.columns == ["figure", "value", "target (DESIGN.md)", "met"]
+    assert frame.height == len(figures) and set(frame["met"]) <= {"yes", "NO"}
