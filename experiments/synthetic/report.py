@@ -102,7 +102,7 @@ def realism_report(
             0.10 <= realism.annual_churn <= 0.30,
         ),
         Figure(
-            "true hazard ROC AUC (12-month label)",
+            "oracle ROC AUC (true hazard, 12-month label)",
             f"{realism.oracle_roc_auc:.3f}",
             "0.80-0.90",
             0.80 <= realism.oracle_roc_auc <= 0.90,

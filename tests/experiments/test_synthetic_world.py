@@ -397,7 +397,7 @@ def test_a_written_world_reports_every_realism_figure(tmp_path):
     names = " | ".join(f.name for f in figures)
     for text in (
         "annual churn",
-        "true hazard ROC AUC",
+        "oracle ROC AUC (true hazard",
         "the same without difficult clients",
         "holdout share",
         "offer-only oracle's share of the oracle's gain (2025-01-01)",
