@@ -79,7 +79,7 @@ FAULT_GRIEVANCE = 1.0
 SLOW_FAULT_GRIEVANCE = 0.3
 FAST_FIX_GRIEVANCE = 0.25
 GRIEVANCE_FLOOR = 0.05
-REPURCHASE = 0.25  # extra orders per unit of loyalty: satisfaction -> repurchase -> profit
+REPURCHASE = 0.35  # extra orders per unit of loyalty: satisfaction -> repurchase -> profit
 LOYALTY_PERSISTENCE = 0.9
 RECOVERY_BONUS = 0.8
 FAST_REMEDY_MONTHS = 2  # months since the fault (0 = last month)
