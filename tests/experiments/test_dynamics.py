@@ -75,8 +75,15 @@ def test_an_accepted_fitting_remedy_repairs_the_grievance_and_builds_loyalty(set
     _, nothing = _step(setup, _actions(rows))
     state, remedied = _step(setup, _actions(rows, "service", accept=1))
     assert remedied.accepted.all() and (remedied.offer_cost == 100.0).all()
+    population = setup[0]
+    fitting = population.remedy_fit[rows, KIND["service"]] > 0.5
+    assert fitting.sum() > 300
     assert (remedied.grievance <= nothing.grievance).all()
-    assert remedied.hazard.mean() < 0.7 * nothing.hazard.mean()
+    assert (remedied.grievance[fitting] < 0.5 * nothing.grievance[fitting]).all()
+    assert remedied.hazard[fitting].mean() < 0.5 * nothing.hazard[fitting].mean()
+    # customers the remedy does not fit keep their grievance
+    unfit = population.remedy_fit[rows, KIND["service"]] == 0
+    assert np.array_equal(remedied.grievance[unfit], nothing.grievance[unfit])
     assert (state.loyalty[rows] >= 0).all() and state.loyalty[rows].mean() > 0.1
     _, declined = _step(setup, _actions(rows, "service", accept=0))
     assert not declined.accepted.any() and (declined.offer_cost == 0).all()
