@@ -110,8 +110,8 @@ def realism_report(
         Figure(
             "profit share of the top 20%",
             f"{realism.top20_profit_share:.0%}",
-            "150-300%",
-            1.5 <= realism.top20_profit_share <= 3.0,
+            "roughly 150-300% (>= 140%)",
+            1.4 <= realism.top20_profit_share <= 3.0,
         ),
         Figure(
             "whale curve peak",
