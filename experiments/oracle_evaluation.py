@@ -1,37 +1,45 @@
 """Judge decisions with the synthetic world's truth: the share of the oracle's profit captured.
 
-For each customer in a test snapshot the truth table gives what no model sees: the true monthly
-churn hazard with no action and after each offer kind, the true acceptance probability of each
-kind, and the true expected monthly net margin. Every action is priced with the same formula as
-:mod:`model.decide` (horizon ``H``, discount ``delta``, costs and exit costs from the policy):
+The truth is the world itself (:mod:`experiments.synthetic.oracle`): for each customer active at
+a snapshot, ``truth_action_values.parquet`` holds ``V_a``, the mean discounted profit over the
+policy horizon when the simulator rolls the customer forward under action ``a`` (retain, each
+offer kind with the customer's own acceptance, end), with its standard error. Nothing here uses
+the decision module's formula: a policy is graded only by what its chosen actions truly earn.
 
-    p      = 1 - (1 - h)^H                 true churn within the horizon, no action
-    p'_k   = 1 - prod_{j=0..H-1} (1 - h * r_k^(rho^j))   if offer k is accepted
+For customer ``i`` with protected-segment flag ``P_i`` (the policy's guard-rail):
 
-where ``h`` is the true hazard at the snapshot (held for the horizon), ``r_k = h_k / h`` the
-true hazard ratio right after an accepted offer k, and ``rho`` the world's dissatisfaction
-persistence: the relief of a remedy fades month by month exactly as in the simulation.
-    V_ret  = m * A(p)                      A(p) = sum_k (1-p)^(k/H) * delta^k
-    V_k    = a_k * [m * A(p'_k) - c_k] + (1 - a_k) * V_ret
-    V_end  = -exit_cost
+    oracle_i      = max(V_retain, V_offer_k for all k, V_end if not P_i)
+    offer_only_i  = max(V_retain, V_offer_k for all k)          (no "end")
+    policy_i      = V of the action the policy chose (its offer kind for "compensate")
+    top_decile_i  = V_offer_{k*} for the top 10% by the model's churn risk, else V_retain
+                    (k* = the offer the policy would make)
 
-The **oracle** takes the action with the highest true value (with the same guard-rails' segment
-protection, so it is a fair upper bound for a policy that must respect them). A strategy's
-**true profit** is the sum of the true values of the actions it chose. Reported: the true profit
-of the keepwise policy, of "retain everyone", of "offer the best offer to the top decile by
-churn risk", of the oracle, and each strategy's share of the oracle's *gain over retaining
-everyone* (0 = no better than doing nothing, 1 = as good as the oracle).
+Totals over the snapshot's customers are compared with "retain everyone" (``sum V_retain``):
+
+    share of the oracle's gain      = (S - sum V_retain) / (sum oracle - sum V_retain)
+    offer decisions' share of the offer-only oracle's gain
+                                    = sum_{i: compensate} (V_offer_{k_i} - V_retain)
+                                      / (sum offer_only - sum V_retain)
+
+0 means no better than doing nothing, 1 as good as the oracle. The offer-decision share credits
+only the customers the policy compensated (ended or retained customers add nothing), so it
+measures the offers alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import polars as pl
 
-from experiments.synthetic.simulate import DISSATISFACTION_PERSISTENCE
-from features.contract import OFFER_KINDS
 from model.policy import Policy
+
+TOP_DECILE = 0.9  # churn-risk quantile above which the baseline makes its offer
+
+
+class OracleError(ValueError):
+    """The oracle cannot judge these recommendations (wrong date, customers it does not know)."""
 
 
 @dataclass(frozen=True)
@@ -43,132 +51,158 @@ class OracleComparison:
     retain_all: float
     top_decile: float
     oracle: float
+    offer_only_oracle: float
+    policy_offer_gain: float  # true gain of the policy's offers over retaining those customers
+    compensated: int
 
     def share_of_oracle_gain(self, value: float) -> float:
         gain = self.oracle - self.retain_all
         return (value - self.retain_all) / gain if gain > 0 else float("nan")
 
+    @property
+    def offer_share_of_offer_only_gain(self) -> float:
+        """The policy's offer decisions' share of the offer-only oracle's gain."""
+        gain = self.offer_only_oracle - self.retain_all
+        return self.policy_offer_gain / gain if gain > 0 else float("nan")
 
-def _annuity(p: pl.Expr, horizon: int, delta: float) -> pl.Expr:
-    return sum(((1 - p) ** (k / horizon)) * delta**k for k in range(1, horizon + 1))
 
-
-def _churn_after_offer(hazard: pl.Expr, hazard_if: pl.Expr, horizon: int) -> pl.Expr:
-    ratio = (hazard_if / hazard).fill_nan(1.0)
-    survival = pl.lit(1.0)
-    for month in range(horizon):
-        survival = survival * (1 - hazard * ratio ** (DISSATISFACTION_PERSISTENCE**month))
-    return 1 - survival
+def offer_kinds(policy: Policy) -> list[str]:
+    """The catalogue's offer kinds, in catalogue order."""
+    return [offer.kind for offer in policy.offers]
 
 
 def true_action_values(
-    recommendations: pl.DataFrame,
-    truth_customers: pl.DataFrame,
-    truth_monthly: pl.DataFrame,
-    policy: Policy,
+    action_values: pl.DataFrame | pl.LazyFrame, as_of: date, policy: Policy
 ) -> pl.DataFrame:
-    """True value of retain, each offer and end per customer of the recommendations' snapshot.
+    """The oracle at ``as_of`` in wide form.
 
     Args:
-        recommendations: output of :func:`model.recommend.recommend` (one snapshot).
-        truth_customers: the world's per-customer truth (acceptance probabilities).
-        truth_monthly: the world's per-month truth (hazards, margin).
-        policy: the policy whose costs and horizon price the actions.
+        action_values: ``truth_action_values`` (customer_id, as_of, action, value, se, ...).
+        as_of: the snapshot date.
+        policy: names the offer kinds to keep.
 
     Returns:
         customer_id, true_retain, true_offer_<kind> for every catalogue kind, true_end.
+
+    Raises:
+        OracleError: the oracle has no values at ``as_of`` or lacks a catalogue action.
+    """
+    wanted = ["retain", *[f"offer_{k}" for k in offer_kinds(policy)], "end"]
+    long = (
+        action_values.lazy()
+        .filter((pl.col("as_of") == as_of) & pl.col("action").is_in(wanted))
+        .select("customer_id", "action", "value")
+        .collect()
+    )
+    if long.is_empty():
+        dates = action_values.lazy().select(pl.col("as_of").unique().sort()).collect()
+        written = ", ".join(str(d) for d in dates["as_of"]) or "none"
+        raise OracleError(
+            f"the simulated oracle has no values at {as_of}; it was written at: {written}"
+        )
+    missing = sorted(set(wanted) - set(long["action"].unique()))
+    if missing:
+        raise OracleError(f"the simulated oracle at {as_of} has no values for {missing}")
+    wide = long.pivot("action", index="customer_id", values="value")
+    return wide.select(
+        "customer_id", *[pl.col(action).alias(f"true_{action}") for action in wanted]
+    )
+
+
+def chosen_true_values(
+    recommendations: pl.DataFrame,
+    action_values: pl.DataFrame | pl.LazyFrame,
+    policy: Policy,
+) -> pl.DataFrame:
+    """Per customer: the true value of the policy's choice, of each baseline and of the oracles.
+
+    Args:
+        recommendations: output of :func:`model.recommend.recommend` (one snapshot).
+        action_values: ``truth_action_values`` of the same world.
+        policy: the policy the recommendations followed (offer kinds, protected segments).
+
+    Returns:
+        customer_id, action, offer_kind, true_retain, true_policy, true_top_decile,
+        true_oracle, true_offer_only, true_offer_gain (0 unless compensated).
+
+    Raises:
+        OracleError: the oracle does not cover the snapshot or some of its customers.
     """
     as_of = recommendations["as_of"][0]
-    horizon, delta = policy.horizon_months, policy.discount_factor
-    month = truth_monthly.filter(pl.col("month") == as_of.replace(day=1))
-    kinds = [k for k in OFFER_KINDS if k in {o.kind for o in policy.offers}]
-    frame = (
-        recommendations.select(
-            "customer_id",
-            "offer_kind",
-            "exit_cost",
-            "monthly_revenue",
-            *[f"ev_offer_{k}" for k in kinds],
+    kinds = offer_kinds(policy)
+    values = true_action_values(action_values, as_of, policy)
+    chosen = recommendations.select(
+        "customer_id", "action", "offer_kind", "segment", "p_churn"
+    ).join(values, on="customer_id", how="left")
+    unknown = chosen.filter(pl.col("true_retain").is_null())
+    if unknown.height:
+        examples = unknown["customer_id"].head(3).to_list()
+        raise OracleError(
+            f"the simulated oracle at {as_of} has no values for {unknown.height} of "
+            f"{chosen.height} recommended customers, e.g. {examples}"
         )
-        .join(
-            month.select(
-                "customer_id",
-                "true_churn_hazard",
-                "true_net_margin",
-                *[f"true_hazard_if_{k}" for k in kinds],
-            ),
-            on="customer_id",
-            how="inner",
-        )
-        .join(
-            truth_customers.select("customer_id", *[f"accept_prob_{k}" for k in kinds]),
-            on="customer_id",
-            how="inner",
-        )
+    offer_value = pl.coalesce(
+        [pl.when(pl.col("offer_kind") == k).then(pl.col(f"true_offer_{k}")) for k in kinds]
     )
-    p = 1 - (1 - pl.col("true_churn_hazard").cast(pl.Float64)) ** horizon
-    margin = pl.col("true_net_margin").cast(pl.Float64)
-    retain = margin * _annuity(p, horizon, delta)
-    columns = [retain.alias("true_retain"), (-pl.col("exit_cost")).alias("true_end")]
-    for kind in kinds:
-        offer = policy.offer(kind)
-        cost = offer.cost_fixed + offer.cost_revenue_multiple * pl.col("monthly_revenue")
-        p_after = _churn_after_offer(
-            pl.col("true_churn_hazard").cast(pl.Float64),
-            pl.col(f"true_hazard_if_{kind}").cast(pl.Float64),
-            horizon,
-        )
-        accept = pl.col(f"accept_prob_{kind}").cast(pl.Float64)
-        value = accept * (margin * _annuity(p_after, horizon, delta) - cost) + (1 - accept) * retain
-        columns.append(value.alias(f"true_offer_{kind}"))
-    return frame.select("customer_id", *columns)
+    decile = chosen["p_churn"].quantile(TOP_DECILE)
+    offers = [f"true_offer_{k}" for k in kinds]
+    end_allowed = ~pl.col("segment").is_in(list(policy.guardrails.protected_segments))
+    return chosen.select(
+        "customer_id",
+        "action",
+        "offer_kind",
+        "true_retain",
+        true_policy=pl.when(pl.col("action") == "retain")
+        .then(pl.col("true_retain"))
+        .when(pl.col("action") == "compensate")
+        .then(offer_value)
+        .otherwise(pl.col("true_end")),
+        true_top_decile=pl.when(pl.col("p_churn") >= decile)
+        .then(offer_value)
+        .otherwise(pl.col("true_retain")),
+        true_oracle=pl.max_horizontal(
+            "true_retain", *offers, pl.when(end_allowed).then(pl.col("true_end"))
+        ),
+        true_offer_only=pl.max_horizontal("true_retain", *offers),
+        true_offer_gain=pl.when(pl.col("action") == "compensate")
+        .then(offer_value - pl.col("true_retain"))
+        .otherwise(0.0),
+    )
 
 
 def compare_with_oracle(
     recommendations: pl.DataFrame,
-    truth_customers: pl.DataFrame,
-    truth_monthly: pl.DataFrame,
+    action_values: pl.DataFrame | pl.LazyFrame,
     policy: Policy,
 ) -> OracleComparison:
-    """True profit of the policy's choices, of the two baselines and of the oracle."""
-    kinds = [k for k in OFFER_KINDS if k in {o.kind for o in policy.offers}]
-    values = true_action_values(recommendations, truth_customers, truth_monthly, policy)
-    protected = set(policy.guardrails.protected_segments)
-    chosen = recommendations.select(
-        "customer_id", "action", "offer_kind", "segment", "p_churn"
-    ).join(values, on="customer_id", how="inner")
-    offer_value = pl.coalesce(
-        [pl.when(pl.col("offer_kind") == k).then(pl.col(f"true_offer_{k}")) for k in kinds]
-    )
-    policy_value = (
-        pl.when(pl.col("action") == "retain")
-        .then(pl.col("true_retain"))
-        .when(pl.col("action") == "compensate")
-        .then(offer_value)
-        .otherwise(pl.col("true_end"))
-    )
-    decile = chosen["p_churn"].quantile(0.9)
-    top_decile_value = (
-        pl.when(pl.col("p_churn") >= decile).then(offer_value).otherwise(pl.col("true_retain"))
-    )
-    end_allowed = ~pl.col("segment").is_in(list(protected))
-    oracle_value = pl.max_horizontal(
-        "true_retain",
-        *[f"true_offer_{k}" for k in kinds],
-        pl.when(end_allowed).then(pl.col("true_end")),
-    )
-    sums = chosen.select(
-        policy=policy_value.sum(),
-        retain_all=pl.col("true_retain").sum(),
-        top_decile=top_decile_value.sum(),
-        oracle=oracle_value.sum(),
+    """True profit of the policy's choices, of the two baselines and of the two oracles.
+
+    Args:
+        recommendations: output of :func:`model.recommend.recommend` (one snapshot).
+        action_values: ``truth_action_values`` of the same world.
+        policy: the policy the recommendations followed.
+
+    Returns:
+        The totals (see the module docstring).
+    """
+    per_customer = chosen_true_values(recommendations, action_values, policy)
+    row = per_customer.select(
         customers=pl.len(),
-    )
-    row = sums.row(0, named=True)
+        policy=pl.col("true_policy").sum(),
+        retain_all=pl.col("true_retain").sum(),
+        top_decile=pl.col("true_top_decile").sum(),
+        oracle=pl.col("true_oracle").sum(),
+        offer_only=pl.col("true_offer_only").sum(),
+        offer_gain=pl.col("true_offer_gain").sum(),
+        compensated=(pl.col("action") == "compensate").sum(),
+    ).row(0, named=True)
     return OracleComparison(
         customers=int(row["customers"]),
         policy=float(row["policy"]),
         retain_all=float(row["retain_all"]),
         top_decile=float(row["top_decile"]),
         oracle=float(row["oracle"]),
+        offer_only_oracle=float(row["offer_only"]),
+        policy_offer_gain=float(row["offer_gain"]),
+        compensated=int(row["compensated"]),
     )

@@ -119,27 +119,25 @@ def _plots(result: TrainingResult, folder: Path) -> dict[str, Path]:
 
 
 def _oracle_metrics(
-    result: TrainingResult,
-    policy: Policy,
-    truth_customers: pl.LazyFrame,
-    truth_monthly: pl.LazyFrame,
+    result: TrainingResult, policy: Policy, truth_action_values: pl.LazyFrame
 ) -> dict[str, float]:
     test = result.split.test
     decided = recommend(test, result.bundle, policy, as_of=test["as_of"][0], model_version="")
-    as_of = test["as_of"][0].replace(day=1)
     comparison = compare_with_oracle(
         decided,
-        truth_customers.collect(),
-        truth_monthly.filter(pl.col("month") == as_of).collect(),
+        truth_action_values.filter(pl.col("as_of") == test["as_of"][0]).collect(),
         policy,
     )
     return {
         "oracle_true_profit": comparison.oracle,
+        "offer_only_oracle_true_profit": comparison.offer_only_oracle,
         "policy_true_profit": comparison.policy,
         "retain_all_true_profit": comparison.retain_all,
         "top_decile_true_profit": comparison.top_decile,
+        "policy_offer_true_gain": comparison.policy_offer_gain,
         "policy_share_of_oracle_gain": comparison.share_of_oracle_gain(comparison.policy),
         "top_decile_share_of_oracle_gain": comparison.share_of_oracle_gain(comparison.top_decile),
+        "offer_share_of_offer_only_oracle_gain": comparison.offer_share_of_offer_only_gain,
     }
 
 
@@ -169,6 +167,7 @@ def run_tracked_training(
     truth_monthly: pl.LazyFrame | None = None,
     truth_customers: pl.LazyFrame | None = None,
     on_step: Callable[[str], None] | None = None,
+    truth_action_values: pl.LazyFrame | None = None,
 ) -> tuple[RunSummary, TrainingResult]:
     """Train, evaluate, plot, log and register.
 
@@ -179,9 +178,11 @@ def run_tracked_training(
         config: training configuration.
         manifest_export: export date from a synthetic world's manifest, if any.
         truth_monthly: synthetic truth, to report the true hazard's scores next to the model's.
-        truth_customers: synthetic per-customer truth; with ``truth_monthly`` the policy's
-            decisions on the test snapshot are judged against the oracle's.
+        truth_customers: synthetic per-customer truth, to report the value forecast's error per
+            archetype (the oracle below is what judges decisions).
         on_step: progress callback.
+        truth_action_values: the world's simulated oracle (``truth_action_values.parquet``);
+            when given, the policy's decisions on the test snapshot are judged against it.
 
     Returns:
         The run summary and the full training result.
@@ -198,10 +199,10 @@ def run_tracked_training(
         trained_at=trained_at,
         on_step=on_step,
     )
-    if truth_monthly is not None and truth_customers is not None:
+    if truth_action_values is not None:
         if on_step:
-            on_step("judging the test snapshot's decisions against the oracle (truth)")
-        result.metrics |= _oracle_metrics(result, policy, truth_customers, truth_monthly)
+            on_step("judging the test snapshot's decisions against the simulated oracle (truth)")
+        result.metrics |= _oracle_metrics(result, policy, truth_action_values)
     value_metrics, value_report = (
         _value_by_archetype(result, truth_customers) if truth_customers is not None else ({}, [])
     )

@@ -158,6 +158,17 @@ OFFERS = Table(
             description="false for broad campaigns",
         ),
         Column("complaint_id", pl.String(), nullable=True, required=False),
+        Column(
+            "holdout",
+            pl.Boolean(),
+            nullable=True,
+            required=False,
+            description=(
+                "true: selected for the campaign but held out at random as its control group; "
+                "not contacted, so no answer (accepted null) and no cost. Null or false: a real "
+                "offer"
+            ),
+        ),
     ),
 )
 

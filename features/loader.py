@@ -37,7 +37,7 @@ import polars as pl
 from pandera.config import ValidationDepth, config_context
 
 from features.contract import TABLES, Table
-from features.schemas import DATE_ORDER, SCHEMAS
+from features.schemas import DATE_ORDER, ROW_RULES, SCHEMAS
 
 logger = logging.getLogger(__name__)
 
@@ -655,6 +655,9 @@ def _examples(
         for later, earlier in DATE_ORDER.get(item.table.name, ())
         if later == column and check == f"{later} >= {earlier}"
     ]
+    rule = ROW_RULES.get((item.table.name, column or ""))
+    if rule is not None and check == rule[0]:
+        others += [c for c in rule[1] if c in sample.columns]
     examples = []
     for i, (row, value) in enumerate(zip(rows, values, strict=True)):
         where = f"{item.source.unit} {item.source.number(row)}"

@@ -16,6 +16,8 @@ what we have offered them.
 * Offers made in the long window (``offered_at`` in it): ``offers_made_12m``;
   ``offers_accepted_12m`` and ``offers_declined_12m`` count those with an answer known at
   ``as_of`` (``responded_at`` before ``as_of``); a later or undated answer counts as none yet.
+  Rows with ``holdout`` true record a customer held out of a campaign as its control group:
+  no offer was made, so they count nowhere.
 """
 
 from __future__ import annotations
@@ -100,7 +102,9 @@ def feature_group(as_of: date, config: FeatureConfig) -> FeatureGroup:
         ),
         nullable=(pl.when(before).then(pl.col("order_date")).max().alias("_last_order_date"),),
     )
-    made = Window.trailing(as_of, config.long_window_days).contains("offered_at")
+    made = Window.trailing(as_of, config.long_window_days).contains("offered_at") & ~pl.col(
+        "holdout"
+    ).fill_null(False)
     answered = made & (pl.col("responded_at") < as_of)
     offers = Aggregation(
         table="offers",

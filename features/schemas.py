@@ -9,7 +9,9 @@ columns are required come from there - and add the checks a dtype cannot express
 * enumerated values (segment, contract type, channel, category, severity, stage, offer kind);
   ``region`` is free text;
 * cross-column date order (``resolved_at >= opened_at`` and friends), declared on the later
-  column so a failure names the column an admin has to fix.
+  column so a failure names the column an admin has to fix;
+* a held-out offer (``holdout`` true: the campaign's randomised control group, never
+  contacted) carries no answer: ``accepted`` is null.
 
 Optional columns (``required=False`` in the contract) may be absent; unknown extra columns are
 allowed and kept (``strict=False``). The row-level behaviour of the loader (rejects, readable
@@ -63,6 +65,27 @@ DATE_ORDER: Mapping[str, tuple[tuple[str, str], ...]] = {
 }
 
 
+# (table, column) -> (check name, the other columns a failure example shows, rule as an expression
+# that is true where the row is fine).
+ROW_RULES: Mapping[tuple[str, str], tuple[str, tuple[str, ...], pl.Expr]] = {
+    ("offers", "holdout"): (
+        "a held-out offer has no answer (accepted is null)",
+        ("accepted",),
+        pl.col("holdout").is_null() | ~pl.col("holdout") | pl.col("accepted").is_null(),
+    ),
+}
+
+
+def row_rule_check(table: str, column: str) -> pa.Check:
+    """The pandera check of the cross-column rule declared on ``table.column`` in ROW_RULES."""
+    name, _, rule = ROW_RULES[(table, column)]
+
+    def _check(data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(rule)
+
+    return pa.Check(_check, name=name, error=name)
+
+
 def date_order_check(later: str, earlier: str) -> pa.Check:
     """Build a column check asserting ``later >= earlier`` row by row.
 
@@ -106,6 +129,8 @@ def _column_checks(table: Table, column: str, dtype: pl.DataType) -> list[pa.Che
         for later, earlier in DATE_ORDER.get(table.name, ())
         if later == column
     )
+    if (table.name, column) in ROW_RULES:
+        checks.append(row_rule_check(table.name, column))
     return checks
 
 

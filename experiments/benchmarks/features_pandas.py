@@ -63,7 +63,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "escalations",
         "text",
     ),
-    "offers": ("customer_id", "offered_at", "cost", "accepted", "responded_at"),
+    "offers": ("customer_id", "offered_at", "cost", "accepted", "responded_at", "holdout"),
 }
 DATE_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": ("signup_date", "end_date"),
@@ -72,7 +72,7 @@ DATE_COLUMNS: dict[str, tuple[str, ...]] = {
     "complaints": ("opened_at", "resolved_at"),
     "offers": ("offered_at", "responded_at"),
 }
-OPTIONAL_COLUMNS = {"complaints": ("text",)}
+OPTIONAL_COLUMNS = {"complaints": {"text": "string"}, "offers": {"holdout": "boolean"}}
 
 WINDOW_BASES = (
     "revenue",
@@ -156,7 +156,8 @@ def prepare_tables(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame
     """Bring frames from any source (Parquet, ``polars.DataFrame.to_pandas``) to one shape.
 
     Dates become ``datetime64`` and ``offers.accepted`` a nullable boolean; an absent optional
-    ``complaints.text`` column becomes all-missing. Inputs are not modified.
+    ``complaints.text`` or ``offers.holdout`` column becomes all-missing. Inputs are not
+    modified.
 
     Args:
         tables: Table name -> DataFrame with at least the columns of :data:`COLUMNS`.
@@ -168,8 +169,8 @@ def prepare_tables(tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame
     for name, columns in COLUMNS.items():
         frame = tables[name]
         fixes = {
-            column: pd.Series(pd.NA, index=frame.index, dtype="string")
-            for column in OPTIONAL_COLUMNS.get(name, ())
+            column: pd.Series(pd.NA, index=frame.index, dtype=dtype)
+            for column, dtype in OPTIONAL_COLUMNS.get(name, {}).items()
             if column not in frame.columns
         }
         fixes |= {
@@ -308,7 +309,8 @@ def _offer_aggregates(
     as_of_ts = pd.Timestamp(as_of)
     rows = offers[offers["offered_at"] < as_of_ts]
     long_start = pd.Timestamp(as_of - timedelta(days=config.long_window_days))
-    made = rows["offered_at"] >= long_start
+    # a held-out row records the campaign's control group: no offer was made
+    made = (rows["offered_at"] >= long_start) & ~rows["holdout"].fillna(False).astype(bool)
     answered = made & (rows["responded_at"] < as_of_ts)  # NaT compares False
     accepted = rows["accepted"].eq(True).fillna(False).astype(bool)
     declined = rows["accepted"].eq(False).fillna(False).astype(bool)

@@ -1,7 +1,12 @@
 """What the generated world looks like: per-archetype signatures and the realism figures.
 
 Everything is computed lazily from the written tables (or in-memory frames), so the same code
-summarises a 10,000-customer demo world and a 1,000,000-customer benchmark world.
+summarises a 10,000-customer demo world and a 1,000,000-customer benchmark world. The figures
+of DESIGN.md "How realistic the synthetic world must be": :func:`realism_figures` (churn, the
+true hazard's AUC, whale curve, Heinrich, complaint concentration, offer uptake),
+:func:`complaint_ratio` (Heinrich within any group), :func:`oracle_figures` (how much of the
+simulated oracle's gain offers alone can make), :func:`offer_effects` (nil, harmful and the size
+of each offer kind's effect) and :func:`difficult_vs_recoverable` (the best single feature).
 
 Realised profit per customer is what the CRM tables show: revenue - cost of goods - discount -
 complaint handling cost - escalation cost - written-off receivables (unpaid 90 days past due at
@@ -14,6 +19,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import polars as pl
+
+from features.contract import OFFER_KINDS
 
 WRITE_OFF_DAYS = 90
 
@@ -285,3 +292,228 @@ def realism_figures(
         targeted_offer_acceptance=float(rate.get(True, float("nan"))),
         reference_date=reference,
     )
+
+
+# --- offers, the oracle and the difficult-vs-recoverable judgement ---------------------------
+
+# An accepted offer whose effect on the 12-month churn probability is below this is "nil".
+NIL_EFFECT = 0.001
+# A company-side fault this many months ago or fewer counts as recent (0 = last month).
+RECENT_FAULT_MONTHS = 2
+REMEDY_KINDS: tuple[str, ...] = ("refund", "replacement", "gift", "service")
+
+
+@dataclass(frozen=True)
+class OfferEffect:
+    """What an accepted offer of one kind does to the 12-month churn probability, per customer.
+
+    ``effect = P(churn | accepted) - P(churn | retain)`` from the simulated oracle; negative
+    means fewer churners.
+    """
+
+    kind: str
+    customers: int
+    nil_share: float  # |effect| < NIL_EFFECT
+    harmful_share: float  # effect >= NIL_EFFECT: the offer makes churn more likely
+    mean_reduction: float  # mean of -effect over all customers
+    recent_fault_customers: int
+    recent_fault_mean_reduction: float  # mean of -effect, customers with a recent fault
+    recent_fault_p90_reduction: float  # 90th percentile of -effect among them
+
+
+@dataclass(frozen=True)
+class OracleFigures:
+    """The simulated oracle at one snapshot: how much of the gain offers can make."""
+
+    as_of: date
+    customers: int
+    retain_all: float
+    oracle: float  # best action per customer (end not for protected segments)
+    offer_only_oracle: float  # best of retain and the offers
+    oracle_mean_se: float  # mean standard error of the chosen action's value
+
+    @property
+    def offer_only_share(self) -> float:
+        """Share of the full oracle's gain over retaining everyone that offers alone capture."""
+        gain = self.oracle - self.retain_all
+        return (self.offer_only_oracle - self.retain_all) / gain if gain > 0 else float("nan")
+
+
+def oracle_figures(
+    action_values: pl.LazyFrame | pl.DataFrame,
+    customers: pl.LazyFrame | pl.DataFrame,
+    as_of: date,
+    protected_segments: tuple[str, ...],
+) -> OracleFigures:
+    """Full and offer-only oracle against "retain everyone" at ``as_of``.
+
+    Args:
+        action_values: ``truth_action_values`` (customer_id, as_of, action, value, se, ...).
+        customers: the customers table (segment).
+        as_of: one of the oracle's dates.
+        protected_segments: segments never ended (the policy's guard-rail).
+
+    Returns:
+        The totals.
+    """
+    values = action_values.lazy().filter(pl.col("as_of") == as_of)
+    wide = (
+        values.join(customers.lazy().select("customer_id", "segment"), on="customer_id", how="left")
+        .with_columns(
+            allowed=(pl.col("action") != "end") | ~pl.col("segment").is_in(protected_segments)
+        )
+        .group_by("customer_id")
+        .agg(
+            retain=pl.col("value").filter(pl.col("action") == "retain").first(),
+            oracle=pl.col("value").filter("allowed").max(),
+            oracle_se=pl.col("se")
+            .filter("allowed")
+            .sort_by(pl.col("value").filter("allowed"))
+            .last(),
+            offer_only=pl.col("value").filter(pl.col("action") != "end").max(),
+        )
+        .collect()
+    )
+    return OracleFigures(
+        as_of=as_of,
+        customers=wide.height,
+        retain_all=float(wide["retain"].sum()),
+        oracle=float(wide["oracle"].sum()),
+        offer_only_oracle=float(wide["offer_only"].sum()),
+        oracle_mean_se=float(wide["oracle_se"].mean()),
+    )
+
+
+def offer_effects(
+    action_values: pl.LazyFrame | pl.DataFrame,
+    truth_monthly: pl.LazyFrame | pl.DataFrame,
+    as_of: date,
+) -> list[OfferEffect]:
+    """Per offer kind: nil and harmful shares and the size of the effect if accepted.
+
+    Args:
+        action_values: ``truth_action_values``.
+        truth_monthly: the per-month truth (``months_since_fault`` at ``as_of``).
+        as_of: one of the oracle's dates.
+
+    Returns:
+        One entry per offer kind in the oracle.
+    """
+    values = action_values.lazy().filter(pl.col("as_of") == as_of)
+    retain = values.filter(pl.col("action") == "retain").select(
+        "customer_id", retain_churn="p_churn"
+    )
+    recent = (
+        truth_monthly.lazy()
+        .filter(pl.col("month") == as_of.replace(day=1))
+        .select(
+            "customer_id",
+            recent_fault=pl.col("months_since_fault").fill_null(999) <= RECENT_FAULT_MONTHS,
+        )
+    )
+    frame = (
+        values.filter(pl.col("action").str.starts_with("offer_"))
+        .join(retain, on="customer_id")
+        .join(recent, on="customer_id", how="left")
+        .with_columns(
+            kind=pl.col("action").str.strip_prefix("offer_"),
+            effect=pl.col("p_churn_if_accepted") - pl.col("retain_churn"),
+            recent_fault=pl.col("recent_fault").fill_null(False),
+        )
+        .group_by("kind")
+        .agg(
+            customers=pl.len(),
+            nil_share=(pl.col("effect").abs() < NIL_EFFECT).mean(),
+            harmful_share=(pl.col("effect") >= NIL_EFFECT).mean(),
+            mean_reduction=-pl.col("effect").mean(),
+            recent_fault_customers=pl.col("recent_fault").sum(),
+            recent_fault_mean_reduction=-pl.col("effect").filter("recent_fault").mean(),
+            recent_fault_p90_reduction=-pl.col("effect").filter("recent_fault").quantile(0.1),
+        )
+        .collect()
+    )
+    by_kind = {row["kind"]: row for row in frame.iter_rows(named=True)}
+    order = [k for k in OFFER_KINDS if k in by_kind]
+    return [
+        OfferEffect(
+            kind=kind,
+            customers=int(by_kind[kind]["customers"]),
+            nil_share=float(by_kind[kind]["nil_share"]),
+            harmful_share=float(by_kind[kind]["harmful_share"]),
+            mean_reduction=float(by_kind[kind]["mean_reduction"]),
+            recent_fault_customers=int(by_kind[kind]["recent_fault_customers"]),
+            recent_fault_mean_reduction=_float(by_kind[kind]["recent_fault_mean_reduction"]),
+            recent_fault_p90_reduction=_float(by_kind[kind]["recent_fault_p90_reduction"]),
+        )
+        for kind in order
+    ]
+
+
+def _float(value: object) -> float:
+    return float("nan") if value is None else float(value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Separability:
+    """How well single features tell difficult clients from recoverable complainers."""
+
+    as_of: date
+    difficult: int
+    recoverable: int
+    best_feature: str
+    best_auc: float  # max over features of max(AUC, 1 - AUC)
+    auc_by_feature: dict[str, float]
+
+
+def difficult_vs_recoverable(
+    tables: dict[str, pl.LazyFrame],
+    truth_customers: pl.LazyFrame | pl.DataFrame,
+    as_of: date,
+) -> Separability:
+    """Single-feature ROC AUC, difficult clients vs recoverable complainers, at ``as_of``.
+
+    Every numeric and boolean column of :func:`features.pipeline.build_features` is scored
+    alone (nulls ranked lowest); a feature that ranks them backwards counts as ``1 - AUC``.
+    """
+    from features.config import FeatureConfig
+    from features.pipeline import build_features
+
+    features = (
+        build_features(tables, as_of, FeatureConfig())
+        .join(truth_customers.lazy().select("customer_id", "archetype"), on="customer_id")
+        .filter(pl.col("archetype").is_in(["difficult_client", "recoverable_complainer"]))
+        .collect()
+    )
+    label = (features["archetype"] == "difficult_client").alias("difficult")
+    scored: dict[str, float] = {}
+    for name, dtype in features.schema.items():
+        if name in ("customer_id", "archetype") or not (dtype.is_numeric() or dtype == pl.Boolean):
+            continue
+        frame = pl.DataFrame(
+            {"score": features[name].cast(pl.Float64).fill_null(float("-inf")), "difficult": label}
+        )
+        auc = _roc_auc(frame, "score", "difficult")
+        if auc == auc:  # not NaN
+            scored[name] = max(auc, 1 - auc)
+    best = max(scored, key=scored.get)  # type: ignore[arg-type]
+    return Separability(
+        as_of=as_of,
+        difficult=int(label.sum()),
+        recoverable=int((~label).sum()),
+        best_feature=best,
+        best_auc=scored[best],
+        auc_by_feature=dict(sorted(scored.items(), key=lambda item: -item[1])),
+    )
+
+
+def complaint_ratio(
+    complaints: pl.LazyFrame, customers: pl.LazyFrame | None = None
+) -> tuple[float, float, float]:
+    """near-miss : minor : major with major = 1, over all complaints or those of ``customers``."""
+    frame = complaints
+    if customers is not None:
+        frame = frame.join(customers.select("customer_id"), on="customer_id", how="semi")
+    severity = frame.group_by("severity").agg(n=pl.len()).collect()
+    by_severity = dict(zip(severity["severity"], severity["n"], strict=True))
+    major = max(by_severity.get("major", 0), 1)
+    return (by_severity.get("near_miss", 0) / major, by_severity.get("minor", 0) / major, 1.0)

@@ -22,11 +22,15 @@ import pyarrow.parquet as pq
 
 from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.simulate import ChunkTables, simulate_chunk
+from model.policy import Policy, load_policy
 
 logger = logging.getLogger(__name__)
 
 CRM_TABLES: tuple[str, ...] = ("customers", "orders", "payments", "complaints", "offers")
-TRUTH_TABLES: tuple[str, ...] = ("truth_customers", "truth_monthly")
+TRUTH_TABLES: tuple[str, ...] = ("truth_customers", "truth_monthly", "truth_action_values")
+# The company policy whose horizon, discount, offer costs and exit costs price the oracle when
+# no other policy is passed in.
+DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "policies" / "default.toml"
 MANIFEST = "world.json"
 CSV_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -41,30 +45,44 @@ class World:
     tables: dict[str, pl.DataFrame]
     truth_customers: pl.DataFrame
     truth_monthly: pl.DataFrame
+    truth_action_values: pl.DataFrame
 
 
-def iter_chunks(config: WorldConfig) -> Iterator[ChunkTables]:
-    """Yield the world's chunks in order."""
+def default_policy() -> Policy:
+    """The shipped company policy (``policies/default.toml``), read when called."""
+    return load_policy(DEFAULT_POLICY_PATH)
+
+
+def iter_chunks(config: WorldConfig, policy: Policy | None = None) -> Iterator[ChunkTables]:
+    """Yield the world's chunks in order.
+
+    Args:
+        config: the world's configuration.
+        policy: prices the simulated oracle; None reads ``policies/default.toml``.
+    """
+    policy = policy or default_policy()
     for chunk_index in range(config.n_chunks):
-        yield simulate_chunk(config, chunk_index)
+        yield simulate_chunk(config, chunk_index, policy)
 
 
-def generate_world(config: WorldConfig) -> World:
+def generate_world(config: WorldConfig, policy: Policy | None = None) -> World:
     """Generate a world in memory (for tests and small worlds).
 
     Args:
         config: the world's configuration.
+        policy: prices the simulated oracle; None reads ``policies/default.toml``.
 
     Returns:
         The concatenated tables.
     """
-    chunks = list(iter_chunks(config))
+    chunks = list(iter_chunks(config, policy))
     tables = {name: pl.concat([c.crm_tables()[name] for c in chunks]) for name in CRM_TABLES}
     return World(
         config=config,
         tables=tables,
         truth_customers=pl.concat([c.truth_customers for c in chunks]),
         truth_monthly=pl.concat([c.truth_monthly for c in chunks]),
+        truth_action_values=pl.concat([c.truth_action_values for c in chunks]),
     )
 
 
@@ -106,11 +124,14 @@ def write_world(
     out_dir: Path | str,
     fmt: Format = "parquet",
     on_chunk: Callable[[int, int], None] | None = None,
+    policy: Policy | None = None,
 ) -> dict[str, int]:
     """Simulate the world chunk by chunk and write it to ``out_dir``.
 
-    CRM tables go to ``<table>.<fmt>``; the truth always goes to ``truth_customers.parquet`` and
-    ``truth_monthly.parquet``; ``world.json`` records the configuration and row counts. The files
+    CRM tables go to ``<table>.<fmt>``; the truth always goes to ``truth_customers.parquet``,
+    ``truth_monthly.parquet`` and ``truth_action_values.parquet`` (the simulated oracle, see
+    :mod:`experiments.synthetic.oracle`); ``world.json`` records the configuration, the oracle's
+    dates and policy version, and row counts. The files
     are first written to a temporary sibling folder and moved into place at the end, so an
     interrupted run never leaves a folder that looks complete.
 
@@ -119,6 +140,7 @@ def write_world(
         out_dir: destination folder (created; existing world files in it are replaced).
         fmt: file format of the CRM tables.
         on_chunk: called with (chunks done, chunks total) after each chunk, e.g. for a progress bar.
+        policy: prices the simulated oracle; None reads ``policies/default.toml``.
 
     Returns:
         Row counts per table.
@@ -132,8 +154,9 @@ def write_world(
     staging.mkdir()
     sinks = {name: _TableSink(staging / f"{name}.{fmt}", fmt) for name in CRM_TABLES}
     sinks |= {name: _TableSink(staging / f"{name}.parquet", "parquet") for name in TRUTH_TABLES}
+    policy = policy or default_policy()
     try:
-        for done, chunk in enumerate(iter_chunks(config), start=1):
+        for done, chunk in enumerate(iter_chunks(config, policy), start=1):
             for name, frame in {**chunk.crm_tables(), **chunk.truth_tables()}.items():
                 sinks[name].write(frame)
             del chunk
@@ -146,10 +169,14 @@ def write_world(
     manifest = {
         "generator": "keepwise synthetic CRM world",
         "format": fmt,
-        "config": {
-            k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(config).items()
-        },
+        "config": {k: _jsonable(v) for k, v in asdict(config).items()},
         "export_date": config.end.isoformat(),
+        "oracle": {
+            "dates": [day.isoformat() for day in config.resolved_oracle_dates],
+            "draws": config.oracle_draws,
+            "policy_version": policy.version,
+            "horizon_months": policy.horizon_months,
+        },
         "rows": counts,
     }
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -161,6 +188,14 @@ def write_world(
     staging.rmdir()
     logger.info("wrote world of %d customers to %s", config.n_customers, out)
     return counts
+
+
+def _jsonable(value: object) -> object:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()  # type: ignore[union-attr]
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def read_manifest(world_dir: Path | str) -> dict:
@@ -175,3 +210,9 @@ def scan_truth(world_dir: Path | str) -> tuple[pl.LazyFrame, pl.LazyFrame]:
         pl.scan_parquet(folder / "truth_customers.parquet"),
         pl.scan_parquet(folder / "truth_monthly.parquet"),
     )
+
+
+def scan_truth_action_values(world_dir: Path | str) -> pl.LazyFrame | None:
+    """The simulated oracle of a written world (None for a world written without one)."""
+    path = Path(world_dir) / "truth_action_values.parquet"
+    return pl.scan_parquet(path) if path.exists() else None

@@ -7,9 +7,25 @@ from datetime import date, timedelta
 import polars as pl
 import pytest
 
-from experiments.synthetic.config import WorldConfig
-from experiments.synthetic.summary import archetype_summary, realism_figures
-from experiments.synthetic.world import CRM_TABLES, World, generate_world, write_world
+from experiments.synthetic.config import WorldConfig, add_months
+from experiments.synthetic.summary import (
+    REMEDY_KINDS,
+    archetype_summary,
+    complaint_ratio,
+    difficult_vs_recoverable,
+    offer_effects,
+    oracle_figures,
+    realism_figures,
+)
+from experiments.synthetic.world import (
+    CRM_TABLES,
+    TRUTH_TABLES,
+    World,
+    default_policy,
+    generate_world,
+    write_world,
+)
+from features.contract import OFFER_KINDS
 from features.loader import load_tables, validate_tables
 
 
@@ -42,10 +58,7 @@ def test_same_seed_writes_identical_bytes(tmp_path, fmt):
     write_world(config, tmp_path / "b", fmt)
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert files == sorted(p.name for p in (tmp_path / "b").iterdir())
-    assert {f"{t}.{fmt}" for t in CRM_TABLES} | {
-        "truth_customers.parquet",
-        "truth_monthly.parquet",
-    } <= set(files)
+    assert {f"{t}.{fmt}" for t in CRM_TABLES} | {f"{t}.parquet" for t in TRUTH_TABLES} <= set(files)
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
@@ -303,7 +316,7 @@ def test_realism_figures_within_design_targets(world):
         cfg.cost_per_escalation,
     )
     assert 0.10 <= figures.annual_churn <= 0.30
-    assert 0.78 <= figures.oracle_roc_auc <= 0.92  # "hard to predict, as in real data"
+    assert 0.80 <= figures.oracle_roc_auc <= 0.90  # "hard to predict, as in real data"
     assert 1.4 <= figures.top20_profit_share <= 3.0  # whale curve (Kaplan & Narayanan)
     assert figures.whale_curve_peak >= 1.5
     assert figures.bottom20_profit_share < -0.3
@@ -312,3 +325,87 @@ def test_realism_figures_within_design_targets(world):
     assert figures.top5_complaint_share > 0.5  # concentrated in few customers
     assert 0.01 <= figures.broad_offer_acceptance <= 0.03  # the Pentium replacement
     assert figures.targeted_offer_acceptance > 4 * figures.broad_offer_acceptance
+
+
+def test_heinrich_holds_without_the_difficult_clients_too(world):
+    others = world.truth_customers.lazy().filter(pl.col("archetype") != "difficult_client")
+    near_miss, minor, _ = complaint_ratio(_lazy(world)["complaints"], others)
+    assert 200 <= near_miss <= 400 and 20 <= minor <= 40
+
+
+def test_campaigns_keep_a_randomised_holdout(world):
+    offers = world.tables["offers"]
+    shares = dict(offers.group_by("targeted").agg(pl.col("holdout").mean()).iter_rows())
+    assert 0.15 < shares[True] < 0.25 and 0.15 < shares[False] < 0.25
+    held = offers.filter("holdout")
+    assert held["accepted"].null_count() == held.height and (held["cost"] == 0).all()
+    assert held["responded_at"].null_count() == held.height
+    # holdouts are chosen at random: before the offer (the month of the grievance it answers)
+    # they look like the customers who were offered
+    hazard = world.truth_monthly.select(
+        "customer_id", grievance_month=pl.col("month"), hazard="true_churn_hazard"
+    )
+    by_arm = (
+        offers.filter("targeted")
+        .with_columns(grievance_month=pl.col("offered_at").dt.truncate("1mo").dt.offset_by("-1mo"))
+        .join(hazard, on=["customer_id", "grievance_month"])
+        .group_by("holdout")
+        .agg(pl.col("hazard").mean())
+    )
+    arms = dict(by_arm.iter_rows())
+    assert arms[True] == pytest.approx(arms[False], rel=0.25)
+
+
+def test_offers_matter_and_are_hard_to_target(world):
+    """DESIGN.md: perfect offer targeting is worth at least a quarter of the oracle's gain; for
+    each kind at least a third of customers do not react and some are put off; a fast remedy of
+    a company-side fault cuts 12-month churn by up to tens of points, a broad offer by a few."""
+    snapshot = add_months(world.config.end, -12)
+    protected = default_policy().guardrails.protected_segments
+    oracle = oracle_figures(
+        world.truth_action_values, world.tables["customers"], snapshot, protected
+    )
+    assert oracle.customers > 4_000
+    assert oracle.offer_only_share >= 0.25, oracle
+    effects = {
+        e.kind: e for e in offer_effects(world.truth_action_values, world.truth_monthly, snapshot)
+    }
+    assert set(effects) == set(OFFER_KINDS)
+    for effect in effects.values():
+        assert effect.nil_share >= 1 / 3, effect
+        assert effect.harmful_share > 0.01, effect
+        assert 0 < effect.mean_reduction < 0.05, effect  # a few points at most on average
+    for kind in REMEDY_KINDS:
+        assert effects[kind].recent_fault_p90_reduction >= 0.1, effects[kind]
+
+
+def test_no_single_feature_tells_difficult_from_recoverable(world):
+    snapshot = add_months(world.config.end, -12)
+    separability = difficult_vs_recoverable(_lazy(world), world.truth_customers, snapshot)
+    assert separability.difficult > 300 and separability.recoverable > 1_000
+    assert separability.best_auc <= 0.85, (separability.best_feature, separability.best_auc)
+    # both cost a lot to serve: cost to serve alone does not tell them apart
+    assert separability.auc_by_feature["cost_to_serve_12m"] < 0.85
+
+
+def test_a_written_world_reports_every_realism_figure(tmp_path):
+    from experiments.synthetic.report import figures_frame, folder_realism_report
+
+    write_world(WorldConfig(n_customers=1_500, seed=8, oracle_draws=4), tmp_path)
+    tables = {name: pl.scan_parquet(tmp_path / f"{name}.parquet") for name in CRM_TABLES}
+    figures = folder_realism_report(tmp_path, tables, ("public_sector",))
+    names = " | ".join(f.name for f in figures)
+    for text in (
+        "annual churn",
+        "oracle ROC AUC (true hazard",
+        "the same without difficult clients",
+        "holdout share",
+        "offer-only oracle's share of the oracle's gain (2025-01-01)",
+        "refund: nil / harmful share",
+        "service: churn cut if accepted",
+        "best single feature, difficult vs recoverable",
+    ):
+        assert text in names, text
+    frame = figures_frame(figures)
+    assert frame.columns == ["figure", "value", "target (DESIGN.md)", "met"]
+    assert frame.height == len(figures) and set(frame["met"]) <= {"yes", "NO"}

@@ -635,3 +635,20 @@ def test_a_repeated_id_is_found_in_sorted_keys_too(tmp_path: Path) -> None:
     problem = _only(result)
     assert (problem.column, problem.check, problem.rows) == ("order_id", "field_uniqueness", 1)
     assert "order_id=O1 (line 3)" in str(problem)
+
+
+def test_a_held_out_offer_with_an_answer_is_rejected_naming_both_columns(tmp_path: Path) -> None:
+    offers = textwrap.dedent(OFFERS).replace("responded_at\n", "responded_at,holdout\n")
+    offers = offers.replace("2024-02-03\n", "2024-02-03,true\n").replace(
+        "gift,10,,\n", "gift,0,,,true\n"
+    )
+
+    result = load_tables(_world(tmp_path, offers=offers))
+
+    assert str(_only(result)) == (
+        "offers.holdout: 1 row fails 'a held-out offer has no answer (accepted is null)' — e.g. "
+        "offer_id=F1 holdout=True accepted=True (line 2)"
+    )
+    kept = _collect(result, "offers")
+    assert kept.get_column("offer_id").to_list() == ["F2"]
+    assert kept.get_column("holdout").to_list() == [True]

@@ -125,3 +125,32 @@ def test_non_contractual_population_drops_lapsed_customers() -> None:
     longer = replace(config, inactivity_days=500)
     frame = build_relationship_features(tiny_tables(), AS_OF, longer).collect()
     assert frame["customer_id"].to_list() == ["A", "B", "C", "F"]
+
+
+def test_held_out_offers_are_not_offers_made() -> None:
+    """A campaign's randomised control group is recorded with holdout true: no offer was made."""
+    tables = tiny_tables()
+    held = pl.DataFrame(
+        {
+            "offer_id": ["fh1", "fh2"],
+            "customer_id": ["B", "B"],
+            "offered_at": [date(2024, 4, 2), date(2024, 6, 1)],
+            "kind": ["gift", "discount"],
+            "cost": [0.0, 0.0],
+            "accepted": pl.Series([None, None], dtype=pl.Boolean),
+            "responded_at": pl.Series([None, None], dtype=pl.Date),
+            "holdout": [True, True],
+        }
+    )
+    offers = pl.concat(
+        [tables["offers"].with_columns(holdout=pl.lit(None, dtype=pl.Boolean)), held.lazy()]
+    )
+    with_holdouts = build_relationship_features(
+        tables | {"offers": offers}, AS_OF, FeatureConfig()
+    ).collect()
+    without = build_relationship_features(tables, AS_OF, FeatureConfig()).collect()
+    assert with_holdouts.equals(without)
+    # a false holdout flag is an ordinary offer
+    offers = offers.with_columns(holdout=pl.lit(False))
+    counted = build_relationship_features(tables | {"offers": offers}, AS_OF, FeatureConfig())
+    assert row(counted.collect(), "B")["offers_made_12m"] == 4

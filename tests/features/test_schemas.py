@@ -263,3 +263,14 @@ def test_revenue_fails_exactly_on_negative_values(revenues: list[float]) -> None
     except pa.errors.SchemaErrors as exc:
         failed = sorted(exc.failure_cases.get_column("index").to_list())
     assert failed == expected
+
+
+def test_a_held_out_offer_has_no_answer() -> None:
+    offers = _valid()["offers"]
+    held = offers.with_columns(holdout=pl.lit(True), accepted=pl.lit(None, dtype=pl.Boolean))
+    SCHEMAS["offers"].validate(held, lazy=True)
+    SCHEMAS["offers"].validate(offers.with_columns(holdout=pl.lit(False)), lazy=True)
+    answered = offers.with_columns(holdout=pl.lit(True), accepted=pl.lit(True))
+    assert _failed_checks("offers", answered) == {
+        ("holdout", "a held-out offer has no answer (accepted is null)")
+    }

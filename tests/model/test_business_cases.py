@@ -98,7 +98,7 @@ def test_offers_need_the_authority_their_cost_requires(decided):
 
 
 def test_policy_captures_more_of_the_oracles_profit_than_both_baselines(decided, world):
-    comparison = compare_with_oracle(decided, world.truth_customers, world.truth_monthly, POLICY)
+    comparison = compare_with_oracle(decided, world.truth_action_values, POLICY)
     policy_share = comparison.share_of_oracle_gain(comparison.policy)
     top_decile_share = comparison.share_of_oracle_gain(comparison.top_decile)
     assert policy_share > 0.4, policy_share

@@ -1,0 +1,101 @@
+"""Grading decisions with the simulated oracle: totals, protected segments and the offer share."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from experiments.oracle_evaluation import OracleError, compare_with_oracle, true_action_values
+from experiments.synthetic.world import default_policy
+from features.contract import OFFER_KINDS
+
+POLICY = default_policy()
+AS_OF = date(2025, 1, 1)
+
+
+def _values(rows: dict[str, dict[str, float]]) -> pl.DataFrame:
+    """Long oracle rows; offers not given are worth 100 less than retain."""
+    records = []
+    for customer, given in rows.items():
+        for action in ["retain", *[f"offer_{k}" for k in OFFER_KINDS], "end"]:
+            value = given.get(action, given["retain"] - 100.0)
+            records.append((customer, AS_OF, action, value, 1.0))
+    return pl.DataFrame(
+        records, schema=["customer_id", "as_of", "action", "value", "se"], orient="row"
+    )
+
+
+def _recommendations(rows: list[tuple[str, str, str | None, str, float]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        rows,
+        schema={
+            "customer_id": pl.String,
+            "action": pl.String,
+            "offer_kind": pl.String,
+            "segment": pl.String,
+            "p_churn": pl.Float64,
+        },
+        orient="row",
+    ).with_columns(as_of=pl.lit(AS_OF))
+
+
+VALUES = _values(
+    {
+        # a loss-maker: ending is best
+        "A": {"retain": -5000.0, "end": -2000.0, "offer_training": -3000.0},
+        # a recoverable complainer: the gift is best
+        "B": {"retain": 1000.0, "end": -3000.0, "offer_gift": 1600.0, "offer_refund": 1200.0},
+        # protected loss-maker: may not be ended, an offer helps a little
+        "C": {"retain": -4000.0, "end": -1000.0, "offer_service": -3500.0},
+        # nothing helps
+        "D": {"retain": 500.0, "end": -2500.0},
+    }
+)
+
+
+def test_totals_follow_the_true_value_of_each_choice():
+    decided = _recommendations(
+        [
+            ("A", "end", None, "enterprise", 0.2),
+            ("B", "compensate", "refund", "mid_market", 0.5),
+            ("C", "retain", None, "public_sector", 0.1),
+            ("D", "compensate", "discount", "small_business", 0.05),
+        ]
+    )
+    result = compare_with_oracle(decided, VALUES, POLICY)
+    assert result.customers == 4 and result.compensated == 2
+    assert result.retain_all == -5000 + 1000 - 4000 + 500
+    assert result.policy == -2000 + 1200 - 4000 + 400
+    # the oracle may not end the protected customer C; it takes the service offer instead
+    assert result.oracle == -2000 + 1600 - 3500 + 500
+    assert result.offer_only_oracle == -3000 + 1600 - 3500 + 500
+    # offers: B's refund gained 200, D's discount lost 100; the offer-only oracle gains 3100
+    assert result.policy_offer_gain == 200 - 100
+    assert result.offer_share_of_offer_only_gain == pytest.approx(100 / 3100)
+    assert result.share_of_oracle_gain(result.policy) == pytest.approx(3100 / 4100)
+    # the top decile by churn risk is B alone, who gets the policy's offer (refund)
+    assert result.top_decile == result.retain_all + 200
+
+
+def test_missing_snapshot_or_customer_is_a_clear_error():
+    decided = _recommendations([("A", "retain", None, "enterprise", 0.2)])
+    with pytest.raises(OracleError, match=r"no values at 2026-01-01; it was written at: 2025"):
+        compare_with_oracle(decided.with_columns(as_of=pl.lit(date(2026, 1, 1))), VALUES, POLICY)
+    stranger = _recommendations([("Z", "retain", None, "enterprise", 0.2)])
+    with pytest.raises(OracleError, match=r"no values for 1 of 1 recommended customers.*'Z'"):
+        compare_with_oracle(stranger, VALUES, POLICY)
+    with pytest.raises(OracleError, match="no values for \\['offer_gift'\\]"):
+        true_action_values(VALUES.filter(pl.col("action") != "offer_gift"), AS_OF, POLICY)
+
+
+def test_wide_values_have_one_column_per_action():
+    wide = true_action_values(VALUES, AS_OF, POLICY)
+    assert wide.columns == [
+        "customer_id",
+        "true_retain",
+        *[f"true_offer_{k}" for k in OFFER_KINDS],
+        "true_end",
+    ]
+    assert wide.sort("customer_id")["true_end"].to_list() == [-2000, -3000, -1000, -2500]
