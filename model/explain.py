@@ -1,13 +1,61 @@
 """Churn drivers per customer, and the plain-language reason for each.
 
-LightGBM's ``pred_contrib`` (TreeSHAP, Lundberg et al. 2020) splits each customer's raw churn
-score into additive parts: ``f(x_i) = bias + Σ_j φ_ij`` in log-odds, where ``bias`` is the
-average raw score of the training data and ``φ_ij`` is feature ``j``'s contribution for customer
-``i``. A positive ``φ_ij`` raises the churn risk, a negative one lowers it. The top drivers of a
-customer are the features with the largest ``|φ_ij|`` (ties broken by feature order; features
-contributing exactly 0 are never drivers).
+Attribution. The churn model's raw score is a sum over its ``T`` trees, ``f(x) = sum_t v_t(x)``
+in log-odds, ``v_t(x)`` being the value of the leaf ``l_t(x)`` that customer ``x`` reaches in tree
+``t``. A driver method splits it into additive parts, ``f(x) = b + sum_j phi_j(x)``: ``phi_j(x)``
+is feature ``j``'s contribution for customer ``x``; a positive one raises the churn risk, a
+negative one lowers it. The top drivers are the features with the largest ``|phi_j(x)|`` (ties
+broken by feature order; features contributing exactly 0 are never drivers).
 
-The contributions are of the *raw* score: calibration is a monotone map applied afterwards, so
+Notation. Node ``n`` of a tree has cover ``c_n`` (training rows through it, LightGBM's
+``internal_count`` / ``leaf_count``) and expected value ``E_n = sum_l c_l v_l / sum_l c_l`` over
+the leaves below it. The bias ``b = sum_t E_root(t)`` is the same for every method (LightGBM's
+``pred_contrib`` bias).
+
+Methods (:data:`model.leaf_contributions.ContributionMethod`; the model states its default,
+:attr:`model.churn.ChurnModel.contribution_method`):
+
+* ``"treeshap"`` — exact path-dependent TreeSHAP (Lundberg et al. 2020, "From local
+  explanations to global understanding with explainable AI for trees", Algorithm 2; LightGBM's
+  ``pred_contrib``): ``phi_j(x) = sum_t sum_{S ⊆ F, j ∉ S} |S|! (M-|S|-1)! / M!
+  [f_t(x, S ∪ {j}) - f_t(x, S)]`` over the ``M`` features ``F``, where ``f_t(x, S)`` follows
+  ``x`` at splits on features in ``S`` and takes the cover-weighted average of both branches
+  elsewhere. The Shapley value: locally accurate and consistent. Cost ``O(T L D^2)`` per
+  customer (``L`` leaves, depth ``D``): about 0.5 ms on the demo model (168 trees of 31
+  leaves), 1.4 ms on a busy machine.
+
+* ``"saabas"`` — path contributions (Saabas 2014, the ``treeinterpreter`` package): along
+  ``x``'s path ``root = n_0 -> n_1 -> ... -> n_d = l_t(x)``, the feature split at ``n_k`` gets the
+  change of expected value ``E_{n_(k+1)} - E_{n_k}``:
+  ``phi_j(x) = sum_t sum_{k: feature(n_k) = j} (E_{n_(k+1)} - E_{n_k})``. It depends on ``x``
+  only through its leaves, so each leaf's vector is precomputed from the tree structure and a
+  customer costs one leaf lookup per tree (XGBoost's ``approx_contribs=True`` computes the
+  same). Departure from TreeSHAP: it credits features in one order only, the order of the
+  path, where Shapley averages over all orders (Lundberg, Erion & Lee 2018, "Consistent
+  individualized feature attribution for tree ensembles"; Lundberg et al. 2020), so it is
+  not consistent (a model that relies more on a feature can credit it less), and a feature
+  that is not on ``x``'s path gets nothing where TreeSHAP can credit it through other
+  branches.
+
+* ``"leaf_shap"`` (the default for models trained since) — leaf means of TreeSHAP:
+  ``phi_j(x) = sum_t mean{phi^TreeSHAP_tj(z) : z a training row with l_t(z) = l_t(x)}``, the
+  per-tree TreeSHAP vector averaged over the training rows (a seeded sample of
+  :data:`model.leaf_contributions.LEAF_SHAP_ROWS`) that reach the same leaf; a leaf no sampled
+  row reaches keeps its Saabas vector. Fitted once at training, stored with the model, and as
+  cheap as Saabas per customer. Per tree it is the best approximation of TreeSHAP, in mean
+  squared error over the rows it was fitted on, among attributions that depend on ``x`` only
+  through its leaf. Departure from TreeSHAP: two customers in the same leaves get the same drivers,
+  so the part of TreeSHAP that comes from where ``x`` would go at splits off its own path is
+  replaced by its average over training customers in that leaf. It is our construction (a
+  conditional expectation of TreeSHAP), not a published method.
+
+Every method is locally accurate: per tree, TreeSHAP and Saabas both add up to
+``v_t(x) - E_root(t)``, and so does any average of TreeSHAP vectors of rows in the same leaf, so
+``b + sum_j phi_j(x) = f(x)`` (up to rounding). How often the cheap methods name TreeSHAP's
+drivers is measured on the synthetic world (``experiments/benchmarks/drivers_agreement.py``,
+results in ``docs/benchmarks.md``) and guarded by ``tests/model/test_explain.py``.
+
+Contributions are of the *raw* score: calibration is a monotone map applied afterwards, so
 the ranking and the direction of the drivers carry over to the calibrated probability, while
 their sizes are in log-odds, not in probability points.
 
@@ -28,6 +76,7 @@ import polars as pl
 
 from model import reason_templates as rt
 from model.churn import BIAS_COLUMN, ChurnModel
+from model.leaf_contributions import ContributionMethod
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +92,7 @@ class Driver:
     Attributes:
         feature: Feature name.
         value: The customer's value of the feature (``None`` when missing).
-        contribution: Its TreeSHAP contribution to the raw churn log-odds.
+        contribution: Its contribution to the raw churn log-odds (see the module docstring).
         direction: ``"raises"`` (contribution > 0) or ``"lowers"`` (< 0) the churn risk.
     """
 
@@ -142,6 +191,7 @@ def explain_rows(
     k: int = 3,
     *,
     direction: DirectionFilter = "both",
+    method: ContributionMethod | None = None,
 ) -> list[list[Driver]]:
     """Contributions for just these rows, then their top drivers.
 
@@ -151,11 +201,12 @@ def explain_rows(
             rows × trees).
         k: Drivers per row.
         direction: See :func:`top_drivers`.
+        method: Attribution method (module docstring); None uses the model's default.
 
     Returns:
         Per row, its drivers, largest first.
     """
-    return top_drivers(model.contributions(frame), frame, k, direction=direction)
+    return top_drivers(model.contributions(frame, method), frame, k, direction=direction)
 
 
 def explain_records(
@@ -164,14 +215,16 @@ def explain_records(
     k: int = 3,
     *,
     direction: DirectionFilter = "both",
+    method: ContributionMethod | None = None,
     contributions: np.ndarray | None = None,
 ) -> list[list[Driver]]:
     """:func:`explain_rows` for records (one mapping per row; the online path).
 
     Args:
-        model, records, k, direction: As for :func:`explain_rows`.
-        contributions: ``model.contributions_records(records)`` when the caller has already
-            computed them (the API does, on another thread); computed here when None.
+        model, records, k, direction, method: As for :func:`explain_rows`.
+        contributions: ``model.contributions_records(records, method)`` when the caller has
+            already computed them (the API does so for TreeSHAP, on another thread); computed
+            here when None.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -179,7 +232,7 @@ def explain_records(
         return []
     features = model.feature_columns
     if contributions is None:
-        contributions = model.contributions_records(records)
+        contributions = model.contributions_records(records, method)
     if contributions.shape != (len(records), len(features) + 1):
         raise ValueError(
             f"contributions have shape {contributions.shape}, expected "
