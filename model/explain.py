@@ -185,6 +185,77 @@ def _rank_drivers(
     return result
 
 
+@dataclass(frozen=True)
+class DriverAgreement:
+    """How often one attribution names the drivers another names (e.g. a cheap one vs TreeSHAP).
+
+    Attributes:
+        rows: Rows compared.
+        k: Drivers per row.
+        top1: Share of rows whose strongest driver is the same feature.
+        top_k_set: Share of rows whose ``k`` drivers are the same features (in any order).
+        top_k_overlap: Mean share of the reference's ``k`` drivers the candidate also names.
+        direction: Share of the candidate's drivers that push the same way (raises / lowers)
+            in the reference.
+    """
+
+    rows: int
+    k: int
+    top1: float
+    top_k_set: float
+    top_k_overlap: float
+    direction: float
+
+
+def _top_k(phi: np.ndarray, k: int) -> list[set[int]]:
+    """Per row, the features of its ``k`` strongest non-zero contributions (as top_drivers)."""
+    strength = np.abs(phi)
+    order = np.argsort(-strength, axis=1, kind="stable")[:, :k]
+    return [{int(j) for j in row if strength[i, j] > 0.0} for i, row in enumerate(order)]
+
+
+def driver_agreement(reference: np.ndarray, candidate: np.ndarray, k: int = 3) -> DriverAgreement:
+    """Agreement of ``candidate``'s top drivers with ``reference``'s, row by row.
+
+    Args:
+        reference: ``(rows, features)`` contributions taken as the standard (bias excluded).
+        candidate: The same rows and features by another method.
+        k: Drivers per row.
+
+    Returns:
+        The agreement rates.
+
+    Raises:
+        ValueError: The arrays differ in shape, are empty, or ``k`` < 1.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if reference.shape != candidate.shape or reference.ndim != 2 or reference.shape[0] == 0:
+        raise ValueError(
+            f"need two non-empty (rows, features) arrays of one shape, got {reference.shape} "
+            f"and {candidate.shape}"
+        )
+    rows = reference.shape[0]
+    first = np.argsort(-np.abs(reference), axis=1, kind="stable")[:, 0]
+    candidate_first = np.argsort(-np.abs(candidate), axis=1, kind="stable")[:, 0]
+    want, got = _top_k(reference, k), _top_k(candidate, k)
+    same_way = [
+        np.sign(candidate[i, j]) == np.sign(reference[i, j])
+        for i, row in enumerate(got)
+        for j in row
+    ]
+    return DriverAgreement(
+        rows=rows,
+        k=k,
+        top1=float(np.mean(first == candidate_first)),
+        top_k_set=float(np.mean([a == b for a, b in zip(want, got, strict=True)])),
+        top_k_overlap=float(
+            np.mean([len(a & b) / max(len(a), 1) for a, b in zip(want, got, strict=True)])
+        ),
+        direction=float(np.mean(same_way)) if same_way else 1.0,
+    )
+
+
 def explain_rows(
     model: ChurnModel,
     frame: pl.DataFrame,
