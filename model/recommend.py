@@ -26,7 +26,7 @@ from model.bundle import ModelBundle
 from model.churn import ChurnModel
 from model.decide import decide
 from model.decide_rows import decide_records
-from model.explain import explain_records, explain_rows, reason_text
+from model.explain import explain_records, explain_rows, reason_column, reason_text
 from model.leaf_contributions import ContributionMethod
 from model.policy import Policy
 
@@ -145,11 +145,10 @@ def recommend(
         rows = features if wanted.all() else features.filter(pl.Series(wanted))
         found = iter(explain_rows(bundle.churn, rows, drivers, method=drivers_method))
         explained = [next(found) if row_wanted else [] for row_wanted in wanted]
-    driver_text = [[reason_text(d, language) for d in row] for row in explained]
     return decisions.join(
         value_waterfall(features), on="customer_id", how="left", maintain_order="left"
     ).with_columns(
-        churn_drivers=pl.Series(driver_text, dtype=pl.List(pl.String)),
+        churn_drivers=reason_column(explained, language),
         model_version=pl.lit(model_version),
         as_of=pl.lit(as_of),
     )

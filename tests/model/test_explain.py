@@ -23,6 +23,7 @@ from model.explain import (
     explain_records,
     explain_rows,
     humanise,
+    reason_column,
     reason_text,
     reason_texts,
     top_drivers,
@@ -395,6 +396,19 @@ def test_zero_contributions_are_never_drivers_and_nan_is_missing() -> None:
 def test_reason_texts_read_as_plain_sentences(driver: Driver, text: str) -> None:
     assert reason_text(driver) == text
     assert_readable(reason_text(driver, with_direction=False))
+
+
+def test_reason_column_holds_the_sentences_row_by_row() -> None:
+    rows = [
+        [Driver("orders_3m", 1, -0.2, "lowers"), Driver("tenure_days", 1100, -0.5, "lowers")],
+        [],
+        [Driver("days_since_last_complaint", None, 0.3, "raises")],
+    ]
+    column = reason_column(rows)
+    assert column.name == "churn_drivers" and column.dtype == pl.List(pl.String)
+    assert column.to_list() == reason_texts(rows)
+    assert reason_column(rows, with_direction=False).to_list()[2] == ["Has never complained"]
+    assert reason_column([]).len() == 0
 
 
 def test_every_pipeline_feature_has_a_template_that_formats() -> None:
