@@ -84,6 +84,8 @@ logger = logging.getLogger(__name__)
 Direction = Literal["raises", "lowers"]
 DirectionFilter = Literal["both", "raises", "lowers"]
 FeatureValue = float | int | str | bool | None
+# Up to this many rows are ranked in a plain loop (less overhead than numpy's for the API).
+_FEW_ROWS = 8
 
 
 @dataclass(frozen=True)
@@ -149,24 +151,41 @@ def top_drivers(
     if frame.height == 0:
         return []
     phi = contributions.select(features).to_numpy().astype(np.float64)
+    if frame.height <= _FEW_ROWS:
+        table = frame.select(features).rows()
 
-    def values_of(column: int, rows: np.ndarray) -> list[object]:
-        return frame.get_column(features[column]).gather(rows).to_list()
+        def values_of(column: int, rows: Sequence[int]) -> list[object]:
+            return [table[i][column] for i in rows]
+
+    else:
+
+        def values_of(column: int, rows: Sequence[int]) -> list[object]:
+            return frame.get_column(features[column]).gather(rows).to_list()
 
     return _rank_drivers(phi, features, values_of, k, direction)
+
+
+def _driver(feature: str, value: object, contribution: float) -> Driver:
+    return Driver(
+        feature=feature,
+        value=_clean(value),
+        contribution=contribution,
+        direction="raises" if contribution > 0 else "lowers",
+    )
 
 
 def _rank_drivers(
     phi: np.ndarray,
     features: Sequence[str],
-    values_of: Callable[[int, np.ndarray], list[object]],
+    values_of: Callable[[int, Sequence[int]], list[object]],
     k: int,
     direction: DirectionFilter,
 ) -> list[list[Driver]]:
     """Per row of ``phi`` (rows x features), its ``k`` strongest drivers (see top_drivers).
 
-    ``values_of(j, rows)`` gives feature ``j``'s values on ``rows``: only the values of the
-    drivers are read, not the whole rows.
+    ``values_of(j, rows)`` gives feature ``j``'s values on ``rows``: only the drivers' values
+    are read, not whole rows. A few rows (the API) go through a plain loop, many (the batch)
+    through numpy; both give the same drivers.
     """
     if direction == "raises":
         strength = np.where(phi > 0, phi, 0.0)
@@ -175,6 +194,16 @@ def _rank_drivers(
     else:
         strength = np.abs(phi)
     order = np.argsort(-strength, axis=1, kind="stable")[:, :k]
+    if phi.shape[0] <= _FEW_ROWS:
+        result = []
+        for i, row_order in enumerate(order.tolist()):
+            drivers = []
+            for j in row_order:
+                if strength[i, j] <= 0.0:
+                    break  # strongest first: the rest are zero too
+                drivers.append(_driver(features[j], values_of(j, [i])[0], float(phi[i, j])))
+            result.append(drivers)
+        return result
     # row by row, strongest first; a row's drivers stop at its first zero strength
     row, rank = np.nonzero(np.take_along_axis(strength, order, axis=1) > 0.0)
     column = order[row, rank]
@@ -182,19 +211,12 @@ def _rank_drivers(
     for j in np.unique(column):
         chosen = column == j
         values[chosen] = values_of(int(j), row[chosen])
-    result: list[list[Driver]] = [[] for _ in range(phi.shape[0])]
+    many: list[list[Driver]] = [[] for _ in range(phi.shape[0])]
     for i, j, contribution, value in zip(
         row.tolist(), column.tolist(), phi[row, column].tolist(), values.tolist(), strict=True
     ):
-        result[i].append(
-            Driver(
-                feature=features[j],
-                value=_clean(value),
-                contribution=contribution,
-                direction="raises" if contribution > 0 else "lowers",
-            )
-        )
-    return result
+        many[i].append(_driver(features[j], value, contribution))
+    return many
 
 
 @dataclass(frozen=True)
@@ -323,9 +345,9 @@ def explain_records(
         )
     phi = contributions[:, : len(features)]
 
-    def values_of(column: int, rows: np.ndarray) -> list[object]:
+    def values_of(column: int, rows: Sequence[int]) -> list[object]:
         name = features[column]
-        return [records[i][name] for i in rows.tolist()]
+        return [records[int(i)][name] for i in rows]
 
     return _rank_drivers(phi, features, values_of, k, direction)
 

@@ -312,6 +312,27 @@ def test_records_give_the_drivers_frames_give(model: ChurnModel, data: pl.DataFr
     assert explain_records(model, [], k=3) == []
 
 
+@pytest.mark.parametrize("direction", ["both", "raises", "lowers"])
+def test_one_customer_at_a_time_gets_the_drivers_of_a_batch(
+    model: ChurnModel, data: pl.DataFrame, direction: str
+) -> None:
+    # a few rows are ranked in a plain loop (the API), many in numpy (the batch)
+    rows = _awkward_rows(data).head(40)
+    together = explain_rows(model, rows, k=4, direction=direction)  # type: ignore[arg-type]
+    assert sum(map(len, together)) > 40
+    alone = [
+        explain_rows(model, rows[i : i + 1], k=4, direction=direction)[0]  # type: ignore[arg-type]
+        for i in range(rows.height)
+    ]
+    assert alone == together
+    records = rows.to_dicts()
+    assert explain_records(model, records, k=4, direction=direction) == together  # type: ignore[arg-type]
+    assert [
+        explain_records(model, [record], k=4, direction=direction)[0]  # type: ignore[arg-type]
+        for record in records
+    ] == together
+
+
 def test_zero_contributions_are_never_drivers_and_nan_is_missing() -> None:
     contributions = pl.DataFrame(
         {"a": [0.5, 0.0], "b": [-0.7, 0.0], "c": [0.0, 0.2], BIAS_COLUMN: [-1.0, -1.0]}
