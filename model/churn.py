@@ -64,9 +64,9 @@ from model.gbm import (
 from model.leaf_contributions import (
     CONTRIBUTION_METHODS,
     ContributionMethod,
+    LeafPredictor,
     LeafTable,
     fit_leaf_shap_table,
-    leaf_indices,
     saabas_table,
 )
 
@@ -315,6 +315,10 @@ class ChurnModel(BoosterArtefact):
     def _saabas(self) -> LeafTable:
         return saabas_table(self.booster)
 
+    @functools.cached_property
+    def _leaves(self) -> LeafPredictor:
+        return LeafPredictor(self.booster, num_threads=self.params.num_threads)
+
     def _contributions(self, matrix: np.ndarray, method: ContributionMethod | None) -> np.ndarray:
         """``(rows, features + 1)`` contributions then bias, by ``method`` (None: the default)."""
         method = method or self.contribution_method
@@ -333,8 +337,7 @@ class ChurnModel(BoosterArtefact):
             table = self._saabas
         else:
             raise ValueError(f"unknown contribution method {method!r}; use {CONTRIBUTION_METHODS}")
-        leaves = leaf_indices(self.booster, matrix, num_threads=self.params.num_threads)
-        return table.contributions(leaves)
+        return table.contributions(self._leaves(matrix))
 
     @property
     def feature_columns(self) -> list[str]:

@@ -18,14 +18,23 @@ Both sum, per leaf, to ``leaf value - tree expected value``, so with the bias
 from __future__ import annotations
 
 import base64
+import ctypes
 import functools
 import logging
+import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
+
+try:  # LightGBM's ctypes handle to its C API, for the single-row fast path (LeafPredictor)
+    from lightgbm.basic import _LIB, _c_str, _safe_call
+except ImportError:  # pragma: no cover - another LightGBM build: Booster.predict only
+    _LIB = None
+_C_API_PREDICT_LEAF_INDEX, _C_API_DTYPE_FLOAT64 = 2, 1  # LightGBM's c_api.h
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +197,71 @@ def leaf_indices(booster: lgb.Booster, matrix: np.ndarray, *, num_threads: int) 
         return np.empty((0, trees), dtype=np.int64)
     leaves = booster.predict(matrix, pred_leaf=True, num_threads=num_threads)
     return np.asarray(leaves, dtype=np.int64).reshape(matrix.shape[0], trees)
+
+
+class _FastConfig:
+    """One LightGBM single-row predictor of leaf indices (C API ``FastConfig``), for one thread.
+
+    It holds the booster, so the booster outlives the handle; the handle is freed with it.
+    """
+
+    def __init__(self, booster: lgb.Booster, num_threads: int) -> None:
+        self.booster = booster
+        self.handle = ctypes.c_void_p()
+        self.features = booster.num_feature()
+        _safe_call(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+                booster._handle,  # noqa: SLF001 - the C API needs the booster handle
+                ctypes.c_int(_C_API_PREDICT_LEAF_INDEX),
+                ctypes.c_int(0),  # from the first tree
+                ctypes.c_int(-1),  # to the last
+                ctypes.c_int(_C_API_DTYPE_FLOAT64),
+                ctypes.c_int32(self.features),
+                _c_str(f"num_threads={num_threads}"),
+                ctypes.byref(self.handle),
+            )
+        )
+        self.out = np.empty(booster.num_trees(), dtype=np.float64)
+        self.out_len = ctypes.c_int64()
+        weakref.finalize(self, _LIB.LGBM_FastConfigFree, self.handle).atexit = False
+
+    def leaves(self, row: np.ndarray) -> np.ndarray:
+        row = np.ascontiguousarray(row, dtype=np.float64)
+        _safe_call(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFast(
+                self.handle,
+                row.ctypes.data_as(ctypes.c_void_p),
+                ctypes.byref(self.out_len),
+                self.out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+            )
+        )
+        return self.out.astype(np.int64)[None, :]
+
+
+class LeafPredictor:
+    """:func:`leaf_indices` for one booster, with a fast path for one row (the API's case).
+
+    ``Booster.predict`` sets up a predictor on every call, about 40 µs: most of the cost of
+    explaining one customer. One row goes through LightGBM's single-row C API instead
+    (``LGBM_BoosterPredictForMatSingleRowFast``), whose predictor is set up once per thread,
+    as LightGBM advises; the leaves are the same (tested against ``predict(pred_leaf=True)``).
+    That API is reached through ``lightgbm.basic``'s private ctypes handle (LightGBM is pinned
+    in requirements.lock); without it every call goes through ``predict``.
+    """
+
+    def __init__(self, booster: lgb.Booster, *, num_threads: int) -> None:
+        self.booster = booster
+        self.num_threads = num_threads
+        self._local = threading.local()
+
+    def __call__(self, matrix: np.ndarray) -> np.ndarray:
+        """``(rows, trees)`` leaf indices of ``matrix``'s rows."""
+        if matrix.shape[0] != 1 or _LIB is None:
+            return leaf_indices(self.booster, matrix, num_threads=self.num_threads)
+        config = getattr(self._local, "config", None)
+        if config is None:
+            config = self._local.config = _FastConfig(self.booster, self.num_threads)
+        return config.leaves(matrix[0])
 
 
 def _check_explainable(booster: lgb.Booster, model: Mapping[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from datetime import date
 
 import lightgbm as lgb
@@ -31,6 +32,7 @@ from model.explain import (
 from model.leaf_contributions import (
     CONTRIBUTION_METHODS,
     ContributionError,
+    LeafPredictor,
     LeafTable,
     fit_leaf_shap_table,
     leaf_indices,
@@ -202,6 +204,29 @@ def test_one_row_at_a_time_or_all_at_once_sums_to_the_same_bits(
             table.contributions(leaves[:, :-1])
         again = LeafTable.from_dict(json.loads(json.dumps(table.to_dict())))
         np.testing.assert_array_equal(again.contributions(leaves), together)
+
+
+def test_one_row_fast_path_finds_the_leaves_predict_finds_on_every_thread(
+    model: ChurnModel, data: pl.DataFrame
+) -> None:
+    matrix = model.encoding.matrix(_awkward_rows(data))
+    want = leaf_indices(model.booster, matrix, num_threads=1)
+    predictor = LeafPredictor(model.booster, num_threads=1)
+    found: dict[int, np.ndarray] = {}
+
+    def run(worker: int) -> None:
+        found[worker] = np.vstack([predictor(matrix[i : i + 1]) for i in range(len(matrix))])
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    run(3)
+    assert len(found) == 4
+    for leaves in found.values():
+        np.testing.assert_array_equal(leaves, want)
+    np.testing.assert_array_equal(predictor(matrix[:5]), want[:5])
 
 
 def test_boosters_a_leaf_table_cannot_explain_are_refused() -> None:
