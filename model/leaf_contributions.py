@@ -47,6 +47,9 @@ LEAF_SHAP_ROWS = 2_000
 # Up to this many rows are summed with one gather (rows x trees x features floats in memory);
 # more rows are summed tree by tree. Both add the trees in the same order: identical results.
 _GATHER_ROWS = 32
+# Rows summed together tree by tree: the running sums (features x rows) stay in the CPU cache
+# (half the time per row of one pass over 20,000 rows).
+_CHUNK_ROWS = 2_048
 
 
 _LINEAR_TREES = (
@@ -132,11 +135,13 @@ class LeafTable:
             # summed over axis 1 tree by tree, in tree order, like the loop below
             out[:, :-1] = self.values[leaves + self.offsets[:-1]].sum(axis=1)
             return out
-        total = np.zeros((self.n_features, rows), dtype=np.float64)
         by_tree = np.ascontiguousarray(leaves.T)
-        for (columns, block), tree_leaves in zip(self._blocks, by_tree, strict=True):
-            total[columns] += block[:, tree_leaves]
-        out[:, :-1] = total.T
+        for start in range(0, rows, _CHUNK_ROWS):
+            chunk = by_tree[:, start : start + _CHUNK_ROWS]
+            total = np.zeros((self.n_features, chunk.shape[1]), dtype=np.float64)
+            for (columns, block), tree_leaves in zip(self._blocks, chunk, strict=True):
+                total[columns] += block[:, tree_leaves]
+            out[start : start + _CHUNK_ROWS, :-1] = total.T
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -199,6 +199,10 @@ def test_one_row_at_a_time_or_all_at_once_sums_to_the_same_bits(
         together = table.contributions(leaves)
         one_by_one = np.vstack([table.contributions(leaves[i : i + 1]) for i in range(200)])
         np.testing.assert_array_equal(together, one_by_one)
+        # more rows than one chunk of the tree-by-tree sum
+        many = leaf_indices(model.booster, model.encoding.matrix(data.head(2_500)), num_threads=1)
+        by_32 = np.vstack([table.contributions(many[i : i + 32]) for i in range(0, 2_500, 32)])
+        np.testing.assert_array_equal(table.contributions(many), by_32)
         assert table.contributions(leaves[:0]).shape == (0, len(FEATURES) + 1)
         with pytest.raises(ValueError, match="expected leaf indices of shape"):
             table.contributions(leaves[:, :-1])
