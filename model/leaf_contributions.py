@@ -227,17 +227,21 @@ class _FastConfig:
             )
         )
         self.out = np.empty(booster.num_trees(), dtype=np.float64)
+        self.out_pointer = self.out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
         self.out_len = ctypes.c_int64()
+        self.out_len_pointer = ctypes.byref(self.out_len)
         weakref.finalize(self, _LIB.LGBM_FastConfigFree, self.handle).atexit = False
 
     def leaves(self, row: np.ndarray) -> np.ndarray:
         row = np.ascontiguousarray(row, dtype=np.float64)
+        if row.shape != (self.features,):
+            raise ValueError(f"expected one row of {self.features} features, got {row.shape}")
         _safe_call(
             _LIB.LGBM_BoosterPredictForMatSingleRowFast(
                 self.handle,
-                row.ctypes.data_as(ctypes.c_void_p),
-                ctypes.byref(self.out_len),
-                self.out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+                ctypes.c_void_p(row.ctypes.data),
+                self.out_len_pointer,
+                self.out_pointer,
             )
         )
         return self.out.astype(np.int64)[None, :]
