@@ -41,8 +41,8 @@ logger = logging.getLogger(__name__)
 ContributionMethod = Literal["leaf_shap", "saabas", "treeshap"]
 CONTRIBUTION_METHODS: tuple[ContributionMethod, ...] = ("leaf_shap", "saabas", "treeshap")
 TableKind = Literal["leaf_shap", "saabas"]
-# Training rows whose per-tree TreeSHAP is averaged per leaf (agreement with TreeSHAP saturates
-# near 1,000 rows on the synthetic world; see docs/benchmarks.md).
+# Training rows whose per-tree TreeSHAP is averaged per leaf (on the demo model 500 rows gave
+# most of the agreement with TreeSHAP that 4,000 gave; see docs/benchmarks.md).
 LEAF_SHAP_ROWS = 2_000
 # Up to this many rows are summed with one gather (rows x trees x features floats in memory);
 # more rows are summed tree by tree. Both add the trees in the same order: identical results.
@@ -82,6 +82,8 @@ class LeafTable:
     fitted_rows: int = 0
 
     def __post_init__(self) -> None:
+        if self.kind not in ("leaf_shap", "saabas"):
+            raise ValueError(f"leaf table kind must be 'leaf_shap' or 'saabas', got {self.kind!r}")
         if self.values.ndim != 2 or self.offsets.ndim != 1 or len(self.offsets) < 2:
             raise ValueError("a leaf table needs 2-d values and at least one tree")
         if self.offsets[0] != 0 or self.offsets[-1] != self.values.shape[0]:
