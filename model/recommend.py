@@ -9,15 +9,15 @@ and ``as_of``. The batch command and evaluation call it for any number of custom
 :func:`recommend_records` is its online twin for the API: the same scores, decisions, reasons,
 drivers and waterfall for a few customers given as records, in plain Python and numpy (see
 :mod:`model.decide_rows` for why); the API calls its two halves, :func:`decide_records_for` and
-:func:`with_churn_drivers`, itself, so that TreeSHAP can run on a thread of its own. Tests hold
-both paths to the same output.
+:func:`with_churn_drivers`, itself, so that exact TreeSHAP, when asked for, can run on a thread
+of its own. Tests hold both paths to the same output.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -26,7 +26,8 @@ from model.bundle import ModelBundle
 from model.churn import ChurnModel
 from model.decide import decide
 from model.decide_rows import decide_records
-from model.explain import explain_records, explain_rows, reason_text
+from model.explain import explain_records, explain_rows, reason_column, reason_text
+from model.leaf_contributions import ContributionMethod
 from model.policy import Policy
 
 # Months of history: tenure_days * 12 / 365 (a customer of 365 days has exactly 12 months).
@@ -105,6 +106,8 @@ def recommend(
     model_version: str,
     drivers: int = 3,
     language: str = "en",
+    explain: Literal["all", "non_retain"] = "all",
+    drivers_method: ContributionMethod | None = None,
 ) -> pl.DataFrame:
     """Recommendations for feature rows (one per customer).
 
@@ -114,9 +117,13 @@ def recommend(
         policy: the company's decision policy.
         as_of: the date the features describe.
         model_version: registry version (or another label) echoed in every row.
-        drivers: churn drivers to explain per customer; 0 skips the explanation (TreeSHAP,
-            the most expensive step) and leaves ``churn_drivers`` empty.
+        drivers: churn drivers to explain per customer; 0 skips the explanation and leaves
+            ``churn_drivers`` empty.
         language: phrasebook for reasons.
+        explain: ``"all"`` explains every customer; ``"non_retain"`` only those whose action
+            is not "retain" (the others get an empty ``churn_drivers``).
+        drivers_method: how drivers are attributed (see :mod:`model.explain`); None uses the
+            churn model's default.
 
     Returns:
         decide()'s columns plus ``churn_drivers`` (list of sentences), ``value_waterfall``
@@ -126,12 +133,22 @@ def recommend(
     decisions = decide(decision_inputs(features, scores), policy, language=language)
     if drivers < 0:
         raise ValueError(f"drivers must be >= 0, got {drivers}")
-    explained = explain_rows(bundle.churn, features, drivers) if drivers else [[]] * features.height
-    driver_text = [[reason_text(d, language) for d in row] for row in explained]
+    if explain not in ("all", "non_retain"):
+        raise ValueError(f"explain must be 'all' or 'non_retain', got {explain!r}")
+    explained: list[list[Any]] = [[] for _ in range(features.height)]
+    if drivers:
+        wanted = (
+            (decisions.get_column("action") != "retain").to_numpy()
+            if explain == "non_retain"
+            else np.ones(features.height, dtype=bool)
+        )
+        rows = features if wanted.all() else features.filter(pl.Series(wanted))
+        found = iter(explain_rows(bundle.churn, rows, drivers, method=drivers_method))
+        explained = [next(found) if row_wanted else [] for row_wanted in wanted]
     return decisions.join(
         value_waterfall(features), on="customer_id", how="left", maintain_order="left"
     ).with_columns(
-        churn_drivers=pl.Series(driver_text, dtype=pl.List(pl.String)),
+        churn_drivers=reason_column(explained, language),
         model_version=pl.lit(model_version),
         as_of=pl.lit(as_of),
     )
@@ -172,13 +189,15 @@ def recommend_records(
     model_version: str,
     drivers: int = 3,
     language: str = "en",
+    drivers_method: ContributionMethod | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`recommend` for records (one feature mapping per customer): the online path.
 
     Args:
         records: Feature rows as mappings (``customer_id`` and the feature columns, values as
             :func:`features.pipeline.build_features` types them).
-        bundle, policy, as_of, model_version, drivers, language: As for :func:`recommend`.
+        bundle, policy, as_of, model_version, drivers, language, drivers_method: As for
+            :func:`recommend`.
 
     Returns:
         Per record, in order, the row :func:`recommend` would return for it, as a dict.
@@ -194,7 +213,9 @@ def recommend_records(
     )
     if not drivers:
         return decided
-    return with_churn_drivers(decided, records, bundle.churn, drivers, language=language)
+    return with_churn_drivers(
+        decided, records, bundle.churn, drivers, method=drivers_method, language=language
+    )
 
 
 def decide_records_for(
@@ -208,9 +229,10 @@ def decide_records_for(
 ) -> list[dict[str, Any]]:
     """:func:`recommend_records` without the churn drivers (``churn_drivers`` empty).
 
-    The drivers' TreeSHAP is most of the cost of a small request and LightGBM computes it
-    without the GIL: the API computes it on a thread of its own (serving other requests while
-    it waits), then decides and adds the drivers with :func:`with_churn_drivers`.
+    Exact TreeSHAP drivers (``drivers_method="treeshap"``) are most of the cost of a small
+    request and LightGBM computes them without the GIL: the API computes them on a thread of
+    its own (serving other requests while it waits), then decides and adds the drivers with
+    :func:`with_churn_drivers`.
     """
     scores = bundle.score_records(records)
     inputs = [_decision_input_record(r, s) for r, s in zip(records, scores, strict=True)]
@@ -233,6 +255,7 @@ def with_churn_drivers(
     churn: ChurnModel,
     drivers: int,
     *,
+    method: ContributionMethod | None = None,
     contributions: np.ndarray | None = None,
     language: str = "en",
 ) -> list[dict[str, Any]]:
@@ -243,10 +266,11 @@ def with_churn_drivers(
         records: The feature records they were made from.
         churn: The churn model that scored them.
         drivers: Drivers per customer (at least 1).
-        contributions: ``churn.contributions_records(records)`` if already computed.
+        method: How drivers are attributed (see :mod:`model.explain`); None: the default.
+        contributions: ``churn.contributions_records(records, method)`` if already computed.
         language: Phrasebook of the sentences.
     """
-    explained = explain_records(churn, records, drivers, contributions=contributions)
+    explained = explain_records(churn, records, drivers, method=method, contributions=contributions)
     return [
         {**row, "churn_drivers": [reason_text(d, language) for d in row_drivers]}
         for row, row_drivers in zip(decided, explained, strict=True)

@@ -5,9 +5,10 @@ cross-column rules (:data:`features.row_rules.FEATURE_TABLE_RULES`, the rules th
 pandera schema checks) and the policy's segments, and are scored by the two halves of
 :func:`model.recommend.recommend_records` (``decide_records_for`` and ``with_churn_drivers``),
 the online twin of the batch command's :func:`model.recommend.recommend` (tested to give the
-same recommendations). A one-customer
-request costs about a millisecond, half of it LightGBM explaining the churn score, which
-:func:`score_rows_async` moves off the event loop.
+same recommendations). A one-customer request costs well under a millisecond with the model's
+default churn drivers (one leaf lookup per tree, see :mod:`model.explain`); exact TreeSHAP
+(``drivers_method="treeshap"``) adds about half a millisecond, which :func:`score_rows_async`
+moves off the event loop.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from features.row_rules import broken_rules
 from model.decide import DecisionInputError
+from model.leaf_contributions import ContributionMethod
 from model.recommend import decide_records_for, with_churn_drivers
 from service.api.feature_row import FeatureRow, FeatureRowBase, rows_to_records
 from service.api.schemas import (
@@ -39,6 +41,27 @@ DEFAULT_DRIVERS = 3
 MAX_DRIVERS = 10
 
 logger = logging.getLogger(__name__)
+
+
+class DriversMethodUnavailable(ValueError):
+    """The served churn model cannot attribute drivers by the method asked for."""
+
+
+def drivers_method_for(
+    serving: ServingModel, requested: ContributionMethod | None
+) -> ContributionMethod:
+    """The attribution method a request gets: the one asked for, else the model's default.
+
+    Raises:
+        DriversMethodUnavailable: ``leaf_shap`` asked of a model saved without its table.
+    """
+    churn = serving.bundle.churn
+    if requested == "leaf_shap" and churn.leaf_shap is None:
+        raise DriversMethodUnavailable(
+            f"model version {serving.version} has no leaf_shap table (trained before it "
+            "existed); use drivers_method=saabas or treeshap, or retrain"
+        )
+    return requested or churn.contribution_method
 
 
 class RowsRejected(ValueError):
@@ -133,6 +156,7 @@ def score_rows(
     as_of: date,
     serving: ServingModel,
     drivers: int = DEFAULT_DRIVERS,
+    drivers_method: ContributionMethod | None = None,
 ) -> RecommendationBatchPublic:
     """Recommendations for validated feature rows, in their order (blocking).
 
@@ -141,6 +165,7 @@ def score_rows(
         as_of: The date the features describe.
         serving: The model, policy and version to use (one consistent snapshot).
         drivers: Churn drivers to explain per customer (0: none).
+        drivers_method: How drivers are attributed; None: the model's default.
 
     Returns:
         The response body.
@@ -148,11 +173,13 @@ def score_rows(
     Raises:
         RowsRejected: A row breaks a cross-column rule of the feature table, names a segment
             the policy does not know, or gives figures the policy cannot decide on.
+        DriversMethodUnavailable: The model cannot attribute drivers by ``drivers_method``.
     """
+    method = drivers_method_for(serving, drivers_method)
     records = check_rows(rows, serving)
     decided = _decide(records, as_of, serving)
     if drivers:
-        decided = with_churn_drivers(decided, records, serving.bundle.churn, drivers)
+        decided = with_churn_drivers(decided, records, serving.bundle.churn, drivers, method=method)
     return _body(decided, serving)
 
 
@@ -162,30 +189,47 @@ async def score_rows_async(
     serving: ServingModel,
     explainer: Executor,
     drivers: int = DEFAULT_DRIVERS,
+    drivers_method: ContributionMethod | None = None,
 ) -> RecommendationBatchPublic:
-    """:func:`score_rows` for a few rows, on the event loop, with TreeSHAP on ``explainer``.
+    """:func:`score_rows` for a few rows, on the event loop; exact TreeSHAP on ``explainer``.
 
-    The churn drivers' TreeSHAP contributions are about half the cost of a one-customer
-    request and LightGBM computes them without holding the GIL: on ``explainer`` (one thread,
-    the second core) they run while the event loop serves other requests. The rest is a few
-    hundred microseconds of Python, cheaper on the loop than a hop to the thread pool.
+    With a per-leaf method (the default) the drivers cost a LightGBM leaf prediction and a
+    numpy gather, tens of microseconds: everything runs on the loop, cheaper than a hop to a
+    thread. Exact TreeSHAP costs about half a millisecond and LightGBM computes it without
+    holding the GIL: on ``explainer`` (one thread, the second core) it runs while the event
+    loop serves other requests.
 
-    The loop waits for the contributions before deciding rather than deciding meanwhile: the
-    explainer needs the GIL for LightGBM's Python wrapper at both ends of the computation, and
-    a loop busy deciding held it for up to a switch interval, which tripled the median latency
-    under a steady 700 requests/s.
+    The loop waits for the TreeSHAP contributions before deciding rather than deciding
+    meanwhile: the explainer needs the GIL for LightGBM's Python wrapper at both ends of the
+    computation, and a loop busy deciding held it for up to a switch interval, which tripled
+    the median latency under a steady 700 requests/s.
     """
+    method = drivers_method_for(serving, drivers_method)
     records = check_rows(rows, serving)
     if not drivers:
         return _body(_decide(records, as_of, serving), serving)
+    if method != "treeshap":
+        decided = _decide(records, as_of, serving)
+        return _body(
+            with_churn_drivers(decided, records, serving.bundle.churn, drivers, method=method),
+            serving,
+        )
     # copy_context: whatever the explainer logs carries this request's id
     explain = functools.partial(
-        contextvars.copy_context().run, serving.bundle.churn.contributions_records, records
+        contextvars.copy_context().run,
+        serving.bundle.churn.contributions_records,
+        records,
+        method,
     )
     contributions = await asyncio.get_running_loop().run_in_executor(explainer, explain)
     decided = _decide(records, as_of, serving)
     explained = with_churn_drivers(
-        decided, records, serving.bundle.churn, drivers, contributions=contributions
+        decided,
+        records,
+        serving.bundle.churn,
+        drivers,
+        method=method,
+        contributions=contributions,
     )
     return _body(explained, serving)
 
@@ -207,8 +251,11 @@ def prepare_model(loader: ModelLoader, settings: Settings) -> ServingModel:
     except Exception as error:  # noqa: BLE001 - a loader bug must not take the service down
         logger.exception("the model loader failed")
         raise ModelLoadError(f"the model loader failed: {type(error).__name__}: {error}") from error
+    example = FeatureRow.model_validate(EXAMPLE_FEATURES)
     try:
-        score_rows([FeatureRow.model_validate(EXAMPLE_FEATURES)], WARM_UP_AS_OF, serving)
+        # the Saabas table (from the booster structure, ~0.1 s) now, not on a request
+        serving.bundle.churn.contributions_records(rows_to_records([example]), "saabas")
+        score_rows([example], WARM_UP_AS_OF, serving)
     except RowsRejected as rejected:  # e.g. a policy with other segments: input, not the model
         logger.info("warm-up row not scored (%s); model accepted", rejected.errors[0]["msg"])
     except Exception as error:  # noqa: BLE001 - any failure means this model cannot serve

@@ -8,6 +8,7 @@ last word of every reason.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from model.bundle import ModelBundle
+from model.explain import explain_rows
 from model.policy import load_policy
 from model.recommend import recommend, recommend_records
 from service.api.feature_row import FEATURE_DTYPES, FeatureRow, rows_to_records
@@ -23,7 +25,7 @@ from service.api.routes.recommendations import INLINE_ROWS
 from service.api.schemas import recommendation_payload
 from service.api.scoring import score_rows
 from service.settings import DEFAULT_POLICY
-from tests.service.api.support import AS_OF, Keys, row_json, serving_model, start
+from tests.service.api.support import AS_OF, Keys, loader_of, row_json, serving_model, start
 
 
 def _same(got: Any, want: Any, where: str) -> None:
@@ -153,6 +155,83 @@ def test_drivers_parameter_sets_how_many_drivers_are_explained(
         response = client.post(url + f"?drivers={bad}", json=body, headers=keys.header("viewer"))
         assert response.status_code == 422
         assert response.json()["detail"][0]["loc"] == ["query", "drivers"]
+
+
+@pytest.mark.parametrize("size", [1, INLINE_ROWS + 1])
+def test_drivers_method_chooses_how_drivers_are_attributed_on_both_paths(
+    client: TestClient,
+    keys: Keys,
+    features: pl.DataFrame,
+    bundles: dict[str, ModelBundle],
+    size: int,
+) -> None:
+    # one row: on the event loop (TreeSHAP on the explainer thread); more: in the thread pool.
+    # Customers whose Saabas and TreeSHAP drivers differ, so the method visibly matters.
+    table = features.select(list(FEATURE_DTYPES))
+    churn = bundles["1"].churn
+    saabas, exact = (explain_rows(churn, table, 3, method=m) for m in ("saabas", "treeshap"))
+    named = [
+        i
+        for i, (a, b) in enumerate(zip(saabas, exact, strict=True))
+        if [d.feature for d in a] != [d.feature for d in b]
+    ]
+    indices = named[:size]
+    body = {"as_of": AS_OF.isoformat(), "customers": [row_json(features, i) for i in indices]}
+    table = features[indices].select(list(FEATURE_DTYPES))
+    policy = load_policy(DEFAULT_POLICY)
+    answers = {}
+    for method in ("", "leaf_shap", "saabas", "treeshap"):
+        query = f"?drivers_method={method}" if method else ""
+        response = client.post(
+            "/v1/recommendations" + query, json=body, headers=keys.header("viewer")
+        )
+        assert response.status_code == 200, response.text
+        answers[method] = got = response.json()["recommendations"]
+        batch = recommend(
+            table,
+            bundles["1"],
+            policy,
+            as_of=AS_OF,
+            model_version="1",
+            drivers_method=method or None,
+        )
+        for answer, want in zip(got, batch.iter_rows(named=True), strict=True):
+            _same(answer, recommendation_payload(want), f"{method} {want['customer_id']}")
+    assert answers[""] == answers["leaf_shap"]
+    assert all(
+        a["churn_drivers"] != b["churn_drivers"]
+        for a, b in zip(answers["saabas"], answers["treeshap"], strict=True)
+    )
+    response = client.post(
+        "/v1/recommendations?drivers_method=shap", json=body, headers=keys.header("viewer")
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "drivers_method"]
+
+
+def test_a_model_without_a_leaf_shap_table_serves_saabas_drivers(
+    make_app: Any, keys: Keys, features: pl.DataFrame, bundles: dict[str, ModelBundle]
+) -> None:
+    bundle = bundles["1"]
+    older = dataclasses.replace(bundle, churn=dataclasses.replace(bundle.churn, leaf_shap=None))
+    body = {"as_of": AS_OF.isoformat(), "customers": [row_json(features, 5)]}
+    with start(make_app(loader=loader_of(older, "1"))) as client:
+        default = client.post("/v1/recommendations", json=body, headers=keys.header("viewer"))
+        saabas = client.post(
+            "/v1/recommendations?drivers_method=saabas", json=body, headers=keys.header("viewer")
+        )
+        assert default.status_code == saabas.status_code == 200
+        assert default.json() == saabas.json()
+        refused = client.post(
+            "/v1/recommendations?drivers_method=leaf_shap", json=body, headers=keys.header("viewer")
+        )
+    assert refused.status_code == 422
+    detail = refused.json()["detail"][0]
+    assert detail["loc"] == ["query", "drivers_method"]
+    assert detail["msg"] == (
+        "model version 1 has no leaf_shap table (trained before it existed); use "
+        "drivers_method=saabas or treeshap, or retrain"
+    )
 
 
 def test_start_up_and_reload_keep_the_loaded_heap_out_of_garbage_collection(
