@@ -265,6 +265,13 @@ class LeafPredictor:
         self.num_threads = num_threads
         self._local = threading.local()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # per-thread C predictors cannot travel (pickled to Spark workers, say): rebuilt there
+        return {"booster": self.booster, "num_threads": self.num_threads}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["booster"], num_threads=state["num_threads"])  # type: ignore[misc]
+
     def __call__(self, matrix: np.ndarray) -> np.ndarray:
         """``(rows, trees)`` leaf indices of ``matrix``'s rows."""
         if matrix.shape[0] != 1 or _LIB is None:

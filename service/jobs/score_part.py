@@ -26,7 +26,6 @@ from features.loader import LoadResult, Problem, TablePart, validate_parts
 from features.output_schema import validate_feature_table
 from features.pipeline import build_features
 from model.bundle import ModelBundle
-from model.explain import explain_rows, reason_text
 from model.policy import Policy
 from model.recommend import recommend
 from service.publish import OWNER_COLUMNS
@@ -100,37 +99,16 @@ def score_part(parts: Mapping[str, TablePart | Problem], settings: ScoringSettin
         build_features(load.tables, settings.as_of, settings.features).collect().sort("customer_id")
     )
     validate_feature_table(table)
-    decided = recommend(
+    explained = recommend(
         table,
         settings.bundle,
         settings.policy,
         as_of=settings.as_of,
         model_version=settings.model_version,
-        drivers=0,
+        drivers=settings.drivers,
+        explain="all" if settings.explain_retained else "non_retain",
         language=settings.language,
     )
-    explained = _with_drivers(decided, table, settings)
     owners = load.tables["customers"].select("customer_id", *OWNER_COLUMNS).collect()
     recommendations = explained.join(owners, on="customer_id", how="left", maintain_order="left")
     return ScoredPart(recommendations, table, load)
-
-
-def _with_drivers(
-    decided: pl.DataFrame, table: pl.DataFrame, settings: ScoringSettings
-) -> pl.DataFrame:
-    """Fill ``churn_drivers`` for the customers who need them (all, or all but "retain")."""
-    if settings.drivers == 0:
-        return decided
-    wanted = (
-        pl.Series([True] * decided.height)
-        if settings.explain_retained
-        else decided.get_column("action") != "retain"
-    )
-    rows = wanted.arg_true()
-    if rows.is_empty():
-        return decided
-    explained = explain_rows(settings.bundle.churn, table[rows], settings.drivers)
-    texts: list[list[str]] = [[] for _ in range(decided.height)]
-    for row, drivers in zip(rows.to_list(), explained, strict=True):
-        texts[row] = [reason_text(d, settings.language) for d in drivers]
-    return decided.with_columns(churn_drivers=pl.Series(texts, dtype=pl.List(pl.String)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 import threading
 from datetime import date
 
@@ -231,6 +232,17 @@ def test_one_row_fast_path_finds_the_leaves_predict_finds_on_every_thread(
     for leaves in found.values():
         np.testing.assert_array_equal(leaves, want)
     np.testing.assert_array_equal(predictor(matrix[:5]), want[:5])
+
+
+def test_a_model_that_has_explained_a_row_still_pickles(
+    model: ChurnModel, data: pl.DataFrame
+) -> None:
+    # Spark ships the bundle to its workers by pickling it, after the API or a test used it
+    model.contributions(data.head(1))
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(
+        again.contributions(data.head(1)).to_numpy(), model.contributions(data.head(1)).to_numpy()
+    )
 
 
 def test_boosters_a_leaf_table_cannot_explain_are_refused() -> None:

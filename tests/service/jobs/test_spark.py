@@ -101,7 +101,10 @@ def test_rejected_rows_and_problems_are_those_of_the_single_machine_run(
 ):
     data = copy_export(export, tmp_path / "data")
     orders = pl.read_parquet(data / "orders.parquet")
-    someone = orders["customer_id"][100]
+    active = pl.read_parquet(data / "customers.parquet").filter(pl.col("end_date").is_null())
+    someone = orders.filter(pl.col("customer_id").is_in(active["customer_id"].implode()))[
+        "customer_id"
+    ][100]
     bad = orders.head(3).with_columns(
         order_id=pl.Series(["BAD-NEG", "BAD-WHO", "PADDED"]),
         revenue=pl.Series([-5.0, 10.0, 3.0]),
@@ -141,6 +144,8 @@ def test_rejected_rows_and_problems_are_those_of_the_single_machine_run(
     assert spark_output(out).equals(pl.read_parquet(tmp_path / "single.parquet"))
     padded = spark_output(out).filter(pl.col("customer_id") == someone)
     assert padded.height == 1  # the padded order counted for its customer, as single-machine
+    rejected = pl.read_parquet(tmp_path / "single.rejects" / "orders.parquet")["order_id"]
+    assert "PADDED" not in rejected.to_list()
 
 
 def test_an_unusable_table_writes_nothing_and_keeps_the_previous_output(
