@@ -357,7 +357,7 @@ def _validate(inputs: Mapping[str, TablePart | Problem]) -> LoadResult:
         valid = item.typed
         if not rejected.is_empty():
             valid = valid.join(rejected.to_frame(_ROW), on=_ROW, how="anti")
-        result.tables[name] = valid.drop(_ROW).lazy()
+        result.tables[name] = valid.lazy().drop(_ROW)  # lazy: dropping eagerly copies the rows
         result.rejects[name] = _rejects(item)
         logger.info(
             "%s: %d rows valid, %d rejected, %d problems",
@@ -420,10 +420,15 @@ def _castable(source: pl.DataType, target: pl.DataType) -> bool:
 def _cast(table: Table, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Cast contract columns to their dtypes; also return the values that would not cast."""
     contract = {c.name: c.dtype for c in table.columns if c.name in frame.columns}
-    typed = frame.with_columns(
-        _cast_expr(name, frame.schema[name], dtype).alias(name) for name, dtype in contract.items()
-    ).with_row_index(_ROW)
-    typed = typed.with_columns(pl.col(_ROW).cast(pl.Int64))
+    typed = frame.select(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias(_ROW),
+        *(
+            _cast_expr(name, frame.schema[name], dtype).alias(name)
+            if name in contract
+            else pl.col(name)
+            for name, dtype in ((n, contract.get(n)) for n in frame.columns)
+        ),
+    )
 
     numbered = frame.with_row_index(_ROW)
     failures = []

@@ -293,8 +293,8 @@ def _read_part(source: _Source, part: CustomerRange) -> TablePart | Problem:
         frame = scan.filter(wanted).collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
         return _fatal(source.table, f"{source.path.name} cannot be read: {exc}")
-    numbers = frame.get_column(_NUMBER).cast(pl.Int64)
-    return TablePart(frame.drop(_NUMBER), unit=source.unit, numbers=numbers)
+    numbers = frame.drop_in_place(_NUMBER).cast(pl.Int64)  # in place: drop() copies the rows
+    return TablePart(frame, unit=source.unit, numbers=numbers)
 
 
 def _raw_ids_sort_as_read(source: _Source, part: CustomerRange) -> bool:

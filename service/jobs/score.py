@@ -25,7 +25,8 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from features.loader import Problem
+from features.loader import Problem, TablePart
 from model.budget import budget_candidates, fund_offers
 from model.bundle import ModelBundle
 from model.decide import withhold_offers
@@ -48,7 +49,7 @@ from model.registry import (
     log_scoring_run,
     previous_score_profile,
 )
-from service.jobs.export_parts import ExportError, ExportFolder
+from service.jobs.export_parts import CustomerRange, ExportError, ExportFolder
 from service.jobs.output import Staging, check_output_path, rejects_folder
 from service.jobs.problems import merge_problems
 from service.jobs.score_part import ScoringSettings, score_part
@@ -174,8 +175,8 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
     rejected: dict[str, int] = {}
     staging = Staging(job.out)
     try:
-        for index, part in enumerate(ranges):
-            scored = score_part(export.read(part), settings)
+        for index, rows in enumerate(_read_ahead(export, ranges)):
+            scored = score_part(rows, settings)
             problems.append(scored.load.problems)
             if scored.fatal:
                 return ScoreResult(problems=merge_problems(problems), fatal=True)
@@ -240,6 +241,24 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
         return result
     finally:
         staging.close()
+
+
+def _read_ahead(
+    export: ExportFolder, ranges: list[CustomerRange]
+) -> Iterator[dict[str, TablePart | Problem]]:
+    """The parts' rows in order, each read while the one before is being scored.
+
+    Reading is polars' work and releases the GIL; scoring has single-threaded stretches
+    (LightGBM, the decision kernel), so the second core reads the next part meanwhile. At most
+    two parts are in memory at once.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="keepwise-read") as reader:
+        pending = reader.submit(export.read, ranges[0])
+        for following in [*ranges[1:], None]:
+            rows = pending.result()
+            if following is not None:
+                pending = reader.submit(export.read, following)
+            yield rows
 
 
 class _Fingerprint:
