@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from datetime import date, timedelta
 from enum import StrEnum
@@ -849,6 +848,10 @@ def _print_score_summary(summary: dict) -> None:
         f"version {summary['model_version']} and policy {summary['policy_version']} in "
         f"{summary['seconds']:.1f} s ({summary['customers_per_second']:,.0f} customers/s)"
     )
+    console.print(
+        "time by step: "
+        + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in summary["step_seconds"].items())
+    )
     actions = pl.DataFrame(
         {
             "action": list(summary["actions"]),
@@ -1158,11 +1161,6 @@ def main() -> None:
     # MLflow narrates database set-up at INFO and draws download bars; keep the CLI readable
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # MLflow imports pyspark.pandas when the spark extra is installed, which warns about
-    # pandas 3 on every command; only the Spark engine's spark_udf path touches pandas there
-    warnings.filterwarnings(
-        "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
-    )
     app()
 
 

@@ -173,7 +173,9 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
         if scored.fatal:
             return ScoreResult(problems=scored.problems, fatal=True)
         run_id = scored.fingerprint.run_id(as_of, job.model_version, job.policy.version, budget)
+        stepped = time.perf_counter()
         budget_outcome = _apply_budget(staging, budget, job.policy, job.language)
+        stepped = _lap(scored, "budget", stepped)
 
         def finish(frame: pl.DataFrame) -> pl.DataFrame:
             return frame.with_columns(
@@ -185,6 +187,7 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
             return finish(frame)
 
         staging.publish(finish_and_count)
+        stepped = _lap(scored, "write", stepped)
         result = ScoreResult(written=True, problems=scored.problems)
         scores = scored.tally.churn_scores
         summary = {
@@ -202,11 +205,14 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
             "problems": [str(p) for p in result.problems],
             "drift": _drift_summary(scored.drift, scores, job.tracking),
         }
+        stepped = _lap(scored, "drift", stepped)
         if job.database_url is not None:
             try:
                 summary["published"] = _publish(job.database_url, staging, finish, run_id)
             except StoreError as error:
                 result.publish_error = f"publishing to the store failed: {error}"
+            stepped = _lap(scored, "publish", stepped)
+        summary["step_seconds"] = scored.step_seconds()
         summary["seconds"] = round(time.perf_counter() - started, 2)
         summary["customers_per_second"] = (
             round(scored.tally.customers / summary["seconds"], 1)
@@ -220,6 +226,8 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
             except RegistryError as error:
                 result.publish_error = str(error)
             else:
+                _lap(scored, "report_and_record", stepped)
+                summary["step_seconds"] = scored.step_seconds()
                 _write_summary(job.out, summary)  # now with the MLflow run it belongs to
         result.summary = summary
         return result
@@ -237,6 +245,23 @@ class _Scored:
     rejected: dict[str, int]
     problems: list[Problem]
     fatal: bool
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def took(self, step: str, seconds: float) -> None:
+        self.seconds[step] = self.seconds.get(step, 0.0) + seconds
+
+    def step_seconds(self) -> dict[str, float]:
+        """Wall seconds per step, rounded. ``read`` is the time spent waiting for a part to be
+        read (reading overlaps scoring of the part before); the rest run one after another.
+        ``report_and_record`` (the whale curve and the MLflow run) is known only once the run is
+        recorded, so it appears in the summary of recorded runs only."""
+        return {step: round(seconds, 2) for step, seconds in self.seconds.items()}
+
+
+def _lap(scored: _Scored, step: str, since: float) -> float:
+    now = time.perf_counter()
+    scored.took(step, now - since)
+    return now
 
 
 def _score_parts(
@@ -257,8 +282,10 @@ def _score_parts(
         fatal=False,
     )
     found: list[list[Problem]] = []
-    for index, rows in enumerate(_read_ahead(export, ranges)):
+    for index, rows in enumerate(_timed(_read_ahead(export, ranges), scored)):
         part = score_part(rows, settings)
+        for step, seconds in part.seconds.items():
+            scored.took(step, seconds)
         found.append(part.load.problems)
         if part.fatal:
             scored.fatal = True
@@ -276,6 +303,17 @@ def _score_parts(
             on_progress(index + 1, len(ranges))
     scored.problems = merge_problems(found)
     return scored
+
+
+def _timed(parts: Iterator[Any], scored: _Scored) -> Iterator[Any]:
+    """``parts`` as they come, the time spent waiting for each added to ``scored``."""
+    while True:
+        waited = time.perf_counter()
+        rows = next(parts, None)
+        scored.took("read", time.perf_counter() - waited)
+        if rows is None:
+            return
+        yield rows
 
 
 def _read_ahead(
