@@ -41,7 +41,7 @@ from model.churn import ChurnParams, train_churn_model
 from model.decide import decide
 from model.drift import build_profile
 from model.gbm import categorical_columns_of
-from model.leak_guard import LeakReport, apply_leak_guard, find_leaky_features
+from model.leak_guard import WARN_THRESHOLD, LeakReport, LeakReview, review_features
 from model.metrics import churn_metrics
 from model.offer_response import fit_offer_response
 from model.policy import Policy
@@ -119,6 +119,7 @@ class TrainingResult:
     features: list[str]
     excluded_features: list[str]
     leak_reports: list[LeakReport]
+    review: LeakReview
     fingerprint: dict[str, str | int]
     test_predictions: pl.DataFrame  # customer_id, p_churn, churned (+ true_p_churn with truth)
     policy_curve: pl.DataFrame  # share targeted vs expected profit, for the profit plot
@@ -272,8 +273,16 @@ def train_from_tables(
 
     candidates = feature_columns()
     step("checking features for label leaks")
-    leaks = find_leaky_features(split.train, candidates, "churned", config.leak_threshold)
-    kept, excluded = apply_leak_guard(candidates, leaks, keep=config.keep_leaky)
+    review = review_features(
+        split.train,
+        candidates,
+        "churned",
+        exclude_at=config.leak_threshold,
+        warn_at=min(WARN_THRESHOLD, config.leak_threshold),
+        keep=config.keep_leaky,
+        check_identifiers=False,
+    )
+    kept, excluded, leaks = list(review.kept), list(review.excluded), list(review.leaks)
     categorical = categorical_columns_of(split.train, kept)
 
     step(f"training the churn model on {split.train.height:,} rows")
@@ -328,6 +337,8 @@ def train_from_tables(
         "test_churn_rate": float(split.test["churned"].mean()),
         "churn_trees": float(churn.summary.get("n_trees", float("nan"))),
     }
+    review = review.with_cv_auc(metrics["roc_auc"], measured="test-snapshot ROC AUC")
+    metrics |= review.metrics()
     return TrainingResult(
         bundle=bundle,
         plan=plan,
@@ -336,6 +347,7 @@ def train_from_tables(
         features=kept,
         excluded_features=excluded,
         leak_reports=leaks,
+        review=review,
         fingerprint=data_fingerprint(tables),
         test_predictions=predictions,
         policy_curve=curve,

@@ -217,6 +217,14 @@ TrackingUri = Annotated[
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)."
     ),
 ]
+ModelName = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="Registered model name (keepwise for --data training, keepwise-<mapping> for "
+        "--table).",
+    ),
+]
 
 
 @app.command()
@@ -305,6 +313,8 @@ def train(
 
 
 def _report_run(summary: RunSummary, as_json: bool) -> None:
+    for message in summary.warnings:
+        errors.print(f"[bold yellow]leak guard:[/] {message}", highlight=False)
     if as_json:
         print(
             json.dumps(
@@ -314,6 +324,9 @@ def _report_run(summary: RunSummary, as_json: bool) -> None:
                     "model_version": summary.model_version,
                     "aliases": list(summary.aliases),
                     "metrics": summary.metrics,
+                    "excluded_features": list(summary.excluded_features),
+                    "leak_guard": summary.leak_guard,
+                    "warnings": list(summary.warnings),
                 },
                 sort_keys=True,
             )
@@ -346,25 +359,25 @@ def _train_wide(
         raise _fail(str(error), EXIT_INVALID_DATA) from None
     for problem in problems:
         errors.print(f"[yellow]data:[/] {problem}")
-    for message in result.leak_messages:
-        errors.print(f"[bold yellow]leak guard:[/] {message}")
     if as_json:
         _report_run(summary, True)
         return
-    folds = result.fold_table() if hasattr(result, "fold_table") else None
-    if folds is not None:
-        console.print(
-            frame_table(
-                folds,
-                title=f"{cv}-fold stratified cross-validation",
-                formats={c: ".3f" for c, t in folds.schema.items() if t.is_float()},
-            )
+    for message in summary.warnings:
+        errors.print(f"[bold yellow]leak guard:[/] {message}", highlight=False)
+    folds = result.fold_table()
+    console.print(
+        frame_table(
+            folds,
+            title=f"{cv}-fold stratified cross-validation",
+            formats={c: ".3f" for c, t in folds.schema.items() if t.is_float()},
         )
+    )
     m = summary.metrics
     console.print(
         f"run {summary.run_id}: registered {summary.model_name} version "
         f"{summary.model_version} as {', '.join(summary.aliases)}; "
-        f"CV ROC AUC {m['cv_roc_auc_mean']:.3f} ± {m['cv_roc_auc_std']:.3f}, "
+        f"CV ROC AUC {m['cv_roc_auc_mean']:.3f} ± {m['cv_roc_auc_std']:.3f} "
+        f"(plain LightGBM on the same folds {m.get('cv_plain_roc_auc_mean', float('nan')):.3f}), "
         f"Brier {m['cv_brier_mean']:.3f}, EMPC {m['cv_empc_mean']:.2f}"
     )
 
@@ -375,11 +388,18 @@ def promote(
         bool,
         typer.Option(help="Promote even if the challenger is worse on the holdout profit metric."),
     ] = False,
+    model: ModelName = "keepwise",
     tracking_uri: TrackingUri = None,
 ) -> None:
-    """Move the alias champion to the challenger if it is not worse on holdout profit (EMPC)."""
+    """Move the alias champion to the challenger if it is not worse on holdout profit (EMPC).
+
+    A challenger trained with a label leak kept on request (--keep-feature) is refused unless
+    --force.
+    """
     try:
-        outcome = registry_promote(MlflowSettings(tracking_uri=tracking_uri), force=force)
+        outcome = registry_promote(
+            MlflowSettings(tracking_uri=tracking_uri, model_name=model), force=force
+        )
     except RegistryError as error:
         raise _fail(str(error), EXIT_INVALID_DATA) from None
     verb = "promoted" if outcome.promoted else "not promoted"
@@ -394,6 +414,7 @@ def evaluate(
     alias: Annotated[str, typer.Option(help="Registry alias to evaluate.")] = CHAMPION,
     policy: Annotated[Path, typer.Option(help="Decision policy (TOML).")] = DEFAULT_POLICY,
     horizon_days: Annotated[int, typer.Option(min=30, help="Churn and value horizon.")] = 365,
+    model: ModelName = "keepwise",
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Score a registered model on a folder's latest fully labelled snapshot (e.g. newer data)."""
@@ -403,7 +424,7 @@ def evaluate(
     if any(p.fatal for p in result.problems):
         _print_validation(result, data)
         raise _fail("cannot evaluate: a table is unusable (see above)", EXIT_INVALID_DATA)
-    settings = MlflowSettings(tracking_uri=tracking_uri)
+    settings = MlflowSettings(tracking_uri=tracking_uri, model_name=model)
     manifest = data / MANIFEST
     try:
         bundle_dir, version = download_bundle(settings, alias)
@@ -434,9 +455,9 @@ def evaluate(
 
 
 @app.command()
-def models(tracking_uri: TrackingUri = None) -> None:
+def models(model: ModelName = "keepwise", tracking_uri: TrackingUri = None) -> None:
     """Show the champion and challenger versions and their holdout metrics side by side."""
-    settings = MlflowSettings(tracking_uri=tracking_uri)
+    settings = MlflowSettings(tracking_uri=tracking_uri, model_name=model)
     try:
         versions = {alias: version_for_alias(settings, alias) for alias in (CHAMPION, CHALLENGER)}
     except Exception as error:  # noqa: BLE001 - any store failure is reported, not raised
@@ -447,7 +468,8 @@ def models(tracking_uri: TrackingUri = None) -> None:
     found = {alias: v for alias, v in versions.items() if v is not None}
     if not found:
         raise _fail(
-            f"no champion or challenger in {settings.resolved_uri()}; run `keepwise train` first",
+            f"no champion or challenger of model {model!r} in {settings.resolved_uri()}; run "
+            "`keepwise train` first (a --table model is named keepwise-<mapping>: pass --model)",
             EXIT_INVALID_DATA,
         )
     metrics = {alias: version_metrics(settings, v) for alias, v in found.items()}
@@ -461,7 +483,9 @@ def models(tracking_uri: TrackingUri = None) -> None:
             },
         }
     )
-    console.print(frame_table(table, title=f"Registered models in {settings.resolved_uri()}"))
+    console.print(
+        frame_table(table, title=f"Registered model {model!r} in {settings.resolved_uri()}")
+    )
 
 
 def _print_training_summary(summary: RunSummary) -> None:
