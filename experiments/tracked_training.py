@@ -51,6 +51,7 @@ class RunSummary:
     fingerprint: dict[str, str | int]
     leak_guard: dict[str, object] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    assumptions: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
@@ -346,6 +347,7 @@ def run_tracked_wide_training(
                     "features": list(result.feature_columns),
                     "excluded_by_leak_guard": list(result.excluded_features),
                     "leak_guard": result.review.to_dict(),
+                    "assumptions": list(imported.assumptions),
                 },
                 "leak_report.json": [asdict(r) for r in result.leak_reports],
                 "cv_folds.json": result.fold_table().to_dicts(),
@@ -376,5 +378,6 @@ def run_tracked_wide_training(
         fingerprint=fingerprint,
         leak_guard=result.review.to_dict(),
         warnings=tuple(result.review.messages()),
+        assumptions=imported.assumptions,
     )
     return summary, result, list(imported.problems)

@@ -16,8 +16,11 @@ Unknown keys are errors that name the key (with a suggestion when it looks like 
 so a typo can never silently fall back to a default::
 
     description = "IBM Telco customer churn"  # optional, free text
-    id = "customerID"          # required: unique customer key (becomes customer_id, a string)
-    revenue = "MonthlyCharges" # required: monthly revenue per customer, >= 0 (monthly_revenue)
+    id = "customerID"          # unique customer key (becomes customer_id, a string); without
+    #                          #   it customer_id is the data row number, said loudly
+    revenue = "MonthlyCharges" # monthly revenue per customer, >= 0 (monthly_revenue), or:
+    # assumed_monthly_revenue = 50.0  # the same assumed value for every customer (no revenue
+    #                          #   column); recorded in WideImport.assumptions
     margin_rate = 0.30         # optional: assumed margin share of revenue, 0 < rate <= 1
     # cost = "MonthlyCost"     # optional: monthly cost column (margin = revenue - cost);
     #                          #   give cost OR margin_rate; with neither, no monthly_margin
@@ -38,7 +41,14 @@ so a typo can never silently fall back to a default::
 
 Columns without a ``[columns.<name>]`` rule are typed from their values: a text column whose
 non-blank values all parse as integers becomes Int64, else as numbers Float64, else a
-categorical. Label values are compared as trimmed text (booleans as ``true``/``false``).
+categorical. Label values are compared as trimmed text, ignoring case (TOML ``true`` matches a
+file's ``True``, ``TRUE`` or ``true``); declared boolean columns accept true/false, t/f, yes/no,
+y/n and 1/0 in any case. Files: ``.csv`` (and ``.txt``), ``.parquet`` and ``.xlsx`` (the first
+sheet, read with polars' calamine engine, package ``fastexcel``; every cell as text, as a CSV).
+
+Assumptions are not facts: an assumed monthly revenue, an assumed margin rate and a generated
+row id are listed in :attr:`WideImport.assumptions`, which every output built on the import
+repeats.
 Every mapped column, ``drop`` entry and ``[columns.<name>]`` table must name a column that
 exists in the data; otherwise the import fails naming the column and listing those found.
 """
@@ -46,6 +56,7 @@ exists in the data; otherwise the import fails naming the column and listing tho
 from __future__ import annotations
 
 import difflib
+import logging
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +64,8 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import polars as pl
+
+logger = logging.getLogger(__name__)
 
 BlankRule = Literal["null", "zero"]
 Dtype = Literal["categorical", "float64", "int64", "boolean"]
@@ -72,6 +85,7 @@ _TOP_KEYS = (
     "description",
     "id",
     "revenue",
+    "assumed_monthly_revenue",
     "cost",
     "margin_rate",
     "complaints",
@@ -132,11 +146,13 @@ class WideMapping:
     """Which columns of a wide per-customer table mean what (see the module docstring).
 
     Attributes:
-        id: Customer id column.
+        id: Customer id column; None numbers the data rows instead (an assumption, reported).
         label: Churn label column.
-        positive: Label values (as trimmed text) meaning churned.
-        negative: Label values (as trimmed text) meaning stayed; "" means a blank cell.
-        revenue: Monthly revenue column.
+        positive: Label values (trimmed, lower case) meaning churned.
+        negative: Label values (trimmed, lower case) meaning stayed; "" means a blank cell.
+        revenue: Monthly revenue column; None with ``assumed_monthly_revenue``.
+        assumed_monthly_revenue: The monthly revenue assumed for every customer when the data
+            has none (exclusive with ``revenue``).
         cost: Optional monthly cost column; exclusive with ``margin_rate``.
         margin_rate: Optional assumed margin share of revenue, in (0, 1].
         complaints: Optional complaint-count column.
@@ -146,11 +162,12 @@ class WideMapping:
         description: Free text.
     """
 
-    id: str
+    id: str | None
     label: str
     positive: tuple[str, ...]
     negative: tuple[str, ...]
-    revenue: str
+    revenue: str | None
+    assumed_monthly_revenue: float | None = None
     cost: str | None = None
     margin_rate: float | None = None
     complaints: str | None = None
@@ -160,11 +177,27 @@ class WideMapping:
     description: str = ""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "positive", tuple(v.lower() for v in self.positive))
+        object.__setattr__(self, "negative", tuple(v.lower() for v in self.negative))
+        if (self.revenue is None) == (self.assumed_monthly_revenue is None):
+            raise MappingError(
+                "give revenue (the monthly revenue column) or assumed_monthly_revenue (one "
+                "assumed value for every customer, when the data has no revenue), exactly one"
+            )
+        if self.assumed_monthly_revenue is not None and not self.assumed_monthly_revenue > 0:
+            raise MappingError(
+                f"assumed_monthly_revenue: {self.assumed_monthly_revenue} is not a number > 0"
+            )
+        if self.cost is not None and self.revenue is None:
+            raise MappingError("cost needs a revenue column (margin = revenue - cost)")
         if not self.positive or not self.negative:
             raise MappingError("label: positive and negative must each name at least one value")
         both = sorted(set(self.positive) & set(self.negative))
         if both:
-            raise MappingError(f"label: value(s) {both} are both positive and negative")
+            raise MappingError(
+                f"label: value(s) {both} are both positive and negative (values are compared "
+                "ignoring case)"
+            )
         if self.cost is not None and self.margin_rate is not None:
             raise MappingError(
                 "give either cost (a column) or margin_rate (an assumption), not both"
@@ -223,12 +256,15 @@ class WideImport:
             remaining wide-table column under its own name. Excludes id, label and margin.
         categorical_columns: The feature columns of Enum dtype.
         problems: Human-readable reports of what was found and which rule was applied.
+        assumptions: What was assumed rather than read (an assumed revenue or margin rate, a
+            generated id), in words; every output built on the import should repeat them.
     """
 
     features: pl.DataFrame
     feature_columns: tuple[str, ...]
     categorical_columns: tuple[str, ...]
     problems: list[str] = field(default_factory=list)
+    assumptions: tuple[str, ...] = ()
 
 
 def load_mapping(path: str | Path) -> WideMapping:
@@ -287,22 +323,20 @@ def parse_mapping(data: Mapping[str, Any]) -> WideMapping:
                 blank=cast(BlankRule | None, _optional_str(table, "blank", f"columns.{name}.")),
             )
         )
-    margin_rate = data.get("margin_rate")
-    if margin_rate is not None and (
-        isinstance(margin_rate, bool) or not isinstance(margin_rate, int | float)
-    ):
-        raise MappingError(f"margin_rate: expected a number, got {margin_rate!r}")
+    margin_rate = _optional_number(data, "margin_rate")
+    assumed_revenue = _optional_number(data, "assumed_monthly_revenue")
     drop = data.get("drop", [])
     if not isinstance(drop, list) or not all(isinstance(item, str) for item in drop):
         raise MappingError(f"drop: expected a list of column names, got {drop!r}")
     return WideMapping(
-        id=_required_str(data, "id", ""),
+        id=_optional_str(data, "id", ""),
         label=_required_str(label, "column", "label."),
         positive=_label_values(label, "positive"),
         negative=_label_values(label, "negative"),
-        revenue=_required_str(data, "revenue", ""),
+        revenue=_optional_str(data, "revenue", ""),
+        assumed_monthly_revenue=assumed_revenue,
         cost=_optional_str(data, "cost", ""),
-        margin_rate=None if margin_rate is None else float(margin_rate),
+        margin_rate=margin_rate,
         complaints=_optional_str(data, "complaints", ""),
         tenure=_optional_str(data, "tenure", ""),
         drop=tuple(drop),
@@ -333,29 +367,54 @@ def import_wide_table(source: str | Path | pl.DataFrame, mapping: WideMapping) -
     frame = _read(source)
     _check_columns(frame, mapping)
     frame = frame.with_row_index(_ROW, offset=1)
-    ids = _customer_ids(frame, mapping.id)
-    context = _Context(ids=ids, id_name=mapping.id, tenure=None, tenure_name=mapping.tenure)
     problems: list[str] = []
+    assumptions: list[str] = []
+    if mapping.id is None:
+        ids = frame[_ROW].cast(pl.String)
+        id_name = "row"
+        assumptions.append(
+            f"no id column in the mapping: customer_id is the data row number (1..{frame.height})"
+            "; ids change when rows are added, removed or reordered - map an id column to "
+            "follow customers from one export to the next"
+        )
+        logger.warning("wide import: %s", assumptions[-1])
+    else:
+        ids, id_name = _customer_ids(frame, mapping.id), mapping.id
+    context = _Context(ids=ids, id_name=id_name, tenure=None, tenure_name=mapping.tenure)
     if mapping.tenure is not None:
         tenure = _convert(frame[mapping.tenure], mapping.rule(mapping.tenure), context)
         if tenure.kind not in ("int64", "float64"):
             raise WideImportError(
                 f"tenure column {mapping.tenure!r} is not numeric (found {tenure.kind} values)"
             )
-        context = _Context(ids, mapping.id, tenure.values, mapping.tenure)
+        context = _Context(ids, id_name, tenure.values, mapping.tenure)
 
     out: dict[str, pl.Series] = {
         ID: ids.alias(ID),
         LABEL: _labels(frame, mapping, ids),
     }
-    revenue = _amount(frame, mapping.revenue, "revenue", mapping, context, problems)
+    feature_columns = []
+    if mapping.revenue is not None:
+        revenue = _amount(frame, mapping.revenue, "revenue", mapping, context, problems)
+        feature_columns.append(REVENUE)
+    else:
+        assumed = float(mapping.assumed_monthly_revenue or 0.0)
+        revenue = pl.Series(REVENUE, [assumed] * frame.height, dtype=pl.Float64)
+        assumptions.append(
+            f"no revenue column: every customer is assumed to bring {assumed:,.2f} a month "
+            "(assumed_monthly_revenue); decisions rank customers by churn risk, and their "
+            "money figures rest on this assumption"
+        )
     out[REVENUE] = revenue.alias(REVENUE)
     if mapping.cost is not None:
         cost = _amount(frame, mapping.cost, "cost", mapping, context, problems)
         out[MARGIN] = (revenue - cost).alias(MARGIN)
     elif mapping.margin_rate is not None:
         out[MARGIN] = (revenue * mapping.margin_rate).alias(MARGIN)
-    feature_columns = [REVENUE]
+        assumptions.append(
+            f"no cost column: the margin is assumed to be {mapping.margin_rate:.0%} of revenue "
+            "(margin_rate)"
+        )
     if mapping.complaints is not None:
         out[COMPLAINTS] = _complaint_counts(frame, mapping.complaints, mapping, context, problems)
         feature_columns.append(COMPLAINTS)
@@ -385,6 +444,7 @@ def import_wide_table(source: str | Path | pl.DataFrame, mapping: WideMapping) -
         feature_columns=tuple(feature_columns),
         categorical_columns=tuple(categorical),
         problems=problems,
+        assumptions=tuple(assumptions),
     )
 
 
@@ -402,6 +462,15 @@ def _check_keys(table: Mapping[str, Any], allowed: Sequence[str], where: str) ->
     if where and key in _TOP_KEYS:
         hint = f" ({key!r} is a top-level key: put it before the first [table])"
     raise MappingError(f"unknown key {where}{key!r}{hint}; allowed keys here: {', '.join(allowed)}")
+
+
+def _optional_number(table: Mapping[str, Any], key: str) -> float | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MappingError(f"{key}: expected a number, got {value!r}")
+    return float(value)
 
 
 def _required_str(table: Mapping[str, Any], key: str, where: str) -> str:
@@ -467,7 +536,23 @@ def _read(source: str | Path | pl.DataFrame) -> pl.DataFrame:
         return pl.read_parquet(path)
     if path.suffix.lower() in (".csv", ".txt"):
         return pl.read_csv(path, infer_schema=False)
-    raise WideImportError(f"{path}: expected a .csv or .parquet file")
+    if path.suffix.lower() == ".xlsx":
+        return _read_xlsx(path)
+    raise WideImportError(f"{path}: expected a .csv, .parquet or .xlsx file")
+
+
+def _read_xlsx(path: Path) -> pl.DataFrame:
+    """The first sheet of an Excel workbook, every cell as text (typed here, as for a CSV)."""
+    try:
+        frame = pl.read_excel(path, sheet_id=1, infer_schema_length=0)
+    except ModuleNotFoundError as error:
+        raise WideImportError(
+            f"{path}: reading .xlsx needs the package fastexcel (pip install fastexcel)"
+        ) from error
+    except Exception as error:  # noqa: BLE001 - any reader failure is reported with the file
+        raise WideImportError(f"{path}: not a readable .xlsx workbook: {error}") from error
+    assert isinstance(frame, pl.DataFrame)  # one sheet asked for
+    return frame.with_columns(pl.all().cast(pl.String))
 
 
 def _check_columns(frame: pl.DataFrame, mapping: WideMapping) -> None:
@@ -553,7 +638,7 @@ def _customer_ids(frame: pl.DataFrame, column: str) -> pl.Series:
 
 
 def _labels(frame: pl.DataFrame, mapping: WideMapping, ids: pl.Series) -> pl.Series:
-    text = _text(frame[mapping.label]).fill_null("")
+    text = _text(frame[mapping.label]).fill_null("").str.to_lowercase()
     positive = text.is_in(list(mapping.positive))
     unknown = ~positive & ~text.is_in(list(mapping.negative))
     if unknown.any():

@@ -327,6 +327,7 @@ def _report_run(summary: RunSummary, as_json: bool) -> None:
                     "excluded_features": list(summary.excluded_features),
                     "leak_guard": summary.leak_guard,
                     "warnings": list(summary.warnings),
+                    "assumptions": list(summary.assumptions),
                 },
                 sort_keys=True,
             )
@@ -359,6 +360,8 @@ def _train_wide(
         raise _fail(str(error), EXIT_INVALID_DATA) from None
     for problem in problems:
         errors.print(f"[yellow]data:[/] {problem}")
+    for assumption in summary.assumptions:
+        errors.print(f"[bold yellow]assumed:[/] {assumption}", highlight=False)
     if as_json:
         _report_run(summary, True)
         return
