@@ -137,3 +137,20 @@ def test_demo_runs_every_step_and_stores_recommendations(tmp_path):
         assert text in output, text
     keys = (tmp_path / "demo-keys.toml").read_text()
     assert keys.count("[[keys]]") == 3 and "kw_" not in keys  # only hashes are stored
+
+
+def test_features_of_a_fully_rejected_customers_table_writes_nothing_and_exits_1(tmp_path):
+    write_world(WorldConfig(n_customers=200, seed=3), tmp_path / "world", "csv")
+    customers = pl.read_csv(tmp_path / "world" / "customers.csv", infer_schema=False)
+    customers.with_columns(segment=pl.lit("galactic")).write_csv(
+        tmp_path / "world" / "customers.csv"
+    )
+    out = tmp_path / "features.parquet"
+    result = runner.invoke(
+        app,
+        ["features", "--data", str(tmp_path / "world"), "--as-of", "2024-01-01", "--out", str(out)],
+    )
+    assert result.exit_code == EXIT_INVALID_DATA, result.output
+    assert "every one of its 200 rows was rejected" in " ".join(result.output.split())
+    assert "nothing written" in result.output
+    assert not out.exists() and not (tmp_path / "features.rejects").exists()
