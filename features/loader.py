@@ -218,6 +218,39 @@ def validate_tables(frames: Mapping[str, pl.DataFrame]) -> LoadResult:
     return _validate(inputs)
 
 
+def validate_table(name: str, part: TablePart) -> LoadResult:
+    """Validate one table on its own (e.g. an imported complaints export), without the others.
+
+    Every check of :func:`load_tables` that needs only this table runs; customer ids are not
+    checked against a customers table (there is none).
+
+    Args:
+        name: Contract table name.
+        part: Its rows, with how they are numbered in their source.
+
+    Returns:
+        Valid rows (``tables[name]``), rejected rows with reasons (``rejects[name]``) and the
+        problems found.
+
+    Raises:
+        KeyError: ``name`` is not a contract table.
+    """
+    table = TABLES[name]
+    outcome = _check_table(table, part)
+    result = LoadResult()
+    if not isinstance(outcome, _Checked):
+        result.problems = list(outcome)
+        return result
+    rejected = outcome.rejected_rows()
+    valid = outcome.typed
+    if not rejected.is_empty():
+        valid = valid.join(rejected.to_frame(_ROW), on=_ROW, how="anti")
+    result.tables[name] = valid.lazy().drop(_ROW)
+    result.rejects[name] = _rejects(outcome)
+    result.problems = _summarise(outcome)
+    return result
+
+
 def validate_parts(parts: Mapping[str, TablePart | Problem]) -> LoadResult:
     """Validate some rows of each table (e.g. one customer range of a large export).
 

@@ -22,6 +22,7 @@ from typing import Annotated
 
 import polars as pl
 import typer
+from rich.markup import escape
 
 from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.report import figures_frame, folder_realism_report
@@ -43,6 +44,12 @@ from features.config import FeatureConfig
 from features.loader import LoadResult, Problem, load_tables
 from features.output_schema import validate_feature_table, validate_training_set
 from features.pipeline import build_features, build_training_set
+from features.table_import import (
+    TableMappingError,
+    import_table,
+    load_table_mapping,
+    read_export,
+)
 from features.wide_import import MappingError, WideImportError
 from model.bundle import BundleError, ModelBundle
 from model.policy import PolicyError, load_policy
@@ -203,6 +210,63 @@ def features(
         raise typer.Exit(EXIT_WITH_REJECTS)
 
 
+@app.command("import-table")
+def import_table_command(
+    file: Annotated[Path, typer.Option("--file", help="The export: .csv, .xlsx or .parquet.")],
+    mapping: Annotated[
+        Path,
+        typer.Option(help="TOML table mapping (see mappings/comcast_complaints.toml)."),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Where to write the contract table: <table>.parquet or <table>.csv in an "
+            "export folder."
+        ),
+    ],
+) -> None:
+    """Import an export into one contract table through a mapping; bad rows kept aside.
+
+    Writes OUT (valid rows, typed per contract) and, when rows were rejected, OUT's rejects
+    folder <stem>.rejects/<table>.parquet with the original values and the reason for each.
+    Exit 0 ok, 1 the export cannot be used (nothing written), 2 usage, 3 written with rejects.
+    """
+    for path in (file, mapping):
+        if not path.is_file():
+            raise _fail(f"{path} is not a file")
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise _fail(f"--out {out}: use .parquet or .csv")
+    try:
+        table_mapping = load_table_mapping(mapping)
+        export, unit, first = read_export(file)
+        imported = import_table(export, table_mapping, unit=unit, first=first)
+    except TableMappingError as error:
+        raise _fail(str(error), EXIT_INVALID_DATA) from None
+    if imported.problems:
+        _print_problems(imported.problems)
+    if any(p.fatal for p in imported.problems) or imported.table.height == 0:
+        raise _fail(
+            f"cannot import {file.name}: no usable {table_mapping.table} rows; nothing written",
+            EXIT_INVALID_DATA,
+        )
+    for assumption in imported.assumptions:
+        errors.print(f"[bold yellow]assumed:[/] {escape(assumption)}", highlight=False)
+    if out.suffix.lower() == ".csv":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        imported.table.write_csv(out)
+    else:
+        write_parquet_atomically(imported.table, out)
+    console.print(
+        f"wrote {imported.table.height:,} {table_mapping.table} rows to {out} "
+        f"({imported.rejects.height:,} rejected)"
+    )
+    if imported.rejects.height:
+        rejects = out.with_name(out.stem + ".rejects") / f"{table_mapping.table}.parquet"
+        write_parquet_atomically(imported.rejects, rejects)
+        errors.print(f"rejected rows and the reason for each: {rejects}")
+        raise typer.Exit(EXIT_WITH_REJECTS)
+
+
 def _parse_date(option: str, value: str) -> date:
     try:
         return date.fromisoformat(value)
@@ -314,7 +378,7 @@ def train(
 
 def _report_run(summary: RunSummary, as_json: bool) -> None:
     for message in summary.warnings:
-        errors.print(f"[bold yellow]leak guard:[/] {message}", highlight=False)
+        errors.print(f"[bold yellow]leak guard:[/] {escape(message)}", highlight=False)
     if as_json:
         print(
             json.dumps(
@@ -361,12 +425,12 @@ def _train_wide(
     for problem in problems:
         errors.print(f"[yellow]data:[/] {problem}")
     for assumption in summary.assumptions:
-        errors.print(f"[bold yellow]assumed:[/] {assumption}", highlight=False)
+        errors.print(f"[bold yellow]assumed:[/] {escape(assumption)}", highlight=False)
     if as_json:
         _report_run(summary, True)
         return
     for message in summary.warnings:
-        errors.print(f"[bold yellow]leak guard:[/] {message}", highlight=False)
+        errors.print(f"[bold yellow]leak guard:[/] {escape(message)}", highlight=False)
     folds = result.fold_table()
     console.print(
         frame_table(
