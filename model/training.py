@@ -46,7 +46,7 @@ from model.metrics import churn_metrics
 from model.offer_response import fit_offer_response
 from model.policy import Policy
 from model.recommend import decision_inputs
-from model.splits import TimeSplit, time_split
+from model.splits import SplitError, TimeSplit, time_split
 from model.uncertainty import MarginErrorModel, MarginErrorParams, fit_margin_error_model
 from model.value import (
     TRAILING_MONTHLY_MARGIN,
@@ -152,6 +152,8 @@ def plan_snapshots(first_event: date, export_date: date, config: TrainingConfig)
     while (export_date - test).days < config.horizon_days:
         test = _add_months(test, -1)
     calibration = _add_months(test, -horizon_months)
+    while (test - calibration).days < config.horizon_days:  # e.g. 91 days over Jan-Mar
+        calibration = _add_months(calibration, -1)
     validation = [_add_months(calibration, -step * k) for k in (2, 1)]
     earliest = _add_months(_first_of_month(first_event), step)
     train = []
@@ -261,13 +263,16 @@ def train_from_tables(
             ).collect(engine="streaming"),
         ]
     ).with_columns(trailing_monthly_margin())
-    split = time_split(
-        stacked,
-        horizon_days=config.horizon_days,
-        validation_dates=plan.validation,
-        calibration_dates=plan.calibration,
-        test_dates=plan.test,
-    )
+    try:
+        split = time_split(
+            stacked,
+            horizon_days=config.horizon_days,
+            validation_dates=plan.validation,
+            calibration_dates=plan.calibration,
+            test_dates=plan.test,
+        )
+    except SplitError as error:
+        raise TrainingError(f"cannot split the snapshots by time: {error}") from error
     if split.train["churned"].sum() == 0:
         raise TrainingError("no customer churned in the training snapshots: nothing to learn")
 

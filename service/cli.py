@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -42,6 +43,11 @@ from experiments.tracked_training import (
 )
 from features.config import FeatureConfig
 from features.loader import LoadResult, Problem, load_tables
+from features.orders_import import (
+    TransactionImportError,
+    import_transactions,
+    read_transaction_log,
+)
 from features.output_schema import validate_feature_table, validate_training_set
 from features.pipeline import build_features, build_training_set
 from features.table_import import (
@@ -52,7 +58,7 @@ from features.table_import import (
 )
 from features.wide_import import MappingError, WideImportError
 from model.bundle import BundleError, ModelBundle
-from model.policy import PolicyError, load_policy
+from model.policy import PolicyError, check_horizon, load_policy
 from model.registry import (
     CHALLENGER,
     CHAMPION,
@@ -210,6 +216,61 @@ def features(
         raise typer.Exit(EXIT_WITH_REJECTS)
 
 
+def _import_transactions_to(
+    file: Path,
+    customer_column: str,
+    date_column: str,
+    amount_column: str,
+    out: Path | None,
+) -> Path:
+    """Write a transaction log's five contract tables as Parquet; returns the folder."""
+    if not file.is_file():
+        raise _fail(f"{file} is not a file")
+    try:
+        log, columns = read_transaction_log(
+            file, customer_col=customer_column, date_col=date_column, amount_col=amount_column
+        )
+        tables = import_transactions(log, merge_same_day=True, **columns)  # type: ignore[arg-type]
+    except TransactionImportError as error:
+        raise _fail(str(error), EXIT_INVALID_DATA) from None
+    folder = out or Path(tempfile.mkdtemp(prefix="keepwise-transactions-"))
+    for name, frame in tables.items():
+        write_parquet_atomically(frame.collect(), folder / f"{name}.parquet")
+    errors.print(
+        f"{file.name}: {log.height:,} transactions of "
+        f"{tables['customers'].select(pl.len()).collect().item():,} customers "
+        f"({'CDNOW layout' if columns['customer_col'] == 'master_id' else 'CSV'}), same-day "
+        f"purchases merged; contract tables in {folder}",
+        highlight=False,
+    )
+    return folder
+
+
+@app.command("import-transactions")
+def import_transactions_command(
+    file: Annotated[
+        Path,
+        typer.Option(
+            "--file",
+            help="Transaction log: CDNOW (sample or master layout) or a CSV with customer, "
+            "date and amount columns.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to write the five contract tables to.")],
+    customer_column: Annotated[str, typer.Option(help="Customer column of a CSV.")] = (
+        "customer_id"
+    ),
+    date_column: Annotated[str, typer.Option(help="Date column of a CSV.")] = "date",
+    amount_column: Annotated[str, typer.Option(help="Amount column of a CSV.")] = "amount",
+) -> None:
+    """Turn a transaction log into an export folder (customers, orders, empty side tables).
+
+    The folder can then be scored (keepwise score --data) or validated; customers never end
+    in a log, so churn there means "no order within the horizon" (non-contractual).
+    """
+    _import_transactions_to(file, customer_column, date_column, amount_column, out)
+
+
 @app.command("import-table")
 def import_table_command(
     file: Annotated[Path, typer.Option("--file", help="The export: .csv, .xlsx or .parquet.")],
@@ -318,6 +379,27 @@ def train(
         list[str] | None,
         typer.Option(help="Keep this feature even if the leak guard flags it (repeatable)."),
     ] = None,
+    transactions: Annotated[
+        Path | None,
+        typer.Option(
+            help="A transaction log instead of --data: CDNOW (either layout) or a CSV with "
+            "customer, date and amount columns (see --customer-column ...)."
+        ),
+    ] = None,
+    customer_column: Annotated[
+        str, typer.Option(help="Customer column of a --transactions CSV.")
+    ] = "customer_id",
+    date_column: Annotated[str, typer.Option(help="Date column of a --transactions CSV.")] = "date",
+    amount_column: Annotated[
+        str, typer.Option(help="Amount column of a --transactions CSV.")
+    ] = "amount",
+    churn_definition: Annotated[
+        ChurnDefinition | None,
+        typer.Option(
+            help="contractual: churn = end_date; non_contractual: no order within the horizon. "
+            "Default: contractual for --data, non_contractual for --transactions."
+        ),
+    ] = None,
     tracking_uri: TrackingUri = None,
     as_json: Annotated[
         bool,
@@ -328,9 +410,13 @@ def train(
 ) -> None:
     """Train churn, value and offer models, log the run to MLflow, register a challenger."""
     say = errors.print if as_json else console.print
-    if table is not None or mapping is not None:
-        if data is not None or table is None or mapping is None:
-            raise _fail("give either --data DIR, or --table FILE with --mapping FILE.toml")
+    if sum(x is not None for x in (data, table, transactions)) > 1 or (
+        (table is None) != (mapping is None)
+    ):
+        raise _fail(
+            "give one of --data DIR, --transactions FILE, or --table FILE with --mapping FILE.toml"
+        )
+    if table is not None and mapping is not None:
         _train_wide(
             table,
             mapping,
@@ -343,8 +429,49 @@ def train(
             say,
         )
         return
+    try:
+        check_horizon(load_policy(policy), horizon_days)
+    except PolicyError as error:
+        raise _fail(str(error)) from None
+    definition = churn_definition or (
+        ChurnDefinition.non_contractual if transactions is not None else ChurnDefinition.contractual
+    )
+    if transactions is not None:
+        with tempfile.TemporaryDirectory(prefix="keepwise-transactions-") as scratch:
+            folder = _import_transactions_to(
+                transactions, customer_column, date_column, amount_column, Path(scratch)
+            )
+            _train_folder(
+                folder,
+                policy,
+                horizon_days,
+                keep_feature,
+                definition,
+                model_name,
+                tracking_uri,
+                as_json,
+            )
+        return
     if data is None:
-        raise _fail("give --data DIR (CRM tables), or --table FILE with --mapping FILE.toml")
+        raise _fail(
+            "give --data DIR (CRM tables), --transactions FILE, or --table FILE with --mapping "
+            "FILE.toml"
+        )
+    _train_folder(
+        data, policy, horizon_days, keep_feature, definition, model_name, tracking_uri, as_json
+    )
+
+
+def _train_folder(
+    data: Path,
+    policy: Path,
+    horizon_days: int,
+    keep_feature: list[str] | None,
+    definition: ChurnDefinition,
+    model_name: str | None,
+    tracking_uri: str | None,
+    as_json: bool,
+) -> None:
     if not data.is_dir():
         raise _fail(f"--data {data} is not a folder")
     result = load_tables(data)
@@ -358,9 +485,13 @@ def train(
     try:
         summary, _ = run_tracked_training(
             result.tables,
-            settings=MlflowSettings(tracking_uri=tracking_uri),
+            settings=MlflowSettings(tracking_uri=tracking_uri, model_name=model_name or "keepwise"),
             policy_path=policy,
-            config=TrainingConfig(horizon_days=horizon_days, keep_leaky=tuple(keep_feature or ())),
+            config=TrainingConfig(
+                horizon_days=horizon_days,
+                keep_leaky=tuple(keep_feature or ()),
+                features=FeatureConfig(churn_definition=definition.value),
+            ),
             manifest_export=read_manifest(data)["export_date"] if manifest.exists() else None,
             truth_monthly=truth,
             truth_customers=truth_customers,
@@ -868,6 +999,7 @@ def score(
         decision_policy = load_policy(policy)
         bundle_dir, version = download_bundle(settings, alias)
         bundle = ModelBundle.load(bundle_dir)
+        check_horizon(decision_policy, bundle.horizon_days)
     except (RegistryError, PolicyError, BundleError) as error:
         raise _fail(str(error)) from None
     job = ScoreJob(
