@@ -26,7 +26,12 @@ so a typo can never silently fall back to a default::
     #                          #   give cost OR margin_rate; with neither, no monthly_margin
     # complaints = "Tickets"   # optional: complaint-count column (complaint_count, int >= 0)
     tenure = "tenure"          # optional: tenure column (stays a feature under its own name;
-    #                          #   used to explain blank values in the reports)
+    #                          #   used to explain blank values and as months of history)
+    tenure_unit = "months"     # optional: days, months (default) or years
+    # segment = "Segment"      # optional: segment column (values: the policy's segments,
+    #                          #   compared ignoring case); stays a feature
+    # assumed_segment = "small_business"  # or one segment for every customer (the default,
+    #                          #   stated as an assumption)
     drop = ["Notes"]           # optional: columns to leave out altogether
 
     [label]                    # required
@@ -80,12 +85,19 @@ REVENUE = "monthly_revenue"
 MARGIN = "monthly_margin"
 COMPLAINTS = "complaint_count"
 _RESERVED = (ID, LABEL, REVENUE, MARGIN, COMPLAINTS)
+#: What decisions read besides the model's scores (:attr:`WideImport.decisions`).
+DECISION_COLUMNS = (ID, "segment", "months_of_history", "monthly_revenue", "monthly_complaint_cost")
+TENURE_UNITS: dict[str, float] = {"days": 12 / 365, "months": 1.0, "years": 12.0}
+DEFAULT_SEGMENT = "small_business"
 
 _TOP_KEYS = (
     "description",
     "id",
     "revenue",
     "assumed_monthly_revenue",
+    "segment",
+    "assumed_segment",
+    "tenure_unit",
     "cost",
     "margin_rate",
     "complaints",
@@ -156,7 +168,10 @@ class WideMapping:
         cost: Optional monthly cost column; exclusive with ``margin_rate``.
         margin_rate: Optional assumed margin share of revenue, in (0, 1].
         complaints: Optional complaint-count column.
-        tenure: Optional tenure column, used to explain blank values.
+        tenure: Optional tenure column, used to explain blank values and as history.
+        tenure_unit: Unit of the tenure column: days, months or years.
+        segment: Optional segment column (decisions; stays a feature).
+        assumed_segment: The segment of every customer when there is no segment column.
         drop: Columns left out of the import.
         rules: Per-column dtype and blank rules.
         description: Free text.
@@ -172,6 +187,9 @@ class WideMapping:
     margin_rate: float | None = None
     complaints: str | None = None
     tenure: str | None = None
+    tenure_unit: str = "months"
+    segment: str | None = None
+    assumed_segment: str | None = None
     drop: tuple[str, ...] = ()
     rules: tuple[ColumnRule, ...] = ()
     description: str = ""
@@ -192,6 +210,12 @@ class WideMapping:
             raise MappingError("cost needs a revenue column (margin = revenue - cost)")
         if not self.positive or not self.negative:
             raise MappingError("label: positive and negative must each name at least one value")
+        if self.tenure_unit not in TENURE_UNITS:
+            raise MappingError(
+                f"tenure_unit: {self.tenure_unit!r} is not one of {', '.join(TENURE_UNITS)}"
+            )
+        if self.segment is not None and self.assumed_segment is not None:
+            raise MappingError("give segment (a column) or assumed_segment (a value), not both")
         both = sorted(set(self.positive) & set(self.negative))
         if both:
             raise MappingError(
@@ -233,6 +257,7 @@ class WideMapping:
             ("cost", self.cost),
             ("complaints", self.complaints),
             ("tenure", self.tenure),
+            ("segment", self.segment),
         ]
         return tuple((role, name) for role, name in pairs if name is not None)
 
@@ -257,7 +282,11 @@ class WideImport:
         categorical_columns: The feature columns of Enum dtype.
         problems: Human-readable reports of what was found and which rule was applied.
         assumptions: What was assumed rather than read (an assumed revenue or margin rate, a
-            generated id), in words; every output built on the import should repeat them.
+            generated id, segment, history, complaint cost), in words; every output built on
+            the import repeats them.
+        decisions: What decisions read besides the scores, one row per customer in the order
+            of ``features``: :data:`DECISION_COLUMNS` (segment as written or assumed, months of
+            history from the tenure column, monthly revenue, monthly complaint cost 0).
     """
 
     features: pl.DataFrame
@@ -265,6 +294,7 @@ class WideImport:
     categorical_columns: tuple[str, ...]
     problems: list[str] = field(default_factory=list)
     assumptions: tuple[str, ...] = ()
+    decisions: pl.DataFrame | None = None
 
 
 def load_mapping(path: str | Path) -> WideMapping:
@@ -339,13 +369,18 @@ def parse_mapping(data: Mapping[str, Any]) -> WideMapping:
         margin_rate=margin_rate,
         complaints=_optional_str(data, "complaints", ""),
         tenure=_optional_str(data, "tenure", ""),
+        tenure_unit=_optional_str(data, "tenure_unit", "") or "months",
+        segment=_optional_str(data, "segment", ""),
+        assumed_segment=_optional_str(data, "assumed_segment", ""),
         drop=tuple(drop),
         rules=tuple(rules),
         description=_optional_str(data, "description", "") or "",
     )
 
 
-def import_wide_table(source: str | Path | pl.DataFrame, mapping: WideMapping) -> WideImport:
+def import_wide_table(
+    source: str | Path | pl.DataFrame, mapping: WideMapping, *, labelled: bool = True
+) -> WideImport:
     """Turn a wide per-customer table into keepwise's feature frame.
 
     CSV files are read with every column as text so that typing (and the treatment of blank
@@ -355,6 +390,8 @@ def import_wide_table(source: str | Path | pl.DataFrame, mapping: WideMapping) -
     Args:
         source: A CSV or Parquet file, or an already-loaded data frame (not modified).
         mapping: The column mapping.
+        labelled: False for scoring: the label column may then be absent (no ``churned``
+            column), as in a table of customers whose outcome is not known yet.
 
     Returns:
         The feature frame, its feature and categorical column names and the problem reports.
@@ -365,7 +402,8 @@ def import_wide_table(source: str | Path | pl.DataFrame, mapping: WideMapping) -
             revenue is blank or negative, or a feature column collides with a created name.
     """
     frame = _read(source)
-    _check_columns(frame, mapping)
+    has_label = labelled or mapping.label in frame.columns
+    _check_columns(frame, mapping, label=has_label)
     frame = frame.with_row_index(_ROW, offset=1)
     problems: list[str] = []
     assumptions: list[str] = []
@@ -389,10 +427,9 @@ def import_wide_table(source: str | Path | pl.DataFrame, mapping: WideMapping) -
             )
         context = _Context(ids, id_name, tenure.values, mapping.tenure)
 
-    out: dict[str, pl.Series] = {
-        ID: ids.alias(ID),
-        LABEL: _labels(frame, mapping, ids),
-    }
+    out: dict[str, pl.Series] = {ID: ids.alias(ID)}
+    if has_label:
+        out[LABEL] = _labels(frame, mapping, ids)
     feature_columns = []
     if mapping.revenue is not None:
         revenue = _amount(frame, mapping.revenue, "revenue", mapping, context, problems)
@@ -419,6 +456,7 @@ def import_wide_table(source: str | Path | pl.DataFrame, mapping: WideMapping) -
         out[COMPLAINTS] = _complaint_counts(frame, mapping.complaints, mapping, context, problems)
         feature_columns.append(COMPLAINTS)
 
+    decisions = _decisions(frame, mapping, ids, revenue, context, assumptions)
     skip = {_ROW, mapping.id, mapping.label, mapping.revenue, mapping.cost, mapping.complaints}
     categorical: list[str] = []
     for name in frame.columns:
@@ -445,6 +483,52 @@ def import_wide_table(source: str | Path | pl.DataFrame, mapping: WideMapping) -
         categorical_columns=tuple(categorical),
         problems=problems,
         assumptions=tuple(assumptions),
+        decisions=decisions,
+    )
+
+
+def _decisions(
+    frame: pl.DataFrame,
+    mapping: WideMapping,
+    ids: pl.Series,
+    revenue: pl.Series,
+    context: _Context,
+    assumptions: list[str],
+) -> pl.DataFrame:
+    """The decision inputs of :attr:`WideImport.decisions`; every assumption is recorded."""
+    n = frame.height
+    if mapping.segment is not None:
+        segment = _text(frame[mapping.segment]).str.to_lowercase().str.replace_all(r"[\s\-]+", "_")
+    else:
+        chosen = mapping.assumed_segment or DEFAULT_SEGMENT
+        segment = pl.Series([chosen] * n, dtype=pl.String)
+        how = "assumed_segment" if mapping.assumed_segment else "the default"
+        assumptions.append(
+            f"no segment column: every customer is taken as segment {chosen!r} ({how}); the "
+            "policy's protected segments cannot be recognised"
+        )
+    if mapping.tenure is not None:
+        tenure = _convert(frame[mapping.tenure], mapping.rule(mapping.tenure), context).values
+        assert tenure is not None
+        months = tenure.cast(pl.Float64).fill_null(0.0) * TENURE_UNITS[mapping.tenure_unit]
+    else:
+        months = pl.Series([0.0] * n)
+        assumptions.append(
+            "no tenure column: every customer counts as new (0 months of history), so the "
+            "policy's minimum history blocks 'end' unless the loss is certain"
+        )
+    assumptions.append(
+        "no complaint cost in the data: the cost to serve is taken as 0 (margins come from "
+        "revenue and the cost or margin rate alone)"
+    )
+    return pl.DataFrame(
+        {
+            ID: ids,
+            "segment": segment,
+            "months_of_history": months,
+            "monthly_revenue": revenue,
+            "monthly_complaint_cost": pl.Series([0.0] * n),
+        }
     )
 
 
@@ -555,8 +639,8 @@ def _read_xlsx(path: Path) -> pl.DataFrame:
     return frame.with_columns(pl.all().cast(pl.String))
 
 
-def _check_columns(frame: pl.DataFrame, mapping: WideMapping) -> None:
-    wanted = [*mapping.roles]
+def _check_columns(frame: pl.DataFrame, mapping: WideMapping, *, label: bool = True) -> None:
+    wanted = [role for role in mapping.roles if label or role[0] != "label.column"]
     wanted += [("drop", name) for name in mapping.drop]
     wanted += [(f"columns.{rule.column}", rule.column) for rule in mapping.rules]
     missing = [(role, name) for role, name in wanted if name not in frame.columns]

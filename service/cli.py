@@ -58,6 +58,7 @@ from features.table_import import (
 )
 from features.wide_import import MappingError, WideImportError
 from model.bundle import BundleError, ModelBundle
+from model.decision_inputs import DecisionInputError
 from model.policy import PolicyError, check_horizon, load_policy
 from model.registry import (
     CHALLENGER,
@@ -83,6 +84,7 @@ from service.jobs.score import (
     run_score_job,
     summary_path,
 )
+from service.jobs.score_table import TableScoreJob, run_table_score_job, table_summary_path
 
 EXIT_OK, EXIT_INVALID_DATA, EXIT_USAGE, EXIT_WITH_REJECTS, EXIT_NOT_PUBLISHED = 0, 1, 2, 3, 4
 
@@ -907,7 +909,6 @@ def _model_reference(value: str) -> tuple[str, str]:
 
 @app.command()
 def score(
-    data: Annotated[Path, typer.Option(help="Export folder: <table>.parquet or <table>.csv each.")],
     out: Annotated[
         Path,
         typer.Option(
@@ -915,6 +916,9 @@ def score(
             "(lists and structs as JSON text)."
         ),
     ],
+    data: Annotated[
+        Path | None, typer.Option(help="Export folder: <table>.parquet or <table>.csv each.")
+    ] = None,
     as_of: Annotated[
         str | None,
         typer.Option(
@@ -976,6 +980,16 @@ def score(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the run summary as JSON instead of tables.")
     ] = False,
+    table: Annotated[
+        Path | None,
+        typer.Option(
+            help="A wide table (one row per customer) instead of --data; needs --mapping and "
+            "a model trained with --table (--model keepwise-<mapping>@champion)."
+        ),
+    ] = None,
+    mapping: Annotated[
+        Path | None, typer.Option(help="TOML mapping of the --table (see mappings/telco.toml).")
+    ] = None,
 ) -> None:
     """Score every active customer of an export: validate, features, score, decide, write.
 
@@ -985,6 +999,13 @@ def score(
     2 usage, 3 written but rows were rejected, 4 written but not published or recorded.
     """
     snapshot = _parse_date("--as-of", as_of) if as_of is not None else None
+    if table is not None or mapping is not None:
+        if data is not None or table is None or mapping is None:
+            raise _fail("give either --data DIR, or --table FILE with --mapping FILE.toml")
+        _score_table(table, mapping, out, snapshot, model, policy, drivers, tracking_uri, as_json)
+        return
+    if data is None:
+        raise _fail("give --data DIR (an export folder), or --table FILE with --mapping FILE.toml")
     if not data.is_dir():
         raise _fail(f"--data {data} is not a folder")
     try:
@@ -1025,6 +1046,66 @@ def score(
             except ScoreJobError as error:
                 raise _fail(str(error)) from None
     _report_scoring(result, as_json)
+
+
+def _score_table(
+    table: Path,
+    mapping: Path,
+    out: Path,
+    snapshot: date | None,
+    model: str,
+    policy: Path,
+    drivers: int,
+    tracking_uri: str | None,
+    as_json: bool,
+) -> None:
+    for path in (table, mapping):
+        if not path.is_file():
+            raise _fail(f"{path} is not a file")
+    try:
+        check_output_path(out)
+    except OutputError as error:
+        raise _fail(str(error)) from None
+    name, alias = _model_reference(model)
+    settings = MlflowSettings(tracking_uri=tracking_uri, model_name=name)
+    try:
+        decision_policy = load_policy(policy)
+        bundle_dir, version = download_bundle(settings, alias)
+        bundle = ModelBundle.load(bundle_dir)
+        check_horizon(decision_policy, bundle.horizon_days)
+    except (RegistryError, PolicyError, BundleError) as error:
+        raise _fail(str(error)) from None
+    job = TableScoreJob(
+        table=table,
+        mapping=mapping,
+        out=out,
+        bundle=bundle,
+        model_version=str(version),
+        policy=decision_policy,
+        as_of=snapshot or date.today(),
+        drivers=drivers,
+    )
+    try:
+        result = run_table_score_job(job)
+    except (MappingError, WideImportError, BundleError, DecisionInputError) as error:
+        raise _fail(
+            f"cannot score {table.name}: {error}; nothing written", EXIT_INVALID_DATA
+        ) from None
+    for problem in result.problems:
+        errors.print(f"[yellow]data:[/] {escape(problem)}", highlight=False)
+    for assumption in result.summary["assumptions"]:
+        errors.print(f"[bold yellow]assumed:[/] {escape(assumption)}", highlight=False)
+    summary = result.summary
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    console.print(
+        f"scored {summary['customers']:,} customers of {table.name} as of {summary['as_of']} "
+        f"with {name} version {summary['model_version']} and policy "
+        f"{summary['policy_version']}: "
+        + ", ".join(f"{action} {n:,}" for action, n in summary["actions"].items())
+    )
+    console.print(f"wrote {out} and {table_summary_path(out).name}")
 
 
 def _score_on_spark(job: ScoreJob, cores: int) -> ScoreResult:
