@@ -443,3 +443,35 @@ def _summarise(folds: Sequence[FoldResult], y: np.ndarray, oof_p: np.ndarray) ->
         summary["cv_roc_auc_vs_plain"] = float((ours - plain).mean())
     summary["oof_roc_auc"] = float(roc_auc_score(y, oof_p))
     return summary
+
+
+def evaluate_wide(model: ChurnModel, imported: WideImport) -> dict[str, float]:
+    """A trained wide model's churn metrics on another labelled wide table (e.g. a newer export).
+
+    Args:
+        model: The churn model of a registered wide bundle.
+        imported: The labelled table, imported with the same mapping.
+
+    Returns:
+        :func:`model.metrics.churn_metrics`'s figures plus ``rows`` and ``churn_rate``.
+
+    Raises:
+        WideTrainingError: The table has no labels, a single class or lacks a feature column.
+    """
+    frame = imported.features
+    if LABEL not in frame.columns:
+        raise WideTrainingError("the table has no churn label to evaluate against")
+    missing = [name for name in model.feature_columns if name not in frame.columns]
+    if missing:
+        raise WideTrainingError(
+            f"the table lacks {len(missing)} feature column(s) the model reads: {missing[:10]}"
+        )
+    y = frame.get_column(LABEL).cast(pl.Float64).to_numpy()
+    if np.unique(y).size < 2:
+        raise WideTrainingError(f"{LABEL!r} has a single class in {y.size} rows")
+    metrics = churn_metrics(y, model.predict_proba(frame))
+    return {
+        **{name: float(getattr(metrics, name)) for name in CV_METRICS},
+        "rows": float(y.size),
+        "churn_rate": float(y.mean()),
+    }

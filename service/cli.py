@@ -56,7 +56,7 @@ from features.table_import import (
     load_table_mapping,
     read_export,
 )
-from features.wide_import import MappingError, WideImportError
+from features.wide_import import MappingError, WideImportError, import_wide_table, load_mapping
 from model.bundle import BundleError, ModelBundle
 from model.decision_inputs import DecisionInputError
 from model.policy import PolicyError, check_horizon, load_policy
@@ -71,7 +71,7 @@ from model.registry import (
 )
 from model.registry import promote as registry_promote
 from model.training import TrainingConfig, TrainingError, evaluate_bundle
-from model.wide_training import WideTrainingConfig, WideTrainingError
+from model.wide_training import WideTrainingConfig, WideTrainingError, evaluate_wide
 from service.api.keys import KeyScope, new_api_key
 from service.api.main import run as api_run
 from service.console import frame_table, make_console, progress
@@ -610,7 +610,14 @@ def promote(
 
 @app.command()
 def evaluate(
-    data: Annotated[Path, typer.Option(help="Folder of CRM tables to evaluate on.")],
+    data: Annotated[Path | None, typer.Option(help="Folder of CRM tables to evaluate on.")] = None,
+    table: Annotated[
+        Path | None,
+        typer.Option(
+            help="A labelled wide table instead of --data (a --table model); needs --mapping."
+        ),
+    ] = None,
+    mapping: Annotated[Path | None, typer.Option(help="TOML mapping of the --table.")] = None,
     alias: Annotated[str, typer.Option(help="Registry alias to evaluate.")] = CHAMPION,
     policy: Annotated[Path, typer.Option(help="Decision policy (TOML).")] = DEFAULT_POLICY,
     horizon_days: Annotated[int, typer.Option(min=30, help="Churn and value horizon.")] = 365,
@@ -618,6 +625,15 @@ def evaluate(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Score a registered model on a folder's latest fully labelled snapshot (e.g. newer data)."""
+    if table is not None or mapping is not None:
+        if data is not None or table is None or mapping is None:
+            raise _fail("give either --data DIR, or --table FILE with --mapping FILE.toml")
+        _evaluate_table(
+            table, mapping, MlflowSettings(tracking_uri=tracking_uri, model_name=model), alias
+        )
+        return
+    if data is None:
+        raise _fail("give --data DIR, or --table FILE with --mapping FILE.toml")
     if not data.is_dir():
         raise _fail(f"--data {data} is not a folder")
     result = load_tables(data)
@@ -649,6 +665,29 @@ def evaluate(
         frame_table(
             table,
             title=f"{settings.model_name}@{alias} (version {version}) on {data}, snapshot {day}",
+            formats={"value": ",.4f"},
+        )
+    )
+
+
+def _evaluate_table(table: Path, mapping: Path, settings: MlflowSettings, alias: str) -> None:
+    for path in (table, mapping):
+        if not path.is_file():
+            raise _fail(f"{path} is not a file")
+    try:
+        bundle_dir, version = download_bundle(settings, alias)
+        bundle = ModelBundle.load(bundle_dir)
+        imported = import_wide_table(table, load_mapping(mapping))
+        metrics = evaluate_wide(bundle.churn, imported)
+    except (RegistryError, BundleError, MappingError, WideImportError, WideTrainingError) as error:
+        raise _fail(str(error), EXIT_INVALID_DATA) from None
+    frame = pl.DataFrame(
+        {"metric": sorted(metrics), "value": [metrics[name] for name in sorted(metrics)]}
+    )
+    console.print(
+        frame_table(
+            frame,
+            title=f"{settings.model_name}@{alias} (version {version}) on {table.name}",
             formats={"value": ",.4f"},
         )
     )
@@ -1224,6 +1263,14 @@ def serve(
         ),
     ] = None,
     tracking_uri: TrackingUri = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Registered model as NAME@ALIAS (default: $KEEPWISE_MODEL_NAME@"
+            "$KEEPWISE_MODEL_ALIAS, else keepwise@champion). The API takes the CRM pipeline's "
+            "feature rows: a --table model is scored with keepwise score --table."
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs) with the champion model from MLflow.
 
@@ -1235,6 +1282,9 @@ def serve(
         os.environ["KEEPWISE_API_KEYS_FILE"] = str(keys_file)
     if tracking_uri is not None:
         os.environ["KEEPWISE_MLFLOW_TRACKING_URI"] = tracking_uri
+    if model is not None:
+        name, alias = _model_reference(model)
+        os.environ["KEEPWISE_MODEL_NAME"], os.environ["KEEPWISE_MODEL_ALIAS"] = name, alias
     api_run(host=host, port=port)
 
 

@@ -141,6 +141,16 @@ def test_a_revenue_free_wide_table_trains_and_scores_from_the_cli(tmp_path: Path
     )  # fmt: skip
     assert failed.exit_code == EXIT_INVALID_DATA
     assert "calls" in failed.output and not (tmp_path / "x.parquet").exists()
+    # evaluate and models know the wide model by name
+    evaluated = runner.invoke(
+        app,
+        ["evaluate", "--table", str(table), "--mapping", str(mapping), "--model", "keepwise-mine",
+         *store],
+    )  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "roc_auc" in evaluated.output and "keepwise-mine@champion" in evaluated.output
+    listed = runner.invoke(app, ["models", "--model", "keepwise-mine", *store])
+    assert listed.exit_code == 0 and "champion (v1)" in listed.output
 
 
 @pytest.mark.slow
