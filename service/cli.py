@@ -14,7 +14,6 @@ import logging
 import os
 import tempfile
 import time
-import warnings
 from collections.abc import Sequence
 from datetime import date, timedelta
 from enum import StrEnum
@@ -1192,6 +1191,10 @@ def _print_score_summary(summary: dict) -> None:
         f"version {summary['model_version']} and policy {summary['policy_version']} in "
         f"{summary['seconds']:.1f} s ({summary['customers_per_second']:,.0f} customers/s)"
     )
+    console.print(
+        "time by step: "
+        + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in summary["step_seconds"].items())
+    )
     actions = pl.DataFrame(
         {
             "action": list(summary["actions"]),
@@ -1512,11 +1515,6 @@ def main() -> None:
     # MLflow narrates database set-up at INFO and draws download bars; keep the CLI readable
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # MLflow imports pyspark.pandas when the spark extra is installed, which warns about
-    # pandas 3 on every command; only the Spark engine's spark_udf path touches pandas there
-    warnings.filterwarnings(
-        "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
-    )
     app()
 
 

@@ -22,8 +22,10 @@ problems and examples still point into the file.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -70,12 +72,17 @@ class CustomerRange:
     high: str | None
 
     def mask(self, key: pl.Expr) -> pl.Expr:
-        inside = pl.lit(True)
+        """The rows of this range, as plain comparisons (a filter drops nulls by itself): the
+        Parquet reader answers them from row-group statistics, which any wrapping (a literal
+        ``True``, ``fill_null``) would prevent, reading every group instead."""
+        bounds = []
         if self.low is not None:
-            inside = inside & (key >= self.low)
+            bounds.append(key >= self.low)
         if self.high is not None:
-            inside = inside & (key < self.high)
-        return key.is_null() | inside if self.low is None else inside.fill_null(False)
+            bounds.append(key < self.high)
+        if self.low is not None:
+            return functools.reduce(operator.and_, bounds)
+        return key.is_null() | bounds[0] if bounds else pl.lit(True)
 
 
 @dataclass(frozen=True)
