@@ -1191,10 +1191,11 @@ def _print_score_summary(summary: dict) -> None:
         f"version {summary['model_version']} and policy {summary['policy_version']} in "
         f"{summary['seconds']:.1f} s ({summary['customers_per_second']:,.0f} customers/s)"
     )
-    console.print(
-        "time by step: "
-        + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in summary["step_seconds"].items())
-    )
+    if summary.get("step_seconds"):  # the Spark engine does not time its steps
+        console.print(
+            "time by step: "
+            + ", ".join(f"{step} {s:.1f} s" for step, s in summary["step_seconds"].items())
+        )
     actions = pl.DataFrame(
         {
             "action": list(summary["actions"]),
