@@ -1191,10 +1191,9 @@ def _print_score_summary(summary: dict) -> None:
         f"version {summary['model_version']} and policy {summary['policy_version']} in "
         f"{summary['seconds']:.1f} s ({summary['customers_per_second']:,.0f} customers/s)"
     )
-    if summary.get("step_seconds"):  # the Spark engine does not time its steps
+    if steps := summary.get("step_seconds"):  # the Spark engine's steps overlap: not timed
         console.print(
-            "time by step: "
-            + ", ".join(f"{step} {s:.1f} s" for step, s in summary["step_seconds"].items())
+            "time by step: " + ", ".join(f"{step} {sec:.1f} s" for step, sec in steps.items())
         )
     actions = pl.DataFrame(
         {
