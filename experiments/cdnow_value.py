@@ -666,9 +666,12 @@ def load_cdnow_tables(path: Path) -> dict[str, pl.LazyFrame]:
     """
     if not path.is_file():
         raise FileNotFoundError(f"CDNOW data not found at {path}; set KEEPWISE_SHARED_DATA")
+    log = read_cdnow(path)
+    # the sample numbers its customers 1..2357; the master file has only the master id
+    sampled = log.get_column("sample_id").null_count() == 0
     return import_transactions(
-        read_cdnow(path),
-        customer_col="sample_id",
+        log,
+        customer_col="sample_id" if sampled else "master_id",
         date_col="date",
         amount_col="amount",
         quantity_col="quantity",
@@ -730,7 +733,10 @@ def evaluate_cdnow(
     T = summary.get_column("T").to_numpy()
     mean_value = summary.get_column("mean_repeat_value").fill_null(np.nan).to_numpy()
     bgnbd, log_likelihood = fit_bgnbd(x, t_x, T)
-    gamma_gamma = fit_gamma_gamma(x[x > 0], mean_value[x > 0])
+    # Gamma-gamma models positive spend: repeat buyers whose repeat purchases were all worth
+    # $0 (the master file has some) carry no information on it and are left out of the fit.
+    spenders = (x > 0) & (np.nan_to_num(mean_value) > 0)
+    gamma_gamma = fit_gamma_gamma(x[spenders], mean_value[spenders])
     expected = bgnbd_conditional_expectation(bgnbd, split.holdout_weeks, x, t_x, T)
     expected_spend = expected * gamma_gamma_expected_value(gamma_gamma, x, mean_value)
 

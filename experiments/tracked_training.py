@@ -13,7 +13,7 @@ import json
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -49,6 +49,9 @@ class RunSummary:
     excluded_features: tuple[str, ...]
     snapshots: dict[str, list[str]]
     fingerprint: dict[str, str | int]
+    leak_guard: dict[str, object] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    assumptions: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
@@ -227,11 +230,13 @@ def run_tracked_training(
             "data_sha256": str(result.fingerprint["sha256"]),
             "trained_at": trained_at,
             "source": "crm_tables",
+            **result.review.tags(),
         }
         documents = {
             "features.json": {
                 "features": result.features,
                 "excluded_by_leak_guard": result.excluded_features,
+                "leak_guard": result.review.to_dict(),
             },
             "leak_report.json": [asdict(r) for r in result.leak_reports],
             "split.json": {
@@ -261,6 +266,8 @@ def run_tracked_training(
         excluded_features=tuple(result.excluded_features),
         snapshots={name: [str(d) for d in dates] for name, dates in asdict(result.plan).items()},
         fingerprint=result.fingerprint,
+        leak_guard=result.review.to_dict(),
+        warnings=tuple(result.review.messages()),
     )
     return summary, result
 
@@ -321,7 +328,10 @@ def run_tracked_wide_training(
                 "seed": config.seed,
                 "table": str(table),
                 "mapping": str(mapping_path),
-                **{f"churn.{k}": v for k, v in asdict(config.params).items()},
+                "keep_feature": ",".join(config.keep_leaky),
+                **{f"search.{k}": v for k, v in asdict(config.search).items() if k != "candidates"},
+                "search.candidates": "; ".join(c.label() for c in config.search.candidates),
+                **{f"churn.{k}": v for k, v in asdict(result.model.params).items()},
             },
             metrics=metrics,
             tags={
@@ -329,13 +339,28 @@ def run_tracked_wide_training(
                 "data_sha256": fingerprint["sha256"],
                 "trained_at": trained_at,
                 "source": "wide_table",
+                **result.review.tags(),
             },
             artifacts=figures,
             dicts={
                 "features.json": {
                     "features": list(result.feature_columns),
                     "excluded_by_leak_guard": list(result.excluded_features),
+                    "leak_guard": result.review.to_dict(),
+                    "assumptions": list(imported.assumptions),
                 },
+                "leak_report.json": [asdict(r) for r in result.leak_reports],
+                "cv_folds.json": result.fold_table().to_dicts(),
+                "search.json": [
+                    {
+                        "num_leaves": score.candidate.num_leaves,
+                        "min_child_samples": score.candidate.min_child_samples,
+                        "inner_log_loss": score.log_loss,
+                        "best_rounds": list(score.best_rounds),
+                        "chosen": score.candidate == result.search.chosen,
+                    }
+                    for score in result.search.scores
+                ],
                 "import_problems.json": list(imported.problems),
             },
             run_name=f"train wide {table.name} {trained_at}",
@@ -351,5 +376,8 @@ def run_tracked_wide_training(
         excluded_features=tuple(result.excluded_features),
         snapshots={},
         fingerprint=fingerprint,
+        leak_guard=result.review.to_dict(),
+        warnings=tuple(result.review.messages()),
+        assumptions=imported.assumptions,
     )
     return summary, result, list(imported.problems)

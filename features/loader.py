@@ -16,6 +16,15 @@ Conventions:
     * Values are trimmed; a blank value counts as missing.
     * Dates are ISO ``YYYY-MM-DD``; date-times ISO with a space or ``T`` and optional seconds
       (fractions allowed); a bare date is read as midnight. Time zones are not accepted in text.
+      A date-time where a date is expected is accepted and read as its day.
+    * Enumerated values (segment, contract type, channel, severity, stage, offer kind) and the
+      complaint category are compared as identifiers: trimmed, lower case, spaces and hyphens
+      as underscores (``"Web"`` is ``web``, ``"Near miss"`` is ``near_miss``). The category is
+      an open set.
+    * A folder with both ``<table>.csv`` and ``<table>.parquet`` is an error naming both; a
+      CSV whose last line is cut in the middle of a row (fewer fields than the header, no line
+      end) is an unusable table, as is a table whose every row was rejected
+      (:func:`load_tables`).
     * Booleans accept true/false, 1/0 and yes/no in any case.
     * Of several rows sharing a key, the first is kept and the later ones are rejected.
     * Examples name CSV rows by ``line`` (the header is line 1; a quoted value spanning lines
@@ -37,7 +46,7 @@ import polars as pl
 from pandera.config import ValidationDepth, config_context
 
 from features.contract import TABLES, Table
-from features.schemas import DATE_ORDER, ROW_RULES, SCHEMAS
+from features.schemas import DATE_ORDER, NORMALISED, ROW_RULES, SCHEMAS
 
 logger = logging.getLogger(__name__)
 
@@ -172,8 +181,6 @@ class TablePart:
         return self.first + row if self.numbers is None else int(self.numbers[row])
 
 
-
-
 @dataclass
 class _Checked:
     """One usable table after casting and row checks."""
@@ -211,6 +218,39 @@ def validate_tables(frames: Mapping[str, pl.DataFrame]) -> LoadResult:
     return _validate(inputs)
 
 
+def validate_table(name: str, part: TablePart) -> LoadResult:
+    """Validate one table on its own (e.g. an imported complaints export), without the others.
+
+    Every check of :func:`load_tables` that needs only this table runs; customer ids are not
+    checked against a customers table (there is none).
+
+    Args:
+        name: Contract table name.
+        part: Its rows, with how they are numbered in their source.
+
+    Returns:
+        Valid rows (``tables[name]``), rejected rows with reasons (``rejects[name]``) and the
+        problems found.
+
+    Raises:
+        KeyError: ``name`` is not a contract table.
+    """
+    table = TABLES[name]
+    outcome = _check_table(table, part)
+    result = LoadResult()
+    if not isinstance(outcome, _Checked):
+        result.problems = list(outcome)
+        return result
+    rejected = outcome.rejected_rows()
+    valid = outcome.typed
+    if not rejected.is_empty():
+        valid = valid.join(rejected.to_frame(_ROW), on=_ROW, how="anti")
+    result.tables[name] = valid.lazy().drop(_ROW)
+    result.rejects[name] = _rejects(outcome)
+    result.problems = _summarise(outcome)
+    return result
+
+
 def validate_parts(parts: Mapping[str, TablePart | Problem]) -> LoadResult:
     """Validate some rows of each table (e.g. one customer range of a large export).
 
@@ -242,7 +282,17 @@ def load_tables(data_dir: Path | str) -> LoadResult:
         Valid rows, rejected rows with reasons, and the problems found.
     """
     folder = Path(data_dir)
-    return _validate({name: _read_table(folder, name) for name in TABLES})
+    result = _validate({name: _read_table(folder, name) for name in TABLES})
+    for name, rejected in result.rejects.items():
+        if rejected.height and result.tables[name].select(pl.len()).collect().item() == 0:
+            problem = _fatal(
+                name,
+                f"every one of its {rejected.height:,} rows was rejected (see the problems "
+                "above); nothing in it can be used",
+            )
+            logger.error("%s", problem)
+            result.problems.append(problem)
+    return result
 
 
 def load_validated_tables(data_dir: Path | str) -> dict[str, pl.LazyFrame]:
@@ -266,8 +316,57 @@ def load_validated_tables(data_dir: Path | str) -> dict[str, pl.LazyFrame]:
 # --- reading ------------------------------------------------------------------------------------
 
 
+def ambiguous_table_files(folder: Path, name: str) -> str | None:
+    """The finding when ``folder`` holds both ``<name>.csv`` and ``<name>.parquet``, else None.
+
+    keepwise does not guess which of two exports of one table is the right one.
+    """
+    parquet, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
+    if parquet.is_file() and csv.is_file():
+        return (
+            f"both {csv.name} and {parquet.name} are in {folder}; keep the one to use and "
+            "move the other away"
+        )
+    return None
+
+
+def truncated_csv_row(path: Path, columns: int) -> str | None:
+    """The finding when a CSV ends in the middle of a row, else None.
+
+    A file cut off while it was copied or exported ends without a line end, and its last line
+    usually has fewer fields than the header (or an unclosed quote). A last line without a line
+    end but with every field is a complete row.
+
+    Args:
+        path: The CSV file.
+        columns: Fields per row (the header's).
+    """
+    import csv as csv_module
+
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        handle.seek(max(0, size - (1 << 16)))
+        tail = handle.read()
+    if not tail or tail.endswith(b"\n") or tail.endswith(b"\r"):
+        return None
+    last = tail.rsplit(b"\n", 1)[-1].decode("utf-8", errors="replace")
+    fields = next(csv_module.reader([last]), [])
+    unclosed = last.count('"') % 2 == 1
+    if len(fields) >= columns and not unclosed:
+        return None
+    with path.open("rb") as handle:
+        line = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b"")) + 1
+    return (
+        f"{path.name} ends in the middle of a row: line {line} has {len(fields)} of {columns} "
+        f"fields{' and an unclosed quote' if unclosed else ''} and no line end; the file looks "
+        "cut off - export it again"
+    )
+
+
 def _read_table(folder: Path, name: str) -> TablePart | Problem:
     parquet, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
+    if (finding := ambiguous_table_files(folder, name)) is not None:
+        return _fatal(name, finding)
     if parquet.is_file():
         return _read_parquet(parquet, name)
     if csv.is_file():
@@ -303,6 +402,8 @@ def _read_csv(path: Path, name: str) -> TablePart | Problem:
         return _fatal(name, f"{path.name} cannot be read as CSV: {exc}")
     if not frame.columns or frame.columns == [""]:
         return _fatal(name, f"{path.name} is empty")
+    if (finding := truncated_csv_row(path, frame.width)) is not None:
+        return _fatal(name, finding)
     return TablePart(frame, unit="line", first=2)
 
 
@@ -423,7 +524,11 @@ def _cast(table: Table, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
     typed = frame.select(
         pl.int_range(pl.len(), dtype=pl.Int64).alias(_ROW),
         *(
-            _cast_expr(name, frame.schema[name], dtype).alias(name)
+            (
+                _normalised(_cast_expr(name, frame.schema[name], dtype))
+                if (table.name, name) in NORMALISED
+                else _cast_expr(name, frame.schema[name], dtype)
+            ).alias(name)
             if name in contract
             else pl.col(name)
             for name, dtype in ((n, contract.get(n)) for n in frame.columns)
@@ -504,15 +609,26 @@ def _parse_text(column: pl.Expr, target: pl.DataType) -> pl.Expr:
             text.cast(pl.Int64, strict=False), _whole(text.cast(pl.Float64, strict=False))
         )
     if target == pl.Date:
-        return text.str.to_date("%Y-%m-%d", strict=False)
-    if isinstance(target, pl.Datetime):
-        spaced = text.str.replace("T", " ", literal=True)
         return pl.coalesce(
-            spaced.str.to_datetime(fmt, strict=False, time_unit=target.time_unit)
-            for fmt in _DATETIME_FORMATS
+            text.str.to_date("%Y-%m-%d", strict=False), _parse_datetime(text, "us").dt.date()
         )
+    if isinstance(target, pl.Datetime):
+        return _parse_datetime(text, target.time_unit or "us")
     word = text.str.to_lowercase()
     return pl.when(word.is_in(_TRUE)).then(True).when(word.is_in(_FALSE)).then(False)
+
+
+def _parse_datetime(text: pl.Expr, time_unit: str) -> pl.Expr:
+    spaced = text.str.replace("T", " ", literal=True)
+    return pl.coalesce(
+        spaced.str.to_datetime(fmt, strict=False, time_unit=time_unit)  # type: ignore[arg-type]
+        for fmt in _DATETIME_FORMATS
+    )
+
+
+def _normalised(column: pl.Expr) -> pl.Expr:
+    """An enumerated value as an identifier: lower case, spaces and hyphens as underscores."""
+    return column.str.to_lowercase().str.replace_all(r"[\s\-]+", "_")
 
 
 def _whole(number: pl.Expr) -> pl.Expr:

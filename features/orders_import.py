@@ -32,6 +32,7 @@ the published CDNOW figures count at most one transaction per customer per day; 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import polars as pl
@@ -59,9 +60,11 @@ CDNOW_COLUMNS: dict[str, pl.DataType] = {
     "amount": pl.Float64(),
 }
 _CDNOW_LINE = (
-    r"^\s*(?<master_id>\d+)\s+(?<sample_id>\d+)\s+(?<date>\d{8})\s+(?<quantity>\d+)"
+    r"^\s*(?<master_id>\d+)(?:\s+(?<sample_id>\d+))?\s+(?<date>\d{8})\s+(?<quantity>\d+)"
     r"\s+(?<amount>-?\d+(?:\.\d*)?)\s*$"
 )
+# The full master file's header line (whitespace-separated, four columns).
+CDNOW_MASTER_HEADER = ("customer_id", "date", "number_of_cds", "dollar_value")
 _ROW = "__keepwise_row"
 _EXAMPLES = 5
 
@@ -71,25 +74,32 @@ class TransactionImportError(ValueError):
 
 
 def read_cdnow(path: str | Path) -> pl.DataFrame:
-    """Parse a CDNOW transaction file (Fader & Hardie's format, e.g. ``CDNOW_sample.txt``).
+    """Parse a CDNOW transaction file in either of Fader & Hardie's layouts.
 
-    Each line holds, separated by runs of spaces: master customer id, sample customer id,
-    date (YYYYMMDD), number of CDs and dollar value. Blank lines are skipped; CRLF and LF line
-    ends are both accepted.
+    * the 1/10 sample (``CDNOW_sample.txt``): no header; per line, separated by runs of
+      spaces, master customer id, sample customer id, date (YYYYMMDD), number of CDs, dollar
+      value;
+    * the full master file (23,570 customers): a header line ``customer_id date number_of_cds
+      dollar_value`` and four such columns (no sample id).
+
+    Blank lines are skipped; CRLF and LF line ends are both accepted.
 
     Args:
         path: The text file.
 
     Returns:
-        A frame with columns master_id (String, as written, zero-padded), sample_id (Int64),
-        date (Date), quantity (Int64) and amount (Float64), in file order.
+        A frame with columns master_id (String, as written, zero-padded), sample_id (Int64,
+        null in the four-column layout), date (Date), quantity (Int64) and amount (Float64), in
+        file order.
 
     Raises:
-        TransactionImportError: When a non-blank line does not match the format or holds an
+        TransactionImportError: When a non-blank line does not match either layout or holds an
             impossible date; the message gives the line numbers and contents.
     """
     lines = pl.DataFrame({"line": Path(path).read_text(encoding="ascii").splitlines()})
     lines = lines.with_row_index(_ROW, offset=1).filter(pl.col("line").str.strip_chars() != "")
+    if lines.height and tuple(lines.item(0, "line").lower().split()) == CDNOW_MASTER_HEADER:
+        lines = lines.slice(1)
     fields = lines.with_columns(
         pl.col("line").str.extract_groups(_CDNOW_LINE).alias("fields")
     ).unnest("fields")
@@ -103,10 +113,128 @@ def read_cdnow(path: str | Path) -> pl.DataFrame:
     if bad.height:
         shown = bad.head(_EXAMPLES).select(pl.format("line {}: {}", _ROW, "line")).to_series()
         raise TransactionImportError(
-            f"{path}: {bad.height} line(s) are not 'master_id sample_id YYYYMMDD quantity "
+            f"{path}: {bad.height} line(s) are not 'master_id [sample_id] YYYYMMDD quantity "
             f"amount': {'; '.join(shown.to_list())}"
         )
     return parsed.select(list(CDNOW_COLUMNS))
+
+
+def is_cdnow_layout(path: str | Path) -> bool:
+    """Whether a file looks like a CDNOW log: whitespace-separated, no commas, either layout."""
+    with Path(path).open(encoding="ascii", errors="replace") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            if tuple(line.lower().split()) == CDNOW_MASTER_HEADER:
+                return True
+            python_pattern = _CDNOW_LINE.replace("(?<", "(?P<")  # polars' syntax -> re's
+            return "," not in line and re.match(python_pattern, line.rstrip("\r\n")) is not None
+    return False
+
+
+_DATE_FORMATS = ("%Y-%m-%d", "%Y%m%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M")
+
+
+def read_transaction_csv(
+    path: str | Path,
+    *,
+    customer_col: str = "customer_id",
+    date_col: str = "date",
+    amount_col: str = "amount",
+    quantity_col: str | None = None,
+) -> pl.DataFrame:
+    """Read a generic transaction CSV (one row per purchase) with typed columns.
+
+    Dates may be ``YYYY-MM-DD``, ``YYYYMMDD`` or ISO date-times (read as their day); amounts
+    and quantities are numbers. Other columns are left as text.
+
+    Args:
+        path: The CSV file (header line first).
+        customer_col: Customer column.
+        date_col: Purchase date column.
+        amount_col: Transaction value column.
+        quantity_col: Optional item-count column.
+
+    Returns:
+        The log with ``date_col`` as Date, ``amount_col`` Float64 and ``quantity_col`` Int64,
+        ready for :func:`import_transactions` with the same column names.
+
+    Raises:
+        TransactionImportError: A column is missing, or a value is not a date or a number; the
+            message names the column and example rows (lines, the header is line 1).
+    """
+    frame = pl.read_csv(path, infer_schema=False)
+    wanted = [customer_col, date_col, amount_col] + ([quantity_col] if quantity_col else [])
+    missing = [name for name in wanted if name not in frame.columns]
+    if missing:
+        raise TransactionImportError(
+            f"{path}: column(s) {missing} not found; columns found: {', '.join(frame.columns)}"
+            " (name them with --customer-column, --date-column, --amount-column)"
+        )
+    text = pl.col(date_col).str.strip_chars()
+    parsed = frame.with_row_index(_ROW, offset=2).with_columns(
+        pl.coalesce(
+            *(text.str.to_datetime(fmt, strict=False).dt.date() for fmt in _DATE_FORMATS)
+        ).alias(date_col),
+        pl.col(amount_col).str.strip_chars().cast(pl.Float64, strict=False),
+        *(
+            [pl.col(quantity_col).str.strip_chars().cast(pl.Int64, strict=False)]
+            if quantity_col
+            else []
+        ),
+    )
+    for column, kind in [(date_col, "a date"), (amount_col, "a number")] + (
+        [(quantity_col, "a whole number")] if quantity_col else []
+    ):
+        bad = parsed.filter(pl.col(column).is_null() & frame[column].is_not_null())
+        if bad.height:
+            shown = ", ".join(
+                f"line {line}: {value!r}"
+                for line, value in zip(
+                    bad[_ROW].head(_EXAMPLES),
+                    frame[column].filter(parsed[column].is_null() & frame[column].is_not_null()),
+                    strict=False,
+                )
+            )
+            raise TransactionImportError(
+                f"{path}: column {column!r}: {bad.height} value(s) are not {kind}: {shown}"
+            )
+    return parsed.drop(_ROW)
+
+
+def read_transaction_log(
+    path: str | Path,
+    *,
+    customer_col: str = "customer_id",
+    date_col: str = "date",
+    amount_col: str = "amount",
+    quantity_col: str | None = None,
+) -> tuple[pl.DataFrame, dict[str, str | None]]:
+    """A transaction log in either CDNOW layout or as a generic CSV, with its column roles.
+
+    Returns:
+        The log and the keyword arguments :func:`import_transactions` needs for it.
+    """
+    if is_cdnow_layout(path):
+        return read_cdnow(path), {
+            "customer_col": "master_id",
+            "date_col": "date",
+            "amount_col": "amount",
+            "quantity_col": "quantity",
+        }
+    frame = read_transaction_csv(
+        path,
+        customer_col=customer_col,
+        date_col=date_col,
+        amount_col=amount_col,
+        quantity_col=quantity_col,
+    )
+    return frame, {
+        "customer_col": customer_col,
+        "date_col": date_col,
+        "amount_col": amount_col,
+        "quantity_col": quantity_col,
+    }
 
 
 def import_transactions(

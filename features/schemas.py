@@ -50,11 +50,16 @@ ENUMS: Mapping[tuple[str, str], tuple[str, ...]] = {
     ("customers", "segment"): SEGMENTS,
     ("customers", "contract_type"): CONTRACT_TYPES,
     ("complaints", "channel"): CHANNELS,
-    ("complaints", "category"): COMPLAINT_CATEGORIES,
     ("complaints", "severity"): SEVERITIES,
     ("complaints", "stage"): STAGES,
     ("offers", "kind"): OFFER_KINDS,
 }
+# Columns whose values the loader writes as identifiers: trimmed, lower case, runs of spaces
+# and hyphens as one underscore ("Near miss" -> "near_miss", "Web" -> "web"). The enumerations
+# above, and the complaint category: an open set (COMPLAINT_CATEGORIES are the synthetic
+# world's; features only compare a customer's categories with each other).
+NORMALISED: frozenset[tuple[str, str]] = frozenset({*ENUMS, ("complaints", "category")})
+OPEN_CATEGORIES_EXAMPLES: tuple[str, ...] = COMPLAINT_CATEGORIES
 
 # table -> (later column, earlier column) pairs: the later one must not precede the earlier one.
 DATE_ORDER: Mapping[str, tuple[tuple[str, str], ...]] = {

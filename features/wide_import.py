@@ -16,14 +16,22 @@ Unknown keys are errors that name the key (with a suggestion when it looks like 
 so a typo can never silently fall back to a default::
 
     description = "IBM Telco customer churn"  # optional, free text
-    id = "customerID"          # required: unique customer key (becomes customer_id, a string)
-    revenue = "MonthlyCharges" # required: monthly revenue per customer, >= 0 (monthly_revenue)
+    id = "customerID"          # unique customer key (becomes customer_id, a string); without
+    #                          #   it customer_id is the data row number, said loudly
+    revenue = "MonthlyCharges" # monthly revenue per customer, >= 0 (monthly_revenue), or:
+    # assumed_monthly_revenue = 50.0  # the same assumed value for every customer (no revenue
+    #                          #   column); recorded in WideImport.assumptions
     margin_rate = 0.30         # optional: assumed margin share of revenue, 0 < rate <= 1
     # cost = "MonthlyCost"     # optional: monthly cost column (margin = revenue - cost);
     #                          #   give cost OR margin_rate; with neither, no monthly_margin
     # complaints = "Tickets"   # optional: complaint-count column (complaint_count, int >= 0)
     tenure = "tenure"          # optional: tenure column (stays a feature under its own name;
-    #                          #   used to explain blank values in the reports)
+    #                          #   used to explain blank values and as months of history)
+    tenure_unit = "months"     # optional: days, months (default) or years
+    # segment = "Segment"      # optional: segment column (values: the policy's segments,
+    #                          #   compared ignoring case); stays a feature
+    # assumed_segment = "small_business"  # or one segment for every customer (the default,
+    #                          #   stated as an assumption)
     drop = ["Notes"]           # optional: columns to leave out altogether
 
     [label]                    # required
@@ -38,7 +46,14 @@ so a typo can never silently fall back to a default::
 
 Columns without a ``[columns.<name>]`` rule are typed from their values: a text column whose
 non-blank values all parse as integers becomes Int64, else as numbers Float64, else a
-categorical. Label values are compared as trimmed text (booleans as ``true``/``false``).
+categorical. Label values are compared as trimmed text, ignoring case (TOML ``true`` matches a
+file's ``True``, ``TRUE`` or ``true``); declared boolean columns accept true/false, t/f, yes/no,
+y/n and 1/0 in any case. Files: ``.csv`` (and ``.txt``), ``.parquet`` and ``.xlsx`` (the first
+sheet, read with polars' calamine engine, package ``fastexcel``; every cell as text, as a CSV).
+
+Assumptions are not facts: an assumed monthly revenue, an assumed margin rate and a generated
+row id are listed in :attr:`WideImport.assumptions`, which every output built on the import
+repeats.
 Every mapped column, ``drop`` entry and ``[columns.<name>]`` table must name a column that
 exists in the data; otherwise the import fails naming the column and listing those found.
 """
@@ -46,6 +61,7 @@ exists in the data; otherwise the import fails naming the column and listing tho
 from __future__ import annotations
 
 import difflib
+import logging
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +69,8 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import polars as pl
+
+logger = logging.getLogger(__name__)
 
 BlankRule = Literal["null", "zero"]
 Dtype = Literal["categorical", "float64", "int64", "boolean"]
@@ -67,11 +85,19 @@ REVENUE = "monthly_revenue"
 MARGIN = "monthly_margin"
 COMPLAINTS = "complaint_count"
 _RESERVED = (ID, LABEL, REVENUE, MARGIN, COMPLAINTS)
+#: What decisions read besides the model's scores (:attr:`WideImport.decisions`).
+DECISION_COLUMNS = (ID, "segment", "months_of_history", "monthly_revenue", "monthly_complaint_cost")
+TENURE_UNITS: dict[str, float] = {"days": 12 / 365, "months": 1.0, "years": 12.0}
+DEFAULT_SEGMENT = "small_business"
 
 _TOP_KEYS = (
     "description",
     "id",
     "revenue",
+    "assumed_monthly_revenue",
+    "segment",
+    "assumed_segment",
+    "tenure_unit",
     "cost",
     "margin_rate",
     "complaints",
@@ -132,39 +158,70 @@ class WideMapping:
     """Which columns of a wide per-customer table mean what (see the module docstring).
 
     Attributes:
-        id: Customer id column.
+        id: Customer id column; None numbers the data rows instead (an assumption, reported).
         label: Churn label column.
-        positive: Label values (as trimmed text) meaning churned.
-        negative: Label values (as trimmed text) meaning stayed; "" means a blank cell.
-        revenue: Monthly revenue column.
+        positive: Label values (trimmed, lower case) meaning churned.
+        negative: Label values (trimmed, lower case) meaning stayed; "" means a blank cell.
+        revenue: Monthly revenue column; None with ``assumed_monthly_revenue``.
+        assumed_monthly_revenue: The monthly revenue assumed for every customer when the data
+            has none (exclusive with ``revenue``).
         cost: Optional monthly cost column; exclusive with ``margin_rate``.
         margin_rate: Optional assumed margin share of revenue, in (0, 1].
         complaints: Optional complaint-count column.
-        tenure: Optional tenure column, used to explain blank values.
+        tenure: Optional tenure column, used to explain blank values and as history.
+        tenure_unit: Unit of the tenure column: days, months or years.
+        segment: Optional segment column (decisions; stays a feature).
+        assumed_segment: The segment of every customer when there is no segment column.
         drop: Columns left out of the import.
         rules: Per-column dtype and blank rules.
         description: Free text.
     """
 
-    id: str
+    id: str | None
     label: str
     positive: tuple[str, ...]
     negative: tuple[str, ...]
-    revenue: str
+    revenue: str | None
+    assumed_monthly_revenue: float | None = None
     cost: str | None = None
     margin_rate: float | None = None
     complaints: str | None = None
     tenure: str | None = None
+    tenure_unit: str = "months"
+    segment: str | None = None
+    assumed_segment: str | None = None
     drop: tuple[str, ...] = ()
     rules: tuple[ColumnRule, ...] = ()
     description: str = ""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "positive", tuple(v.lower() for v in self.positive))
+        object.__setattr__(self, "negative", tuple(v.lower() for v in self.negative))
+        if (self.revenue is None) == (self.assumed_monthly_revenue is None):
+            raise MappingError(
+                "give revenue (the monthly revenue column) or assumed_monthly_revenue (one "
+                "assumed value for every customer, when the data has no revenue), exactly one"
+            )
+        if self.assumed_monthly_revenue is not None and not self.assumed_monthly_revenue > 0:
+            raise MappingError(
+                f"assumed_monthly_revenue: {self.assumed_monthly_revenue} is not a number > 0"
+            )
+        if self.cost is not None and self.revenue is None:
+            raise MappingError("cost needs a revenue column (margin = revenue - cost)")
         if not self.positive or not self.negative:
             raise MappingError("label: positive and negative must each name at least one value")
+        if self.tenure_unit not in TENURE_UNITS:
+            raise MappingError(
+                f"tenure_unit: {self.tenure_unit!r} is not one of {', '.join(TENURE_UNITS)}"
+            )
+        if self.segment is not None and self.assumed_segment is not None:
+            raise MappingError("give segment (a column) or assumed_segment (a value), not both")
         both = sorted(set(self.positive) & set(self.negative))
         if both:
-            raise MappingError(f"label: value(s) {both} are both positive and negative")
+            raise MappingError(
+                f"label: value(s) {both} are both positive and negative (values are compared "
+                "ignoring case)"
+            )
         if self.cost is not None and self.margin_rate is not None:
             raise MappingError(
                 "give either cost (a column) or margin_rate (an assumption), not both"
@@ -200,6 +257,7 @@ class WideMapping:
             ("cost", self.cost),
             ("complaints", self.complaints),
             ("tenure", self.tenure),
+            ("segment", self.segment),
         ]
         return tuple((role, name) for role, name in pairs if name is not None)
 
@@ -223,12 +281,20 @@ class WideImport:
             remaining wide-table column under its own name. Excludes id, label and margin.
         categorical_columns: The feature columns of Enum dtype.
         problems: Human-readable reports of what was found and which rule was applied.
+        assumptions: What was assumed rather than read (an assumed revenue or margin rate, a
+            generated id, segment, history, complaint cost), in words; every output built on
+            the import repeats them.
+        decisions: What decisions read besides the scores, one row per customer in the order
+            of ``features``: :data:`DECISION_COLUMNS` (segment as written or assumed, months of
+            history from the tenure column, monthly revenue, monthly complaint cost 0).
     """
 
     features: pl.DataFrame
     feature_columns: tuple[str, ...]
     categorical_columns: tuple[str, ...]
     problems: list[str] = field(default_factory=list)
+    assumptions: tuple[str, ...] = ()
+    decisions: pl.DataFrame | None = None
 
 
 def load_mapping(path: str | Path) -> WideMapping:
@@ -287,31 +353,34 @@ def parse_mapping(data: Mapping[str, Any]) -> WideMapping:
                 blank=cast(BlankRule | None, _optional_str(table, "blank", f"columns.{name}.")),
             )
         )
-    margin_rate = data.get("margin_rate")
-    if margin_rate is not None and (
-        isinstance(margin_rate, bool) or not isinstance(margin_rate, int | float)
-    ):
-        raise MappingError(f"margin_rate: expected a number, got {margin_rate!r}")
+    margin_rate = _optional_number(data, "margin_rate")
+    assumed_revenue = _optional_number(data, "assumed_monthly_revenue")
     drop = data.get("drop", [])
     if not isinstance(drop, list) or not all(isinstance(item, str) for item in drop):
         raise MappingError(f"drop: expected a list of column names, got {drop!r}")
     return WideMapping(
-        id=_required_str(data, "id", ""),
+        id=_optional_str(data, "id", ""),
         label=_required_str(label, "column", "label."),
         positive=_label_values(label, "positive"),
         negative=_label_values(label, "negative"),
-        revenue=_required_str(data, "revenue", ""),
+        revenue=_optional_str(data, "revenue", ""),
+        assumed_monthly_revenue=assumed_revenue,
         cost=_optional_str(data, "cost", ""),
-        margin_rate=None if margin_rate is None else float(margin_rate),
+        margin_rate=margin_rate,
         complaints=_optional_str(data, "complaints", ""),
         tenure=_optional_str(data, "tenure", ""),
+        tenure_unit=_optional_str(data, "tenure_unit", "") or "months",
+        segment=_optional_str(data, "segment", ""),
+        assumed_segment=_optional_str(data, "assumed_segment", ""),
         drop=tuple(drop),
         rules=tuple(rules),
         description=_optional_str(data, "description", "") or "",
     )
 
 
-def import_wide_table(source: str | Path | pl.DataFrame, mapping: WideMapping) -> WideImport:
+def import_wide_table(
+    source: str | Path | pl.DataFrame, mapping: WideMapping, *, labelled: bool = True
+) -> WideImport:
     """Turn a wide per-customer table into keepwise's feature frame.
 
     CSV files are read with every column as text so that typing (and the treatment of blank
@@ -321,6 +390,8 @@ def import_wide_table(source: str | Path | pl.DataFrame, mapping: WideMapping) -
     Args:
         source: A CSV or Parquet file, or an already-loaded data frame (not modified).
         mapping: The column mapping.
+        labelled: False for scoring: the label column may then be absent (no ``churned``
+            column), as in a table of customers whose outcome is not known yet.
 
     Returns:
         The feature frame, its feature and categorical column names and the problem reports.
@@ -331,35 +402,61 @@ def import_wide_table(source: str | Path | pl.DataFrame, mapping: WideMapping) -
             revenue is blank or negative, or a feature column collides with a created name.
     """
     frame = _read(source)
-    _check_columns(frame, mapping)
+    has_label = labelled or mapping.label in frame.columns
+    _check_columns(frame, mapping, label=has_label)
     frame = frame.with_row_index(_ROW, offset=1)
-    ids = _customer_ids(frame, mapping.id)
-    context = _Context(ids=ids, id_name=mapping.id, tenure=None, tenure_name=mapping.tenure)
     problems: list[str] = []
+    assumptions: list[str] = []
+    if mapping.id is None:
+        ids = frame[_ROW].cast(pl.String)
+        id_name = "row"
+        assumptions.append(
+            f"no id column in the mapping: customer_id is the data row number (1..{frame.height})"
+            "; ids change when rows are added, removed or reordered - map an id column to "
+            "follow customers from one export to the next"
+        )
+        logger.warning("wide import: %s", assumptions[-1])
+    else:
+        ids, id_name = _customer_ids(frame, mapping.id), mapping.id
+    context = _Context(ids=ids, id_name=id_name, tenure=None, tenure_name=mapping.tenure)
     if mapping.tenure is not None:
         tenure = _convert(frame[mapping.tenure], mapping.rule(mapping.tenure), context)
         if tenure.kind not in ("int64", "float64"):
             raise WideImportError(
                 f"tenure column {mapping.tenure!r} is not numeric (found {tenure.kind} values)"
             )
-        context = _Context(ids, mapping.id, tenure.values, mapping.tenure)
+        context = _Context(ids, id_name, tenure.values, mapping.tenure)
 
-    out: dict[str, pl.Series] = {
-        ID: ids.alias(ID),
-        LABEL: _labels(frame, mapping, ids),
-    }
-    revenue = _amount(frame, mapping.revenue, "revenue", mapping, context, problems)
+    out: dict[str, pl.Series] = {ID: ids.alias(ID)}
+    if has_label:
+        out[LABEL] = _labels(frame, mapping, ids)
+    feature_columns = []
+    if mapping.revenue is not None:
+        revenue = _amount(frame, mapping.revenue, "revenue", mapping, context, problems)
+        feature_columns.append(REVENUE)
+    else:
+        assumed = float(mapping.assumed_monthly_revenue or 0.0)
+        revenue = pl.Series(REVENUE, [assumed] * frame.height, dtype=pl.Float64)
+        assumptions.append(
+            f"no revenue column: every customer is assumed to bring {assumed:,.2f} a month "
+            "(assumed_monthly_revenue); decisions rank customers by churn risk, and their "
+            "money figures rest on this assumption"
+        )
     out[REVENUE] = revenue.alias(REVENUE)
     if mapping.cost is not None:
         cost = _amount(frame, mapping.cost, "cost", mapping, context, problems)
         out[MARGIN] = (revenue - cost).alias(MARGIN)
     elif mapping.margin_rate is not None:
         out[MARGIN] = (revenue * mapping.margin_rate).alias(MARGIN)
-    feature_columns = [REVENUE]
+        assumptions.append(
+            f"no cost column: the margin is assumed to be {mapping.margin_rate:.0%} of revenue "
+            "(margin_rate)"
+        )
     if mapping.complaints is not None:
         out[COMPLAINTS] = _complaint_counts(frame, mapping.complaints, mapping, context, problems)
         feature_columns.append(COMPLAINTS)
 
+    decisions = _decisions(frame, mapping, ids, revenue, context, assumptions)
     skip = {_ROW, mapping.id, mapping.label, mapping.revenue, mapping.cost, mapping.complaints}
     categorical: list[str] = []
     for name in frame.columns:
@@ -385,6 +482,53 @@ def import_wide_table(source: str | Path | pl.DataFrame, mapping: WideMapping) -
         feature_columns=tuple(feature_columns),
         categorical_columns=tuple(categorical),
         problems=problems,
+        assumptions=tuple(assumptions),
+        decisions=decisions,
+    )
+
+
+def _decisions(
+    frame: pl.DataFrame,
+    mapping: WideMapping,
+    ids: pl.Series,
+    revenue: pl.Series,
+    context: _Context,
+    assumptions: list[str],
+) -> pl.DataFrame:
+    """The decision inputs of :attr:`WideImport.decisions`; every assumption is recorded."""
+    n = frame.height
+    if mapping.segment is not None:
+        segment = _text(frame[mapping.segment]).str.to_lowercase().str.replace_all(r"[\s\-]+", "_")
+    else:
+        chosen = mapping.assumed_segment or DEFAULT_SEGMENT
+        segment = pl.Series([chosen] * n, dtype=pl.String)
+        how = "assumed_segment" if mapping.assumed_segment else "the default"
+        assumptions.append(
+            f"no segment column: every customer is taken as segment {chosen!r} ({how}); the "
+            "policy's protected segments cannot be recognised"
+        )
+    if mapping.tenure is not None:
+        tenure = _convert(frame[mapping.tenure], mapping.rule(mapping.tenure), context).values
+        assert tenure is not None
+        months = tenure.cast(pl.Float64).fill_null(0.0) * TENURE_UNITS[mapping.tenure_unit]
+    else:
+        months = pl.Series([0.0] * n)
+        assumptions.append(
+            "no tenure column: every customer counts as new (0 months of history), so the "
+            "policy's minimum history blocks 'end' unless the loss is certain"
+        )
+    assumptions.append(
+        "no complaint cost in the data: the cost to serve is taken as 0 (margins come from "
+        "revenue and the cost or margin rate alone)"
+    )
+    return pl.DataFrame(
+        {
+            ID: ids,
+            "segment": segment,
+            "months_of_history": months,
+            "monthly_revenue": revenue,
+            "monthly_complaint_cost": pl.Series([0.0] * n),
+        }
     )
 
 
@@ -402,6 +546,15 @@ def _check_keys(table: Mapping[str, Any], allowed: Sequence[str], where: str) ->
     if where and key in _TOP_KEYS:
         hint = f" ({key!r} is a top-level key: put it before the first [table])"
     raise MappingError(f"unknown key {where}{key!r}{hint}; allowed keys here: {', '.join(allowed)}")
+
+
+def _optional_number(table: Mapping[str, Any], key: str) -> float | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MappingError(f"{key}: expected a number, got {value!r}")
+    return float(value)
 
 
 def _required_str(table: Mapping[str, Any], key: str, where: str) -> str:
@@ -467,11 +620,27 @@ def _read(source: str | Path | pl.DataFrame) -> pl.DataFrame:
         return pl.read_parquet(path)
     if path.suffix.lower() in (".csv", ".txt"):
         return pl.read_csv(path, infer_schema=False)
-    raise WideImportError(f"{path}: expected a .csv or .parquet file")
+    if path.suffix.lower() == ".xlsx":
+        return _read_xlsx(path)
+    raise WideImportError(f"{path}: expected a .csv, .parquet or .xlsx file")
 
 
-def _check_columns(frame: pl.DataFrame, mapping: WideMapping) -> None:
-    wanted = [*mapping.roles]
+def _read_xlsx(path: Path) -> pl.DataFrame:
+    """The first sheet of an Excel workbook, every cell as text (typed here, as for a CSV)."""
+    try:
+        frame = pl.read_excel(path, sheet_id=1, infer_schema_length=0)
+    except ModuleNotFoundError as error:
+        raise WideImportError(
+            f"{path}: reading .xlsx needs the package fastexcel (pip install fastexcel)"
+        ) from error
+    except Exception as error:  # noqa: BLE001 - any reader failure is reported with the file
+        raise WideImportError(f"{path}: not a readable .xlsx workbook: {error}") from error
+    assert isinstance(frame, pl.DataFrame)  # one sheet asked for
+    return frame.with_columns(pl.all().cast(pl.String))
+
+
+def _check_columns(frame: pl.DataFrame, mapping: WideMapping, *, label: bool = True) -> None:
+    wanted = [role for role in mapping.roles if label or role[0] != "label.column"]
     wanted += [("drop", name) for name in mapping.drop]
     wanted += [(f"columns.{rule.column}", rule.column) for rule in mapping.rules]
     missing = [(role, name) for role, name in wanted if name not in frame.columns]
@@ -553,7 +722,7 @@ def _customer_ids(frame: pl.DataFrame, column: str) -> pl.Series:
 
 
 def _labels(frame: pl.DataFrame, mapping: WideMapping, ids: pl.Series) -> pl.Series:
-    text = _text(frame[mapping.label]).fill_null("")
+    text = _text(frame[mapping.label]).fill_null("").str.to_lowercase()
     positive = text.is_in(list(mapping.positive))
     unknown = ~positive & ~text.is_in(list(mapping.negative))
     if unknown.any():

@@ -337,8 +337,8 @@ def train_booster(
     encoding: FeatureEncoding,
     x_train: np.ndarray,
     y_train: np.ndarray,
-    x_valid: np.ndarray,
-    y_valid: np.ndarray,
+    x_valid: np.ndarray | None,
+    y_valid: np.ndarray | None,
 ) -> lgb.Booster:
     """Train a LightGBM booster with early stopping on the validation rows.
 
@@ -348,8 +348,10 @@ def train_booster(
         encoding: Feature names and categorical indices.
         x_train: Training matrix from :meth:`FeatureEncoding.matrix`.
         y_train: Training target.
-        x_valid: Validation matrix (early stopping).
-        y_valid: Validation target.
+        x_valid: Validation matrix (early stopping); None trains exactly
+            ``settings.n_estimators`` rounds (a number chosen beforehand, e.g. by
+            :mod:`model.tuning`).
+        y_valid: Validation target (None with ``x_valid``).
 
     Returns:
         A booster holding exactly the trees up to the best validation iteration (re-loaded from
@@ -371,21 +373,24 @@ def train_booster(
     train_set = lgb.Dataset(
         x_train, label=y_train, feature_name=names, categorical_feature=categorical
     )
-    valid_set = lgb.Dataset(
-        x_valid,
-        label=y_valid,
-        feature_name=names,
-        categorical_feature=categorical,
-        reference=train_set,
-    )
-    booster = lgb.train(
-        params,
-        train_set,
-        num_boost_round=settings.n_estimators,
-        valid_sets=[valid_set],
-        valid_names=["valid"],
-        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
-    )
+    if x_valid is None:
+        booster = lgb.train(params, train_set, num_boost_round=settings.n_estimators)
+    else:
+        valid_set = lgb.Dataset(
+            x_valid,
+            label=y_valid,
+            feature_name=names,
+            categorical_feature=categorical,
+            reference=train_set,
+        )
+        booster = lgb.train(
+            params,
+            train_set,
+            num_boost_round=settings.n_estimators,
+            valid_sets=[valid_set],
+            valid_names=["valid"],
+            callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
+        )
     best = booster.best_iteration or booster.current_iteration()
     logger.info(
         "trained %s booster: %d of at most %d rounds (best validation iteration), %d rows",

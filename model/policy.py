@@ -403,6 +403,35 @@ class Policy:
         raise AssertionError("unreachable: the last tier is unlimited")
 
 
+#: Days a model's horizon may differ from the policy's months (a month is 365/12 days).
+HORIZON_TOLERANCE_DAYS = 16
+
+
+def check_horizon(policy: Policy, horizon_days: int) -> None:
+    """Insist that the churn model's horizon is the policy's pricing horizon.
+
+    The decision math turns ``p_i``, the probability of churn within the model's horizon, into
+    survival over the policy's ``H`` months (``S(k) = (1 − p)^(k/H)``, DESIGN.md). A model of
+    churn within 90 days priced over 12 months reads a 3-month probability as a 12-month one
+    and undervalues every risk fourfold; so the two must agree, within
+    :data:`HORIZON_TOLERANCE_DAYS`.
+
+    Raises:
+        PolicyError: They disagree; the message names both and the two ways to fix it.
+    """
+    months_in_days = policy.horizon_months * 365 / 12
+    if abs(horizon_days - months_in_days) <= HORIZON_TOLERANCE_DAYS:
+        return
+    months = max(1, round(horizon_days / (365 / 12)))
+    raise PolicyError(
+        f"the churn model's horizon is {horizon_days} days but policy {policy.version} prices "
+        f"decisions over {policy.horizon_months} months ({months_in_days:.0f} days): a "
+        f"{horizon_days}-day churn probability would be read as a {policy.horizon_months}-month "
+        f"one. Train with --horizon-days {round(months_in_days)}, or use a policy with "
+        f"horizon_months = {months} (e.g. policies/quarterly.toml for 3 months)"
+    )
+
+
 def load_policy(path: str | Path) -> Policy:
     """Read and validate a TOML policy file.
 

@@ -71,12 +71,37 @@ def _with_months(features: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+#: Rows that carry their decision inputs themselves (a wide table's
+#: :attr:`features.wide_import.WideImport.decisions` joined to its features) instead of the CRM
+#: pipeline's trailing 12-month figures.
+DIRECT_INPUTS: tuple[str, ...] = (
+    "segment",
+    "months_of_history",
+    "monthly_revenue",
+    "monthly_complaint_cost",
+)
+
+
+def _has_direct_inputs(features: pl.DataFrame) -> bool:
+    return "tenure_days" not in features.columns and all(
+        name in features.columns for name in DIRECT_INPUTS
+    )
+
+
 def decision_inputs(features: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
     """The columns :func:`model.decide.decide` reads, from feature rows and their scores.
 
     Monthly revenue and complaint cost are the trailing 12-month figures per month the customer
-    existed in that window; months of history come from tenure.
+    existed in that window; months of history come from tenure. Rows of a wide table carry
+    these inputs directly (:data:`DIRECT_INPUTS`) and are used as given.
     """
+    if _has_direct_inputs(features):
+        direct = features.select(
+            "customer_id",
+            pl.col("segment").cast(pl.String),
+            *[pl.col(name).cast(pl.Float64) for name in DIRECT_INPUTS[1:]],
+        )
+        return direct.join(scores, on="customer_id", how="left", maintain_order="left")
     per_month = pl.col("_per_month")
     derived = _with_months(features).select(
         "customer_id",
@@ -89,8 +114,23 @@ def decision_inputs(features: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFram
     return derived.join(scores, on="customer_id", how="left", maintain_order="left")
 
 
-def value_waterfall(features: pl.DataFrame) -> pl.DataFrame:
-    """Per customer, the trailing monthly components behind net margin (struct column)."""
+def value_waterfall(features: pl.DataFrame, scores: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Per customer, the trailing monthly components behind net margin (struct column).
+
+    For rows with direct inputs (a wide table) the waterfall is the monthly revenue, its cost
+    (revenue − margin, from the mapping's cost column or margin rate) and the margin the model
+    priced (``scores``); the other components are not in such data and are 0.
+    """
+    if _has_direct_inputs(features) and scores is not None:
+        revenue = features.get_column("monthly_revenue").cast(pl.Float64)
+        margin = scores.get_column("monthly_margin").cast(pl.Float64)
+        parts = {name: pl.Series([0.0] * features.height) for name, _, _ in WATERFALL}
+        parts["revenue"] = revenue
+        parts["cost_of_goods"] = -(revenue - margin)
+        parts["net_margin"] = margin
+        return pl.DataFrame({"customer_id": features.get_column("customer_id"), **parts}).select(
+            "customer_id", pl.struct(list(parts)).alias("value_waterfall")
+        )
     per_month = pl.col("_per_month")
     parts = [(pl.col(column) * sign / per_month).alias(name) for name, column, sign in WATERFALL]
     parts.append((pl.col("net_margin_12m") / per_month).alias("net_margin"))
@@ -146,7 +186,7 @@ def recommend(
         found = iter(explain_rows(bundle.churn, rows, drivers, method=drivers_method))
         explained = [next(found) if row_wanted else [] for row_wanted in wanted]
     return decisions.join(
-        value_waterfall(features), on="customer_id", how="left", maintain_order="left"
+        value_waterfall(features, scores), on="customer_id", how="left", maintain_order="left"
     ).with_columns(
         churn_drivers=reason_column(explained, language),
         model_version=pl.lit(model_version),

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model.leak_guard import promotion_refusal
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -28,6 +30,8 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 # Promotion compares EMPC on each version's holdout: a profit measure computed from observed
 # churn labels, so a model cannot flatter itself the way its own expected values could.
 PROMOTION_METRIC = "empc"
+# A wide-table model has no holdout snapshot: its EMPC is the cross-validated mean.
+CV_PROMOTION_METRIC = "cv_empc_mean"
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 _PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 # Runtime requirements of the pyfunc model (a subset of requirements.lock).
@@ -180,15 +184,19 @@ def version_metrics(settings: MlflowSettings, version: int) -> dict[str, float]:
 
 
 def promote(
-    settings: MlflowSettings, *, metric: str = PROMOTION_METRIC, force: bool = False
+    settings: MlflowSettings, *, metric: str | None = None, force: bool = False
 ) -> PromotionResult:
     """Move ``champion`` to the ``challenger`` version if it is not worse on ``metric``.
 
     The metric is EMPC (expected maximum profit per customer of a retention campaign) on each
     version's own holdout snapshot; when both were trained on the same export the holdouts are
     the same customers, otherwise the comparison is as fair as comparing two holdout reports by
-    hand, and the explanation says which figures were compared. With no champion yet the
-    challenger is promoted. ``force`` promotes regardless and says so.
+    hand, and the explanation says which figures were compared. A wide-table model (no holdout
+    snapshot) is compared on its cross-validated EMPC (:data:`CV_PROMOTION_METRIC`); ``metric``
+    None picks whichever of the two the challenger carries. With no champion yet the
+    challenger is promoted. A challenger trained with a kept label leak
+    (:func:`model.leak_guard.promotion_refusal`) is refused. ``force`` promotes regardless and
+    says so.
 
     Raises:
         RegistryError: no challenger exists, or the metric is missing on the challenger.
@@ -199,10 +207,20 @@ def promote(
     if challenger is None:
         raise RegistryError(
             f"no version of model {settings.model_name!r} has the alias {CHALLENGER!r} in "
-            f"{settings.resolved_uri()}; run `keepwise train` first"
+            f"{settings.resolved_uri()}; run `keepwise train` first (a --table model is "
+            "named keepwise-<mapping>: pass --model NAME)"
         )
     champion = version_for_alias(settings, CHAMPION)
-    new = version_metrics(settings, challenger).get(metric)
+    challenger_metrics = version_metrics(settings, challenger)
+    refusal = promotion_refusal(challenger_metrics)
+    if refusal and not force and champion != challenger:
+        return PromotionResult(False, challenger, champion, None, None, refusal)
+    if metric is None:
+        metric = next(
+            (m for m in (PROMOTION_METRIC, CV_PROMOTION_METRIC) if m in challenger_metrics),
+            PROMOTION_METRIC,
+        )
+    new = challenger_metrics.get(metric)
     old = version_metrics(settings, champion).get(metric) if champion is not None else None
     if new is None and not force:
         raise RegistryError(

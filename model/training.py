@@ -41,12 +41,12 @@ from model.churn import ChurnParams, train_churn_model
 from model.decide import decide
 from model.drift import build_profile
 from model.gbm import categorical_columns_of
-from model.leak_guard import LeakReport, apply_leak_guard, find_leaky_features
+from model.leak_guard import WARN_THRESHOLD, LeakReport, LeakReview, review_features
 from model.metrics import churn_metrics
 from model.offer_response import fit_offer_response
 from model.policy import Policy
 from model.recommend import decision_inputs
-from model.splits import TimeSplit, time_split
+from model.splits import SplitError, TimeSplit, time_split
 from model.uncertainty import MarginErrorModel, MarginErrorParams, fit_margin_error_model
 from model.value import (
     TRAILING_MONTHLY_MARGIN,
@@ -119,6 +119,7 @@ class TrainingResult:
     features: list[str]
     excluded_features: list[str]
     leak_reports: list[LeakReport]
+    review: LeakReview
     fingerprint: dict[str, str | int]
     test_predictions: pl.DataFrame  # customer_id, p_churn, churned (+ true_p_churn with truth)
     policy_curve: pl.DataFrame  # share targeted vs expected profit, for the profit plot
@@ -151,6 +152,8 @@ def plan_snapshots(first_event: date, export_date: date, config: TrainingConfig)
     while (export_date - test).days < config.horizon_days:
         test = _add_months(test, -1)
     calibration = _add_months(test, -horizon_months)
+    while (test - calibration).days < config.horizon_days:  # e.g. 91 days over Jan-Mar
+        calibration = _add_months(calibration, -1)
     validation = [_add_months(calibration, -step * k) for k in (2, 1)]
     earliest = _add_months(_first_of_month(first_event), step)
     train = []
@@ -260,20 +263,31 @@ def train_from_tables(
             ).collect(engine="streaming"),
         ]
     ).with_columns(trailing_monthly_margin())
-    split = time_split(
-        stacked,
-        horizon_days=config.horizon_days,
-        validation_dates=plan.validation,
-        calibration_dates=plan.calibration,
-        test_dates=plan.test,
-    )
+    try:
+        split = time_split(
+            stacked,
+            horizon_days=config.horizon_days,
+            validation_dates=plan.validation,
+            calibration_dates=plan.calibration,
+            test_dates=plan.test,
+        )
+    except SplitError as error:
+        raise TrainingError(f"cannot split the snapshots by time: {error}") from error
     if split.train["churned"].sum() == 0:
         raise TrainingError("no customer churned in the training snapshots: nothing to learn")
 
     candidates = feature_columns()
     step("checking features for label leaks")
-    leaks = find_leaky_features(split.train, candidates, "churned", config.leak_threshold)
-    kept, excluded = apply_leak_guard(candidates, leaks, keep=config.keep_leaky)
+    review = review_features(
+        split.train,
+        candidates,
+        "churned",
+        exclude_at=config.leak_threshold,
+        warn_at=min(WARN_THRESHOLD, config.leak_threshold),
+        keep=config.keep_leaky,
+        check_identifiers=False,
+    )
+    kept, excluded, leaks = list(review.kept), list(review.excluded), list(review.leaks)
     categorical = categorical_columns_of(split.train, kept)
 
     step(f"training the churn model on {split.train.height:,} rows")
@@ -328,6 +342,8 @@ def train_from_tables(
         "test_churn_rate": float(split.test["churned"].mean()),
         "churn_trees": float(churn.summary.get("n_trees", float("nan"))),
     }
+    review = review.with_cv_auc(metrics["roc_auc"], measured="test-snapshot ROC AUC")
+    metrics |= review.metrics()
     return TrainingResult(
         bundle=bundle,
         plan=plan,
@@ -336,6 +352,7 @@ def train_from_tables(
         features=kept,
         excluded_features=excluded,
         leak_reports=leaks,
+        review=review,
         fingerprint=data_fingerprint(tables),
         test_predictions=predictions,
         policy_curve=curve,

@@ -11,60 +11,41 @@ drifted population. Read the CV figures as an upper bound on what a time split w
 
 Steps of :func:`train_wide`:
 
-1. **Leak guard** (:mod:`model.leak_guard`) over every feature, on all rows: a feature whose
-   single-feature ROC AUC separation ``max(AUC, 1 − AUC)`` reaches ``leak_threshold`` is logged at
-   WARNING, reported in :attr:`WideTrainingResult.leak_reports` and excluded, unless it is listed
-   in ``keep_leaky`` (then it is kept, with another WARNING). The guard reads the labels of the
-   later test folds too; it only ever *removes* near-perfect features (an honest churn feature
-   is nowhere near the threshold), so it cannot flatter the CV figures.
+1. **Leak guard** (:func:`model.leak_guard.review_features`) over every feature, on all rows:
+   a feature whose single-feature ROC AUC separation ``max(AUC, 1 − AUC)`` reaches
+   ``leak_threshold`` (0.98) is excluded, one in ``[warn_threshold, leak_threshold)``
+   (0.90–0.98) is kept and warned about, identifier-like columns (text unique per row or with
+   few rows per value, free text, whole numbers unique per row, names that say id / name /
+   address / coordinates) are dropped; anything listed in ``keep_leaky`` is kept, and a kept
+   leak marks the model. The guard reads the labels of the later test folds too; it only ever
+   *removes* features, so it cannot flatter the CV figures. After cross-validation a mean ROC
+   AUC above ``suspicious_auc`` (0.97) adds the "suspiciously good" warning.
 2. **Cross validation.** Rows are put in canonical order (by ``customer_id``), then split by
    scikit-learn ``StratifiedKFold(cv_folds, shuffle=True, random_state=seed)``. In each fold the
-   training part is split again, stratified on the label (``train_test_split`` with
-   ``stratify``, ``random_state=seed``), into
+   model's settings are **chosen by the training part alone** (:mod:`model.tuning`): a small
+   grid of tree sizes, each scored by inner stratified cross-validation with early stopping;
+   the chosen setting is refitted on the whole training part and calibrated (Platt) on the
+   inner out-of-fold scores. The held-out fold is scored once; per fold
+   :func:`model.metrics.churn_metrics` gives ROC AUC, PR AUC, log loss, Brier score, expected
+   calibration error and EMPC (reference costs CLV = 200, d = 10, f = 1).
+   ``cv_<metric>_mean`` and ``cv_<metric>_std`` summarise the folds; the std is the population
+   standard deviation over folds (``numpy.std``, ``ddof=0``), a measure of fold-to-fold spread,
+   not a confidence interval.
+3. **The reference in the same run** (``compare_plain``): a plain LightGBM (its defaults,
+   :func:`model.tuning.plain_lightgbm`) is fitted on the same training part of every fold, with
+   the same encoding, and scored on the same held-out rows: ``cv_plain_roc_auc_mean`` /
+   ``_std`` and ``cv_roc_auc_vs_plain`` (ours − plain, mean over folds) say whether the search
+   earned its keep.
+4. **Out-of-fold predictions**: every customer is scored exactly once, by the fold model that
+   did not see them (:attr:`WideTrainingResult.oof`), for ROC, calibration and profit plots.
+5. **Final model** for registration: the same search and refit on *all* rows. Its summary
+   carries the CV metrics; the CV estimates stand for it.
 
-   * *calibration* rows: ``calibration_share`` of the training part — the raw-score →
-     probability map (:class:`model.churn.Calibrator`) is fitted on them;
-   * *early-stopping* rows: ``early_stopping_share`` of the training part — boosting stops at the
-     round with the lowest log loss on them;
-   * *fit* rows: the rest (``1 − early_stopping_share − calibration_share``) — the trees.
-
-   The held-out fold is scored once; per fold :func:`model.metrics.churn_metrics` gives ROC AUC,
-   PR AUC, log loss, Brier score, expected calibration error and EMPC (with its reference costs
-   CLV = 200, d = 10, f = 1). ``cv_<metric>_mean`` and ``cv_<metric>_std`` summarise the folds;
-   the std is the population standard deviation over folds (``numpy.std``, ``ddof=0``, the usual
-   ``scores.mean() ± scores.std()``), a measure of fold-to-fold spread, not a confidence interval.
-3. **Out-of-fold predictions**: every customer is scored exactly once, by the fold model that did
-   not see them (:attr:`WideTrainingResult.oof`), for ROC, calibration and profit plots. Pooled
-   OOF metrics mix fold models; the per-fold figures are the ones to quote.
-4. **Final model** for registration: the same three-way stratified split of *all* rows (fit,
-   early stopping, calibration) and one :func:`model.churn.train_churn_model` call. Its summary
-   carries the CV metrics. It has no held-out evaluation of its own: the CV estimates stand for it.
-
-Hyper-parameters (:data:`WIDE_CHURN_PARAMS`). ``ChurnParams()`` (31 leaves, learning rate 0.05,
-≥ 50 customers per leaf, isotonic calibration) reaches a mean 5-fold CV ROC AUC of 0.842 on
-Telco, short of the 0.846 reference (``shared/data/README.md``). Telco is small (7,043 rows,
-~3,700 fit rows per fold) and its signal is smooth (tenure, contract, charges), so smaller trees
-with more customers per leaf, learned more slowly, do better. Everything tried, measured by this
-module on Telco with the default shares (mean CV ROC AUC at ``seed=0``; in brackets the mean over
-CV seeds 0–3, to check that a figure is not a lucky split):
-
-=========================================================  ===============  =========
-setting                                                    ROC AUC          ECE
-=========================================================  ===============  =========
-``ChurnParams()`` (isotonic)                               0.842 (0.841)    0.029
-``ChurnParams(calibration="platt")``                       0.843 (0.842)    0.022
-8 leaves, rate 0.03, ≥ 100 per leaf, ≤ 1,000 rounds,       0.845 (0.846)    0.029
-patience 50, isotonic
-the same with Platt — **chosen**                           0.847 (0.847)    0.021
-4 leaves, rate 0.05, ≥ 50 per leaf, Platt                  0.847 (0.847)    0.023
-8 leaves, rate 0.03, ≥ 200 per leaf, Platt                 0.847 (0.847)    0.025
-=========================================================  ===============  =========
-
-The three regularised settings are equal within the noise; the first (8 leaves) was kept rather
-than picking whichever the noise favours. Calibration is Platt scaling: a fold has ~1,100
-calibration rows, fewer than the few thousand isotonic regression needs (:mod:`model.churn`);
-Platt keeps the ranking (isotonic steps create ties) and gave the lower calibration error and log
-loss.
+Why a search and not fixed settings. Fixed settings tuned on Telco (8 leaves, >= 100 customers
+per leaf, 65% of each fold for the trees) matched a plain LightGBM on smooth data but lost 0.02
+ROC AUC on sets with interactions (0.955 vs 0.974, 0.896 vs 0.921). ``docs/wide_tables.md``
+gives this module's figures next to the plain LightGBM's on every public set and the synthetic
+world (``python -m experiments.wide_benchmark``).
 
 Determinism: the splits depend only on ``seed`` and the customer ids (not on row order), and
 boosters are trained deterministically with a fixed thread count (:mod:`model.gbm`), so the same
@@ -75,30 +56,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import StratifiedKFold
 
 from features.wide_import import ID, LABEL, WideImport
-from model.churn import ChurnModel, ChurnParams, train_churn_model
-from model.leak_guard import LeakReport, apply_leak_guard, find_leaky_features
+from model.churn import ChurnModel
+from model.gbm import FeatureEncoding, predict
+from model.leak_guard import (
+    DEFAULT_THRESHOLD,
+    SUSPICIOUS_AUC,
+    WARN_THRESHOLD,
+    LeakReport,
+    LeakReview,
+    review_features,
+)
 from model.metrics import ChurnMetrics, churn_metrics
+from model.tuning import SearchConfig, SearchResult, fit_searched_churn_model, plain_lightgbm
 
 logger = logging.getLogger(__name__)
-
-#: Regularised churn-model settings for wide tables (see the module docstring for the choice).
-WIDE_CHURN_PARAMS = ChurnParams(
-    num_leaves=8,
-    learning_rate=0.03,
-    n_estimators=1000,
-    early_stopping_rounds=50,
-    min_child_samples=100,
-    num_threads=1,
-    calibration="platt",
-)
 
 #: The :class:`model.metrics.ChurnMetrics` fields summarised over the folds.
 CV_METRICS: tuple[str, ...] = (
@@ -123,23 +102,26 @@ class WideTrainingConfig:
 
     Attributes:
         cv_folds: Number of stratified folds, >= 2.
-        seed: Seed of the fold assignment and of the fit/early-stopping/calibration splits.
-            LightGBM's own seed is ``params.seed``.
-        params: Churn-model hyper-parameters (default :data:`WIDE_CHURN_PARAMS`).
-        early_stopping_share: Share of each training part held out for early stopping.
-        calibration_share: Share of each training part held out to fit the calibration.
+        seed: Seed of the fold assignment, of the inner search folds and of LightGBM.
+        search: The settings search run inside every fold (its ``seed`` is replaced by
+            ``seed``).
+        compare_plain: Also fit a plain LightGBM on every fold (the reference figures).
         leak_threshold: Single-feature separation ``max(AUC, 1 − AUC)`` from which a feature is
             reported as a possible label leak and excluded, in ``(0.5, 1]``.
-        keep_leaky: Features to keep although the leak guard reports them (reviewed, legitimate
-            strong features); each must be a feature column of the import.
+        warn_threshold: Separation from which a feature is warned about (kept), in
+            ``(0.5, leak_threshold]``.
+        suspicious_auc: Mean CV ROC AUC above which the run is warned "suspiciously good".
+        keep_leaky: Features to keep although the leak guard flags them (reviewed, legitimate
+            strong features or identifiers); each must be a feature column of the import.
     """
 
     cv_folds: int = 5
     seed: int = 0
-    params: ChurnParams = WIDE_CHURN_PARAMS
-    early_stopping_share: float = 0.15
-    calibration_share: float = 0.20
-    leak_threshold: float = 0.98
+    search: SearchConfig = field(default_factory=SearchConfig)
+    compare_plain: bool = True
+    leak_threshold: float = DEFAULT_THRESHOLD
+    warn_threshold: float = WARN_THRESHOLD
+    suspicious_auc: float = SUSPICIOUS_AUC
     keep_leaky: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -149,19 +131,14 @@ class WideTrainingConfig:
             )
         if self.cv_folds < 2:
             raise ValueError(f"WideTrainingConfig.cv_folds must be >= 2, got {self.cv_folds}")
-        for name in ("early_stopping_share", "calibration_share"):
-            share = getattr(self, name)
-            if not 0.0 < share < 1.0:
-                raise ValueError(f"WideTrainingConfig.{name} must be in (0, 1), got {share}")
-        if self.early_stopping_share + self.calibration_share >= 0.9:
-            raise ValueError(
-                "WideTrainingConfig: early_stopping_share + calibration_share must leave at "
-                f"least 10% of the rows to fit on, got {self.early_stopping_share} + "
-                f"{self.calibration_share}"
-            )
         if not 0.5 < self.leak_threshold <= 1.0:
             raise ValueError(
                 f"WideTrainingConfig.leak_threshold must be in (0.5, 1], got {self.leak_threshold}"
+            )
+        if not 0.5 < self.warn_threshold <= self.leak_threshold:
+            raise ValueError(
+                "WideTrainingConfig.warn_threshold must be in (0.5, leak_threshold], got "
+                f"{self.warn_threshold}"
             )
         if isinstance(self.keep_leaky, str) or not all(
             isinstance(name, str) for name in self.keep_leaky
@@ -171,6 +148,7 @@ class WideTrainingConfig:
                 f"{self.keep_leaky!r}"
             )
         object.__setattr__(self, "keep_leaky", tuple(self.keep_leaky))
+        object.__setattr__(self, "search", replace(self.search, seed=self.seed))
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,22 +158,24 @@ class FoldResult:
     Attributes:
         fold: Fold number, 0-based.
         test_rows: Positions (in ``imported.features``) of the held-out customers, ascending.
-        n_fit: Rows the trees were fitted on.
-        n_early_stopping: Rows used for early stopping.
-        n_calibration: Rows the calibration was fitted on.
-        n_trees: Boosting rounds kept (the best early-stopping round).
+        n_train: Rows the fold's model was searched, fitted and calibrated on.
+        num_leaves: Leaves per tree the search chose.
+        min_child_samples: Customers per leaf the search chose.
+        n_trees: Boosting rounds of the refitted model.
         churn_rate_test: Churn rate of the held-out customers.
         metrics: Metrics of the fold model on the held-out customers.
+        plain_roc_auc: ROC AUC of the plain LightGBM on the same rows (NaN when not compared).
     """
 
     fold: int
     test_rows: np.ndarray
-    n_fit: int
-    n_early_stopping: int
-    n_calibration: int
+    n_train: int
+    num_leaves: int
+    min_child_samples: int
     n_trees: int
     churn_rate_test: float
     metrics: ChurnMetrics
+    plain_roc_auc: float = float("nan")
 
 
 @dataclass(frozen=True, eq=False)
@@ -208,26 +188,43 @@ class WideTrainingResult:
         config: The configuration used.
         feature_columns: Features the models use (after the leak guard), in model order.
         categorical_columns: The categorical ones among them.
-        excluded_features: Features excluded by the leak guard.
-        leak_reports: A report per feature the leak guard flagged (excluded or kept on
-            request), most separating first.
+        review: The leak guard's judgement (leaks, proxies, identifiers, kept on request, the
+            "suspiciously good" verdict).
         folds: Per-fold results, in fold order.
         metrics: ``cv_<metric>_mean`` and ``cv_<metric>_std`` for each of :data:`CV_METRICS`,
-            plus ``oof_roc_auc`` (ROC AUC of the pooled out-of-fold predictions).
+            ``oof_roc_auc`` (ROC AUC of the pooled out-of-fold predictions), the plain
+            reference (``cv_plain_roc_auc_mean``/``_std``, ``cv_roc_auc_vs_plain``) and the
+            leak guard's counts.
         oof: Out-of-fold predictions, one row per customer in the order of
             ``imported.features``: ``customer_id``, ``churned`` (0/1), ``p_churn`` (calibrated,
             by the model of the fold that held the customer out) and ``fold``.
+        search: The final model's settings search.
     """
 
     model: ChurnModel
     config: WideTrainingConfig
     feature_columns: tuple[str, ...]
     categorical_columns: tuple[str, ...]
-    excluded_features: tuple[str, ...]
-    leak_reports: tuple[LeakReport, ...]
+    review: LeakReview
     folds: tuple[FoldResult, ...]
     metrics: Mapping[str, float]
     oof: pl.DataFrame
+    search: SearchResult
+
+    @property
+    def excluded_features(self) -> tuple[str, ...]:
+        """Features the leak guard left out (leaks and identifiers not kept)."""
+        return self.review.excluded
+
+    @property
+    def leak_reports(self) -> tuple[LeakReport, ...]:
+        """Reports of the leaks and proxies, most separating first."""
+        return tuple(
+            sorted(
+                (*self.review.leaks, *self.review.proxies),
+                key=lambda r: (-r.separation, r.feature),
+            )
+        )
 
     @property
     def oof_p_churn(self) -> np.ndarray:
@@ -241,8 +238,8 @@ class WideTrainingResult:
 
     @property
     def leak_messages(self) -> tuple[str, ...]:
-        """The leak guard's explanation of every flagged feature."""
-        return tuple(report.message() for report in self.leak_reports)
+        """The leak guard's explanation of every finding."""
+        return tuple(self.review.messages())
 
     def fold_table(self) -> pl.DataFrame:
         """Per-fold metrics as a table: one row per fold, one column per metric."""
@@ -251,9 +248,12 @@ class WideTrainingResult:
                 {
                     _FOLD: fold.fold,
                     "n_test": int(fold.test_rows.size),
+                    "leaves": fold.num_leaves,
+                    "per_leaf": fold.min_child_samples,
                     "n_trees": fold.n_trees,
                     "churn_rate_test": fold.churn_rate_test,
                     **{name: float(getattr(fold.metrics, name)) for name in CV_METRICS},
+                    "plain_roc_auc": fold.plain_roc_auc,
                 }
                 for fold in self.folds
             ]
@@ -270,7 +270,7 @@ def train_wide(
 
     Args:
         imported: The result of :func:`features.wide_import.import_wide_table` (not modified).
-        config: Folds, seeds, shares, hyper-parameters and leak settings;
+        config: Folds, seeds, the settings search and leak settings;
             ``WideTrainingConfig()`` when omitted.
 
     Returns:
@@ -279,7 +279,7 @@ def train_wide(
 
     Raises:
         WideTrainingError: The import has no feature columns or no rows, every feature was
-            excluded, or a class has fewer customers than ``cv_folds``.
+            excluded, or a class has too few customers for the folds.
         ValueError: ``keep_leaky`` names a feature that is not a feature column.
     """
     config = config or WideTrainingConfig()
@@ -288,23 +288,39 @@ def train_wide(
         raise WideTrainingError("the import has no feature columns to train on")
     if frame.height == 0:
         raise WideTrainingError("the import has no rows")
-    y = frame.get_column(LABEL).cast(pl.Int64).to_numpy()
+    y = frame.get_column(LABEL).cast(pl.Float64).to_numpy()
     n_churners = int(y.sum())
     smallest = min(n_churners, y.size - n_churners)
-    if smallest < config.cv_folds:
+    needed = config.cv_folds * config.search.folds
+    if smallest < needed:
         raise WideTrainingError(
             f"{LABEL!r}: {n_churners} churners and {y.size - n_churners} stayers; each class "
-            f"needs at least cv_folds={config.cv_folds} customers"
+            f"needs at least {needed} customers ({config.cv_folds} folds, each searched with "
+            f"{config.search.folds} inner folds)"
         )
 
-    features, categorical, excluded, reports = _guard_features(imported, config)
+    review = review_features(
+        frame,
+        imported.feature_columns,
+        LABEL,
+        exclude_at=config.leak_threshold,
+        warn_at=config.warn_threshold,
+        keep=config.keep_leaky,
+    )
+    features = list(review.kept)
+    if not features:
+        raise WideTrainingError(
+            f"the leak guard excluded every feature ({list(review.excluded)}); list reviewed "
+            "ones in keep_leaky (--keep-feature)"
+        )
+    categorical = [name for name in features if name in imported.categorical_columns]
     logger.info(
         "wide training: %d customers (%.1f%% churn), %d features (%d excluded), %d-fold "
         "stratified random CV (no time dimension: flatters compared with a time split)",
         frame.height,
         100.0 * n_churners / y.size,
         len(features),
-        len(excluded),
+        len(review.excluded),
         config.cv_folds,
     )
 
@@ -320,40 +336,72 @@ def train_wide(
     for number, (train_pos, test_pos) in enumerate(
         splitter.split(np.zeros((ordered.height, 1)), y_ordered)
     ):
-        model, sizes = _fit(ordered, train_pos, y_ordered, features, categorical, config)
-        p_test = model.predict_proba(ordered[test_pos])
+        encoding = FeatureEncoding.fit(ordered[train_pos], features, categorical)
+        x_train = encoding.matrix(ordered[train_pos])
+        x_test = encoding.matrix(ordered[test_pos])
+        model, search = fit_searched_churn_model(
+            x_train, y_ordered[train_pos], encoding, config.search, label=LABEL, explain=False
+        )
+        p_test = model.calibrator.apply(_raw(model, x_test))
+        plain = (
+            float(
+                roc_auc_score(
+                    y_ordered[test_pos],
+                    plain_lightgbm(
+                        x_train,
+                        y_ordered[train_pos],
+                        x_test,
+                        encoding,
+                        seed=config.seed,
+                        num_threads=config.search.num_threads,
+                    ),
+                )
+            )
+            if config.compare_plain
+            else float("nan")
+        )
         test_rows = canonical[test_pos]
         oof_p[test_rows] = p_test
         oof_fold[test_rows] = number
         fold = FoldResult(
             fold=number,
             test_rows=np.sort(test_rows),
-            n_fit=sizes[0],
-            n_early_stopping=sizes[1],
-            n_calibration=sizes[2],
+            n_train=int(train_pos.size),
+            num_leaves=search.chosen.num_leaves,
+            min_child_samples=search.chosen.min_child_samples,
             n_trees=model.booster.num_trees(),
             churn_rate_test=float(y_ordered[test_pos].mean()),
             metrics=churn_metrics(y_ordered[test_pos], p_test),
+            plain_roc_auc=plain,
         )
         logger.info(
-            "fold %d: %d test rows, %d trees, ROC AUC %.4f, log loss %.4f, ECE %.4f",
+            "fold %d: %d test rows, %s, %d trees, ROC AUC %.4f (plain LightGBM %.4f), "
+            "log loss %.4f, ECE %.4f",
             number,
             test_rows.size,
+            search.chosen.label(),
             fold.n_trees,
             fold.metrics.roc_auc,
+            plain,
             fold.metrics.log_loss,
             fold.metrics.calibration_error,
         )
         folds.append(fold)
 
     metrics = _summarise(folds, y, oof_p)
+    review = review.with_cv_auc(metrics["cv_roc_auc_mean"], config.suspicious_auc)
+    metrics |= review.metrics()
     logger.info(
-        "wide training: CV ROC AUC %.4f ± %.4f over %d folds",
+        "wide training: CV ROC AUC %.4f ± %.4f over %d folds (plain LightGBM %.4f)",
         metrics["cv_roc_auc_mean"],
         metrics["cv_roc_auc_std"],
         config.cv_folds,
+        metrics.get("cv_plain_roc_auc_mean", float("nan")),
     )
-    final, _ = _fit(ordered, np.arange(ordered.height), y_ordered, features, categorical, config)
+    encoding = FeatureEncoding.fit(ordered, features, categorical)
+    final, search = fit_searched_churn_model(
+        encoding.matrix(ordered), y_ordered, encoding, config.search, label=LABEL
+    )
     final = replace(final, summary={**final.summary, **metrics})
     oof = pl.DataFrame(
         {
@@ -368,68 +416,62 @@ def train_wide(
         config=config,
         feature_columns=tuple(features),
         categorical_columns=tuple(categorical),
-        excluded_features=tuple(excluded),
-        leak_reports=tuple(reports),
+        review=review,
         folds=tuple(folds),
         metrics=metrics,
         oof=oof,
+        search=search,
     )
 
 
-def _guard_features(
-    imported: WideImport, config: WideTrainingConfig
-) -> tuple[list[str], list[str], list[str], list[LeakReport]]:
-    """(kept features, kept categoricals, excluded features, leak reports)."""
-    reports = find_leaky_features(
-        imported.features, imported.feature_columns, LABEL, threshold=config.leak_threshold
-    )
-    kept, excluded = apply_leak_guard(imported.feature_columns, reports, keep=config.keep_leaky)
-    if not kept:
-        raise WideTrainingError(
-            f"the leak guard excluded every feature ({excluded}); list reviewed ones in keep_leaky"
-        )
-    categorical = [name for name in kept if name in imported.categorical_columns]
-    return kept, categorical, excluded, reports
-
-
-def _fit(
-    frame: pl.DataFrame,
-    rows: np.ndarray,
-    y: np.ndarray,
-    features: Sequence[str],
-    categorical: Sequence[str],
-    config: WideTrainingConfig,
-) -> tuple[ChurnModel, tuple[int, int, int]]:
-    """Split ``rows`` (positions in ``frame``) stratified into fit / early-stopping /
-    calibration parts and train; each part keeps the row order of ``frame``."""
-    rest, calib = train_test_split(
-        rows, test_size=config.calibration_share, stratify=y[rows], random_state=config.seed
-    )
-    fit, valid = train_test_split(
-        rest,
-        test_size=config.early_stopping_share / (1.0 - config.calibration_share),
-        stratify=y[rest],
-        random_state=config.seed,
-    )
-    parts = [np.sort(part) for part in (fit, valid, calib)]
-    model = train_churn_model(
-        frame[parts[0]],
-        frame[parts[1]],
-        frame[parts[2]],
-        feature_columns=features,
-        categorical_columns=categorical,
-        label=LABEL,
-        params=config.params,
-    )
-    return model, (parts[0].size, parts[1].size, parts[2].size)
+def _raw(model: ChurnModel, matrix: np.ndarray) -> np.ndarray:
+    return predict(model.booster, matrix, num_threads=model.params.num_threads, raw_score=True)
 
 
 def _summarise(folds: Sequence[FoldResult], y: np.ndarray, oof_p: np.ndarray) -> dict[str, float]:
-    """``cv_<metric>_mean``/``_std`` over the folds plus the pooled out-of-fold ROC AUC."""
+    """``cv_<metric>_mean``/``_std`` over the folds, the plain reference, the pooled OOF AUC."""
     summary: dict[str, float] = {}
     for name in CV_METRICS:
         values = np.array([float(getattr(fold.metrics, name)) for fold in folds])
         summary[f"cv_{name}_mean"] = float(values.mean())
         summary[f"cv_{name}_std"] = float(values.std())
+    plain = np.array([fold.plain_roc_auc for fold in folds])
+    if np.isfinite(plain).all():
+        ours = np.array([fold.metrics.roc_auc for fold in folds])
+        summary["cv_plain_roc_auc_mean"] = float(plain.mean())
+        summary["cv_plain_roc_auc_std"] = float(plain.std())
+        summary["cv_roc_auc_vs_plain"] = float((ours - plain).mean())
     summary["oof_roc_auc"] = float(roc_auc_score(y, oof_p))
     return summary
+
+
+def evaluate_wide(model: ChurnModel, imported: WideImport) -> dict[str, float]:
+    """A trained wide model's churn metrics on another labelled wide table (e.g. a newer export).
+
+    Args:
+        model: The churn model of a registered wide bundle.
+        imported: The labelled table, imported with the same mapping.
+
+    Returns:
+        :func:`model.metrics.churn_metrics`'s figures plus ``rows`` and ``churn_rate``.
+
+    Raises:
+        WideTrainingError: The table has no labels, a single class or lacks a feature column.
+    """
+    frame = imported.features
+    if LABEL not in frame.columns:
+        raise WideTrainingError("the table has no churn label to evaluate against")
+    missing = [name for name in model.feature_columns if name not in frame.columns]
+    if missing:
+        raise WideTrainingError(
+            f"the table lacks {len(missing)} feature column(s) the model reads: {missing[:10]}"
+        )
+    y = frame.get_column(LABEL).cast(pl.Float64).to_numpy()
+    if np.unique(y).size < 2:
+        raise WideTrainingError(f"{LABEL!r} has a single class in {y.size} rows")
+    metrics = churn_metrics(y, model.predict_proba(frame))
+    return {
+        **{name: float(getattr(metrics, name)) for name in CV_METRICS},
+        "rows": float(y.size),
+        "churn_rate": float(y.mean()),
+    }

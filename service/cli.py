@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -21,6 +22,7 @@ from typing import Annotated
 
 import polars as pl
 import typer
+from rich.markup import escape
 
 from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.report import figures_frame, folder_realism_report
@@ -40,11 +42,23 @@ from experiments.tracked_training import (
 )
 from features.config import FeatureConfig
 from features.loader import LoadResult, Problem, load_tables
+from features.orders_import import (
+    TransactionImportError,
+    import_transactions,
+    read_transaction_log,
+)
 from features.output_schema import validate_feature_table, validate_training_set
 from features.pipeline import build_features, build_training_set
-from features.wide_import import MappingError, WideImportError
+from features.table_import import (
+    TableMappingError,
+    import_table,
+    load_table_mapping,
+    read_export,
+)
+from features.wide_import import MappingError, WideImportError, import_wide_table, load_mapping
 from model.bundle import BundleError, ModelBundle
-from model.policy import PolicyError, load_policy
+from model.decision_inputs import DecisionInputError
+from model.policy import PolicyError, check_horizon, load_policy
 from model.registry import (
     CHALLENGER,
     CHAMPION,
@@ -56,7 +70,7 @@ from model.registry import (
 )
 from model.registry import promote as registry_promote
 from model.training import TrainingConfig, TrainingError, evaluate_bundle
-from model.wide_training import WideTrainingConfig, WideTrainingError
+from model.wide_training import WideTrainingConfig, WideTrainingError, evaluate_wide
 from service.api.keys import KeyScope, new_api_key
 from service.api.main import run as api_run
 from service.console import frame_table, make_console, progress
@@ -69,6 +83,7 @@ from service.jobs.score import (
     run_score_job,
     summary_path,
 )
+from service.jobs.score_table import TableScoreJob, run_table_score_job, table_summary_path
 
 EXIT_OK, EXIT_INVALID_DATA, EXIT_USAGE, EXIT_WITH_REJECTS, EXIT_NOT_PUBLISHED = 0, 1, 2, 3, 4
 
@@ -202,6 +217,118 @@ def features(
         raise typer.Exit(EXIT_WITH_REJECTS)
 
 
+def _import_transactions_to(
+    file: Path,
+    customer_column: str,
+    date_column: str,
+    amount_column: str,
+    out: Path | None,
+) -> Path:
+    """Write a transaction log's five contract tables as Parquet; returns the folder."""
+    if not file.is_file():
+        raise _fail(f"{file} is not a file")
+    try:
+        log, columns = read_transaction_log(
+            file, customer_col=customer_column, date_col=date_column, amount_col=amount_column
+        )
+        tables = import_transactions(log, merge_same_day=True, **columns)  # type: ignore[arg-type]
+    except TransactionImportError as error:
+        raise _fail(str(error), EXIT_INVALID_DATA) from None
+    folder = out or Path(tempfile.mkdtemp(prefix="keepwise-transactions-"))
+    for name, frame in tables.items():
+        write_parquet_atomically(frame.collect(), folder / f"{name}.parquet")
+    errors.print(
+        f"{file.name}: {log.height:,} transactions of "
+        f"{tables['customers'].select(pl.len()).collect().item():,} customers "
+        f"({'CDNOW layout' if columns['customer_col'] == 'master_id' else 'CSV'}), same-day "
+        f"purchases merged; contract tables in {folder}",
+        highlight=False,
+    )
+    return folder
+
+
+@app.command("import-transactions")
+def import_transactions_command(
+    file: Annotated[
+        Path,
+        typer.Option(
+            "--file",
+            help="Transaction log: CDNOW (sample or master layout) or a CSV with customer, "
+            "date and amount columns.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to write the five contract tables to.")],
+    customer_column: Annotated[str, typer.Option(help="Customer column of a CSV.")] = (
+        "customer_id"
+    ),
+    date_column: Annotated[str, typer.Option(help="Date column of a CSV.")] = "date",
+    amount_column: Annotated[str, typer.Option(help="Amount column of a CSV.")] = "amount",
+) -> None:
+    """Turn a transaction log into an export folder (customers, orders, empty side tables).
+
+    The folder can then be scored (keepwise score --data) or validated; customers never end
+    in a log, so churn there means "no order within the horizon" (non-contractual).
+    """
+    _import_transactions_to(file, customer_column, date_column, amount_column, out)
+
+
+@app.command("import-table")
+def import_table_command(
+    file: Annotated[Path, typer.Option("--file", help="The export: .csv, .xlsx or .parquet.")],
+    mapping: Annotated[
+        Path,
+        typer.Option(help="TOML table mapping (see mappings/comcast_complaints.toml)."),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Where to write the contract table: <table>.parquet or <table>.csv in an "
+            "export folder."
+        ),
+    ],
+) -> None:
+    """Import an export into one contract table through a mapping; bad rows kept aside.
+
+    Writes OUT (valid rows, typed per contract) and, when rows were rejected, OUT's rejects
+    folder <stem>.rejects/<table>.parquet with the original values and the reason for each.
+    Exit 0 ok, 1 the export cannot be used (nothing written), 2 usage, 3 written with rejects.
+    """
+    for path in (file, mapping):
+        if not path.is_file():
+            raise _fail(f"{path} is not a file")
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise _fail(f"--out {out}: use .parquet or .csv")
+    try:
+        table_mapping = load_table_mapping(mapping)
+        export, unit, first = read_export(file)
+        imported = import_table(export, table_mapping, unit=unit, first=first)
+    except TableMappingError as error:
+        raise _fail(str(error), EXIT_INVALID_DATA) from None
+    if imported.problems:
+        _print_problems(imported.problems)
+    if any(p.fatal for p in imported.problems) or imported.table.height == 0:
+        raise _fail(
+            f"cannot import {file.name}: no usable {table_mapping.table} rows; nothing written",
+            EXIT_INVALID_DATA,
+        )
+    for assumption in imported.assumptions:
+        errors.print(f"[bold yellow]assumed:[/] {escape(assumption)}", highlight=False)
+    if out.suffix.lower() == ".csv":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        imported.table.write_csv(out)
+    else:
+        write_parquet_atomically(imported.table, out)
+    console.print(
+        f"wrote {imported.table.height:,} {table_mapping.table} rows to {out} "
+        f"({imported.rejects.height:,} rejected)"
+    )
+    if imported.rejects.height:
+        rejects = out.with_name(out.stem + ".rejects") / f"{table_mapping.table}.parquet"
+        write_parquet_atomically(imported.rejects, rejects)
+        errors.print(f"rejected rows and the reason for each: {rejects}")
+        raise typer.Exit(EXIT_WITH_REJECTS)
+
+
 def _parse_date(option: str, value: str) -> date:
     try:
         return date.fromisoformat(value)
@@ -214,6 +341,14 @@ TrackingUri = Annotated[
     str | None,
     typer.Option(
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)."
+    ),
+]
+ModelName = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="Registered model name (keepwise for --data training, keepwise-<mapping> for "
+        "--table).",
     ),
 ]
 
@@ -245,6 +380,27 @@ def train(
         list[str] | None,
         typer.Option(help="Keep this feature even if the leak guard flags it (repeatable)."),
     ] = None,
+    transactions: Annotated[
+        Path | None,
+        typer.Option(
+            help="A transaction log instead of --data: CDNOW (either layout) or a CSV with "
+            "customer, date and amount columns (see --customer-column ...)."
+        ),
+    ] = None,
+    customer_column: Annotated[
+        str, typer.Option(help="Customer column of a --transactions CSV.")
+    ] = "customer_id",
+    date_column: Annotated[str, typer.Option(help="Date column of a --transactions CSV.")] = "date",
+    amount_column: Annotated[
+        str, typer.Option(help="Amount column of a --transactions CSV.")
+    ] = "amount",
+    churn_definition: Annotated[
+        ChurnDefinition | None,
+        typer.Option(
+            help="contractual: churn = end_date; non_contractual: no order within the horizon. "
+            "Default: contractual for --data, non_contractual for --transactions."
+        ),
+    ] = None,
     tracking_uri: TrackingUri = None,
     as_json: Annotated[
         bool,
@@ -255,9 +411,13 @@ def train(
 ) -> None:
     """Train churn, value and offer models, log the run to MLflow, register a challenger."""
     say = errors.print if as_json else console.print
-    if table is not None or mapping is not None:
-        if data is not None or table is None or mapping is None:
-            raise _fail("give either --data DIR, or --table FILE with --mapping FILE.toml")
+    if sum(x is not None for x in (data, table, transactions)) > 1 or (
+        (table is None) != (mapping is None)
+    ):
+        raise _fail(
+            "give one of --data DIR, --transactions FILE, or --table FILE with --mapping FILE.toml"
+        )
+    if table is not None and mapping is not None:
         _train_wide(
             table,
             mapping,
@@ -270,8 +430,49 @@ def train(
             say,
         )
         return
+    try:
+        check_horizon(load_policy(policy), horizon_days)
+    except PolicyError as error:
+        raise _fail(str(error)) from None
+    definition = churn_definition or (
+        ChurnDefinition.non_contractual if transactions is not None else ChurnDefinition.contractual
+    )
+    if transactions is not None:
+        with tempfile.TemporaryDirectory(prefix="keepwise-transactions-") as scratch:
+            folder = _import_transactions_to(
+                transactions, customer_column, date_column, amount_column, Path(scratch)
+            )
+            _train_folder(
+                folder,
+                policy,
+                horizon_days,
+                keep_feature,
+                definition,
+                model_name,
+                tracking_uri,
+                as_json,
+            )
+        return
     if data is None:
-        raise _fail("give --data DIR (CRM tables), or --table FILE with --mapping FILE.toml")
+        raise _fail(
+            "give --data DIR (CRM tables), --transactions FILE, or --table FILE with --mapping "
+            "FILE.toml"
+        )
+    _train_folder(
+        data, policy, horizon_days, keep_feature, definition, model_name, tracking_uri, as_json
+    )
+
+
+def _train_folder(
+    data: Path,
+    policy: Path,
+    horizon_days: int,
+    keep_feature: list[str] | None,
+    definition: ChurnDefinition,
+    model_name: str | None,
+    tracking_uri: str | None,
+    as_json: bool,
+) -> None:
     if not data.is_dir():
         raise _fail(f"--data {data} is not a folder")
     result = load_tables(data)
@@ -285,9 +486,13 @@ def train(
     try:
         summary, _ = run_tracked_training(
             result.tables,
-            settings=MlflowSettings(tracking_uri=tracking_uri),
+            settings=MlflowSettings(tracking_uri=tracking_uri, model_name=model_name or "keepwise"),
             policy_path=policy,
-            config=TrainingConfig(horizon_days=horizon_days, keep_leaky=tuple(keep_feature or ())),
+            config=TrainingConfig(
+                horizon_days=horizon_days,
+                keep_leaky=tuple(keep_feature or ()),
+                features=FeatureConfig(churn_definition=definition.value),
+            ),
             manifest_export=read_manifest(data)["export_date"] if manifest.exists() else None,
             truth_monthly=truth,
             truth_customers=truth_customers,
@@ -304,6 +509,8 @@ def train(
 
 
 def _report_run(summary: RunSummary, as_json: bool) -> None:
+    for message in summary.warnings:
+        errors.print(f"[bold yellow]leak guard:[/] {escape(message)}", highlight=False)
     if as_json:
         print(
             json.dumps(
@@ -313,6 +520,10 @@ def _report_run(summary: RunSummary, as_json: bool) -> None:
                     "model_version": summary.model_version,
                     "aliases": list(summary.aliases),
                     "metrics": summary.metrics,
+                    "excluded_features": list(summary.excluded_features),
+                    "leak_guard": summary.leak_guard,
+                    "warnings": list(summary.warnings),
+                    "assumptions": list(summary.assumptions),
                 },
                 sort_keys=True,
             )
@@ -345,25 +556,27 @@ def _train_wide(
         raise _fail(str(error), EXIT_INVALID_DATA) from None
     for problem in problems:
         errors.print(f"[yellow]data:[/] {problem}")
-    for message in result.leak_messages:
-        errors.print(f"[bold yellow]leak guard:[/] {message}")
+    for assumption in summary.assumptions:
+        errors.print(f"[bold yellow]assumed:[/] {escape(assumption)}", highlight=False)
     if as_json:
         _report_run(summary, True)
         return
-    folds = result.fold_table() if hasattr(result, "fold_table") else None
-    if folds is not None:
-        console.print(
-            frame_table(
-                folds,
-                title=f"{cv}-fold stratified cross-validation",
-                formats={c: ".3f" for c, t in folds.schema.items() if t.is_float()},
-            )
+    for message in summary.warnings:
+        errors.print(f"[bold yellow]leak guard:[/] {escape(message)}", highlight=False)
+    folds = result.fold_table()
+    console.print(
+        frame_table(
+            folds,
+            title=f"{cv}-fold stratified cross-validation",
+            formats={c: ".3f" for c, t in folds.schema.items() if t.is_float()},
         )
+    )
     m = summary.metrics
     console.print(
         f"run {summary.run_id}: registered {summary.model_name} version "
         f"{summary.model_version} as {', '.join(summary.aliases)}; "
-        f"CV ROC AUC {m['cv_roc_auc_mean']:.3f} ± {m['cv_roc_auc_std']:.3f}, "
+        f"CV ROC AUC {m['cv_roc_auc_mean']:.3f} ± {m['cv_roc_auc_std']:.3f} "
+        f"(plain LightGBM on the same folds {m.get('cv_plain_roc_auc_mean', float('nan')):.3f}), "
         f"Brier {m['cv_brier_mean']:.3f}, EMPC {m['cv_empc_mean']:.2f}"
     )
 
@@ -374,11 +587,18 @@ def promote(
         bool,
         typer.Option(help="Promote even if the challenger is worse on the holdout profit metric."),
     ] = False,
+    model: ModelName = "keepwise",
     tracking_uri: TrackingUri = None,
 ) -> None:
-    """Move the alias champion to the challenger if it is not worse on holdout profit (EMPC)."""
+    """Move the alias champion to the challenger if it is not worse on holdout profit (EMPC).
+
+    A challenger trained with a label leak kept on request (--keep-feature) is refused unless
+    --force.
+    """
     try:
-        outcome = registry_promote(MlflowSettings(tracking_uri=tracking_uri), force=force)
+        outcome = registry_promote(
+            MlflowSettings(tracking_uri=tracking_uri, model_name=model), force=force
+        )
     except RegistryError as error:
         raise _fail(str(error), EXIT_INVALID_DATA) from None
     verb = "promoted" if outcome.promoted else "not promoted"
@@ -389,20 +609,37 @@ def promote(
 
 @app.command()
 def evaluate(
-    data: Annotated[Path, typer.Option(help="Folder of CRM tables to evaluate on.")],
+    data: Annotated[Path | None, typer.Option(help="Folder of CRM tables to evaluate on.")] = None,
+    table: Annotated[
+        Path | None,
+        typer.Option(
+            help="A labelled wide table instead of --data (a --table model); needs --mapping."
+        ),
+    ] = None,
+    mapping: Annotated[Path | None, typer.Option(help="TOML mapping of the --table.")] = None,
     alias: Annotated[str, typer.Option(help="Registry alias to evaluate.")] = CHAMPION,
     policy: Annotated[Path, typer.Option(help="Decision policy (TOML).")] = DEFAULT_POLICY,
     horizon_days: Annotated[int, typer.Option(min=30, help="Churn and value horizon.")] = 365,
+    model: ModelName = "keepwise",
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Score a registered model on a folder's latest fully labelled snapshot (e.g. newer data)."""
+    if table is not None or mapping is not None:
+        if data is not None or table is None or mapping is None:
+            raise _fail("give either --data DIR, or --table FILE with --mapping FILE.toml")
+        _evaluate_table(
+            table, mapping, MlflowSettings(tracking_uri=tracking_uri, model_name=model), alias
+        )
+        return
+    if data is None:
+        raise _fail("give --data DIR, or --table FILE with --mapping FILE.toml")
     if not data.is_dir():
         raise _fail(f"--data {data} is not a folder")
     result = load_tables(data)
     if any(p.fatal for p in result.problems):
         _print_validation(result, data)
         raise _fail("cannot evaluate: a table is unusable (see above)", EXIT_INVALID_DATA)
-    settings = MlflowSettings(tracking_uri=tracking_uri)
+    settings = MlflowSettings(tracking_uri=tracking_uri, model_name=model)
     manifest = data / MANIFEST
     try:
         bundle_dir, version = download_bundle(settings, alias)
@@ -432,10 +669,33 @@ def evaluate(
     )
 
 
+def _evaluate_table(table: Path, mapping: Path, settings: MlflowSettings, alias: str) -> None:
+    for path in (table, mapping):
+        if not path.is_file():
+            raise _fail(f"{path} is not a file")
+    try:
+        bundle_dir, version = download_bundle(settings, alias)
+        bundle = ModelBundle.load(bundle_dir)
+        imported = import_wide_table(table, load_mapping(mapping))
+        metrics = evaluate_wide(bundle.churn, imported)
+    except (RegistryError, BundleError, MappingError, WideImportError, WideTrainingError) as error:
+        raise _fail(str(error), EXIT_INVALID_DATA) from None
+    frame = pl.DataFrame(
+        {"metric": sorted(metrics), "value": [metrics[name] for name in sorted(metrics)]}
+    )
+    console.print(
+        frame_table(
+            frame,
+            title=f"{settings.model_name}@{alias} (version {version}) on {table.name}",
+            formats={"value": ",.4f"},
+        )
+    )
+
+
 @app.command()
-def models(tracking_uri: TrackingUri = None) -> None:
+def models(model: ModelName = "keepwise", tracking_uri: TrackingUri = None) -> None:
     """Show the champion and challenger versions and their holdout metrics side by side."""
-    settings = MlflowSettings(tracking_uri=tracking_uri)
+    settings = MlflowSettings(tracking_uri=tracking_uri, model_name=model)
     try:
         versions = {alias: version_for_alias(settings, alias) for alias in (CHAMPION, CHALLENGER)}
     except Exception as error:  # noqa: BLE001 - any store failure is reported, not raised
@@ -446,7 +706,8 @@ def models(tracking_uri: TrackingUri = None) -> None:
     found = {alias: v for alias, v in versions.items() if v is not None}
     if not found:
         raise _fail(
-            f"no champion or challenger in {settings.resolved_uri()}; run `keepwise train` first",
+            f"no champion or challenger of model {model!r} in {settings.resolved_uri()}; run "
+            "`keepwise train` first (a --table model is named keepwise-<mapping>: pass --model)",
             EXIT_INVALID_DATA,
         )
     metrics = {alias: version_metrics(settings, v) for alias, v in found.items()}
@@ -460,7 +721,9 @@ def models(tracking_uri: TrackingUri = None) -> None:
             },
         }
     )
-    console.print(frame_table(table, title=f"Registered models in {settings.resolved_uri()}"))
+    console.print(
+        frame_table(table, title=f"Registered model {model!r} in {settings.resolved_uri()}")
+    )
 
 
 def _print_training_summary(summary: RunSummary) -> None:
@@ -684,7 +947,6 @@ def _model_reference(value: str) -> tuple[str, str]:
 
 @app.command()
 def score(
-    data: Annotated[Path, typer.Option(help="Export folder: <table>.parquet or <table>.csv each.")],
     out: Annotated[
         Path,
         typer.Option(
@@ -692,6 +954,9 @@ def score(
             "(lists and structs as JSON text)."
         ),
     ],
+    data: Annotated[
+        Path | None, typer.Option(help="Export folder: <table>.parquet or <table>.csv each.")
+    ] = None,
     as_of: Annotated[
         str | None,
         typer.Option(
@@ -753,6 +1018,16 @@ def score(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the run summary as JSON instead of tables.")
     ] = False,
+    table: Annotated[
+        Path | None,
+        typer.Option(
+            help="A wide table (one row per customer) instead of --data; needs --mapping and "
+            "a model trained with --table (--model keepwise-<mapping>@champion)."
+        ),
+    ] = None,
+    mapping: Annotated[
+        Path | None, typer.Option(help="TOML mapping of the --table (see mappings/telco.toml).")
+    ] = None,
 ) -> None:
     """Score every active customer of an export: validate, features, score, decide, write.
 
@@ -762,6 +1037,13 @@ def score(
     2 usage, 3 written but rows were rejected, 4 written but not published or recorded.
     """
     snapshot = _parse_date("--as-of", as_of) if as_of is not None else None
+    if table is not None or mapping is not None:
+        if data is not None or table is None or mapping is None:
+            raise _fail("give either --data DIR, or --table FILE with --mapping FILE.toml")
+        _score_table(table, mapping, out, snapshot, model, policy, drivers, tracking_uri, as_json)
+        return
+    if data is None:
+        raise _fail("give --data DIR (an export folder), or --table FILE with --mapping FILE.toml")
     if not data.is_dir():
         raise _fail(f"--data {data} is not a folder")
     try:
@@ -776,6 +1058,7 @@ def score(
         decision_policy = load_policy(policy)
         bundle_dir, version = download_bundle(settings, alias)
         bundle = ModelBundle.load(bundle_dir)
+        check_horizon(decision_policy, bundle.horizon_days)
     except (RegistryError, PolicyError, BundleError) as error:
         raise _fail(str(error)) from None
     job = ScoreJob(
@@ -801,6 +1084,66 @@ def score(
             except ScoreJobError as error:
                 raise _fail(str(error)) from None
     _report_scoring(result, as_json)
+
+
+def _score_table(
+    table: Path,
+    mapping: Path,
+    out: Path,
+    snapshot: date | None,
+    model: str,
+    policy: Path,
+    drivers: int,
+    tracking_uri: str | None,
+    as_json: bool,
+) -> None:
+    for path in (table, mapping):
+        if not path.is_file():
+            raise _fail(f"{path} is not a file")
+    try:
+        check_output_path(out)
+    except OutputError as error:
+        raise _fail(str(error)) from None
+    name, alias = _model_reference(model)
+    settings = MlflowSettings(tracking_uri=tracking_uri, model_name=name)
+    try:
+        decision_policy = load_policy(policy)
+        bundle_dir, version = download_bundle(settings, alias)
+        bundle = ModelBundle.load(bundle_dir)
+        check_horizon(decision_policy, bundle.horizon_days)
+    except (RegistryError, PolicyError, BundleError) as error:
+        raise _fail(str(error)) from None
+    job = TableScoreJob(
+        table=table,
+        mapping=mapping,
+        out=out,
+        bundle=bundle,
+        model_version=str(version),
+        policy=decision_policy,
+        as_of=snapshot or date.today(),
+        drivers=drivers,
+    )
+    try:
+        result = run_table_score_job(job)
+    except (MappingError, WideImportError, BundleError, DecisionInputError) as error:
+        raise _fail(
+            f"cannot score {table.name}: {error}; nothing written", EXIT_INVALID_DATA
+        ) from None
+    for problem in result.problems:
+        errors.print(f"[yellow]data:[/] {escape(problem)}", highlight=False)
+    for assumption in result.summary["assumptions"]:
+        errors.print(f"[bold yellow]assumed:[/] {escape(assumption)}", highlight=False)
+    summary = result.summary
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    console.print(
+        f"scored {summary['customers']:,} customers of {table.name} as of {summary['as_of']} "
+        f"with {name} version {summary['model_version']} and policy "
+        f"{summary['policy_version']}: "
+        + ", ".join(f"{action} {n:,}" for action, n in summary["actions"].items())
+    )
+    console.print(f"wrote {out} and {table_summary_path(out).name}")
 
 
 def _score_on_spark(job: ScoreJob, cores: int) -> ScoreResult:
@@ -923,6 +1266,14 @@ def serve(
         ),
     ] = None,
     tracking_uri: TrackingUri = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Registered model as NAME@ALIAS (default: $KEEPWISE_MODEL_NAME@"
+            "$KEEPWISE_MODEL_ALIAS, else keepwise@champion). The API takes the CRM pipeline's "
+            "feature rows: a --table model is scored with keepwise score --table."
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs) with the champion model from MLflow.
 
@@ -934,6 +1285,9 @@ def serve(
         os.environ["KEEPWISE_API_KEYS_FILE"] = str(keys_file)
     if tracking_uri is not None:
         os.environ["KEEPWISE_MLFLOW_TRACKING_URI"] = tracking_uri
+    if model is not None:
+        name, alias = _model_reference(model)
+        os.environ["KEEPWISE_MODEL_NAME"], os.environ["KEEPWISE_MODEL_ALIAS"] = name, alias
     api_run(host=host, port=port)
 
 

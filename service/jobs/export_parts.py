@@ -35,7 +35,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from features.contract import TABLES
-from features.loader import Problem, TablePart, read_as
+from features.loader import Problem, TablePart, ambiguous_table_files, read_as, truncated_csv_row
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +200,8 @@ class ExportFolder:
 
 def _source(folder: Path, name: str) -> _Source | Problem:
     parquet, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
+    if (finding := ambiguous_table_files(folder, name)) is not None:
+        return _fatal(name, finding)
     try:
         if parquet.is_file():
             metadata = pq.read_metadata(parquet)
@@ -209,6 +211,8 @@ def _source(folder: Path, name: str) -> _Source | Problem:
             if csv.stat().st_size == 0:
                 return _fatal(name, f"{csv.name} is empty")
             schema = pl.scan_csv(csv, infer_schema=False).collect_schema()
+            if (finding := truncated_csv_row(csv, len(schema))) is not None:
+                return _fatal(name, finding)
             rows = max(1, csv.stat().st_size // _CSV_BYTES_PER_ROW)
             found = _Source(name, csv, "csv", schema, rows)
         else:

@@ -165,3 +165,34 @@ def test_keepwise_beats_the_naive_rate_per_customer(report: CdnowReport) -> None
     assert keepwise.transactions_mae < naive.transactions_mae
     assert keepwise.transactions_rmse < naive.transactions_rmse
     assert keepwise.spend_mae < naive.spend_mae
+
+
+@pytest.mark.slow
+def test_the_master_layout_with_zero_dollar_repeats_is_evaluated(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    """The full master file has a header, four columns and $0 repeat purchases."""
+    from features.orders_import import read_cdnow
+
+    path = shared_data / "cdnow" / "CDNOW_sample.txt"
+    if not path.is_file():
+        pytest.skip(f"CDNOW sample not found at {path}; set KEEPWISE_SHARED_DATA")
+    sample = read_cdnow(path)
+    repeaters = sample.group_by("master_id").len().filter(pl.col("len") > 1)
+    zeroed = repeaters.get_column("master_id").sort()[0]
+    rows = sample.with_columns(
+        pl.when(pl.col("master_id") == zeroed).then(0.0).otherwise(pl.col("amount")).alias("amount")
+    )
+    master = tmp_path / "CDNOW_master.txt"
+    master.write_text(
+        "customer_id date number_of_cds dollar_value\n"
+        + "\n".join(
+            f"{m} {d.strftime('%Y%m%d')} {q} {a:.2f}"
+            for m, d, q, a in rows.select("master_id", "date", "quantity", "amount").iter_rows()
+        )
+        + "\n"
+    )
+    report = evaluate_cdnow(master, seed=0)
+    assert report.n_customers == 2_357
+    assert report.holdout_repeat_transactions == PUBLISHED_HOLDOUT_REPEATS
+    assert set(report.forecasts) == {"keepwise", "bg_nbd", "naive"}

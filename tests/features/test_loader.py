@@ -136,24 +136,79 @@ def test_valid_parquet_folder_loads_with_contract_dtypes(tmp_path: Path) -> None
         assert frame.equals(_collect(expected, name)), name
 
 
-def test_parquet_is_preferred_over_csv(tmp_path: Path) -> None:
-    _world(tmp_path, orders="order_id\nbroken\n")
-    good = pl.DataFrame(
-        {
-            "order_id": ["P1"],
-            "customer_id": ["C1"],
-            "order_date": [dt.date(2024, 3, 1)],
-            "revenue": [1.0],
-            "cost_of_goods": [0.5],
-            "discount": [0.0],
-        }
-    )
-    good.write_parquet(tmp_path / "orders.parquet")
+def test_csv_next_to_parquet_is_an_error_naming_both(tmp_path: Path) -> None:
+    _world(tmp_path)
+    pl.read_csv(tmp_path / "orders.csv").write_parquet(tmp_path / "orders.parquet")
 
     result = load_tables(tmp_path)
 
+    fatal = [p for p in result.problems if p.fatal]
+    assert [(p.table, p.fatal) for p in fatal] == [("orders", True)]
+    assert "both orders.csv and orders.parquet are in" in str(fatal[0])
+    assert "orders" not in result.tables
+
+
+def test_a_csv_cut_in_the_middle_of_its_last_row_is_unusable(tmp_path: Path) -> None:
+    _world(tmp_path)
+    orders = tmp_path / "orders.csv"
+    orders.write_text(orders.read_text().rstrip("\n") + "\nO4,C1,2024-01-0", encoding="utf-8")
+
+    result = load_tables(tmp_path)
+
+    problem = _only(result)
+    assert problem.fatal and problem.table == "orders"
+    assert str(problem).startswith(
+        "orders: orders.csv ends in the middle of a row: line 5 has 3 of 6 fields"
+    )
+    # a complete last row without a line end is fine
+    orders.write_text(orders.read_text() + "1,10,5,0", encoding="utf-8")
+    assert load_tables(tmp_path).problems == []
+
+
+def test_a_table_whose_every_row_is_rejected_is_unusable(tmp_path: Path) -> None:
+    customers = CUSTOMERS.replace("enterprise", "giant").replace("small_business", "tiny")
+
+    result = load_tables(_world(tmp_path, customers=customers))
+
+    fatal = {p.table: str(p) for p in result.problems if p.fatal}
+    # every customer rejected: so is every row that references them
+    assert set(fatal) == {"customers", "orders", "payments", "complaints", "offers"}
+    assert "every one of its 2 rows was rejected" in fatal["customers"]
+    # an empty table is not rejected: it is just empty
+    empty = load_tables(_world(tmp_path, customers=CUSTOMERS, offers=OFFERS.splitlines()[0]))
+    assert not any(p.fatal for p in empty.problems)
+
+
+def test_enumerations_and_categories_ignore_case_and_spacing(tmp_path: Path) -> None:
+    complaints = COMPLAINTS.replace(",web,outage,major,", ",Web,Network Outage,Major,").replace(
+        ",phone,billing_error,minor,", ",PHONE,billing-error,Near miss,"
+    )
+    customers = CUSTOMERS.replace(",small_business,", ",Small Business,")
+
+    result = load_tables(_world(tmp_path, complaints=complaints, customers=customers))
+
     assert result.problems == []
-    assert _collect(result, "orders").get_column("order_id").to_list() == ["P1"]
+    loaded = _collect(result, "complaints")
+    assert loaded.get_column("channel").to_list() == ["phone", "web"]
+    assert loaded.get_column("severity").to_list() == ["near_miss", "major"]
+    # the category is an open set, written as an identifier
+    assert loaded.get_column("category").to_list() == ["billing_error", "network_outage"]
+    assert _collect(result, "customers").get_column("segment").to_list()[1] == "small_business"
+
+
+def test_date_times_are_accepted_where_a_date_is(tmp_path: Path) -> None:
+    offers = OFFERS.replace("F1,C1,2024-02-02,", "F1,C1,2024-02-02T15:45:10,").replace(
+        ",2024-02-03\n", ",2024-02-03 09:00\n", 1
+    )
+    orders = ORDERS.replace("O1,C1,2024-01-01,", "O1,C1,2024-01-01 23:59,")
+
+    result = load_tables(_world(tmp_path, offers=offers, orders=orders))
+
+    assert result.problems == []
+    loaded = _collect(result, "offers")
+    assert loaded.get_column("offered_at").to_list()[0] == dt.date(2024, 2, 2)
+    assert loaded.get_column("responded_at").to_list()[0] == dt.date(2024, 2, 3)
+    assert _collect(result, "orders").get_column("order_date").to_list()[0] == dt.date(2024, 1, 1)
 
 
 def test_optional_columns_may_be_absent_or_present(tmp_path: Path) -> None:

@@ -18,7 +18,10 @@ from features.orders_import import (
     SEGMENT,
     TransactionImportError,
     import_transactions,
+    is_cdnow_layout,
     read_cdnow,
+    read_transaction_csv,
+    read_transaction_log,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -219,3 +222,54 @@ def test_cost_rate_outside_unit_interval_is_rejected() -> None:
         import_transactions(
             _tiny(), customer_col="cust", date_col="day", amount_col="value", cost_rate=1.5
         )
+
+
+# --- both CDNOW layouts and a generic CSV ------------------------------------------------------
+
+
+def test_the_master_layout_reads_like_the_sample(tmp_path: Path, cdnow: pl.DataFrame) -> None:
+    """The full master file: a header line and four columns (no sample id)."""
+    rows = cdnow.head(200)
+    master = tmp_path / "CDNOW_master.txt"
+    lines = [
+        f"{m} {d.strftime('%Y%m%d')} {q:>3} {a:8.2f}"
+        for m, d, q, a in rows.select("master_id", "date", "quantity", "amount").iter_rows()
+    ]
+    master.write_text("customer_id date number_of_cds dollar_value\n" + "\n".join(lines) + "\n")
+    assert is_cdnow_layout(master)
+    assert is_cdnow_layout(_shared_data() / "cdnow" / "CDNOW_sample.txt")
+    read = read_cdnow(master)
+    assert read.get_column("sample_id").null_count() == 200
+    assert read.drop("sample_id").equals(rows.drop("sample_id"))
+    log, columns = read_transaction_log(master)
+    assert columns["customer_col"] == "master_id" and log.height == 200
+
+
+def test_a_generic_transaction_csv_is_read_with_named_columns(tmp_path: Path) -> None:
+    path = tmp_path / "sales.csv"
+    path.write_text(
+        "client,when,value,items\nA,2024-01-05,10.5,1\nB,20240106,3,2\nA,2024-02-01T10:00:00,7,1\n"
+    )
+    assert not is_cdnow_layout(path)
+    log, columns = read_transaction_log(
+        path, customer_col="client", date_col="when", amount_col="value"
+    )
+    assert log.get_column("when").to_list() == [
+        dt.date(2024, 1, 5),
+        dt.date(2024, 1, 6),
+        dt.date(2024, 2, 1),
+    ]
+    tables = import_transactions(log, **columns)  # type: ignore[arg-type]
+    orders = tables["orders"].collect()
+    assert orders.height == 3 and orders.get_column("revenue").sum() == 20.5
+
+
+def test_a_generic_csv_names_bad_dates_and_missing_columns(tmp_path: Path) -> None:
+    path = tmp_path / "sales.csv"
+    path.write_text("customer_id,date,amount\nA,2024-01-05,1\nB,05/01/2024,2\n")
+    with pytest.raises(
+        TransactionImportError, match=r"'date': 1 value\(s\) are not a date: line 3"
+    ):
+        read_transaction_csv(path)
+    with pytest.raises(TransactionImportError, match=r"\['spend'\] not found"):
+        read_transaction_csv(path, amount_col="spend")

@@ -137,7 +137,8 @@ def test_telco_revenue_margin_and_feature_columns(telco: WideImport) -> None:
 def test_shipped_mapping_loads() -> None:
     mapping = load_mapping(TELCO_MAPPING)
     assert mapping.id == "customerID"
-    assert (mapping.label, mapping.positive, mapping.negative) == ("Churn", ("Yes",), ("No",))
+    # label values are compared ignoring case
+    assert (mapping.label, mapping.positive, mapping.negative) == ("Churn", ("yes",), ("no",))
     assert mapping.revenue == "MonthlyCharges"
     assert mapping.margin_rate == 0.30
     assert mapping.cost is None
@@ -171,7 +172,16 @@ def test_top_level_key_after_a_table_gets_a_hint(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (MINIMAL_TOML.replace('id = "id"\n', ""), "missing required key id"),
+        (MINIMAL_TOML.replace('revenue = "fee"\n', ""), "give revenue .* or assumed_monthly"),
+        (
+            MINIMAL_TOML.replace("margin_rate = 0.25", "assumed_monthly_revenue = 30.0"),
+            "exactly one",
+        ),
+        (
+            MINIMAL_TOML.replace('revenue = "fee"', "assumed_monthly_revenue = -1"),
+            "assumed_monthly_revenue: -1.0 is not a number > 0",
+        ),
+        (MINIMAL_TOML.replace('negative = "no"', 'negative = "YES"'), "ignoring case"),
         ('cost = "fee2"\n' + MINIMAL_TOML, "either cost .* or margin_rate"),
         (MINIMAL_TOML.replace("0.25", "1.5"), r"margin_rate: 1.5 is not in \(0, 1\]"),
         (MINIMAL_TOML.replace('negative = "no"', 'negative = "yes"'), "both positive and"),
@@ -304,3 +314,112 @@ def test_identifier_like_text_column_is_reported(tmp_path: Path) -> None:
     result = import_wide_table(_csv(tmp_path, csv), _mapping(tmp_path, MINIMAL_TOML))
     assert any(p.startswith("plan: 30 distinct values in 30 rows") for p in result.problems)
     assert "visits: a single value in every row; carries no information" in result.problems
+
+
+# --- friendlier mappings -----------------------------------------------------------------------
+
+
+def test_label_values_and_booleans_match_whatever_their_case(tmp_path: Path) -> None:
+    csv = "id,left,fee,member\na1,False,10,TRUE\na2,True,20,no\na3,FALSE,15,Yes\n"
+    toml = MINIMAL_TOML.replace('positive = "yes"', "positive = true").replace(
+        'negative = "no"', "negative = false"
+    )
+    toml += '\n[columns.member]\ndtype = "boolean"\n'
+    result = import_wide_table(_csv(tmp_path, csv), _mapping(tmp_path, toml))
+    assert result.features.get_column("churned").to_list() == [0, 1, 0]
+    assert result.features.get_column("member").to_list() == [True, False, True]
+
+
+def test_a_file_without_an_id_gets_row_numbers_said_loudly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    csv = "left,fee,plan\nno,10,a\nyes,20,b\nno,15,a\n"
+    with caplog.at_level("WARNING", logger="features.wide_import"):
+        result = import_wide_table(
+            _csv(tmp_path, csv), _mapping(tmp_path, MINIMAL_TOML.replace('id = "id"\n', ""))
+        )
+    assert result.features.get_column("customer_id").to_list() == ["1", "2", "3"]
+    assert result.assumptions[0].startswith("no id column in the mapping: customer_id is the data")
+    assert "no id column in the mapping" in caplog.text
+
+
+def test_revenue_free_data_takes_an_assumed_monthly_revenue_and_says_so(tmp_path: Path) -> None:
+    csv = "id,left,plan\na1,no,a\na2,yes,b\na3,no,a\n"
+    toml = MINIMAL_TOML.replace('revenue = "fee"', "assumed_monthly_revenue = 40.0")
+    result = import_wide_table(_csv(tmp_path, csv), _mapping(tmp_path, toml))
+    assert result.features.get_column("monthly_revenue").to_list() == [40.0] * 3
+    assert result.features.get_column("monthly_margin").to_list() == [10.0] * 3
+    # a constant is no feature
+    assert result.feature_columns == ("plan",)
+    assert any("40.00 a month" in text for text in result.assumptions)
+    assert any("25% of revenue" in text for text in result.assumptions)
+
+
+def _xlsx(path: Path, rows: list[list[str]]) -> Path:
+    """A minimal Excel workbook (one sheet, inline strings) written by hand: no writer needed."""
+    import zipfile
+    from xml.sax.saxutils import escape
+
+    def cell(ref: str, value: str) -> str:
+        return f'<c r="{ref}" t="inlineStr"><is><t>{escape(value)}</t></is></c>'
+
+    sheet_rows = "".join(
+        f'<row r="{r + 1}">'
+        + "".join(cell(f"{chr(65 + c)}{r + 1}", v) for c, v in enumerate(row))
+        + "</row>"
+        for r, row in enumerate(rows)
+    )
+    main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    package = "http://schemas.openxmlformats.org/package/2006"
+    files = {
+        "[Content_Types].xml": (
+            f'<?xml version="1.0" encoding="UTF-8"?><Types xmlns="{package}/content-types">'
+            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+            'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+            '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-'
+            'officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/'
+            'sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.'
+            'spreadsheetml.worksheet+xml"/></Types>'
+        ),
+        "_rels/.rels": (
+            f'<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="{package}/'
+            f'relationships"><Relationship Id="rId1" Type="{rel}/officeDocument" '
+            'Target="xl/workbook.xml"/></Relationships>'
+        ),
+        "xl/workbook.xml": (
+            f'<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="{main}" '
+            f'xmlns:r="{rel}"><sheets><sheet name="Sheet1" sheetId="1" r:id="rId1"/>'
+            "</sheets></workbook>"
+        ),
+        "xl/_rels/workbook.xml.rels": (
+            f'<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="{package}/'
+            f'relationships"><Relationship Id="rId1" Type="{rel}/worksheet" '
+            'Target="worksheets/sheet1.xml"/></Relationships>'
+        ),
+        "xl/worksheets/sheet1.xml": (
+            f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{main}">'
+            f"<sheetData>{sheet_rows}</sheetData></worksheet>"
+        ),
+    }
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return path
+
+
+def test_an_excel_workbook_imports_like_the_same_csv(tmp_path: Path) -> None:
+    rows = [line.split(",") for line in SMALL_CSV.strip().splitlines()]
+    workbook = _xlsx(tmp_path / "wide.xlsx", rows)
+    mapping = _mapping(tmp_path, MINIMAL_TOML)
+    from_excel = import_wide_table(workbook, mapping)
+    from_csv = import_wide_table(_csv(tmp_path), mapping)
+    assert from_excel.features.equals(from_csv.features)
+    assert from_excel.feature_columns == from_csv.feature_columns
+
+
+def test_a_broken_workbook_is_reported_with_its_name(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.xlsx"
+    broken.write_bytes(b"not a zip file")
+    with pytest.raises(WideImportError, match="broken.xlsx: not a readable .xlsx workbook"):
+        import_wide_table(broken, _mapping(tmp_path, MINIMAL_TOML))

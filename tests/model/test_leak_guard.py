@@ -9,10 +9,16 @@ import polars as pl
 import pytest
 
 from model.leak_guard import (
+    KEPT_LEAKY_METRIC,
     LeakReport,
+    LeakReview,
     apply_leak_guard,
+    find_identifier_columns,
     find_leaky_features,
+    promotion_refusal,
+    review_features,
     score_features,
+    suspicious_auc,
 )
 from tests.model.stacked_frames import FEATURES, stacked_frame
 
@@ -127,3 +133,95 @@ def test_report_is_a_value_object() -> None:
     report = LeakReport("x", "churned", 0.99, 0.99, "numeric", 10, 0, "none", 0.98)
     assert report.is_leaky
     assert report.message().startswith("possible label leak: numeric feature 'x'")
+
+
+# --- three levels: excluded, warned, identifiers ---------------------------------------------
+
+
+def _review_frame(n: int = 2_000) -> pl.DataFrame:
+    rng = np.random.default_rng(3)
+    churned = rng.random(n) < 0.3
+    surnames = np.array([f"Surname{i:03d}" for i in range(600)])
+    return pl.DataFrame(
+        {
+            "churned": churned,
+            "honest": churned * 0.8 + rng.normal(0, 1, n),
+            "leak": np.where(rng.random(n) < 0.005, ~churned, churned).astype(np.float64),
+            # a vendor churn score: ROC AUC about 0.94
+            "vendor_score": churned + rng.normal(0, 0.455, n),
+            "Surname": rng.choice(surnames, n),
+            "RowNumber": np.arange(1, n + 1),
+            "notes": [f"customer called about the bill number {i}" for i in range(n)],
+            "Latitude": rng.choice(np.linspace(30, 45, 200), n),
+            "plan": rng.choice(["basic", "plus", "pro"], n),
+            "balance": rng.uniform(0, 1e5, n),  # floats unique per row are not identifiers
+        }
+    )
+
+
+def test_review_excludes_leaks_warns_proxies_and_drops_identifiers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    frame = _review_frame()
+    features = [c for c in frame.columns if c != "churned"]
+    with caplog.at_level(logging.WARNING, logger="model.leak_guard"):
+        review = review_features(frame, features, "churned")
+    assert [r.feature for r in review.leaks] == ["leak"]
+    assert [r.feature for r in review.proxies] == ["vendor_score"]
+    assert 0.90 <= review.proxies[0].separation < 0.98
+    assert {r.feature: r.reason for r in review.identifiers} == {
+        "Surname": "high-cardinality text",
+        "RowNumber": "unique per row",
+        "notes": "free text",
+        "Latitude": "name",
+    }
+    assert review.excluded == ("leak", "Surname", "RowNumber", "notes", "Latitude")
+    assert review.kept == ("honest", "vendor_score", "plan", "balance")
+    assert review.status == "warned" and review.kept_leaks == ()
+    assert review.metrics()[KEPT_LEAKY_METRIC] == 0.0
+    assert "suspiciously strong feature: numeric feature 'vendor_score'" in caplog.text
+    assert "identifier-like column 'Surname'" in caplog.text
+    record = review.to_dict()
+    assert record["warned"] == [
+        {"feature": "vendor_score", "roc_auc": review.proxies[0].separation}
+    ]
+    assert record["leaks"][0]["feature"] == "leak" and not record["leaks"][0]["kept"]
+
+
+def test_kept_leak_marks_the_review_and_refuses_promotion() -> None:
+    frame = _review_frame()
+    review = review_features(frame, ["honest", "leak", "Surname"], "churned", keep=["leak"])
+    assert review.kept == ("honest", "leak") and review.excluded == ("Surname",)
+    assert review.kept_leaks == ("leak",) and review.status == "kept_leak"
+    assert review.tags()["leak_guard.kept_leaks"] == "leak"
+    refusal = promotion_refusal(review.metrics())
+    assert refusal is not None and "1 feature(s)" in refusal and "--force" in refusal
+    assert promotion_refusal({"empc": 1.0}) is None
+    # keeping an identifier is a choice, not a leak: no mark
+    plain = review_features(frame, ["honest", "Surname"], "churned", keep=["Surname"])
+    assert plain.kept == ("honest", "Surname") and plain.kept_leaks == ()
+    assert promotion_refusal(plain.metrics()) is None
+    with pytest.raises(ValueError, match=r"unknown feature\(s\) \['nope'\]"):
+        review_features(frame, ["honest"], "churned", keep=["nope"])
+
+
+def test_suspiciously_good_auc_is_warned_only_above_the_threshold() -> None:
+    assert suspicious_auc(0.96) is None and suspicious_auc(0.97) is None
+    message = suspicious_auc(0.983)
+    assert message is not None and message.startswith("suspiciously good") and "0.983" in message
+    review = LeakReview(kept=("x",), excluded=()).with_cv_auc(0.99)
+    assert review.status == "suspicious" and review.tags()["leak_guard.suspicious_auc"] == "yes"
+
+
+def test_small_categories_and_ordinary_names_are_not_identifiers() -> None:
+    rng = np.random.default_rng(0)
+    n = 500
+    frame = pl.DataFrame(
+        {
+            "PlanName": rng.choice(["a", "b", "c"], n),  # a name word, but 3 values
+            "State": rng.choice([f"S{i}" for i in range(50)], n),  # 10 rows per value
+            "tenure": rng.integers(0, 72, n),
+            "LongDistance": rng.choice(["Yes", "No"], n),
+        }
+    )
+    assert find_identifier_columns(frame, frame.columns) == []

@@ -65,6 +65,8 @@ def test_calibration_does_not_hurt_on_the_holdout(trained):
 
 def test_features_and_fingerprint_are_recorded(trained):
     assert len(trained.features) > 40 and trained.excluded_features == []
+    assert trained.review.kept == tuple(trained.features) and trained.review.kept_leaks == ()
+    assert trained.review.identifiers == ()  # computed features are not checked as identifiers
     assert trained.fingerprint["rows_customers"] == 3_000
     assert len(str(trained.fingerprint["sha256"])) == 64
 

@@ -122,18 +122,70 @@ def test_validate_folder_without_tables_lists_each_missing_table(tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_every_step_and_stores_recommendations(tmp_path):
-    result = runner.invoke(app, [
-        "demo", "--out", str(tmp_path), "--customers", "2500", "--no-serve",
-        "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
-        "--database-url", f"sqlite:///{tmp_path}/keepwise.db"])
+    result = runner.invoke(
+        app,
+        [
+            "demo",
+            "--out",
+            str(tmp_path),
+            "--customers",
+            "2500",
+            "--no-serve",
+            "--tracking-uri",
+            f"sqlite:///{tmp_path}/mlflow.db",
+            "--database-url",
+            f"sqlite:///{tmp_path}/keepwise.db",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "world" / "customers.parquet").exists()
     recommendations = pl.read_parquet(tmp_path / "recommendations.parquet")
     assert set(recommendations["action"]) <= {"retain", "compensate", "end"}
     output = " ".join(result.output.split())
-    for text in ("every table meets the contract", "difficult_client", "oracle ROC AUC",
-                 "registered keepwise version 1", "champion: version 1",
-                 f"stored {recommendations.height:,} recommendations"):
+    for text in (
+        "every table meets the contract",
+        "difficult_client",
+        "oracle ROC AUC",
+        "registered keepwise version 1",
+        "champion: version 1",
+        f"stored {recommendations.height:,} recommendations",
+    ):
         assert text in output, text
     keys = (tmp_path / "demo-keys.toml").read_text()
     assert keys.count("[[keys]]") == 3 and "kw_" not in keys  # only hashes are stored
+
+
+def test_features_of_a_fully_rejected_customers_table_writes_nothing_and_exits_1(tmp_path):
+    write_world(WorldConfig(n_customers=200, seed=3), tmp_path / "world", "csv")
+    customers = pl.read_csv(tmp_path / "world" / "customers.csv", infer_schema=False)
+    customers.with_columns(segment=pl.lit("galactic")).write_csv(
+        tmp_path / "world" / "customers.csv"
+    )
+    out = tmp_path / "features.parquet"
+    result = runner.invoke(
+        app,
+        ["features", "--data", str(tmp_path / "world"), "--as-of", "2024-01-01", "--out", str(out)],
+    )
+    assert result.exit_code == EXIT_INVALID_DATA, result.output
+    assert "every one of its 200 rows was rejected" in " ".join(result.output.split())
+    assert "nothing written" in result.output
+    assert not out.exists() and not (tmp_path / "features.rejects").exists()
+
+
+def test_serve_takes_a_model_reference_and_refuses_a_malformed_one(monkeypatch):
+    import service.cli as cli
+
+    started = {}
+    monkeypatch.setattr(cli, "api_run", lambda host, port: started.update(host=host, port=port))
+    monkeypatch.delenv("KEEPWISE_MODEL_NAME", raising=False)
+    monkeypatch.delenv("KEEPWISE_MODEL_ALIAS", raising=False)
+    bad = runner.invoke(app, ["serve", "--model", "cdnow"])
+    assert bad.exit_code == EXIT_USAGE and "NAME@ALIAS" in bad.output and not started
+    good = runner.invoke(app, ["serve", "--model", "cdnow@challenger", "--port", "8123"])
+    assert good.exit_code == 0 and started == {"host": "127.0.0.1", "port": 8123}
+    import os
+
+    assert (os.environ["KEEPWISE_MODEL_NAME"], os.environ["KEEPWISE_MODEL_ALIAS"]) == (
+        "cdnow",
+        "challenger",
+    )

@@ -53,6 +53,10 @@ def test_train_json_then_promote_then_models(tmp_path):
         assert f"value_mae_vs_truth.{archetype}" in logged, archetype
     artifacts = {a.path for a in client.list_artifacts(run["run_id"], "evaluation")}
     assert "evaluation/value_by_archetype.json" in artifacts
+    # the CRM path reports the leak guard's judgement like the wide path
+    assert run["excluded_features"] == [] and run["leak_guard"]["kept_leaks"] == []
+    assert run["metrics"]["leak_guard_kept_features"] == 0.0
+    assert client.get_run(run["run_id"]).data.tags["leak_guard.status"] in ("clean", "warned")
 
     promoted = runner.invoke(app, ["promote", "--tracking-uri", uri])
     assert promoted.exit_code == 0, promoted.output
@@ -152,7 +156,39 @@ def test_leak_guard_excludes_a_leaky_column_unless_kept(tmp_path):
     excluded = runner.invoke(app, base)
     assert excluded.exit_code == 0, excluded.output
     assert "leak guard" in excluded.stderr and "cancel_flag" in excluded.stderr
-    assert _json_line(excluded.stdout)["metrics"]["cv_roc_auc_mean"] < 0.9
+    first = _json_line(excluded.stdout)
+    assert first["metrics"]["cv_roc_auc_mean"] < 0.9
+    assert first["excluded_features"] == ["cancel_flag"]
+    assert first["leak_guard"]["leaks"][0]["feature"] == "cancel_flag"
+    assert first["leak_guard"]["kept_leaks"] == []
+    uri = f"sqlite:///{tmp_path}/m.db"
+    wide = ["--model", "keepwise-wide", "--tracking-uri", uri]
+    # the wide model is not the default name: promote says what to run, then finds it by name
+    missing = runner.invoke(app, ["promote", "--tracking-uri", uri])
+    assert missing.exit_code == EXIT_INVALID_DATA
+    assert "pass --model NAME" in " ".join(missing.output.split())
+    first_promotion = runner.invoke(app, ["promote", *wide])
+    assert first_promotion.exit_code == 0, first_promotion.output
+    assert "version 1 promoted" in first_promotion.output
     kept = runner.invoke(app, [*base, "--keep-feature", "cancel_flag"])
     assert kept.exit_code == 0, kept.output
-    assert _json_line(kept.stdout)["metrics"]["cv_roc_auc_mean"] > 0.95
+    second = _json_line(kept.stdout)
+    assert second["metrics"]["cv_roc_auc_mean"] > 0.95
+    assert second["leak_guard"]["kept_leaks"] == ["cancel_flag"]
+    assert second["metrics"]["leak_guard_kept_features"] == 1.0
+    assert any("suspiciously good" in text for text in second["warnings"])
+    assert "kept on request although leaky" in " ".join(kept.stderr.split())
+    from mlflow import MlflowClient
+
+    run = MlflowClient(tracking_uri=uri).get_run(second["run_id"])
+    assert run.data.tags["leak_guard.kept_leaks"] == "cancel_flag"
+    assert run.data.tags["leak_guard.status"] == "kept_leak"
+    refused = runner.invoke(app, ["promote", *wide])
+    assert refused.exit_code == EXIT_INVALID_DATA
+    assert "version 2 not promoted" in refused.output
+    assert "kept on request (--keep-feature)" in " ".join(refused.output.split())
+    listed = runner.invoke(app, ["models", *wide])
+    assert listed.exit_code == 0, listed.output
+    assert "leak_guard_kept_features" in listed.output and "cv_empc_mean" in listed.output
+    forced = runner.invoke(app, ["promote", "--force", *wide])
+    assert forced.exit_code == 0 and "version 2 promoted" in forced.output
