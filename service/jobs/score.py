@@ -170,6 +170,9 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
     staging = Staging(job.out)
     try:
         scored = _score_parts(export, ranges, settings, staging, on_progress)
+        if not scored.fatal and scored.valid_customers == 0 and scored.rejected.get("customers"):
+            scored.fatal = True
+            scored.problems.append(_every_customer_rejected(scored.rejected["customers"]))
         if scored.fatal:
             return ScoreResult(problems=scored.problems, fatal=True)
         run_id = scored.fingerprint.run_id(as_of, job.model_version, job.policy.version, budget)
@@ -246,6 +249,7 @@ class _Scored:
     problems: list[Problem]
     fatal: bool
     seconds: dict[str, float] = field(default_factory=dict)
+    valid_customers: int = 0
 
     def took(self, step: str, seconds: float) -> None:
         self.seconds[step] = self.seconds.get(step, 0.0) + seconds
@@ -256,6 +260,18 @@ class _Scored:
         ``report_and_record`` (the whale curve and the MLflow run) is known only once the run is
         recorded, so it appears in the summary of recorded runs only."""
         return {step: round(seconds, 2) for step, seconds in self.seconds.items()}
+
+
+def _every_customer_rejected(rows: int) -> Problem:
+    """A customers table none of whose rows met the contract is unusable: scoring it would
+    write an empty output that looks like a quiet night."""
+    return Problem(
+        table="customers",
+        column=None,
+        check=f"every one of its {rows:,} rows broke the contract (see the problems above)",
+        rows=rows,
+        fatal=True,
+    )
 
 
 def _lap(scored: _Scored, step: str, since: float) -> float:
@@ -287,6 +303,7 @@ def _score_parts(
         for step, seconds in part.seconds.items():
             scored.took(step, seconds)
         found.append(part.load.problems)
+        scored.valid_customers += part.valid_customers
         if part.fatal:
             scored.fatal = True
             break

@@ -71,12 +71,14 @@ class ScoredPart:
         features: The feature rows they were made from, same order.
         load: Validation outcome (rejected rows with reasons, problems).
         seconds: Wall seconds per step (``validate``, ``features``, ``decide``).
+        valid_customers: Rows of the customers table that met the contract, active or not.
     """
 
     recommendations: pl.DataFrame
     features: pl.DataFrame
     load: LoadResult
     seconds: Mapping[str, float] = field(default_factory=dict)
+    valid_customers: int = 0
 
     @property
     def fatal(self) -> list[Problem]:
@@ -126,4 +128,4 @@ def score_part(parts: Mapping[str, TablePart | Problem], settings: ScoringSettin
     owners = load.tables["customers"].select("customer_id", *OWNER_COLUMNS).collect()
     recommendations = explained.join(owners, on="customer_id", how="left", maintain_order="left")
     lap("decide")
-    return ScoredPart(recommendations, table, load, seconds)
+    return ScoredPart(recommendations, table, load, seconds, owners.height)

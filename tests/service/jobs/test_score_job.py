@@ -153,6 +153,21 @@ def test_an_unusable_table_writes_nothing_and_keeps_the_previous_output(
     assert result.fatal and "no offers.parquet or offers.csv" in str(result.problems[0])
 
 
+def test_a_customers_table_whose_every_row_is_rejected_writes_nothing(
+    export, bundle, policy, tmp_path
+):
+    out = tmp_path / "recs.parquet"
+    data = copy_export(export, tmp_path / "data")
+    customers = pl.read_parquet(data / "customers.parquet")
+    customers.with_columns(signup_date=None).write_parquet(data / "customers.parquet")
+    result = run_score_job(job(data, out, bundle, policy, customers_per_part=800))
+    assert result.fatal and not result.written
+    unusable = [p for p in result.problems if p.fatal]
+    assert [(p.table, p.rows) for p in unusable] == [("customers", customers.height)]
+    assert f"every one of its {customers.height:,} rows" in str(unusable[0])
+    assert not out.exists() and not summary_path(out).exists()
+
+
 def test_csv_output_has_one_cell_per_field_with_json_for_lists(
     single, export, bundle, policy, tmp_path
 ):
