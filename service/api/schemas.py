@@ -124,6 +124,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "No API key, or an unknown one (with `WWW-Authenticate: Bearer`).",
         403: "The key's role is too low for this route.",
         404: "Not found, or outside the key's scope (the same answer).",
+        409: "The stored state refuses it (already decided, replaced by a newer run).",
         413: "The request body is over the size limit.",
         503: "No model is loaded yet, or the store is unavailable (nothing was written).",
     }

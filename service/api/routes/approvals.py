@@ -95,7 +95,7 @@ async def pending(
         "key's scope; 409 when it already has a verdict, was replaced by a newer run or needs "
         "no approval."
     ),
-    responses=error_responses(401, 403, 404, 503),
+    responses=error_responses(400, 401, 403, 404, 409, 413, 503),
 )
 async def decide(
     body: ApprovalRequestBody, key: AgentKey, store: StoreDep, policy: PolicyDep
