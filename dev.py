@@ -66,10 +66,13 @@ def ensure_chromium() -> None:
         return
     apt = shutil.which("apt-get")
     if apt is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
-        print("dev.py: no chromium found and cannot install it here (needs apt-get as root); "
-              "the browser tests will skip", flush=True)
+        print(
+            "dev.py: no chromium found and cannot install it here (needs apt-get as root); "
+            "the browser tests will skip",
+            flush=True,
+        )
         return
-    print("dev.py: installing chromium for the browser tests (apt-get install chromium)", flush=True)
+    print("dev.py: installing chromium for the browser tests (apt-get)", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     done = subprocess.run([apt, "install", "-y", "-qq", "chromium"], env=env)
     if done.returncode != 0:
