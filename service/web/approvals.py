@@ -78,6 +78,13 @@ async def queue(request: Request, user: UserDep) -> HTMLResponse:
             "counts": counts,
             "mine": authority.approvable_tiers(user.key, policy),
             "recent": recent,
+            "done": request.query_params.get("done")
+            if request.query_params.get("done")
+            in (
+                "approved",
+                "rejected",
+            )
+            else None,
             "refusal": lambda t: authority.refusal(user.key, t, policy),
         },
     )

@@ -37,15 +37,27 @@ class Bar:
     kind: str  # "up", "down" or "total"
 
 
-def waterfall(parts: Mapping[str, Any], width: float = 640, height: float = 220) -> list[Bar]:
-    """Bars from revenue down to net margin (costs are negative amounts, as booked)."""
+def _waterfall_levels(
+    parts: Mapping[str, Any],
+) -> tuple[list[tuple[str, float]], float, list[float], float, float]:
     steps = [(label, float(parts.get(key) or 0.0)) for key, label in WATERFALL_STEPS]
     net = float(parts.get("net_margin") or 0.0)
     levels = [0.0]
     for _, amount in steps:
         levels.append(levels[-1] + amount)
     top, bottom = max([*levels, net, 0.0]), min([*levels, net, 0.0])
-    span = (top - bottom) or 1.0
+    return steps, net, levels, top, (top - bottom) or 1.0
+
+
+def waterfall_zero(parts: Mapping[str, Any], height: float = 220) -> float:
+    """The y of zero in :func:`waterfall`'s view box."""
+    _, _, _, top, span = _waterfall_levels(parts)
+    return top / span * height
+
+
+def waterfall(parts: Mapping[str, Any], width: float = 640, height: float = 220) -> list[Bar]:
+    """Bars from revenue down to net margin (costs are negative amounts, as booked)."""
+    steps, net, levels, top, span = _waterfall_levels(parts)
     slot = width / (len(steps) + 1)
 
     def y_of(value: float) -> float:
@@ -108,6 +120,9 @@ def whale(
     return WhaleCurve(coordinates, peak_x, peak_y, (high - 1.0) * scale, len(margins))
 
 
+LABEL_WIDTH = 80  # room for the severity labels left of the dots
+
+
 @dataclass(frozen=True)
 class Dot:
     """One complaint on the timeline."""
@@ -137,7 +152,8 @@ def timeline(
         resolved = "open" if hours is None else f"resolved in {hours:,.1f} h"
         dots.append(
             Dot(
-                x=8 + (c["opened_at"] - first).total_seconds() / span * (width - 16),
+                x=LABEL_WIDTH
+                + (c["opened_at"] - first).total_seconds() / span * (width - LABEL_WIDTH - 10),
                 y=lane / 2 + lanes.get(str(c["severity"]), 2) * lane,
                 severity=str(c["severity"]),
                 within_rule=c["within_rule"],

@@ -32,11 +32,13 @@ class History:
             hours_to_resolve (None while open), within_rule, escalations.
         offers: newest first: offered_at, kind, cost, accepted, holdout.
         note: why the history is missing, in words (None when it was read).
+        complaints_total: complaints in the export (``complaints`` holds the latest ones).
     """
 
     complaints: list[dict[str, Any]]
     offers: list[dict[str, Any]]
     note: str | None = None
+    complaints_total: int = 0
 
 
 def _table(folder: Path, name: str) -> pl.LazyFrame | None:
@@ -52,7 +54,7 @@ def _as_datetime(column: str) -> pl.Expr:
     return pl.col(column).cast(pl.Datetime("us"), strict=False)
 
 
-def read_history(folder: Path | None, customer_id: str, limit: int = 200) -> History:
+def read_history(folder: Path | None, customer_id: str, limit: int = 1000) -> History:
     """The customer's complaints and offers, newest first, at most ``limit`` of each."""
     if folder is None:
         return History([], [], "no CRM export is configured (KEEPWISE_DATA_DIR)")
@@ -75,7 +77,6 @@ def read_history(folder: Path | None, customer_id: str, limit: int = 200) -> His
                 ).alias("hours_to_resolve"),
             )
             .sort("opened_at", descending=True)
-            .head(limit)
             .collect()
         )
         offers = (
@@ -94,11 +95,11 @@ def read_history(folder: Path | None, customer_id: str, limit: int = 200) -> His
     except (pl.exceptions.PolarsError, OSError) as error:
         logger.warning("cannot read the history of %s from %s: %s", customer_id, folder, error)
         return History([], [], f"the CRM export in {folder} cannot be read")
-    rows = complaints.to_dicts()
+    rows = complaints.head(limit).to_dicts()
     for row in rows:
         hours = row["hours_to_resolve"]
         row["within_rule"] = None if hours is None else hours <= RULE_HOURS
-    return History(rows, offers.to_dicts())
+    return History(rows, offers.to_dicts(), complaints_total=complaints.height)
 
 
 def severity_channel_counts(complaints: list[dict[str, Any]]) -> dict[str, dict[str, int]]:

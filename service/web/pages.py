@@ -47,11 +47,24 @@ from service.web.app import (
     form_data,
     render,
 )
-from service.web.history import read_history, severity_channel_counts
+from service.web.history import first_and_last, read_history, severity_channel_counts
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 PAGE_SIZES = (25, 50, 100, 200)
+HEADLINE_METRICS = (
+    ("empc", "Expected maximum profit per customer (promotion metric)"),
+    ("roc_auc", "Churn ROC AUC"),
+    ("true_hazard_roc_auc", "Churn ROC AUC of the true hazard (the ceiling)"),
+    ("pr_auc", "Churn PR AUC"),
+    ("brier", "Brier score"),
+    ("log_loss", "Log loss"),
+    ("calibration_error", "Calibration error"),
+    ("value_mae", "Value forecast MAE per month"),
+    ("value_baseline_mae", "MAE of the trailing-12-month baseline"),
+    ("policy_share_of_oracle_gain", "Policy's share of the oracle's gain (judged with the truth)"),
+    ("test_rows", "Customers in the test snapshot"),
+)
 FILTER_FIELDS = ("segment", "region", "account_manager", "action", "approval_tier")
 MAX_TEXT = 128
 EXPORT_COLUMNS = (
@@ -312,6 +325,8 @@ async def customer(request: Request, customer_id: str, user: UserDep) -> HTMLRes
             "history": history,
             "counts": severity_channel_counts(history.complaints),
             "dots": charts.timeline(history.complaints),
+            "dots_span": _span(history.complaints),
+            "zero_y": charts.waterfall_zero(payload.get("value_waterfall") or {}),
             "events": events,
             "waiting": waiting,
             "verdict": verdict,
@@ -324,6 +339,11 @@ async def customer(request: Request, customer_id: str, user: UserDep) -> HTMLRes
             "done": params.get("done"),
         },
     )
+
+
+def _span(complaints: list[dict[str, Any]]) -> tuple[str, str]:
+    found = first_and_last(complaints)
+    return ("", "") if found is None else (f"{found[0]:%Y-%m-%d}", f"{found[1]:%Y-%m-%d}")
 
 
 @router.post("/customers/{customer_id}/decisions")
@@ -382,8 +402,10 @@ async def model_page(request: Request, user: UserDep) -> HTMLResponse:
             "summary": serving.bundle.summary if serving is not None else {},
             "registry": registry,
             "registry_error": registry_error,
+            "from_registry": serving is None or serving.source == "registry",
             "metric_names": names,
             "promotion_metric": PROMOTION_METRIC,
+            "headline": HEADLINE_METRICS,
         },
     )
 

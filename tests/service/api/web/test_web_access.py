@@ -6,7 +6,10 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
+import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
@@ -138,3 +141,60 @@ def test_the_export_is_the_current_list_in_its_order(web: TestClient, keys: Keys
     shown = min(200, len(exported))
     assert customers_listed(page.text)[:shown] == [row["customer_id"] for row in exported][:shown]
     assert f"{len(exported):,} customers" in page.text
+
+
+def test_the_model_page_shows_the_served_model(
+    make_app: AppFactory, keys: Keys, tmp_path: Path
+) -> None:
+    app = make_app(mlflow_tracking_uri=f"sqlite:///{tmp_path / 'empty-mlflow.db'}")
+    with start(app) as client:
+        sign_in(client, keys.tokens["viewer"])
+        page = client.get("/web/model")
+    assert page.status_code == 200
+    assert "keepwise version 1" in page.text or "version 1" in page.text
+    assert "Policy" in page.text
+    assert "no champion or challenger yet" in page.text
+
+
+def test_the_customer_page_shows_the_money_and_the_what_if(
+    web: TestClient, keys: Keys, own: Customer
+) -> None:
+    sign_in(web, keys.tokens["viewer"])
+    page = web.get(f"/web/customers/{own.customer_id}")
+    assert "Expected value of every action" in page.text
+    assert "Value waterfall" in page.text
+    assert "no CRM export is configured" in page.text  # no KEEPWISE_DATA_DIR in this app
+    assert "Record decision" not in page.text  # a viewer reads only
+    what_if = web.get(f"/web/customers/{own.customer_id}", params={"offer": "gift", "cost": "75"})
+    assert "With only <strong>gift</strong> at unit cost 75" in what_if.text
+    refused = web.get(f"/web/customers/{own.customer_id}", params={"offer": "gift", "cost": "x"})
+    assert "the offer cost must be a number" in refused.text
+
+
+def test_the_customer_page_reads_complaints_and_offers_from_the_export(
+    make_app: AppFactory, keys: Keys, tmp_path: Path, api_world: Any
+) -> None:
+    complaints = api_world.tables["complaints"]
+    api_world.tables["offers"].write_parquet(tmp_path / "offers.parquet")
+    complaints.write_parquet(tmp_path / "complaints.parquet")
+    counts = (
+        complaints.group_by("customer_id")
+        .len()
+        .filter(pl.col("len") < 1000)  # under the page's cap: every complaint is drawn
+        .sort("len", descending=True)
+    )
+    with start(make_app(data_dir=tmp_path)) as client:
+        sign_in(client, keys.tokens["viewer"])
+        for customer_id, count in counts.head(20).iter_rows():
+            page = client.get(f"/web/customers/{customer_id}")
+            if page.status_code == 404:  # not active at the scoring date
+                continue
+            assert f">{count} complaints, oldest left" in page.text
+            late = complaints.filter(
+                (pl.col("customer_id") == customer_id)
+                & ((pl.col("resolved_at") - pl.col("opened_at")) > pl.duration(hours=24))
+            ).height
+            assert page.text.count('class="dot-late"') == late
+            break
+        else:
+            pytest.fail("none of the 20 most complaining customers has a recommendation")
