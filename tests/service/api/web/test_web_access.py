@@ -198,3 +198,12 @@ def test_the_customer_page_reads_complaints_and_offers_from_the_export(
             break
         else:
             pytest.fail("none of the 20 most complaining customers has a recommendation")
+
+
+def test_exported_text_cannot_run_as_a_spreadsheet_formula() -> None:
+    from service.web.pages import _csv_cell
+
+    assert _csv_cell('=HYPERLINK("x")') == '\'=HYPERLINK("x")'
+    assert _csv_cell("@SUM(A1)") == "'@SUM(A1)"
+    assert _csv_cell("Anna Adler") == "Anna Adler"
+    assert _csv_cell(-12.5) == -12.5  # numbers stay numbers
