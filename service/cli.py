@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from datetime import date, timedelta
 from enum import StrEnum
@@ -1189,11 +1188,6 @@ def main() -> None:
     # MLflow narrates database set-up at INFO and draws download bars; keep the CLI readable
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # MLflow imports pyspark.pandas when the spark extra is installed, which warns about
-    # pandas 3 on every command; only the Spark engine's spark_udf path touches pandas there
-    warnings.filterwarnings(
-        "ignore", message="PySpark does not yet fully support pandas", category=FutureWarning
-    )
     app()
 
 
