@@ -669,3 +669,42 @@ class ApprovalListPublic(BaseModel):
     approvals: list[ApprovalPublic] = Field(description="The verdicts, newest first.")
     limit: int = Field(description="Page size asked for.")
     offset: int = Field(description="Verdicts skipped.")
+
+
+# --- what-if ------------------------------------------------------------------------------------
+
+
+class WhatIfRequest(BaseModel):
+    """Another offer, or another cost for it, for a customer's stored recommendation."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"offer_kind": "training", "unit_cost": 400}]},
+    )
+
+    offer_kind: OfferKind = Field(description="The offer to examine (from the policy's catalogue).")
+    unit_cost: float | None = Field(
+        default=None,
+        ge=0,
+        le=1e9,
+        allow_inf_nan=False,
+        description="Its unit cost if accepted; omitted: the policy's cost rule.",
+    )
+
+
+class WhatIfPublic(BaseModel):
+    """The decision kernel's answer with only that offer (and cost) available."""
+
+    customer_id: CustomerId
+    recommendation_id: str = Field(description="The stored recommendation re-decided.")
+    offer_kind: OfferKind = Field(description="The offer examined.")
+    unit_cost: float = Field(description="Its unit cost.")
+    acceptance: float = Field(description="Probability the customer accepts it.")
+    expected_cost: float = Field(description="unit_cost x acceptance.")
+    ev_retain: float = Field(description="Expected value of retaining as they are.")
+    ev_offer: float = Field(description="Expected value of making this offer.")
+    ev_end: float = Field(description="Expected value of ending (minus the exit cost).")
+    action: Action = Field(description="What the kernel recommends with only this offer.")
+    approval_tier: str | None = Field(description="Who must approve that action.")
+    reasons: list[str] = Field(description="The kernel's plain-language reasons.")
+    policy_version: str = Field(description="The policy it was decided under.")

@@ -18,6 +18,7 @@ PROTECTED = {
     "/v1/model/reload",
     "/v1/approvals",
     "/v1/approvals/decided",
+    "/v1/customers/{customer_id}/what-if",
 }
 
 

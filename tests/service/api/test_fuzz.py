@@ -52,6 +52,7 @@ OPERATIONS = [
     ("GET", "/v1/approvals"),
     ("POST", "/v1/approvals"),
     ("GET", "/v1/approvals/decided"),
+    ("POST", "/v1/customers/{customer_id}/what-if"),
 ]
 
 

@@ -56,3 +56,32 @@ def test_bad_what_if_input_says_what_is_wrong(payloads) -> None:
         what_if(payloads[0], policy, "gift", -5.0)
     with pytest.raises(WhatIfError, match="re-run the batch"):
         what_if({**payloads[0], "decision_inputs": None}, policy, "gift")
+
+
+def test_the_api_what_if_answers_with_the_kernel_and_keeps_to_the_scope(
+    client, keys, own, other, payloads
+) -> None:
+    stored = client.get(
+        f"/v1/customers/{own.customer_id}/recommendation", headers=keys.header("am_agent")
+    ).json()
+    kind = stored["offer"]["kind"]
+    answer = client.post(
+        f"/v1/customers/{own.customer_id}/what-if",
+        json={"offer_kind": kind},
+        headers=keys.header("am_agent"),
+    )
+    assert answer.status_code == 200
+    assert answer.json()["ev_offer"] == stored["expected_values"]["offers"][kind]
+    assert answer.json()["ev_retain"] == stored["expected_values"]["retain"]
+    hidden = client.post(
+        f"/v1/customers/{other.customer_id}/what-if",
+        json={"offer_kind": kind},
+        headers=keys.header("am_agent"),
+    )
+    assert hidden.status_code == 404
+    negative = client.post(
+        f"/v1/customers/{own.customer_id}/what-if",
+        json={"offer_kind": kind, "unit_cost": -1},
+        headers=keys.header("viewer"),
+    )
+    assert negative.status_code == 422
