@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, and_, exists, func, select
 
 from service.storage.records import StoreError
-from service.storage.schema import approvals, latest_recommendations, recommendations
+from service.storage.schema import approvals, latest_recommendations
 
 SORT_COLUMNS: tuple[str, ...] = (
     "expected_value",
@@ -102,15 +102,8 @@ class ActionTally:
 ROW_COLUMNS = tuple(PortfolioRow.__dataclass_fields__)
 
 
-def _in_force() -> Any:
-    return recommendations.join(
-        latest_recommendations,
-        latest_recommendations.c.recommendation_id == recommendations.c.recommendation_id,
-    )
-
-
 def _where(query: Select[Any], f: PortfolioFilter) -> Select[Any]:
-    c = recommendations.c
+    c = latest_recommendations.c
     equal = {
         c.account_manager: (f.scope_account_manager, f.account_manager),
         c.region: (f.scope_region, f.region),
@@ -156,20 +149,30 @@ def portfolio_page(
 ) -> PortfolioPage:
     """A page of the filtered portfolio, sorted (ties and nulls last, by customer id)."""
     _checked_page(sort, limit, offset)
-    column = recommendations.c[sort]
-    order = (column.desc() if descending else column.asc()).nulls_last()
-    columns = [recommendations.c[name] for name in ROW_COLUMNS]
-    query = _where(select(*columns).select_from(_in_force()), f)
-    rows = conn.execute(
-        query.order_by(order, recommendations.c.customer_id).limit(limit).offset(offset)
-    ).all()
-    total = conn.execute(_where(select(func.count()).select_from(_in_force()), f)).scalar_one()
+    c = latest_recommendations.c
+    order = (c[sort].desc() if descending else c[sort].asc()).nulls_last()
+    query = _where(select(*[c[name] for name in ROW_COLUMNS]), f).order_by(order, c.customer_id)
+    rows = conn.execute(query.limit(limit).offset(offset)).all()
+    total = conn.execute(
+        _where(select(func.count()).select_from(latest_recommendations), f)
+    ).scalar_one()
     return PortfolioPage([PortfolioRow(**row._asdict()) for row in rows], int(total))
+
+
+def portfolio_rows(
+    conn: Connection, f: PortfolioFilter, *, sort: str, descending: bool
+) -> list[PortfolioRow]:
+    """Every row of the filtered portfolio, sorted as :func:`portfolio_page` (for exports)."""
+    _checked_page(sort, 1, 0)
+    c = latest_recommendations.c
+    order = (c[sort].desc() if descending else c[sort].asc()).nulls_last()
+    query = _where(select(*[c[name] for name in ROW_COLUMNS]), f).order_by(order, c.customer_id)
+    return [PortfolioRow(**row._asdict()) for row in conn.execute(query).all()]
 
 
 def portfolio_tallies(conn: Connection, f: PortfolioFilter) -> list[ActionTally]:
     """Customers and summed expected values by action and approval tier."""
-    c = recommendations.c
+    c = latest_recommendations.c
     query = _where(
         select(
             c.action,
@@ -177,7 +180,7 @@ def portfolio_tallies(conn: Connection, f: PortfolioFilter) -> list[ActionTally]
             func.count().label("customers"),
             func.coalesce(func.sum(c.expected_value), 0.0).label("expected_value"),
             func.coalesce(func.sum(c.ev_retain), 0.0).label("ev_retain"),
-        ).select_from(_in_force()),
+        ),
         f,
     ).group_by(c.action, c.approval_tier)
     return [
@@ -194,10 +197,8 @@ def portfolio_tallies(conn: Connection, f: PortfolioFilter) -> list[ActionTally]
 
 def portfolio_net_margins(conn: Connection, f: PortfolioFilter) -> list[float]:
     """Every matching customer's trailing monthly net margin (the whale curve's input)."""
-    c = recommendations.c
-    query = _where(select(c.net_margin).select_from(_in_force()), f).where(
-        c.net_margin.is_not(None)
-    )
+    c = latest_recommendations.c
+    query = _where(select(c.net_margin), f).where(c.net_margin.is_not(None))
     return [float(value) for value in conn.execute(query).scalars()]
 
 
@@ -209,7 +210,7 @@ def portfolio_options(conn: Connection, f: PortfolioFilter) -> dict[str, list[st
     )
     options: dict[str, list[str]] = {}
     for name in ("segment", "region", "account_manager", "action", "approval_tier"):
-        column = recommendations.c[name]
-        query = _where(select(column).select_from(_in_force()), scope).where(column.is_not(None))
+        column = latest_recommendations.c[name]
+        query = _where(select(column), scope).where(column.is_not(None))
         options[name] = sorted(conn.execute(query.distinct()).scalars())
     return options

@@ -12,9 +12,10 @@ compares the migrated database with this metadata so the two cannot drift.
   front line's authority, one per recommendation, linked to the after-action report recorded
   with it (revision 0003).
 
-Revision 0003 also copies the figures the portfolio page filters and sorts on out of each
-recommendation's payload into plain columns (segment, approval tier, expected value of the
-recommended action, ...), so paging through 100,000 customers reads indexes, not JSON.
+Revision 0003 also copies, per customer, the recommendation in force's owner, action and the
+figures the portfolio page filters and sorts on (segment, approval tier, expected value of the
+recommended action, ...) into ``latest_recommendations``: paging, counting and summing 100,000
+customers then reads that narrow table, never the wide rows with their JSON payloads.
 """
 
 from __future__ import annotations
@@ -112,21 +113,8 @@ recommendations = Table(
     Column("run_id", String(ID_LENGTH), nullable=False, index=True),
     Column("payload", json_type(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
-    # revision 0003: copies of payload fields for the portfolio page (see PORTFOLIO_PATHS)
-    Column("segment", String(ACTION_LENGTH), nullable=True),
-    Column("approval_tier", String(ID_LENGTH), nullable=True),
-    Column("expected_value", Float, nullable=True),
-    Column("ev_retain", Float, nullable=True),
-    Column("p_churn", Float, nullable=True),
-    Column("monthly_margin", Float, nullable=True),
-    Column("net_margin", Float, nullable=True),
-    Column("offer_kind", String(ACTION_LENGTH), nullable=True),
-    Column("offer_cost", Float, nullable=True),
     Index(None, "account_manager"),
     Index(None, "region"),
-    Index(None, "action"),
-    Index(None, "segment"),
-    Index(None, "approval_tier"),
 )
 
 # Payload paths of the portfolio columns of ``recommendations`` (revision 0003).
@@ -160,6 +148,26 @@ latest_recommendations = Table(
         index=True,
     ),
     Column("as_of", Date, nullable=False),
+    # revision 0003: the recommendation in force's owner, action and the payload figures the
+    # portfolio page filters and sorts on (see PORTFOLIO_PATHS), so its queries read this
+    # narrow table only
+    Column("account_manager", String(ID_LENGTH), nullable=True),
+    Column("region", String(ID_LENGTH), nullable=True),
+    Column("action", String(ACTION_LENGTH), nullable=True),
+    Column("segment", String(ACTION_LENGTH), nullable=True),
+    Column("approval_tier", String(ID_LENGTH), nullable=True),
+    Column("expected_value", Float, nullable=True),
+    Column("ev_retain", Float, nullable=True),
+    Column("p_churn", Float, nullable=True),
+    Column("monthly_margin", Float, nullable=True),
+    Column("net_margin", Float, nullable=True),
+    Column("offer_kind", String(ACTION_LENGTH), nullable=True),
+    Column("offer_cost", Float, nullable=True),
+    Index(None, "account_manager"),
+    Index(None, "region"),
+    Index(None, "action"),
+    Index(None, "segment"),
+    Index(None, "approval_tier"),
 )
 
 decisions = Table(

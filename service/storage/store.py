@@ -56,9 +56,11 @@ from service.storage.portfolio import (
     ActionTally,
     PortfolioFilter,
     PortfolioPage,
+    PortfolioRow,
     portfolio_net_margins,
     portfolio_options,
     portfolio_page,
+    portfolio_rows,
     portfolio_tallies,
 )
 from service.storage.records import (
@@ -444,6 +446,13 @@ class Store:
                 conn, where, sort=sort, descending=descending, limit=limit, offset=offset
             )
 
+    def portfolio_rows(
+        self, where: PortfolioFilter, *, sort: str = "expected_value", descending: bool = True
+    ) -> list[PortfolioRow]:
+        """Every row of the filtered portfolio in page order (the CSV export)."""
+        with self._database_errors("read the portfolio"), self._transaction(write=False) as conn:
+            return portfolio_rows(conn, where, sort=sort, descending=descending)
+
     def portfolio_tallies(self, where: PortfolioFilter) -> list[ActionTally]:
         """Customers and summed expected values by action and approval tier."""
         with self._database_errors("read the portfolio"), self._transaction(write=False) as conn:
@@ -508,26 +517,24 @@ class Store:
         ):
             found = conn.execute(
                 select(
-                    recommendations.c.customer_id,
-                    recommendations.c.approval_tier,
-                    latest_recommendations.c.recommendation_id.label("in_force"),
-                )
-                .join(
-                    latest_recommendations,
-                    latest_recommendations.c.customer_id == recommendations.c.customer_id,
-                )
-                .where(recommendations.c.recommendation_id == request.recommendation_id)
+                    latest_recommendations.c.customer_id, latest_recommendations.c.approval_tier
+                ).where(latest_recommendations.c.recommendation_id == request.recommendation_id)
             ).one_or_none()
             if found is None:
-                raise StoreError(
-                    f"recommendation_id {request.recommendation_id!r} is not a stored "
-                    "recommendation",
-                    field="recommendation_id",
-                )
-            if found.in_force != request.recommendation_id:
+                owner = conn.execute(
+                    select(recommendations.c.customer_id).where(
+                        recommendations.c.recommendation_id == request.recommendation_id
+                    )
+                ).scalar_one_or_none()
+                if owner is None:
+                    raise StoreError(
+                        f"recommendation_id {request.recommendation_id!r} is not a stored "
+                        "recommendation",
+                        field="recommendation_id",
+                    )
                 raise StoreConflict(
                     f"recommendation {request.recommendation_id!r} is no longer in force for "
-                    f"customer {found.customer_id!r} (a newer run replaced it)",
+                    f"customer {owner!r} (a newer run replaced it)",
                     field="recommendation_id",
                 )
             if found.approval_tier is None:
@@ -878,13 +885,12 @@ def _upsert_from_staging(conn: Connection, staging: Table, run: str, created_at:
             conn, staging.c[_PAYLOAD_TEXT], staging.c.action
         ).items()
     }
-    columns = [*RECOMMENDATION_FIELDS, "run_id", "created_at", *copies]
+    columns = [*RECOMMENDATION_FIELDS, "run_id", "created_at"]
     rows = select(
         *[staging.c[name] for name in RECOMMENDATION_FIELDS[:-1]],
         payload,
         literal(run, String(ID_LENGTH)),
         literal(created_at, recommendations.c.created_at.type),
-        *copies.values(),
     ).where(true())  # SQLite needs a WHERE to read ON CONFLICT after INSERT ... SELECT
     upsert = upsert_into(recommendations).from_select(columns, rows)
     conn.execute(
@@ -893,17 +899,17 @@ def _upsert_from_staging(conn: Connection, staging: Table, run: str, created_at:
             set_={name: upsert.excluded[name] for name in columns[1:]},
         )
     )
+    carried = ["recommendation_id", "as_of", "account_manager", "region", "action"]
     pointer = upsert_into(latest_recommendations).from_select(
-        ["customer_id", "recommendation_id", "as_of"],
-        select(staging.c.customer_id, staging.c.recommendation_id, staging.c.as_of).where(true()),
+        ["customer_id", *carried, *copies],
+        select(
+            staging.c.customer_id, *[staging.c[name] for name in carried], *copies.values()
+        ).where(true()),
     )
     conn.execute(
         pointer.on_conflict_do_update(
             index_elements=[latest_recommendations.c.customer_id],
-            set_={
-                "recommendation_id": pointer.excluded.recommendation_id,
-                "as_of": pointer.excluded.as_of,
-            },
+            set_={name: pointer.excluded[name] for name in [*carried, *copies]},
             where=or_(
                 pointer.excluded.as_of >= latest_recommendations.c.as_of,
                 pointer.excluded.recommendation_id == latest_recommendations.c.recommendation_id,

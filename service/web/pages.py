@@ -35,7 +35,7 @@ from service.api.deps import get_policy
 from service.api.routes.model import model_public
 from service.api.schemas import DecisionRequest
 from service.api.whatif import WhatIfError, what_if
-from service.storage import SORT_COLUMNS, DecisionReport, PortfolioFilter, PortfolioRow
+from service.storage import SORT_COLUMNS, DecisionReport, PortfolioFilter
 from service.web import charts
 from service.web.app import (
     PREFIX,
@@ -228,16 +228,7 @@ async def export_csv(request: Request, user: UserDep) -> Response:
     where = portfolio_filter(user, params)
     sort, descending = _sort(params)
     store = request.app.state.store
-    rows: list[PortfolioRow] = []
-    offset = 0
-    while True:  # in pages: a bounded query each, never the whole table in one result set
-        page = await call_store(
-            store.portfolio_page, where, sort=sort, descending=descending, limit=500, offset=offset
-        )
-        rows.extend(page.rows)
-        offset += len(page.rows)
-        if not page.rows or offset >= page.total:
-            break
+    rows = await call_store(store.portfolio_rows, where, sort=sort, descending=descending)
 
     def lines() -> Iterator[str]:
         buffer = io.StringIO()

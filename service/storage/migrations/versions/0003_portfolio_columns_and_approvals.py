@@ -1,9 +1,11 @@
-"""Portfolio columns on recommendations (copied from the payload) and the approvals table.
+"""Portfolio columns on latest_recommendations (copied from the payload) and the approvals table.
 
 The web page pages, filters and sorts 100,000 customers by segment, action, approval tier and
-expected value; reading those out of each JSON payload on every page costs a full scan. The
-store now writes them as plain columns when it saves a run; this revision adds the columns,
-fills them for the recommendations already stored, indexes them, and adds ``approvals``.
+expected value; reading those out of each JSON payload (or even past it, in the wide
+``recommendations`` rows) costs seconds per page. The store now writes them, with the owner and
+the action, next to each customer's pointer to the recommendation in force; this revision adds
+the columns, fills them for the recommendations in force already stored, indexes them, and adds
+``approvals``.
 
 Revision ID: 0003
 Revises: 0002
@@ -34,22 +36,23 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _FLOAT_COLUMNS = ("expected_value", "ev_retain", "p_churn", "monthly_margin", "net_margin")
-_INDEXED = ("action", "segment", "approval_tier")
+_INDEXED = ("account_manager", "region", "action", "segment", "approval_tier")
 
 
 def _extract(dialect: str, path: tuple[str, ...], text: bool) -> str:
     if dialect == "postgresql":
         pointer = "{" + ",".join(path) + "}"
-        return f"(payload #>> '{pointer}')" + ("" if text else "::double precision")
-    return f"json_extract(payload, '$.{'.'.join(path)}')"
+        return f"(r.payload #>> '{pointer}')" + ("" if text else "::double precision")
+    return f"json_extract(r.payload, '$.{'.'.join(path)}')"
 
 
 def upgrade() -> None:
     """Add and fill the portfolio columns; create ``approvals``."""
-    with op.batch_alter_table("recommendations") as batch:
-        for name in ("segment", "offer_kind"):
+    with op.batch_alter_table("latest_recommendations") as batch:
+        for name in ("account_manager", "region", "approval_tier"):
+            batch.add_column(sa.Column(name, sa.String(ID_LENGTH), nullable=True))
+        for name in ("action", "segment", "offer_kind"):
             batch.add_column(sa.Column(name, sa.String(ACTION_LENGTH), nullable=True))
-        batch.add_column(sa.Column("approval_tier", sa.String(ID_LENGTH), nullable=True))
         for name in (*_FLOAT_COLUMNS, "offer_cost"):
             batch.add_column(sa.Column(name, sa.Float(), nullable=True))
     dialect = op.get_bind().dialect.name
@@ -61,10 +64,18 @@ def upgrade() -> None:
         f"WHEN '{action}' THEN {_extract(dialect, path, False)}"
         for action, path in CHOSEN_VALUE_PATHS.items()
     )
-    assignments.append(f"expected_value = CASE action {chosen} END")
-    op.execute(f"UPDATE recommendations SET {', '.join(assignments)}")
+    assignments += [
+        f"expected_value = CASE r.action {chosen} END",
+        "account_manager = r.account_manager",
+        "region = r.region",
+        "action = r.action",
+    ]
+    op.execute(
+        f"UPDATE latest_recommendations SET {', '.join(assignments)} FROM recommendations AS r "
+        "WHERE r.recommendation_id = latest_recommendations.recommendation_id"
+    )
     for name in _INDEXED:
-        op.create_index(f"ix_recommendations_{name}", "recommendations", [name])
+        op.create_index(f"ix_latest_recommendations_{name}", "latest_recommendations", [name])
     op.create_table(
         "approvals",
         sa.Column("id", serial_type(), primary_key=True, autoincrement=True),
@@ -101,7 +112,7 @@ def downgrade() -> None:
     """Drop ``approvals`` and the portfolio columns."""
     op.drop_table("approvals")
     for name in _INDEXED:
-        op.drop_index(f"ix_recommendations_{name}", table_name="recommendations")
-    with op.batch_alter_table("recommendations") as batch:
-        for name in (*PORTFOLIO_PATHS, "expected_value"):
+        op.drop_index(f"ix_latest_recommendations_{name}", table_name="latest_recommendations")
+    with op.batch_alter_table("latest_recommendations") as batch:
+        for name in (*PORTFOLIO_PATHS, "expected_value", "account_manager", "region", "action"):
             batch.drop_column(name)
