@@ -7,7 +7,6 @@ from collections.abc import Iterable
 
 import polars as pl
 
-from model.portfolio import chosen_value
 from service.api.schemas import recommendation_payloads_json
 from service.storage import Store
 
@@ -62,26 +61,4 @@ def _rows(recommendations: pl.DataFrame) -> list[dict[str, object]]:
         pl.col("model_version").cast(pl.String),
         pl.col("policy_version").cast(pl.String),
         payload=recommendation_payloads_json(recommendations),
-        **portfolio_columns(recommendations),
     ).to_dicts()
-
-
-def portfolio_columns(recommendations: pl.DataFrame) -> dict[str, pl.Expr]:
-    """The store's portfolio fields (:data:`service.storage.PORTFOLIO_FIELDS`) as expressions
-    over :func:`model.recommend.recommend` rows: the same values the payload carries (non-finite
-    numbers null), given as columns so the store need not read them back out of the JSON."""
-
-    def finite(expression: pl.Expr) -> pl.Expr:
-        return pl.when(expression.is_finite()).then(expression)
-
-    return {
-        "segment": pl.col("segment").cast(pl.String),
-        "approval_tier": pl.col("approval_tier").cast(pl.String),
-        "expected_value": finite(chosen_value()),
-        "ev_retain": finite(pl.col("ev_retain")),
-        "p_churn": finite(pl.col("p_churn")),
-        "monthly_margin": finite(pl.col("monthly_margin")),
-        "net_margin": finite(pl.col("value_waterfall").struct.field("net_margin")),
-        "offer_kind": pl.col("offer_kind").cast(pl.String),
-        "offer_cost": finite(pl.col("offer_cost")),
-    }

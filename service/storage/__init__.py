@@ -21,7 +21,7 @@ from service.storage.records import (
     StoredRecommendation,
     StoreError,
 )
-from service.storage.store import MAX_PAGE, PORTFOLIO_FIELDS, RECOMMENDATION_FIELDS, Store
+from service.storage.store import MAX_PAGE, RECOMMENDATION_FIELDS, Store
 
 __all__ = [
     "SORT_COLUMNS",
@@ -33,7 +33,6 @@ __all__ = [
     "PortfolioRow",
     "StoredApproval",
     "MAX_PAGE",
-    "PORTFOLIO_FIELDS",
     "RECOMMENDATION_FIELDS",
     "DecisionReport",
     "Store",

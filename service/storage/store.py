@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -21,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
     Column,
     Connection,
     Date,
@@ -99,21 +97,6 @@ RECOMMENDATION_FIELDS = (
     "policy_version",
     "payload",
 )
-# Optional in a recommendation row, all or none: the payload's figures the portfolio page sorts
-# and filters on (revision 0003), given by a caller that has them as columns (the batch); rows
-# without them get them out of the payload in SQL, which costs the publish about half again.
-PORTFOLIO_FIELDS = (
-    "segment",
-    "approval_tier",
-    "expected_value",
-    "ev_retain",
-    "p_churn",
-    "monthly_margin",
-    "net_margin",
-    "offer_kind",
-    "offer_cost",
-)
-_COPIED = "portfolio_given"  # staging flag: the row brought its portfolio fields
 MAX_PAGE = 1000  # largest ``limit`` list_decisions accepts
 DEFAULT_BUSY_TIMEOUT_S = 30.0
 _PAYLOAD_TEXT = "payload_text"  # bind name of a payload given as JSON text
@@ -754,15 +737,7 @@ def _recommendation_values(row: object, index: int) -> dict[str, Any]:
     for name in RECOMMENDATION_FIELDS:
         if name not in row:
             raise StoreError(f"{where}: missing field {name!r}", field=name)
-    given = [name for name in PORTFOLIO_FIELDS if name in row]
-    if given and len(given) != len(PORTFOLIO_FIELDS):
-        missing = next(name for name in PORTFOLIO_FIELDS if name not in row)
-        raise StoreError(
-            f"{where}: portfolio fields come all or none; missing {missing!r}", field=missing
-        )
-    unknown = sorted(
-        str(key) for key in row if key not in RECOMMENDATION_FIELDS and key not in PORTFOLIO_FIELDS
-    )
+    unknown = sorted(str(key) for key in row if key not in RECOMMENDATION_FIELDS)
     if unknown:
         raise StoreError(
             f"{where}: unknown field {unknown[0]!r} (expected exactly: "
@@ -789,20 +764,7 @@ def _recommendation_values(row: object, index: int) -> dict[str, Any]:
             row["policy_version"], "policy_version", max_length=ID_LENGTH, where=where
         ),
         _PAYLOAD_TEXT: _payload(row["payload"], where),
-        _COPIED: bool(given),
-        **{name: _portfolio_value(row.get(name), name, where) for name in PORTFOLIO_FIELDS},
     }
-
-
-def _portfolio_value(value: object, name: str, where: str) -> str | float | None:
-    """A portfolio field as stored: text for the text columns, a finite float otherwise."""
-    if value is None:
-        return None
-    if name in TEXT_PORTFOLIO_COLUMNS:
-        return _text(value, name, max_length=ID_LENGTH, where=where)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise StoreError(f"{where}: {name} must be a finite number or null", field=name)
-    return float(value)
 
 
 def _refuse_repeats(
@@ -836,11 +798,6 @@ def _staging_table(conn: Connection) -> Table:
         Column("model_version", String(ID_LENGTH), nullable=False),
         Column("policy_version", String(ID_LENGTH), nullable=False),
         Column(_PAYLOAD_TEXT, Text, nullable=False),
-        Column(_COPIED, Boolean, nullable=False),
-        *[
-            Column(name, String(ID_LENGTH) if name in TEXT_PORTFOLIO_COLUMNS else Float)
-            for name in PORTFOLIO_FIELDS
-        ],
         prefixes=["TEMPORARY"],
     )
     staging.drop(conn, checkfirst=True)
@@ -879,12 +836,7 @@ def _upsert_from_staging(conn: Connection, staging: Table, run: str, created_at:
         payload = cast(payload, JSONB)
     else:
         payload = type_coerce(payload, recommendations.c.payload.type)
-    copies = {
-        name: case((staging.c[_COPIED], staging.c[name]), else_=extracted)
-        for name, extracted in portfolio_values(
-            conn, staging.c[_PAYLOAD_TEXT], staging.c.action
-        ).items()
-    }
+    copies = portfolio_values(conn, staging.c[_PAYLOAD_TEXT], staging.c.action)
     columns = [*RECOMMENDATION_FIELDS, "run_id", "created_at"]
     rows = select(
         *[staging.c[name] for name in RECOMMENDATION_FIELDS[:-1]],
