@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,6 +58,27 @@ def ensure_venv() -> None:
     STAMP.write_text(wanted + "\n")
 
 
+def ensure_chromium() -> None:
+    """The web page's browser tests drive the system's chromium (Playwright is in the lock):
+    install the Debian package when it is missing and this user may; otherwise say why the
+    browser tests will skip."""
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        print(
+            "dev.py: no chromium found and cannot install it here (needs apt-get as root); "
+            "the browser tests will skip",
+            flush=True,
+        )
+        return
+    print("dev.py: installing chromium for the browser tests (apt-get)", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    done = subprocess.run([apt, "install", "-y", "-qq", "chromium"], env=env)
+    if done.returncode != 0:
+        print("dev.py: apt-get could not install chromium; the browser tests will skip", flush=True)
+
+
 def lock() -> None:
     """Resolve pyproject.toml (with the dev extra) in a scratch venv and write requirements.lock."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -95,6 +117,7 @@ def main(argv: list[str]) -> int:
     ensure_venv()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if verb == "test":
+        ensure_chromium()
         command = [BIN / "python", "-m", "pytest", *rest]
     elif verb == "demo":
         command = [BIN / "keepwise", "demo", *rest]

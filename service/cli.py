@@ -910,6 +910,13 @@ def demo(
         role: _append_api_key(keys, f"demo-{role}", role, None, None)
         for role in ("viewer", "agent", "admin")
     }
+    # approvers for the web page's queue, and a key that sees one account manager's customers
+    for tier in ("manager", "director"):
+        tokens[tier] = _append_api_key(keys, f"demo-{tier}", "agent", None, None, authority=tier)
+    owner = pl.read_parquet(output, columns=["account_manager"])["account_manager"].drop_nulls()
+    if owner.len():
+        scoped = str(owner.sort()[0])
+        tokens[f"scoped ({scoped})"] = _append_api_key(keys, "demo-scoped", "agent", scoped, None)
     example = pl.read_parquet(output, columns=["customer_id"])["customer_id"][0]
     console.print(
         f"stored {saved:,} recommendations in {database_url} for "
@@ -917,15 +924,20 @@ def demo(
     )
     console.print(f"demo API keys (hashed in {keys}):")
     for role, token in tokens.items():
-        console.print(f"  {role:6s} {token}")
+        console.print(f"  {role:8s} {token}")
     console.print(
         f"try:  curl -H 'Authorization: Bearer {tokens['viewer']}' "
         f"http://{host}:{port}/v1/customers/{example}/recommendation"
     )
     console.print(f"docs: http://{host}:{port}/docs")
+    console.print(
+        f"web page: http://{host}:{port}/web/ (sign in with a key above; managers approve up "
+        "to manager, directors everything)"
+    )
     if not serve_api:
         return
     console.print("serving the API until Ctrl-C ...")
+    os.environ["KEEPWISE_DATA_DIR"] = str(world)
     os.environ["KEEPWISE_API_KEYS_FILE"] = str(keys)
     os.environ["KEEPWISE_DATABASE_URL"] = database_url
     if tracking_uri is not None:
@@ -1307,19 +1319,34 @@ def api_key(
     region: Annotated[
         str | None, typer.Option(help="Limit the key to this region's customers.")
     ] = None,
+    authority: Annotated[
+        str | None,
+        typer.Option(
+            help="Approval tier the holder may approve up to (a tier of the policy, e.g. "
+            "manager or director); needs role agent or admin."
+        ),
+    ] = None,
 ) -> None:
     """Create an API key: the file keeps only its hash; the token is printed once."""
-    token = _append_api_key(keys_file, name, role.value, account_manager, region)
+    token = _append_api_key(
+        keys_file, name, role.value, account_manager, region, authority=authority
+    )
     console.print(f"added {role.value} key {name!r} to {keys_file}; the token (shown once):")
     print(token)
 
 
 def _append_api_key(
-    keys_file: Path, name: str, role: str, account_manager: str | None, region: str | None
+    keys_file: Path,
+    name: str,
+    role: str,
+    account_manager: str | None,
+    region: str | None,
+    *,
+    authority: str | None = None,
 ) -> str:
     try:
         token, entry = new_api_key(
-            name, role, KeyScope(account_manager=account_manager, region=region)
+            name, role, KeyScope(account_manager=account_manager, region=region), authority
         )
     except ValueError as error:
         raise _fail(str(error)) from None

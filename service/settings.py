@@ -17,6 +17,9 @@ KEEPWISE_API_KEYS             JSON list of hashed API key entries            []
 KEEPWISE_MAX_BODY_BYTES       largest request body accepted (413 above)      4194304 (4 MiB)
 KEEPWISE_SCORING_THREADS      LightGBM threads per scoring call              1
 KEEPWISE_LOG_LEVEL            DEBUG, INFO, WARNING or ERROR                  INFO
+KEEPWISE_DATA_DIR             CRM export the web page reads histories from   (unset)
+KEEPWISE_SESSION_IDLE_MINUTES web sign-in ends after this long unused        30
+KEEPWISE_SESSION_HOURS        web sign-in ends this long after sign-in       8
 ============================  =============================================  =======================
 
 See :mod:`service.api.keys` for the key entry format.
@@ -78,6 +81,18 @@ class Settings(BaseSettings):
         default="INFO",
         description="Service log level. INFO logs one access line per request; DEBUG adds "
         "what the scoring code says (e.g. the actions decided), with the request id.",
+    )
+
+    data_dir: Path | None = Field(
+        default=None,
+        description="The CRM export folder (<table>.parquet or .csv) the web page reads a "
+        "customer's complaint and offer history from; unset: the page says it has none.",
+    )
+    session_idle_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = Field(
+        default=30, description="A web session ends after this many minutes without a request."
+    )
+    session_hours: Annotated[int, Field(ge=1, le=24 * 7)] = Field(
+        default=8, description="A web session ends this many hours after sign-in."
     )
 
     @field_validator("database_url")

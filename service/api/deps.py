@@ -22,6 +22,7 @@ from typing import Annotated, Any, Protocol
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from model.policy import Policy, PolicyError, load_policy
 from service.api.keys import ApiKeyEntry, KeyRing, Role
 from service.api.serving import ModelHolder, ModelLoader, ServingModel, load_serving_model
 from service.settings import Settings
@@ -47,6 +48,20 @@ class StoreProtocol(Protocol):
     ) -> Sequence[Any]: ...
 
     def customer_scope(self, customer_id: str) -> tuple[str | None, str | None] | None: ...
+
+    def portfolio_page(self, where: Any, **kwargs: Any) -> Any: ...
+
+    def portfolio_rows(self, where: Any, **kwargs: Any) -> Any: ...
+
+    def portfolio_tallies(self, where: Any) -> Any: ...
+
+    def portfolio_net_margins(self, where: Any) -> Any: ...
+
+    def portfolio_options(self, where: Any) -> Any: ...
+
+    def record_approval(self, request: Any) -> Any: ...
+
+    def list_approvals(self, **kwargs: Any) -> Sequence[Any]: ...
 
 
 StoreOpener = Callable[[Settings], StoreProtocol]
@@ -121,6 +136,31 @@ async def get_serving_model(holder: ModelHolderDep) -> ServingModel:
 
 
 ServingModelDep = Annotated[ServingModel, Depends(get_serving_model)]
+
+
+async def get_policy(request: Request, holder: ModelHolderDep) -> Policy:
+    """The served model's policy; the configured policy file while no model is loaded.
+
+    Raises:
+        HTTPException: 503 when no model is loaded and the policy file cannot be read.
+    """
+    serving = holder.current
+    if serving is not None:
+        return serving.policy
+    cached: Policy | None = getattr(request.app.state, "fallback_policy", None)
+    if cached is None:
+        settings: Settings = request.app.state.settings
+        try:
+            cached = load_policy(settings.policy)
+        except (PolicyError, OSError) as error:
+            raise HTTPException(
+                503, detail=f"the decision policy cannot be read: {error}"
+            ) from None
+        request.app.state.fallback_policy = cached
+    return cached
+
+
+PolicyDep = Annotated[Policy, Depends(get_policy)]
 
 bearer = HTTPBearer(
     auto_error=False,

@@ -18,6 +18,7 @@ Configuration. Key entries come from a TOML file (``KEEPWISE_API_KEYS_FILE``)::
     sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
     account_manager = "AM-007"      # optional scope: only this account manager's customers
     # region = "north"              # optional scope: only this region's customers
+    # authority = "manager"         # optional: approves recommendations up to this tier
 
 and/or from the environment variable ``KEEPWISE_API_KEYS`` holding a JSON list of the same
 entries (``[{"name": "batch", "role": "viewer", "sha256": "..."}]``). Names and hashes must be
@@ -99,6 +100,11 @@ class ApiKeyEntry(BaseModel):
     region: ScopeValue | None = Field(
         default=None, description="Scope: only customers in this region."
     )
+    authority: ScopeValue | None = Field(
+        default=None,
+        description="Approval authority: the policy's tier this holder may approve up to "
+        "(e.g. `manager`, `director`); needs role agent or above. None: approves nothing.",
+    )
 
     @property
     def scoped(self) -> bool:
@@ -123,7 +129,7 @@ class ApiKeyEntry(BaseModel):
     def to_toml(self) -> str:
         """The entry as a ``[[keys]]`` table for the key file."""
         lines = ["[[keys]]"]
-        for field_name in ("name", "role", "sha256", "account_manager", "region"):
+        for field_name in ("name", "role", "sha256", "account_manager", "region", "authority"):
             value = getattr(self, field_name)
             if value is not None:
                 # a JSON string is a TOML basic string (raw UTF-8: no surrogate escapes)
@@ -145,7 +151,7 @@ def hash_token(token: str) -> str:
 
 
 def new_api_key(
-    name: str, role: Role | str, scope: KeyScope | None = None
+    name: str, role: Role | str, scope: KeyScope | None = None, authority: str | None = None
 ) -> tuple[str, ApiKeyEntry]:
     """Make a new random API key and the configuration entry that admits it.
 
@@ -156,6 +162,7 @@ def new_api_key(
         name: Who will hold the key (letters, digits and ``_.@+-``).
         role: ``viewer``, ``agent`` or ``admin``.
         scope: Limit the key to one account manager's and/or one region's customers.
+        authority: The approval tier the holder may approve up to (e.g. ``director``).
 
     Returns:
         ``(token, entry)``: the secret ``kw_...`` token and its hashed entry.
@@ -172,6 +179,7 @@ def new_api_key(
             sha256=hash_token(token),
             account_manager=scope.account_manager,
             region=scope.region,
+            authority=authority,
         )
     except (ValidationError, ValueError) as error:
         raise KeyConfigError(f"cannot make a key for {name!r}: {error}") from error

@@ -27,12 +27,21 @@ from service.api import errors
 from service.api.deps import get_model_loader, get_store_opener
 from service.api.keys import KeyRing
 from service.api.request_context import BodySizeLimitMiddleware, RequestIdMiddleware
-from service.api.routes import admin, customers, decisions, health, model, recommendations
+from service.api.routes import (
+    admin,
+    approvals,
+    customers,
+    decisions,
+    health,
+    model,
+    recommendations,
+)
 from service.api.routes.model import api_version
 from service.api.schemas import MAX_BATCH
 from service.api.scoring import prepare_model
 from service.api.serving import ModelHolder, ModelLoadError, settle_heap
 from service.settings import Settings, get_settings
+from service.web import install as install_web
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +71,7 @@ Every answer carries `X-Request-ID` (yours if you send one), also found in the s
 TAGS = [
     {"name": "recommendations", "description": "Retain, compensate or end, with the reasons."},
     {"name": "decisions", "description": "After-action reports: the decision log."},
+    {"name": "approvals", "description": "Recommendations waiting for a tier; verdicts."},
     {"name": "model", "description": "The model and policy being served."},
     {"name": "admin", "description": "Model reload (role admin)."},
     {"name": "health", "description": "Probes for the orchestrator (no key)."},
@@ -131,11 +141,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         recommendations.router,
         customers.router,
         decisions.router,
+        approvals.router,
         model.router,
         admin.router,
         health.router,
     ):
         app.include_router(router)
+    install_web(app, settings)  # the managers' web page under /web (service/web)
     return app
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -18,6 +18,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from features.contract import OFFER_KINDS, SEGMENTS
 from model.decide import ACTIONS
+from model.decision_inputs import ACCEPT_PREFIX, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, UPLIFT_PREFIX
 from service.api.feature_row import (
     ID_MAX_LENGTH,
     TEXT_MAX_LENGTH,
@@ -123,6 +124,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "No API key, or an unknown one (with `WWW-Authenticate: Bearer`).",
         403: "The key's role is too low for this route.",
         404: "Not found, or outside the key's scope (the same answer).",
+        409: "The stored state refuses it (already decided, replaced by a newer run).",
         413: "The request body is over the size limit.",
         503: "No model is loaded yet, or the store is unavailable (nothing was written).",
     }
@@ -240,6 +242,14 @@ class RecommendationPublic(BaseModel):
     policy_version: str = Field(description="Version of the decision policy applied.")
     model_version: str = Field(description="Registry version of the model that scored it.")
     as_of: date = Field(description="The date the features describe.")
+    decision_inputs: dict[str, float | None] | None = Field(
+        default=None,
+        description="What the decision kernel read for this customer (churn risk, margin and "
+        "its standard error, monthly revenue and complaint cost, months of history, and per "
+        "offer kind the acceptance `accept_<kind>` and churn cut `uplift_<kind>` the models "
+        "estimated; null: the policy prior). A what-if re-decides from these. Absent on "
+        "recommendations stored before it existed.",
+    )
 
 
 class RecommendationBatchPublic(BaseModel):
@@ -312,6 +322,16 @@ _OFFER_FIELDS: dict[str, str] = {
     "complaint_saving": "offer_complaint_saving",
 }
 _OFFER_PREFIX = "ev_offer_"
+_INPUT_PREFIXES = (ACCEPT_PREFIX, UPLIFT_PREFIX)
+
+
+def decision_input_names(columns: Sequence[str]) -> list[str]:
+    """The decision kernel's numeric inputs among a recommendation row's columns, in order."""
+    known = (*REQUIRED_COLUMNS[2:], *OPTIONAL_COLUMNS)
+    present = set(columns)
+    return [name for name in known if name in present] + sorted(
+        name for name in present if name.startswith(_INPUT_PREFIXES)
+    )
 
 
 def recommendation_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -330,6 +350,7 @@ def recommendation_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
         if key.startswith(_OFFER_PREFIX) and value is not None
     }
     waterfall = r.get("value_waterfall") or {}
+    inputs = decision_input_names(list(r))
     return {
         **{name: r.get(name) for name in _FLAT_FIELDS},
         **{name: list(r.get(name) or []) for name in _LIST_FIELDS},
@@ -339,7 +360,12 @@ def recommendation_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
         },
         "offer": {name: r.get(column) for name, column in _OFFER_FIELDS.items()},
         "value_waterfall": {key: _finite_or_none(value) for key, value in waterfall.items()},
+        "decision_inputs": {name: _number_or_none(r[name]) for name in inputs} if inputs else None,
     }
+
+
+def _number_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def recommendation_payloads_json(rows: pl.DataFrame) -> pl.Series:
@@ -377,6 +403,14 @@ def recommendation_payloads_json(rows: pl.DataFrame) -> pl.Series:
             ]
         ).alias("value_waterfall"),
     )
+    inputs = decision_input_names(rows.columns)
+    if inputs:
+        struct = pl.struct(
+            *[struct.struct.field(name) for name in _PAYLOAD_ORDER],
+            pl.struct(
+                *[_finite(pl.col(name).cast(pl.Float64)).alias(name) for name in inputs]
+            ).alias("decision_inputs"),
+        )
     incomplete = pl.any_horizontal([~pl.col(c).is_finite().fill_null(False) for c in offer_columns])
     payloads = rows.select(payload=struct.struct.json_encode(), _incomplete=incomplete)
     if not payloads["_incomplete"].any():
@@ -387,6 +421,15 @@ def recommendation_payloads_json(rows: pl.DataFrame) -> pl.Series:
         [json.dumps(recommendation_payload(rows.row(i, named=True))) for i in slow.to_list()],
     )
     return fixed
+
+
+_PAYLOAD_ORDER = (
+    *_FLAT_FIELDS,
+    *_LIST_FIELDS,
+    "expected_values",
+    "offer",
+    "value_waterfall",
+)
 
 
 def _json_value(rows: pl.DataFrame, name: str) -> pl.Expr:
@@ -527,3 +570,141 @@ class HealthPublic(BaseModel):
     status: Literal["alive", "ready", "not ready"] = Field(description="The state.")
     model_version: str | None = Field(default=None, description="Version served, when ready.")
     detail: str | None = Field(default=None, description="Why it is not ready.")
+
+
+# --- approvals ----------------------------------------------------------------------------------
+
+
+class PendingApprovalPublic(BaseModel):
+    """A recommendation waiting for its approval tier."""
+
+    customer_id: CustomerId
+    recommendation_id: str = Field(description="Cite it in the verdict.")
+    action: Action = Field(description="The recommended action.")
+    approval_tier: str = Field(description="The tier that must approve it.")
+    expected_value: float | None = Field(description="Expected value of the action (model).")
+    ev_retain: float | None = Field(description="Expected value of retaining as they are.")
+    offer_kind: str | None = Field(description="The offer considered.")
+    offer_cost: float | None = Field(description="Its unit cost.")
+    segment: str | None = Field(description="The customer's segment.")
+    account_manager: str | None = Field(description="The customer's account manager.")
+    region: str | None = Field(description="The customer's region.")
+    as_of: date = Field(description="The date the recommendation describes.")
+    approvable: bool = Field(description="Whether this key may approve or reject it.")
+
+    @classmethod
+    def row_fields(cls) -> tuple[str, ...]:
+        """Fields copied from a portfolio row."""
+        return tuple(name for name in cls.model_fields if name != "approvable")
+
+
+class PendingListPublic(BaseModel):
+    """A page of the approvals queue."""
+
+    items: list[PendingApprovalPublic] = Field(description="Waiting recommendations.")
+    total: int = Field(description="How many wait in all (for this key and tier filter).")
+    limit: int = Field(description="Page size asked for.")
+    offset: int = Field(description="Items skipped.")
+
+
+class ApprovalRequestBody(BaseModel):
+    """A verdict on a waiting recommendation, with the after-action report's items."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "recommendation_id": "5b1f0c3e9d2a4e7f8a6b1c2d3e4f5a6b",
+                    "verdict": "approved",
+                    "note": "Losses are certain and two remedies were refused",
+                    "requested": "Account review after the third escalation this quarter",
+                    "place": "Director's review, head office",
+                    "helped_by": "Finance (receivables)",
+                    "outcome": "Relationship to end at the contract's notice date",
+                }
+            ]
+        },
+    )
+
+    recommendation_id: Annotated[
+        str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=r"\S")
+    ] = Field(description="The recommendation in force to decide on.")
+    verdict: Literal["approved", "rejected"] = Field(description="approved or rejected.")
+    note: LongText = Field(description="Why, in the approver's words.")
+    requested: LongText = Field(description="What the customer asked for (or the occasion).")
+    place: Text = Field(description="Where it was decided.")
+    helped_by: Text | None = Field(default=None, description="Who helped, if anyone.")
+    outcome: LongText = Field(description="How it ends.")
+    occurred_at: AwareDatetime | None = Field(
+        default=None, description="When it was decided; default now."
+    )
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _not_in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value > datetime.now(UTC) + CLOCK_SKEW:
+            raise ValueError("occurred_at is in the future; report what has happened")
+        return value
+
+
+class ApprovalPublic(BaseModel):
+    """A recorded verdict."""
+
+    approval_id: str = Field(description="Identifier of the verdict.")
+    recommendation_id: str = Field(description="The recommendation decided on.")
+    customer_id: CustomerId
+    required_tier: str = Field(description="The tier the recommendation needed.")
+    verdict: Literal["approved", "rejected"] = Field(description="approved or rejected.")
+    note: str = Field(description="The approver's note.")
+    decided_by: str = Field(description="Name of the API key that decided.")
+    authority: str = Field(description="The approver's tier.")
+    decision_id: str = Field(description="The after-action report recorded with it.")
+    decided_at: datetime = Field(description="When keepwise stored it.")
+
+
+class ApprovalListPublic(BaseModel):
+    """A page of verdicts, newest first."""
+
+    approvals: list[ApprovalPublic] = Field(description="The verdicts, newest first.")
+    limit: int = Field(description="Page size asked for.")
+    offset: int = Field(description="Verdicts skipped.")
+
+
+# --- what-if ------------------------------------------------------------------------------------
+
+
+class WhatIfRequest(BaseModel):
+    """Another offer, or another cost for it, for a customer's stored recommendation."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"offer_kind": "training", "unit_cost": 400}]},
+    )
+
+    offer_kind: OfferKind = Field(description="The offer to examine (from the policy's catalogue).")
+    unit_cost: float | None = Field(
+        default=None,
+        ge=0,
+        le=1e9,
+        allow_inf_nan=False,
+        description="Its unit cost if accepted; omitted: the policy's cost rule.",
+    )
+
+
+class WhatIfPublic(BaseModel):
+    """The decision kernel's answer with only that offer (and cost) available."""
+
+    customer_id: CustomerId
+    recommendation_id: str = Field(description="The stored recommendation re-decided.")
+    offer_kind: OfferKind = Field(description="The offer examined.")
+    unit_cost: float = Field(description="Its unit cost.")
+    acceptance: float = Field(description="Probability the customer accepts it.")
+    expected_cost: float = Field(description="unit_cost x acceptance.")
+    ev_retain: float = Field(description="Expected value of retaining as they are.")
+    ev_offer: float = Field(description="Expected value of making this offer.")
+    ev_end: float = Field(description="Expected value of ending (minus the exit cost).")
+    action: Action = Field(description="What the kernel recommends with only this offer.")
+    approval_tier: str | None = Field(description="Who must approve that action.")
+    reasons: list[str] = Field(description="The kernel's plain-language reasons.")
+    policy_version: str = Field(description="The policy it was decided under.")

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
 from service.storage import StoreError
+from service.storage.records import StoreConflict
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +40,12 @@ async def store_call(
 
     Raises:
         RequestValidationError: The store refused a field (422).
-        HTTPException: The database failed (503).
+        HTTPException: The store refused a change of state (409), or the database failed (503).
     """
     try:
         return await run_in_threadpool(function, *args, **kwargs)
+    except StoreConflict as conflict:
+        raise HTTPException(409, detail=str(conflict)) from None
     except StoreError as error:
         if error.field is not None:
             logger.info("store refused %s: %s", error.field, error)

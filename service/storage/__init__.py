@@ -5,8 +5,18 @@ managed by the alembic migrations shipped in ``service/storage/migrations``
 (:meth:`Store.migrate`).
 """
 
+from service.storage.portfolio import (
+    SORT_COLUMNS,
+    ActionTally,
+    PortfolioFilter,
+    PortfolioPage,
+    PortfolioRow,
+)
 from service.storage.records import (
+    VERDICTS,
+    ApprovalRequest,
     DecisionReport,
+    StoredApproval,
     StoredDecision,
     StoredRecommendation,
     StoreError,
@@ -14,6 +24,14 @@ from service.storage.records import (
 from service.storage.store import MAX_PAGE, RECOMMENDATION_FIELDS, Store
 
 __all__ = [
+    "SORT_COLUMNS",
+    "VERDICTS",
+    "ActionTally",
+    "ApprovalRequest",
+    "PortfolioFilter",
+    "PortfolioPage",
+    "PortfolioRow",
+    "StoredApproval",
     "MAX_PAGE",
     "RECOMMENDATION_FIELDS",
     "DecisionReport",

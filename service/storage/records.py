@@ -29,6 +29,11 @@ class StoreError(Exception):
         self.field = field
 
 
+class StoreConflict(StoreError):
+    """The request is valid but the stored state refuses it (already decided, replaced by a
+    newer run, nothing to approve); an HTTP layer answers 409."""
+
+
 @dataclass(frozen=True)
 class DecisionReport:
     """The front line's after-action report: six items and the links that make it learnable.
@@ -101,3 +106,57 @@ class StoredRecommendation:
     action: str
     model_version: str
     policy_version: str
+
+
+VERDICTS = ("approved", "rejected")
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """A verdict on a recommendation above the front line's authority, with its report.
+
+    Attributes:
+        recommendation_id: the recommendation in force that is approved or rejected.
+        verdict: ``approved`` or ``rejected``.
+        note: why, in the approver's words.
+        authority: the approver's tier (e.g. ``director``); the caller has checked that it
+            covers the recommendation's tier.
+        report: the after-action report (six items) recorded with it; its
+            ``recommendation_id`` must be the same and ``followed_recommendation`` says
+            whether the verdict follows the recommendation (approved) or not (rejected).
+    """
+
+    recommendation_id: str
+    verdict: str
+    note: str
+    authority: str
+    report: DecisionReport
+
+
+@dataclass(frozen=True)
+class StoredApproval:
+    """A verdict as the store holds it (one per recommendation).
+
+    Attributes:
+        approval_id: random id (uuid4 hex) given by the store.
+        recommendation_id: the recommendation decided on.
+        customer_id: its customer.
+        required_tier: the approval tier the recommendation needed.
+        verdict: ``approved`` or ``rejected``.
+        note: the approver's note.
+        decided_by: the name of the API key that decided.
+        authority: the approver's tier.
+        decision_id: the after-action report recorded with the verdict.
+        decided_at: when the store committed it (UTC).
+    """
+
+    approval_id: str
+    recommendation_id: str
+    customer_id: str
+    required_tier: str
+    verdict: str
+    note: str
+    decided_by: str
+    authority: str
+    decision_id: str
+    decided_at: datetime

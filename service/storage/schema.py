@@ -8,6 +8,14 @@ compares the migrated database with this metadata so the two cannot drift.
   newest ``as_of``, and among equal ``as_of`` the last saved. Scope (account manager, region)
   is read through it, so it costs an index lookup, not a scan of the history.
 - ``decisions``: the decision log (after-action reports), append-only.
+- ``approvals``: the verdict (approved or rejected, with a note) on a recommendation above the
+  front line's authority, one per recommendation, linked to the after-action report recorded
+  with it (revision 0003).
+
+Revision 0003 also copies, per customer, the recommendation in force's owner, action and the
+figures the portfolio page filters and sorts on (segment, approval tier, expected value of the
+recommended action, ...) into ``latest_recommendations``: paging, counting and summing 100,000
+customers then reads that narrow table, never the wide rows with their JSON payloads.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -108,6 +117,25 @@ recommendations = Table(
     Index(None, "region"),
 )
 
+# Payload paths of the portfolio columns of ``recommendations`` (revision 0003).
+PORTFOLIO_PATHS: dict[str, tuple[str, ...]] = {
+    "segment": ("segment",),
+    "approval_tier": ("approval_tier",),
+    "ev_retain": ("expected_values", "retain"),
+    "p_churn": ("p_churn",),
+    "monthly_margin": ("monthly_margin",),
+    "net_margin": ("value_waterfall", "net_margin"),
+    "offer_kind": ("offer", "kind"),
+    "offer_cost": ("offer", "unit_cost"),
+}
+# expected_value is the value of the recommended action: the payload path by action
+CHOSEN_VALUE_PATHS: dict[str, tuple[str, ...]] = {
+    "retain": ("expected_values", "retain"),
+    "compensate": ("expected_values", "best_offer"),
+    "end": ("expected_values", "end"),
+}
+TEXT_PORTFOLIO_COLUMNS = frozenset({"segment", "approval_tier", "offer_kind"})
+
 latest_recommendations = Table(
     "latest_recommendations",
     metadata,
@@ -120,6 +148,26 @@ latest_recommendations = Table(
         index=True,
     ),
     Column("as_of", Date, nullable=False),
+    # revision 0003: the recommendation in force's owner, action and the payload figures the
+    # portfolio page filters and sorts on (see PORTFOLIO_PATHS), so its queries read this
+    # narrow table only
+    Column("account_manager", String(ID_LENGTH), nullable=True),
+    Column("region", String(ID_LENGTH), nullable=True),
+    Column("action", String(ACTION_LENGTH), nullable=True),
+    Column("segment", String(ACTION_LENGTH), nullable=True),
+    Column("approval_tier", String(ID_LENGTH), nullable=True),
+    Column("expected_value", Float, nullable=True),
+    Column("ev_retain", Float, nullable=True),
+    Column("p_churn", Float, nullable=True),
+    Column("monthly_margin", Float, nullable=True),
+    Column("net_margin", Float, nullable=True),
+    Column("offer_kind", String(ACTION_LENGTH), nullable=True),
+    Column("offer_cost", Float, nullable=True),
+    Index(None, "account_manager"),
+    Index(None, "region"),
+    Index(None, "action"),
+    Index(None, "segment"),
+    Index(None, "approval_tier"),
 )
 
 decisions = Table(
@@ -146,4 +194,32 @@ decisions = Table(
     Column("recorded_at", UTCDateTime(), nullable=False, index=True),
     # revision 0002: a customer's decision history, newest first, without a sort
     Index(None, "customer_id", "recorded_at"),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", serial_type(), primary_key=True, autoincrement=True),
+    Column("approval_id", String(DECISION_ID_LENGTH), nullable=False, unique=True),
+    Column(
+        "recommendation_id",
+        String(ID_LENGTH),
+        ForeignKey("recommendations.recommendation_id"),
+        nullable=False,
+        unique=True,  # one verdict per recommendation: a second approver is refused
+    ),
+    Column("customer_id", String(ID_LENGTH), nullable=False),
+    Column("required_tier", String(ID_LENGTH), nullable=False),
+    Column("verdict", String(ACTION_LENGTH), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("decided_by", String(ID_LENGTH), nullable=False),
+    Column("authority", String(ID_LENGTH), nullable=False),
+    Column(
+        "decision_id",
+        String(DECISION_ID_LENGTH),
+        ForeignKey("decisions.decision_id"),
+        nullable=False,
+    ),
+    Column("decided_at", UTCDateTime(), nullable=False),
+    Index(None, "customer_id", "decided_at"),
 )

@@ -23,12 +23,15 @@ from sqlalchemy import (
     Column,
     Connection,
     Date,
+    Float,
     MetaData,
     Row,
     String,
     Table,
     Text,
+    case,
     cast,
+    func,
     insert,
     literal,
     or_,
@@ -39,7 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from service.storage.engine import (
     WRITE_OPTION,
@@ -47,15 +50,34 @@ from service.storage.engine import (
     is_memory_sqlite,
     parse_url,
 )
+from service.storage.portfolio import (
+    ActionTally,
+    PortfolioFilter,
+    PortfolioPage,
+    PortfolioRow,
+    portfolio_net_margins,
+    portfolio_options,
+    portfolio_page,
+    portfolio_rows,
+    portfolio_tallies,
+)
 from service.storage.records import (
+    VERDICTS,
+    ApprovalRequest,
     DecisionReport,
+    StoreConflict,
+    StoredApproval,
     StoredDecision,
     StoredRecommendation,
     StoreError,
 )
 from service.storage.schema import (
     ACTION_LENGTH,
+    CHOSEN_VALUE_PATHS,
     ID_LENGTH,
+    PORTFOLIO_PATHS,
+    TEXT_PORTFOLIO_COLUMNS,
+    approvals,
     decisions,
     latest_recommendations,
     recommendations,
@@ -237,6 +259,18 @@ class Store:
             row = conn.execute(query).one_or_none()
         return None if row is None else _stored_recommendation(row)
 
+    def recommendation_by_id(self, recommendation_id: str) -> StoredRecommendation | None:
+        """A stored recommendation by its id (in force or not), or ``None``.
+
+        Raises:
+            StoreError: ``recommendation_id`` is empty, or the database failed.
+        """
+        wanted = _text(recommendation_id, "recommendation_id", max_length=ID_LENGTH)
+        query = select(recommendations).where(recommendations.c.recommendation_id == wanted)
+        with self._database_errors("read a recommendation"), self._transaction(write=False) as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else _stored_recommendation(row)
+
     def customer_scope(self, customer_id: str) -> tuple[str | None, str | None] | None:
         """Who owns a customer now: from the recommendation in force.
 
@@ -373,6 +407,194 @@ class Store:
             rows = conn.execute(query).all()
         return [_decision_from_row(row) for row in rows]
 
+    # -- portfolio -------------------------------------------------------------------------
+
+    def portfolio_page(
+        self,
+        where: PortfolioFilter,
+        *,
+        sort: str = "expected_value",
+        descending: bool = True,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> PortfolioPage:
+        """A page of the recommendations in force (see :mod:`service.storage.portfolio`).
+
+        Raises:
+            StoreError: ``sort``, ``limit`` or ``offset`` is invalid (``field`` names it), or
+                the database failed.
+        """
+        with self._database_errors("read the portfolio"), self._transaction(write=False) as conn:
+            return portfolio_page(
+                conn, where, sort=sort, descending=descending, limit=limit, offset=offset
+            )
+
+    def portfolio_rows(
+        self, where: PortfolioFilter, *, sort: str = "expected_value", descending: bool = True
+    ) -> list[PortfolioRow]:
+        """Every row of the filtered portfolio in page order (the CSV export)."""
+        with self._database_errors("read the portfolio"), self._transaction(write=False) as conn:
+            return portfolio_rows(conn, where, sort=sort, descending=descending)
+
+    def portfolio_tallies(self, where: PortfolioFilter) -> list[ActionTally]:
+        """Customers and summed expected values by action and approval tier."""
+        with self._database_errors("read the portfolio"), self._transaction(write=False) as conn:
+            return portfolio_tallies(conn, where)
+
+    def portfolio_net_margins(self, where: PortfolioFilter) -> list[float]:
+        """Trailing monthly net margin of every matching customer (for the whale curve)."""
+        with self._database_errors("read the portfolio"), self._transaction(write=False) as conn:
+            return portfolio_net_margins(conn, where)
+
+    def portfolio_options(self, where: PortfolioFilter) -> dict[str, list[str]]:
+        """Distinct filter values within the filter's scope (its other fields are ignored)."""
+        with self._database_errors("read the portfolio"), self._transaction(write=False) as conn:
+            return portfolio_options(conn, where)
+
+    # -- approvals -------------------------------------------------------------------------
+
+    def record_approval(self, request: ApprovalRequest) -> StoredApproval:
+        """Record a verdict on the recommendation in force and its after-action report, in one
+        transaction (both or neither).
+
+        Raises:
+            StoreError: the verdict or note is invalid, the recommendation is unknown, not the
+                one in force for its customer, needs no approval, or already has a verdict
+                (``field`` names the item), or the database failed (``field`` None).
+        """
+        if request.verdict not in VERDICTS:
+            raise StoreError(
+                f"verdict must be one of {', '.join(VERDICTS)}, got {request.verdict!r}",
+                field="verdict",
+            )
+        note = _text(request.note, "note")
+        authority = _text(request.authority, "authority", max_length=ID_LENGTH)
+        report = request.report
+        if report.recommendation_id != request.recommendation_id:
+            raise StoreError(
+                "the report must cite the recommendation it approves or rejects",
+                field="recommendation_id",
+            )
+        if report.followed_recommendation is not (request.verdict == "approved"):
+            raise StoreError(
+                "followed_recommendation must be true for an approval and false for a rejection",
+                field="followed_recommendation",
+            )
+        decided_at = datetime.now(UTC)
+        decision = _stored_decision(report, decision_id=uuid.uuid4().hex, recorded_at=decided_at)
+        try:
+            return self._record_approval(request, decision, note, authority)
+        except IntegrityError as exc:  # a second approver committed first (PostgreSQL)
+            raise StoreConflict(
+                f"recommendation {request.recommendation_id!r} already has a verdict",
+                field="recommendation_id",
+            ) from exc
+
+    def _record_approval(
+        self, request: ApprovalRequest, decision: StoredDecision, note: str, authority: str
+    ) -> StoredApproval:
+        decided_at = decision.recorded_at
+        with (
+            self._database_errors("record an approval", passing=(IntegrityError,)),
+            self._transaction(write=True) as conn,
+        ):
+            found = conn.execute(
+                select(
+                    latest_recommendations.c.customer_id, latest_recommendations.c.approval_tier
+                ).where(latest_recommendations.c.recommendation_id == request.recommendation_id)
+            ).one_or_none()
+            if found is None:
+                owner = conn.execute(
+                    select(recommendations.c.customer_id).where(
+                        recommendations.c.recommendation_id == request.recommendation_id
+                    )
+                ).scalar_one_or_none()
+                if owner is None:
+                    raise StoreError(
+                        f"recommendation_id {request.recommendation_id!r} is not a stored "
+                        "recommendation",
+                        field="recommendation_id",
+                    )
+                raise StoreConflict(
+                    f"recommendation {request.recommendation_id!r} is no longer in force for "
+                    f"customer {owner!r} (a newer run replaced it)",
+                    field="recommendation_id",
+                )
+            if found.approval_tier is None:
+                raise StoreConflict(
+                    f"recommendation {request.recommendation_id!r} needs no approval",
+                    field="recommendation_id",
+                )
+            if conn.execute(
+                select(approvals.c.id).where(
+                    approvals.c.recommendation_id == request.recommendation_id
+                )
+            ).first():
+                raise StoreConflict(
+                    f"recommendation {request.recommendation_id!r} already has a verdict",
+                    field="recommendation_id",
+                )
+            _check_recommendation_link(conn, decision)
+            conn.execute(
+                decisions.insert(), {name: getattr(decision, name) for name in _DECISION_COLUMNS}
+            )
+            stored = StoredApproval(
+                approval_id=uuid.uuid4().hex,
+                recommendation_id=request.recommendation_id,
+                customer_id=found.customer_id,
+                required_tier=found.approval_tier,
+                verdict=request.verdict,
+                note=note,
+                decided_by=decision.recorded_by,
+                authority=authority,
+                decision_id=decision.decision_id,
+                decided_at=decided_at,
+            )
+            conn.execute(approvals.insert(), vars(stored))
+        return stored
+
+    def list_approvals(
+        self,
+        *,
+        customer_id: str | None = None,
+        account_manager: str | None = None,
+        region: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[StoredApproval]:
+        """Verdicts, newest first, narrowed like :meth:`list_decisions` (current owner).
+
+        Raises:
+            StoreError: ``limit`` or ``offset`` out of range, or the database failed.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise StoreError(
+                f"limit must be an integer from 1 to {MAX_PAGE}, got {limit!r}", field="limit"
+            )
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise StoreError(
+                f"offset must be a non-negative integer, got {offset!r}", field="offset"
+            )
+        query = select(*[approvals.c[name] for name in _APPROVAL_COLUMNS])
+        if customer_id is not None:
+            query = query.where(approvals.c.customer_id == customer_id)
+        if account_manager is not None or region is not None:
+            query = query.join(
+                latest_recommendations,
+                latest_recommendations.c.customer_id == approvals.c.customer_id,
+            ).join(
+                recommendations,
+                recommendations.c.recommendation_id == latest_recommendations.c.recommendation_id,
+            )
+            if account_manager is not None:
+                query = query.where(recommendations.c.account_manager == account_manager)
+            if region is not None:
+                query = query.where(recommendations.c.region == region)
+        query = query.order_by(approvals.c.decided_at.desc(), approvals.c.id.desc())
+        with self._database_errors("list approvals"), self._transaction(write=False) as conn:
+            rows = conn.execute(query.limit(limit).offset(offset)).all()
+        return [StoredApproval(**row._asdict()) for row in rows]
+
     # -- plumbing --------------------------------------------------------------------------
 
     @property
@@ -391,10 +613,15 @@ class Store:
             yield conn
 
     @contextmanager
-    def _database_errors(self, action: str) -> Iterator[None]:
-        """Turn driver and SQLAlchemy errors into :class:`StoreError` (``field`` None)."""
+    def _database_errors(
+        self, action: str, *, passing: tuple[type[Exception], ...] = ()
+    ) -> Iterator[None]:
+        """Turn driver and SQLAlchemy errors into :class:`StoreError` (``field`` None), except
+        those of the ``passing`` types."""
         try:
             yield
+        except passing:
+            raise
         except SQLAlchemyError as exc:
             raise _database_error(action, exc) from exc
 
@@ -420,6 +647,9 @@ _DECISION_COLUMNS = (
     "recorded_by",
     "recorded_at",
 )
+
+
+_APPROVAL_COLUMNS = tuple(StoredApproval.__dataclass_fields__)
 
 
 def _database_error(action: str, exc: SQLAlchemyError) -> StoreError:
@@ -606,6 +836,7 @@ def _upsert_from_staging(conn: Connection, staging: Table, run: str, created_at:
         payload = cast(payload, JSONB)
     else:
         payload = type_coerce(payload, recommendations.c.payload.type)
+    copies = portfolio_values(conn, staging.c[_PAYLOAD_TEXT], staging.c.action)
     columns = [*RECOMMENDATION_FIELDS, "run_id", "created_at"]
     rows = select(
         *[staging.c[name] for name in RECOMMENDATION_FIELDS[:-1]],
@@ -620,23 +851,50 @@ def _upsert_from_staging(conn: Connection, staging: Table, run: str, created_at:
             set_={name: upsert.excluded[name] for name in columns[1:]},
         )
     )
+    carried = ["recommendation_id", "as_of", "account_manager", "region", "action"]
     pointer = upsert_into(latest_recommendations).from_select(
-        ["customer_id", "recommendation_id", "as_of"],
-        select(staging.c.customer_id, staging.c.recommendation_id, staging.c.as_of).where(true()),
+        ["customer_id", *carried, *copies],
+        select(
+            staging.c.customer_id, *[staging.c[name] for name in carried], *copies.values()
+        ).where(true()),
     )
     conn.execute(
         pointer.on_conflict_do_update(
             index_elements=[latest_recommendations.c.customer_id],
-            set_={
-                "recommendation_id": pointer.excluded.recommendation_id,
-                "as_of": pointer.excluded.as_of,
-            },
+            set_={name: pointer.excluded[name] for name in [*carried, *copies]},
             where=or_(
                 pointer.excluded.as_of >= latest_recommendations.c.as_of,
                 pointer.excluded.recommendation_id == latest_recommendations.c.recommendation_id,
             ),
         )
     )
+
+
+def _payload_field(conn: Connection, payload_text: Any, path: tuple[str, ...], text_: bool) -> Any:
+    """One field of a JSON payload given as text, in SQL (NULL when absent or JSON null)."""
+    if conn.dialect.name == "postgresql":
+        pointer = cast(literal("{" + ",".join(path) + "}", Text), postgresql.ARRAY(Text))
+        found = cast(payload_text, JSONB).op("#>>")(pointer)
+        return found if text_ else cast(found, Float)
+    found = func.json_extract(payload_text, "$." + ".".join(path))
+    return cast(found, String) if text_ else cast(found, Float)
+
+
+def portfolio_values(conn: Connection, payload_text: Any, action: Any) -> dict[str, Any]:
+    """The portfolio columns of ``recommendations`` as SQL expressions over the payload text
+    (the same paths revision 0003 fills existing rows from)."""
+    values = {
+        name: _payload_field(conn, payload_text, path, name in TEXT_PORTFOLIO_COLUMNS)
+        for name, path in PORTFOLIO_PATHS.items()
+    }
+    values["expected_value"] = case(
+        *[
+            (action == chosen, _payload_field(conn, payload_text, path, False))
+            for chosen, path in CHOSEN_VALUE_PATHS.items()
+        ],
+        else_=None,
+    )
+    return values
 
 
 def _stored_recommendation(row: Row[Any]) -> StoredRecommendation:

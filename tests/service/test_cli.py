@@ -152,7 +152,10 @@ def test_demo_runs_every_step_and_stores_recommendations(tmp_path):
     ):
         assert text in output, text
     keys = (tmp_path / "demo-keys.toml").read_text()
-    assert keys.count("[[keys]]") == 3 and "kw_" not in keys  # only hashes are stored
+    # viewer, agent, admin; the approvers and a key scoped to one account manager (web page)
+    assert keys.count("[[keys]]") == 6 and "kw_" not in keys  # only hashes are stored
+    assert 'authority = "manager"' in keys and 'authority = "director"' in keys
+    assert keys.count("account_manager = ") == 1
 
 
 def test_features_of_a_fully_rejected_customers_table_writes_nothing_and_exits_1(tmp_path):

@@ -6,16 +6,20 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from service.api.deps import StoreDep, ViewerKey
+from service.api.deps import PolicyDep, StoreDep, ViewerKey
 from service.api.feature_row import ID_MAX_LENGTH
 from service.api.schemas import (
     StoredRecommendationPublic,
+    WhatIfPublic,
+    WhatIfRequest,
     error_responses,
     recommendation_from_row,
 )
 from service.api.storage_errors import store_call
+from service.api.whatif import WhatIfError, what_if
 
 logger = logging.getLogger(__name__)
 
@@ -80,3 +84,48 @@ async def latest_recommendation(
         raise HTTPException(
             500, detail="the stored recommendation cannot be read; re-run the batch command"
         ) from None
+
+
+@router.post(
+    "/{customer_id}/what-if",
+    response_model=WhatIfPublic,
+    summary="Re-decide a customer's stored recommendation with another offer or cost",
+    description=(
+        "The decision kernel re-decides the customer's recommendation in force from the inputs "
+        "the batch used, with only the given offer in the catalogue and, if given, that unit "
+        "cost. With the recommended offer and no cost the expected values are the stored ones. "
+        "Nothing is stored. Any role may call it; a scoped key gets 404 for other customers. "
+        "422 when the recommendation was stored without its decision inputs (re-run the batch)."
+    ),
+    responses=error_responses(400, 401, 404, 413, 503),
+)
+async def what_if_for_customer(
+    customer_id: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=ID_MAX_LENGTH,
+            description="The customer's key in the CRM.",
+            examples=["C0000870"],
+        ),
+    ],
+    body: WhatIfRequest,
+    key: ViewerKey,
+    store: StoreDep,
+    policy: PolicyDep,
+) -> WhatIfPublic:
+    """Run the what-if."""
+    stored = await store_call(store.latest_recommendation, customer_id)
+    if stored is None or not key.owns(stored.account_manager, stored.region):
+        raise no_recommendation(customer_id)
+    try:
+        answer = what_if(stored.payload, policy, body.offer_kind, body.unit_cost)
+    except WhatIfError as error:
+        raise RequestValidationError(
+            [{"type": "what_if", "loc": ["body", "offer_kind"], "msg": str(error)}]
+        ) from None
+    return WhatIfPublic(
+        customer_id=stored.customer_id,
+        recommendation_id=stored.recommendation_id,
+        **vars(answer),
+    )

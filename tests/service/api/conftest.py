@@ -84,12 +84,17 @@ def other(features: pl.DataFrame, own: Customer) -> Customer:
 
 @pytest.fixture(scope="session")
 def keys(own: Customer) -> Keys:
-    """viewer, agent, admin; am_agent (scoped to own's account manager); region_viewer."""
+    """viewer, agent, admin; am_agent (scoped to own's account manager); region_viewer;
+    approvers: manager, director, am_director (scoped); viewer_director (cannot approve)."""
     ring = Keys()
     for role in ("viewer", "agent", "admin"):
         ring.add(role, role)
     ring.add("am_agent", "agent", KeyScope(account_manager=own.account_manager))
     ring.add("region_viewer", "viewer", KeyScope(region=own.region))
+    ring.add("manager", "agent", authority="manager")
+    ring.add("director", "agent", authority="director")
+    ring.add("viewer_director", "viewer", authority="director")  # a viewer never approves
+    ring.add("am_director", "agent", KeyScope(account_manager=own.account_manager), "director")
     return ring
 
 

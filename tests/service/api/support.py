@@ -121,8 +121,10 @@ class Keys:
     tokens: dict[str, str] = field(default_factory=dict)
     entries: list[ApiKeyEntry] = field(default_factory=list)
 
-    def add(self, label: str, role: str, scope: KeyScope | None = None) -> None:
-        token, entry = new_api_key(label, role, scope)
+    def add(
+        self, label: str, role: str, scope: KeyScope | None = None, authority: str | None = None
+    ) -> None:
+        token, entry = new_api_key(label, role, scope, authority)
         self.tokens[label] = token
         self.entries.append(entry)
 

@@ -16,6 +16,9 @@ PROTECTED = {
     "/v1/decisions",
     "/v1/model",
     "/v1/model/reload",
+    "/v1/approvals",
+    "/v1/approvals/decided",
+    "/v1/customers/{customer_id}/what-if",
 }
 
 
@@ -55,6 +58,7 @@ def test_documented_errors_match_what_the_routes_answer(openapi: dict[str, Any])
                 assert {"400", "413", "422"} <= codes, (method, path)
     assert "403" in openapi["paths"]["/v1/decisions"]["post"]["responses"]
     assert "403" in openapi["paths"]["/v1/model/reload"]["post"]["responses"]
+    assert {"403", "404", "409"} <= set(openapi["paths"]["/v1/approvals"]["post"]["responses"])
     assert (
         "404" in openapi["paths"]["/v1/customers/{customer_id}/recommendation"]["get"]["responses"]
     )

@@ -49,6 +49,10 @@ OPERATIONS = [
     ("POST", "/v1/model/reload"),
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
+    ("GET", "/v1/approvals"),
+    ("POST", "/v1/approvals"),
+    ("GET", "/v1/approvals/decided"),
+    ("POST", "/v1/customers/{customer_id}/what-if"),
 ]
 
 

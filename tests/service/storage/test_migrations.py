@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, insert, inspect, text
 
-from service.storage import Store, StoreError
+from service.storage import PortfolioFilter, Store, StoreError
 from service.storage.engine import parse_url
-from service.storage.schema import metadata
+from service.storage.schema import latest_recommendations, metadata, recommendations
 from tests.service.storage.factories import recommendation_row, report
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 def _version(url: str) -> str | None:
@@ -34,14 +35,45 @@ def _index_names(url: str) -> set[str | None]:
         engine.dispose()
 
 
+def _save_at_first_revision(url: str, customer_id: str, recommendation_id: str) -> None:
+    """A recommendation written as revision 0001's store wrote it (its columns only)."""
+    row = recommendation_row(customer_id, recommendation_id=recommendation_id)
+    row["payload"] = {
+        "segment": "enterprise",
+        "action": "end",
+        "approval_tier": "director",
+        "p_churn": 0.25,
+        "monthly_margin": -410.5,
+        "expected_values": {"retain": -3000.0, "best_offer": -2500.0, "end": -1200.0},
+        "offer": {"kind": "training", "unit_cost": 900.0},
+        "value_waterfall": {"net_margin": -380.25},
+    }
+    row["action"] = "end"
+    engine = create_engine(parse_url(url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(recommendations),
+                {**row, "run_id": "r1", "created_at": datetime.now(UTC)},
+            )
+            conn.execute(
+                insert(latest_recommendations),
+                {
+                    "customer_id": customer_id,
+                    "recommendation_id": recommendation_id,
+                    "as_of": row["as_of"],
+                },
+            )
+    finally:
+        engine.dispose()
+
+
 def test_upgrade_from_the_first_revision_keeps_existing_rows(db_url: str) -> None:
     with Store(db_url) as store:
         store.migrate("0001")
         assert _version(db_url) == "0001"
         assert "ix_decisions_customer_id_recorded_at" not in _index_names(db_url)
-        store.save_recommendations(
-            [recommendation_row("C001", recommendation_id="R1")], run_id="r1"
-        )
+        _save_at_first_revision(db_url, "C001", "R1")
         before = [
             store.record_decision(
                 report("C001", recommendation_id="R1", followed_recommendation=True)
@@ -55,6 +87,16 @@ def test_upgrade_from_the_first_revision_keeps_existing_rows(db_url: str) -> Non
         assert "ix_decisions_customer_id_recorded_at" in _index_names(db_url)
         assert store.list_decisions() == list(reversed(before))
         assert store.customer_scope("C001") == ("alice", "north")
+        # revision 0003 filled the portfolio columns from the payload already stored
+        (row,) = store.portfolio_page(PortfolioFilter(), limit=10).rows
+        assert (row.segment, row.action, row.approval_tier, row.offer_kind) == (
+            "enterprise",
+            "end",
+            "director",
+            "training",
+        )
+        assert (row.expected_value, row.ev_retain, row.p_churn) == (-1200.0, -3000.0, 0.25)
+        assert (row.monthly_margin, row.net_margin, row.offer_cost) == (-410.5, -380.25, 900.0)
 
 
 def test_migrated_schema_matches_the_table_definitions(db_url: str) -> None:
