@@ -75,6 +75,9 @@ def ensure_chromium() -> None:
     print("dev.py: installing chromium for the browser tests (apt-get)", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     done = subprocess.run([apt, "install", "-y", "-qq", "chromium"], env=env)
+    if done.returncode != 0:  # a fresh machine may have no package lists yet
+        subprocess.run([apt, "update", "-qq"], env=env)
+        done = subprocess.run([apt, "install", "-y", "-qq", "chromium"], env=env)
     if done.returncode != 0:
         print("dev.py: apt-get could not install chromium; the browser tests will skip", flush=True)
 
