@@ -39,12 +39,18 @@ MAX_NUMBER = 1e12
 ID_MAX_LENGTH = 128
 TEXT_MAX_LENGTH = 200
 
+# An id: no control characters (NUL cannot be stored, newlines forge log lines) and not blank.
+ID_PATTERN = r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$"
+# Free text: anything but NUL (PostgreSQL text cannot hold it), with one non-space character.
+TEXT_PATTERN = r"^[^\x00]*[^\x00\s][^\x00]*$"
+
 CustomerId = Annotated[
     str,
     Field(
         min_length=1,
         max_length=ID_MAX_LENGTH,
-        description="The customer's key in the CRM.",
+        pattern=ID_PATTERN,
+        description="The customer's key in the CRM (no control characters).",
         examples=["C0000042"],
     ),
 ]

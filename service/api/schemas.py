@@ -14,13 +14,23 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import polars as pl
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from features.contract import OFFER_KINDS, SEGMENTS
 from model.decide import ACTIONS
 from service.api.feature_row import (
     ID_MAX_LENGTH,
+    ID_PATTERN,
     TEXT_MAX_LENGTH,
+    TEXT_PATTERN,
     CustomerId,
     FeatureRow,
     FeatureRowBase,
@@ -34,15 +44,29 @@ else:
 
 CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future a report's ``occurred_at`` may lie (clocks differ)."""
+EARLIEST_OCCURRED_AT = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest ``occurred_at`` a report may give."""
 MAX_BATCH = 1_000
 """Most customers one ``POST /v1/recommendations`` may score (more: 422; use the batch CLI)."""
 
 Action = Literal[ACTIONS]  # type: ignore[valid-type]
 OfferKind = Literal[OFFER_KINDS]  # type: ignore[valid-type]
 Segment = Literal[SEGMENTS]  # type: ignore[valid-type]
-# Free text must hold at least one non-space character (the store refuses blank text).
-Text = Annotated[str, Field(min_length=1, max_length=TEXT_MAX_LENGTH, pattern=r"\S")]
-LongText = Annotated[str, Field(min_length=1, max_length=2_000, pattern=r"\S")]
+
+
+def _text_not_number(value: Any) -> Any:
+    """Dates and times come as ISO 8601 text: a number would be read as a Unix time."""
+    if isinstance(value, int | float):  # bool is an int
+        raise ValueError("expected an ISO 8601 string, not a number")
+    return value
+
+
+# Free text must hold at least one non-space character (the store refuses blank text) and no
+# NUL character (PostgreSQL cannot store it).
+Text = Annotated[str, Field(min_length=1, max_length=TEXT_MAX_LENGTH, pattern=TEXT_PATTERN)]
+LongText = Annotated[str, Field(min_length=1, max_length=2_000, pattern=TEXT_PATTERN)]
+IsoDate = Annotated[date, BeforeValidator(_text_not_number)]
+IsoAwareDatetime = Annotated[AwareDatetime, BeforeValidator(_text_not_number)]
 
 EXAMPLE_FEATURES: dict[str, Any] = {
     "customer_id": "C0000870",
@@ -140,9 +164,9 @@ class RecommendationRequest(BaseModel):
         json_schema_extra={"examples": [{"as_of": "2025-01-01", "customers": [EXAMPLE_FEATURES]}]},
     )
 
-    as_of: date = Field(
+    as_of: IsoDate = Field(
         description="The date the features describe (events strictly before "
-        "it); echoed on every recommendation."
+        "it), as YYYY-MM-DD; echoed on every recommendation."
     )
     customers: list[Row] = Field(
         min_length=1,
@@ -429,8 +453,9 @@ class DecisionRequest(BaseModel):
 
     customer_id: CustomerId
     requested: LongText = Field(description="What the customer asked for.")
-    occurred_at: AwareDatetime = Field(
-        description="When it happened, with a time zone; not in the future."
+    occurred_at: IsoAwareDatetime = Field(
+        description="When it happened: ISO 8601 with a time zone, from 1970-01-01T00:00:00Z "
+        "up to now (5 minutes of clock difference are allowed)."
     )
     place: Text = Field(description="Where: branch, channel or site.")
     authority_used: LongText = Field(
@@ -439,7 +464,7 @@ class DecisionRequest(BaseModel):
     helped_by: Text | None = Field(default=None, description="Who helped, if anyone.")
     outcome: LongText = Field(description="How it ended.")
     recommendation_id: (
-        Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=r"\S")] | None
+        Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)] | None
     ) = Field(default=None, description="The stored recommendation this followed or overrode.")
     followed_recommendation: bool | None = Field(
         default=None,
@@ -450,7 +475,13 @@ class DecisionRequest(BaseModel):
     @field_validator("occurred_at")
     @classmethod
     def _not_in_the_future(cls, value: datetime) -> datetime:
-        if value > datetime.now(UTC) + CLOCK_SKEW:
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 lies before year 1 in UTC
+            raise ValueError("occurred_at is out of range; give a time from 1970 on") from None
+        if utc < EARLIEST_OCCURRED_AT:
+            raise ValueError("occurred_at is before 1970-01-01T00:00:00Z")
+        if utc > datetime.now(UTC) + CLOCK_SKEW:
             raise ValueError("occurred_at is in the future; report what has happened")
         return value
 

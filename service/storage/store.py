@@ -351,6 +351,7 @@ class Store:
             )
         query = select(decisions)
         if customer_id is not None:
+            customer_id = _text(customer_id, "customer_id", max_length=ID_LENGTH)
             query = query.where(decisions.c.customer_id == customer_id)
         if account_manager is not None or region is not None:
             query = query.join(
@@ -439,6 +440,8 @@ def _text(value: object, field: str, *, max_length: int | None = None, where: st
         raise StoreError(f"{prefix}{field} must be a string, got {value!r}", field=field)
     if not value.strip():
         raise StoreError(f"{prefix}{field} must not be empty", field=field)
+    if "\x00" in value:  # PostgreSQL text cannot hold it; refused on every backend alike
+        raise StoreError(f"{prefix}{field} must not contain a NUL character", field=field)
     if max_length is not None and len(value) > max_length:
         raise StoreError(
             f"{prefix}{field} is {len(value)} characters long, at most {max_length} allowed",
@@ -691,10 +694,17 @@ def _stored_decision(
             "(which recommendation was followed or overridden?)",
             field="recommendation_id",
         )
+    try:
+        occurred_utc = occurred.astimezone(UTC)
+    except OverflowError:
+        raise StoreError(
+            f"occurred_at {occurred.isoformat()} is out of range once converted to UTC",
+            field="occurred_at",
+        ) from None
     return StoredDecision(
         customer_id=_text(report.customer_id, "customer_id", max_length=ID_LENGTH),
         requested=_text(report.requested, "requested"),
-        occurred_at=occurred.astimezone(UTC),
+        occurred_at=occurred_utc,
         place=_text(report.place, "place"),
         authority_used=_text(report.authority_used, "authority_used"),
         helped_by=_optional_text(report.helped_by, "helped_by"),

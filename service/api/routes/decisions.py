@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from service.api.deps import AgentKey, StoreDep, ViewerKey
-from service.api.feature_row import ID_MAX_LENGTH
+from service.api.feature_row import ID_MAX_LENGTH, ID_PATTERN
 from service.api.schemas import (
     DecisionListPublic,
     DecisionPublic,
@@ -70,7 +70,7 @@ async def list_decisions(
         Query(
             min_length=1,
             max_length=ID_MAX_LENGTH,
-            pattern=r"\S",
+            pattern=ID_PATTERN,
             description="Only this customer's reports.",
         ),
     ] = None,

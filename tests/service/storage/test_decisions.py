@@ -161,3 +161,21 @@ def test_the_report_types_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         filed.customer_id = "other"  # type: ignore[misc]
     assert issubclass(StoredDecision, DecisionReport)
+
+
+@pytest.mark.parametrize("field", ["customer_id", "requested", "place", "helped_by", "recorded_by"])
+def test_a_nul_character_is_refused_naming_the_field(store: Store, field: str) -> None:
+    with pytest.raises(StoreError, match="NUL") as refused:
+        store.record_decision(dataclasses.replace(report("C001"), **{field: "bad\x00value"}))
+    assert refused.value.field == field
+    assert store.list_decisions() == []
+    with pytest.raises(StoreError, match="NUL") as listed:
+        store.list_decisions(customer_id="C\x00")
+    assert listed.value.field == "customer_id"
+
+
+def test_a_time_that_overflows_in_utc_is_refused(store: Store) -> None:
+    early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))
+    with pytest.raises(StoreError, match="out of range") as refused:
+        store.record_decision(report("C001", occurred_at=early))
+    assert refused.value.field == "occurred_at"
