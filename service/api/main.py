@@ -146,7 +146,10 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
         "disable_existing_loggers": False,
         "filters": {"request_id": {"()": "service.api.request_context.RequestIdFilter"}},
         "formatters": {
-            "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}
+            "plain": {
+                "()": "service.api.request_context.SafeFormatter",
+                "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+            }
         },
         "handlers": {
             "stderr": {
