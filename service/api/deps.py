@@ -36,6 +36,8 @@ class StoreProtocol(Protocol):
 
     def record_decision(self, report: Any) -> Any: ...
 
+    def record_decision_once(self, report: Any, idempotency_key: str) -> Any: ...
+
     def list_decisions(
         self,
         *,

@@ -7,6 +7,8 @@ managed by the alembic migrations shipped in ``service/storage/migrations``
 
 from service.storage.records import (
     DecisionReport,
+    RecordedDecision,
+    StoreConflict,
     StoredDecision,
     StoredRecommendation,
     StoreError,
@@ -17,7 +19,9 @@ __all__ = [
     "MAX_PAGE",
     "RECOMMENDATION_FIELDS",
     "DecisionReport",
+    "RecordedDecision",
     "Store",
+    "StoreConflict",
     "StoreError",
     "StoredDecision",
     "StoredRecommendation",

@@ -29,6 +29,11 @@ class StoreError(Exception):
         self.field = field
 
 
+class StoreConflict(StoreError):
+    """The request conflicts with what the store holds (e.g. an idempotency key reused with
+    another report); retrying the same request will not help."""
+
+
 @dataclass(frozen=True)
 class DecisionReport:
     """The front line's after-action report: six items and the links that make it learnable.
@@ -101,3 +106,17 @@ class StoredRecommendation:
     action: str
     model_version: str
     policy_version: str
+
+
+@dataclass(frozen=True)
+class RecordedDecision:
+    """What :meth:`service.storage.Store.record_decision_once` did.
+
+    Attributes:
+        decision: The stored report.
+        replayed: True when the idempotency key had already stored this report (nothing new
+            was written); False when this call stored it.
+    """
+
+    decision: StoredDecision
+    replayed: bool

@@ -7,7 +7,8 @@ compares the migrated database with this metadata so the two cannot drift.
 - ``latest_recommendations``: per customer, a pointer to the recommendation in force — the
   newest ``as_of``, and among equal ``as_of`` the last saved. Scope (account manager, region)
   is read through it, so it costs an index lookup, not a scan of the history.
-- ``decisions``: the decision log (after-action reports), append-only.
+- ``decisions``: the decision log (after-action reports), append-only; a report sent with an
+  idempotency key is stored once per key and API key.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from sqlalchemy.types import TypeDecorator
 ID_LENGTH = 128  # customer, recommendation, run, version and key names
 ACTION_LENGTH = 32
 DECISION_ID_LENGTH = 32  # uuid4 hex
+IDEMPOTENCY_KEY_LENGTH = 128
 
 metadata = MetaData(
     naming_convention={
@@ -144,6 +146,10 @@ decisions = Table(
     Column("followed_recommendation", Boolean, nullable=True),
     Column("recorded_by", String(ID_LENGTH), nullable=False),
     Column("recorded_at", UTCDateTime(), nullable=False, index=True),
+    # revision 0003: the client's Idempotency-Key (unique per API key) and its report's hash
+    Column("idempotency_key", String(IDEMPOTENCY_KEY_LENGTH), nullable=True),
+    Column("request_sha256", String(64), nullable=True),
     # revision 0002: a customer's decision history, newest first, without a sort
     Index(None, "customer_id", "recorded_at"),
+    Index(None, "recorded_by", "idempotency_key", unique=True),
 )

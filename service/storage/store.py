@@ -4,13 +4,17 @@ One :class:`Store` per process, shared by the API's worker threads (the engine p
 connections). Every public method is one transaction. Writes either commit completely and
 return, or raise :class:`StoreError` having written nothing; a decision whose connection was lost
 is retried with the same id, and an ambiguous commit is settled by looking the id up, so a
-report is never lost and never stored twice.
+report is never lost and never stored twice. A client that retries after a dropped connection
+sends an idempotency key (:meth:`Store.record_decision_once`): the report is stored once per
+key, and the retry gets the first answer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -39,7 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from service.storage.engine import (
     WRITE_OPTION,
@@ -49,6 +53,8 @@ from service.storage.engine import (
 )
 from service.storage.records import (
     DecisionReport,
+    RecordedDecision,
+    StoreConflict,
     StoredDecision,
     StoredRecommendation,
     StoreError,
@@ -56,6 +62,7 @@ from service.storage.records import (
 from service.storage.schema import (
     ACTION_LENGTH,
     ID_LENGTH,
+    IDEMPOTENCY_KEY_LENGTH,
     decisions,
     latest_recommendations,
     recommendations,
@@ -287,21 +294,62 @@ class Store:
                 the commit went through, else retries (3 attempts) — so after this error the
                 report was not stored, unless the database was unreachable even for that check.
         """
+        return self._record(report, None).decision
+
+    def record_decision_once(
+        self, report: DecisionReport, idempotency_key: str
+    ) -> RecordedDecision:
+        """:meth:`record_decision`, at most once per ``idempotency_key`` and ``recorded_by``.
+
+        The first call with a key stores the report; a later call with the same key (and the
+        same ``recorded_by``) and the same report stores nothing and returns the first call's
+        decision, even when the first call's client never saw its answer (a dropped
+        connection); the same key with another report is refused. Concurrent calls with one
+        key store one report: the database's unique index settles the race.
+
+        Args:
+            report: the report, as for :meth:`record_decision`.
+            idempotency_key: the client's key for this report: 1 to 128 printable ASCII
+                characters (no spaces).
+
+        Returns:
+            The decision and whether it was replayed (stored by an earlier call).
+
+        Raises:
+            StoreConflict: the key already stored a different report.
+            StoreError: as :meth:`record_decision`; ``field`` is ``"idempotency_key"`` for a
+                malformed key.
+        """
+        key = _idempotency_key(idempotency_key)
+        return self._record(report, key)
+
+    def _record(self, report: DecisionReport, key: str | None) -> RecordedDecision:
         stored = _stored_decision(
             report, decision_id=uuid.uuid4().hex, recorded_at=datetime.now(UTC)
         )
         values = {name: getattr(stored, name) for name in _DECISION_COLUMNS}
+        fingerprint = _report_fingerprint(stored)
+        if key is not None:
+            values.update(idempotency_key=key, request_sha256=fingerprint)
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
             try:
                 with self._transaction(write=True) as conn:
+                    if key is not None and (earlier := _by_key(conn, stored.recorded_by, key)):
+                        return _replay(earlier, fingerprint, key)
                     _check_recommendation_link(conn, stored)
                     conn.execute(decisions.insert(), values)
-                return stored
+                return RecordedDecision(stored, replayed=False)
+            except IntegrityError as exc:
+                # a concurrent call with the same key committed first (PostgreSQL; SQLite
+                # serialises writers, so the lookup above already saw it)
+                if key is not None and (earlier := self._find_by_key(stored.recorded_by, key)):
+                    return _replay(earlier, fingerprint, key)
+                raise _database_error("record a decision", exc) from exc
             except DBAPIError as exc:
                 if not exc.connection_invalidated:
                     raise _database_error("record a decision", exc) from exc
                 if self._decision_exists(stored.decision_id):  # the commit went through
-                    return stored
+                    return RecordedDecision(stored, replayed=False)
                 if attempt == _WRITE_ATTEMPTS:
                     raise _database_error("record a decision", exc) from exc
                 logger.warning(
@@ -399,6 +447,13 @@ class Store:
         except SQLAlchemyError as exc:
             raise _database_error(action, exc) from exc
 
+    def _find_by_key(self, recorded_by: str, key: str) -> Row[Any] | None:
+        with (
+            self._database_errors("look up an idempotency key"),
+            self._transaction(write=False) as conn,
+        ):
+            return _by_key(conn, recorded_by, key)
+
     def _decision_exists(self, decision_id: str) -> bool:
         with self._database_errors("look up a decision"), self._transaction(write=False) as conn:
             found = conn.execute(
@@ -421,6 +476,47 @@ _DECISION_COLUMNS = (
     "recorded_by",
     "recorded_at",
 )
+
+
+_IDEMPOTENCY_KEY = re.compile(rf"^[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_LENGTH}}}$")
+
+
+def _idempotency_key(value: object) -> str:
+    if not isinstance(value, str) or not _IDEMPOTENCY_KEY.match(value):
+        raise StoreError(
+            f"idempotency_key must be 1 to {IDEMPOTENCY_KEY_LENGTH} printable ASCII characters "
+            "without spaces",
+            field="idempotency_key",
+        )
+    return value
+
+
+def _report_fingerprint(decision: StoredDecision) -> str:
+    """SHA-256 of the report as stored (``occurred_at`` in UTC), without the store's own ids."""
+    fields = {name: getattr(decision, name) for name in _DECISION_COLUMNS}
+    for own in ("decision_id", "recorded_at"):
+        del fields[own]
+    fields["occurred_at"] = decision.occurred_at.isoformat()
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _by_key(conn: Connection, recorded_by: str, key: str) -> Row[Any] | None:
+    return conn.execute(
+        select(decisions).where(
+            decisions.c.recorded_by == recorded_by, decisions.c.idempotency_key == key
+        )
+    ).one_or_none()
+
+
+def _replay(earlier: Row[Any], fingerprint: str, key: str) -> RecordedDecision:
+    if earlier.request_sha256 != fingerprint:
+        raise StoreConflict(
+            f"Idempotency-Key {key!r} was already used for another report (decision "
+            f"{earlier.decision_id}); send a new key for a new report",
+            field="idempotency_key",
+        )
+    return RecordedDecision(_decision_from_row(earlier), replayed=True)
 
 
 def _database_error(action: str, exc: SQLAlchemyError) -> StoreError:

@@ -122,18 +122,34 @@ def test_validate_folder_without_tables_lists_each_missing_table(tmp_path):
 
 @pytest.mark.slow
 def test_demo_runs_every_step_and_stores_recommendations(tmp_path):
-    result = runner.invoke(app, [
-        "demo", "--out", str(tmp_path), "--customers", "2500", "--no-serve",
-        "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
-        "--database-url", f"sqlite:///{tmp_path}/keepwise.db"])
+    result = runner.invoke(
+        app,
+        [
+            "demo",
+            "--out",
+            str(tmp_path),
+            "--customers",
+            "2500",
+            "--no-serve",
+            "--tracking-uri",
+            f"sqlite:///{tmp_path}/mlflow.db",
+            "--database-url",
+            f"sqlite:///{tmp_path}/keepwise.db",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "world" / "customers.parquet").exists()
     recommendations = pl.read_parquet(tmp_path / "recommendations.parquet")
     assert set(recommendations["action"]) <= {"retain", "compensate", "end"}
     output = " ".join(result.output.split())
-    for text in ("every table meets the contract", "difficult_client", "oracle ROC AUC",
-                 "registered keepwise version 1", "champion: version 1",
-                 f"stored {recommendations.height:,} recommendations"):
+    for text in (
+        "every table meets the contract",
+        "difficult_client",
+        "oracle ROC AUC",
+        "registered keepwise version 1",
+        "champion: version 1",
+        f"stored {recommendations.height:,} recommendations",
+    ):
         assert text in output, text
     keys = (tmp_path / "demo-keys.toml").read_text()
     assert keys.count("[[keys]]") == 3 and "kw_" not in keys  # only hashes are stored

@@ -14,7 +14,7 @@ from service.storage.engine import parse_url
 from service.storage.schema import metadata
 from tests.service.storage.factories import recommendation_row, report
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 def _version(url: str) -> str | None:
@@ -119,3 +119,16 @@ def test_a_sqlite_file_is_in_wal_mode(sqlite_url: str) -> None:
             assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
     finally:
         engine.dispose()
+
+
+def test_upgrade_to_idempotency_keys_keeps_reports_and_their_nulls(db_url: str) -> None:
+    with Store(db_url) as store:
+        store.migrate("0002")
+        before = store.record_decision(report("C001"))
+        store.migrate()
+        assert _version(db_url) == HEAD
+        assert "ix_decisions_recorded_by_idempotency_key" in _index_names(db_url)
+        once = store.record_decision_once(report("C001"), "k-1")
+        assert not once.replayed
+        assert store.record_decision_once(report("C001"), "k-1").replayed
+        assert store.list_decisions() == [once.decision, before]
