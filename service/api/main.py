@@ -13,8 +13,10 @@ Routes: ``POST /v1/recommendations``, ``GET /v1/customers/{customer_id}/recommen
 
 from __future__ import annotations
 
+import errno
 import logging
 import logging.config
+import socket
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -25,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api import errors
 from service.api.deps import get_model_loader, get_store_opener
+from service.api.http_limits import server_config
 from service.api.keys import KeyRing
 from service.api.request_context import BodySizeLimitMiddleware, RequestIdMiddleware
 from service.api.routes import admin, customers, decisions, health, model, recommendations
@@ -167,26 +170,52 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
     }
 
 
+class ServeError(RuntimeError):
+    """The server could not start (e.g. the port is taken); the message says why."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise :class:`ServeError` unless ``host:port`` can be listened on now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ServeError(
+                f"cannot listen on {host}:{port}: {error.strerror or error}"
+                + (" (another server runs there?)" if error.errno == errno.EADDRINUSE else "")
+            ) from None
+
+
 def run(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve the API with uvicorn (uvloop, httptools, one worker) until interrupted.
+
+    The connection limits of :mod:`service.api.http_limits` apply (head size, head and body
+    deadlines, keep-alive).
 
     Args:
         host: Interface to bind.
         port: TCP port.
+
+    Raises:
+        KeyConfigError: The API key file or entries are invalid.
+        ServeError: The port cannot be listened on, or the server did not start.
     """
     import uvicorn
 
     settings = get_settings()
+    check_port(host, port)
     config = logging_config(settings.log_level)
     logging.config.dictConfig(config)
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        workers=1,
-        log_config=config,
-        access_log=False,
-        proxy_headers=False,
+    server = uvicorn.Server(
+        server_config(
+            create_app(settings), settings, host, port, log_config=config, access_log=False
+        )
     )
+    try:
+        server.run()
+    except SystemExit as stopped:  # uvicorn exits when it cannot bind or start
+        raise ServeError(f"the server on {host}:{port} could not start (see the log)") from stopped
+    if not server.started:
+        raise ServeError(f"the server on {host}:{port} could not start (see the log)")
