@@ -16,6 +16,7 @@ KEEPWISE_API_KEYS_FILE        TOML file of hashed API keys                   (un
 KEEPWISE_API_KEYS             JSON list of hashed API key entries            []
 KEEPWISE_MAX_BODY_BYTES       largest request body accepted (413 above)      4194304 (4 MiB)
 KEEPWISE_SCORING_THREADS      LightGBM threads per scoring call              1
+KEEPWISE_STORE_TIMEOUT_S      longest wait for the store (lock, connection)  5
 KEEPWISE_MAX_HEADER_BYTES     largest request head (431 above)               16384 (16 KiB)
 KEEPWISE_HEADER_TIMEOUT_S     a request head must arrive within (408)        10
 KEEPWISE_BODY_TIMEOUT_S       a request body must arrive within (408)        30
@@ -77,6 +78,12 @@ class Settings(BaseSettings):
     )
     scoring_threads: Annotated[int, Field(ge=1, le=64)] = Field(
         default=1, description="LightGBM threads per scoring call (requests run in parallel)."
+    )
+    store_timeout_s: Annotated[float, Field(gt=0, le=300)] = Field(
+        default=5.0,
+        description="Longest a request waits for the store: a lock, a pooled connection, a "
+        "statement (PostgreSQL). Past it the request answers 503 and /health/ready says the "
+        "store is not available.",
     )
     max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = Field(
         default=16 * 1024,

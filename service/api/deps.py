@@ -32,6 +32,8 @@ class StoreProtocol(Protocol):
 
     def migrate(self) -> None: ...
 
+    def ping(self) -> None: ...
+
     def latest_recommendation(self, customer_id: str) -> Any: ...
 
     def record_decision(self, report: Any) -> Any: ...
@@ -58,7 +60,11 @@ def open_store(settings: Settings) -> StoreProtocol:
     """Open the configured store and bring its schema up to date (blocking)."""
     from service.storage import Store
 
-    store = Store(settings.database_url)
+    store = Store(
+        settings.database_url,
+        busy_timeout_s=settings.store_timeout_s,
+        statement_timeout_s=settings.store_timeout_s,
+    )
     store.migrate()
     return store
 

@@ -95,18 +95,29 @@ class Store:
     Args:
         url: a SQLAlchemy URL: ``sqlite:///keepwise.db`` (file), ``sqlite://`` (memory, for
             tests), or ``postgresql://user:pw@host/db`` (psycopg 3 is used).
-        busy_timeout_s: SQLite only — how long a writer waits for another writer's lock
-            before the call fails with :class:`StoreError`.
+        busy_timeout_s: how long a call waits for a lock (SQLite's write lock, PostgreSQL's
+            ``lock_timeout``) or a pooled connection before it fails with
+            :class:`StoreError`.
+        statement_timeout_s: PostgreSQL only: the longest a statement may run (None: no
+            limit; migrations are never limited).
 
     Raises:
         StoreError: the URL is invalid or names an unsupported backend. Nothing connects
             until the first call.
     """
 
-    def __init__(self, url: str, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        statement_timeout_s: float | None = None,
+    ) -> None:
         parsed = parse_url(url)
         self._url = parsed
-        self._engine = create_store_engine(parsed, busy_timeout_s=busy_timeout_s)
+        self._engine = create_store_engine(
+            parsed, busy_timeout_s=busy_timeout_s, statement_timeout_s=statement_timeout_s
+        )
         self._write_engine = self._engine.execution_options(**{WRITE_OPTION: True})
         # one shared in-memory connection: serialise its use across threads
         self._lock: threading.RLock | None = threading.RLock() if is_memory_sqlite(parsed) else None
@@ -138,6 +149,9 @@ class Store:
         config.set_main_option("path_separator", "os")
         with self._database_errors("migrate the database"), self._transaction(write=True) as conn:
             if conn.dialect.name == "postgresql":
+                # a migration may wait for another process's and take its time
+                conn.execute(text("SET LOCAL lock_timeout = 0"))
+                conn.execute(text("SET LOCAL statement_timeout = 0"))
                 conn.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
                 )
@@ -148,6 +162,23 @@ class Store:
                 message = f"cannot migrate to {revision!r}: {exc}"
                 raise StoreError(message, field="revision") from exc
         logger.info("database %s migrated to %s", self._safe_url, revision)
+
+    def ping(self) -> None:
+        """Check that the store can be read and written now, writing nothing.
+
+        Reads each table and takes the lock a decision's insert needs (SQLite's write lock;
+        on PostgreSQL the ``decisions`` table's ROW EXCLUSIVE lock, which a table lock held by
+        another session blocks), then commits an empty transaction. Bounded by the store's
+        timeouts.
+
+        Raises:
+            StoreError: The database cannot be reached, or a lock was not granted in time.
+        """
+        with self._database_errors("check the database"), self._transaction(write=True) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("LOCK TABLE decisions IN ROW EXCLUSIVE MODE"))
+            for table in (recommendations, latest_recommendations, decisions):
+                conn.execute(select(true()).select_from(table).limit(1)).all()
 
     def close(self) -> None:
         """Release every pooled connection; the store cannot be used afterwards."""
