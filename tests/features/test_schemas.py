@@ -223,8 +223,9 @@ def test_optional_columns_are_checked_when_present() -> None:
     )
     SCHEMAS["offers"].validate(offers, lazy=True)
     # an unknown answer is allowed (blank in the export) ...
-    SCHEMAS["offers"].validate(offers.with_columns(targeted=pl.lit(None, dtype=pl.Boolean)),
-                               lazy=True)
+    SCHEMAS["offers"].validate(
+        offers.with_columns(targeted=pl.lit(None, dtype=pl.Boolean)), lazy=True
+    )
     # ... but a present optional column must still have the contract's dtype
     offers = offers.with_columns(targeted=pl.lit("maybe"))
     assert _failed_checks("offers", offers) == {("targeted", "dtype('Boolean')")}
