@@ -7,6 +7,9 @@ Unhandled exceptions (bugs) are logged and answered as JSON 500 by
 constraint values such as ``{"ge": 0}``) and drop ``input`` and ``url``: a customer's data
 never comes back in an error, and a NaN in the input can no longer break the error response
 itself (FastAPI's default handler echoes the input and fails to encode NaN as JSON).
+
+At most :data:`MAX_ERRORS` problems are listed, then one ``too_many_errors`` item says how many
+more there were: a 7 KB body of 1,000 empty feature rows has 58,000 problems, 5.5 MB as JSON.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from starlette.exceptions import HTTPException
 logger = logging.getLogger(__name__)
 
 _SAFE_CTX_TYPES = (int, float, str, bool)
+MAX_ERRORS = 100
 
 
 def _clean_ctx(ctx: Any) -> dict[str, Any] | None:
@@ -33,10 +37,19 @@ def _clean_ctx(ctx: Any) -> dict[str, Any] | None:
     return clean or None
 
 
-def public_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
-    """Validation errors without the offending input: ``type``, ``loc``, ``msg`` (``ctx``)."""
-    out = []
-    for error in errors:
+def public_errors(errors: Sequence[Any], limit: int = MAX_ERRORS) -> list[dict[str, Any]]:
+    """Validation errors without the offending input: ``type``, ``loc``, ``msg`` (``ctx``).
+
+    Args:
+        errors: pydantic's error dicts.
+        limit: the most problems listed; beyond it one ``too_many_errors`` item (``loc``
+            ``["body"]``) counts the rest.
+
+    Returns:
+        At most ``limit + 1`` items.
+    """
+    out: list[dict[str, Any]] = []
+    for error in errors[:limit]:
         item: dict[str, Any] = {
             "type": error.get("type", "value_error"),
             "loc": list(error.get("loc", ())),
@@ -45,6 +58,15 @@ def public_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
         if ctx := _clean_ctx(error.get("ctx")):
             item["ctx"] = ctx
         out.append(item)
+    if len(errors) > limit:
+        left_out = len(errors) - limit
+        out.append(
+            {
+                "type": "too_many_errors",
+                "loc": ["body"],
+                "msg": f"{left_out:,} more problems are not listed (the first {limit} are)",
+            }
+        )
     return out
 
 
@@ -87,7 +109,10 @@ def document_validation_errors(schema: dict[str, Any]) -> None:
         if name in properties:
             properties[name]["description"] = text
     outer = schemas["HTTPValidationError"]
-    outer["description"] = "422: every problem found in the request."
+    outer["description"] = (
+        f"422: the problems found in the request; after the first {MAX_ERRORS}, one "
+        "`too_many_errors` item counts the rest."
+    )
     outer.setdefault("properties", {}).get("detail", {})["description"] = "The problems."
 
 

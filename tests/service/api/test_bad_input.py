@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from service.api.errors import MAX_ERRORS
 from service.api.schemas import EXAMPLE_FEATURES
 from tests.service.api.support import AppFactory, Customer, Keys, start
 from tests.service.api.test_decisions import report
@@ -80,3 +81,33 @@ def test_a_nul_character_in_a_path_or_query_id_is_refused_on_postgresql(
     assert _locs(read) == [["path", "customer_id"]]
     fine = postgres_client.get("/v1/decisions", headers=viewer, params={"customer_id": "C1"})
     assert fine.status_code == 200 and fine.json()["decisions"] == []
+
+
+def test_a_body_of_many_bad_rows_gets_a_short_422(client: TestClient, keys: Keys) -> None:
+    """1,000 empty rows (7 KB) once got 58,000 problems back, 5.5 MB (defect 7)."""
+    answer = client.post(
+        "/v1/recommendations",
+        headers=keys.header("viewer"),
+        json={"as_of": "2025-01-01", "customers": [{}] * 1000},
+    )
+    assert answer.status_code == 422
+    assert len(answer.content) < 20_000
+    problems = answer.json()["detail"]
+    assert len(problems) == MAX_ERRORS + 1
+    assert problems[0]["loc"][:3] == ["body", "customers", 0]
+    assert problems[-1]["type"] == "too_many_errors"
+    assert problems[-1]["loc"] == ["body"]
+    more = int(problems[-1]["msg"].split()[0].replace(",", ""))
+    assert MAX_ERRORS + more == 1000 * len(_problems_of_one_empty_row(client, keys))
+
+
+def _problems_of_one_empty_row(client: TestClient, keys: Keys) -> list[Any]:
+    """The problems of one empty feature row (one per required field)."""
+    answer = client.post(
+        "/v1/recommendations",
+        headers=keys.header("viewer"),
+        json={"as_of": "2025-01-01", "customers": [{}]},
+    )
+    problems: list[Any] = answer.json()["detail"]
+    assert 1 < len(problems) <= MAX_ERRORS
+    return problems
