@@ -18,8 +18,9 @@ misspelt feature is an error, never a silent zero). Cross-column rules of the sc
 count never exceeds its 12-month count, ...) are checked on the records by
 :data:`features.row_rules.FEATURE_TABLE_RULES`, the rules the schema itself checks.
 
-A row may also carry ``account_manager`` (not a feature): it decides which scoped keys may score
-a customer the store does not know yet (see :mod:`service.api.routes.recommendations`).
+A row may also carry ``account_manager`` (not a feature, as ``keepwise features`` tables hold it):
+it is accepted and ignored. Scoped keys score only customers the store attributes to them (see
+:mod:`service.api.routes.recommendations`), whatever a row claims.
 """
 
 from __future__ import annotations
@@ -149,9 +150,8 @@ class FeatureRowBase(BaseModel):
     customer_id: CustomerId
     account_manager: Annotated[str, Field(min_length=1, max_length=TEXT_MAX_LENGTH)] | None = Field(
         default=None,
-        description="The customer's account manager (not a feature). Used only to decide "
-        "whether a key scoped to an account manager may score a customer the store does "
-        "not know yet.",
+        description="The customer's account manager (not a feature). Accepted and ignored: "
+        "a scoped key's customers are the ones the last batch run attributes to it.",
         examples=["AM-007"],
     )
 

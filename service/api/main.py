@@ -51,8 +51,8 @@ Only `/health/*` needs no key.
 
 **Scope.** A key limited to an account manager and/or a region sees and records only its own
 customers; every other customer answers 404, exactly like an unknown one. For
-`POST /v1/recommendations` a row's owner is the store's (from the last batch run) when the
-store knows the customer, else the row's own `account_manager` and `region`.
+`POST /v1/recommendations` a row's owner is the store's (from the last batch run), whatever the
+row claims: a scoped key cannot score a customer the store does not know.
 
 **Limits.** At most {MAX_BATCH:,} customers per `POST /v1/recommendations`; request bodies
 over {{max_body_bytes:,}} bytes answer 413 (a full batch of feature rows is about 1.7 MB).
