@@ -1,9 +1,7 @@
 """The ``keepwise`` command line: one command per step; each parses, calls a function, writes.
 
-Exit codes: 0 success, 1 the input data broke the contract (problems are listed; for commands
-that produce output: a table was unusable, nothing written), 2 usage error (bad option, missing
-folder), 3 the output was written but some input rows were rejected (see the rejects folder),
-4 the output was written but could not be published to the store or recorded in MLflow.
+Every command exits with a code from one table, :data:`EXIT_CODES` (shown by ``keepwise
+--help`` and in the README).
 """
 
 from __future__ import annotations
@@ -57,7 +55,8 @@ from model.registry import (
 from model.registry import promote as registry_promote
 from model.training import TrainingConfig, TrainingError, evaluate_bundle
 from model.wide_training import WideTrainingConfig, WideTrainingError
-from service.api.keys import KeyScope, new_api_key
+from service.api.keys import KeyConfigError, KeyScope, new_api_key
+from service.api.main import ServeError
 from service.api.main import run as api_run
 from service.console import frame_table, make_console, progress
 from service.files import write_parquet_atomically
@@ -71,10 +70,27 @@ from service.jobs.score import (
 )
 
 EXIT_OK, EXIT_INVALID_DATA, EXIT_USAGE, EXIT_WITH_REJECTS, EXIT_NOT_PUBLISHED = 0, 1, 2, 3, 4
+EXIT_NOT_PROMOTED = 5
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_INVALID_DATA: "the input data broke the contract; every problem is listed (nothing is "
+    "written when a table is unusable)",
+    EXIT_USAGE: "the command cannot run as asked: a bad option or setting, a missing folder or "
+    "file, an output path that is a folder, no such model or MLflow store, a busy port, a store "
+    "that cannot be opened; one sentence says which",
+    EXIT_WITH_REJECTS: "the output was written, but some input rows were rejected: they and "
+    "the reason for each are in <out stem>.rejects/",
+    EXIT_NOT_PUBLISHED: "(score) the output was written, but publishing it to the store or "
+    "recording the run in MLflow failed",
+    EXIT_NOT_PROMOTED: "(promote) nothing changed: the challenger is worse on the holdout "
+    "profit metric (--force promotes anyway)",
+}
 
 app = typer.Typer(
     name="keepwise",
     help="keepwise: should we retain a customer, make an offer, or end the relationship - and why.",
+    epilog="Exit codes (every command):\n\n"
+    + "\n\n".join(f"{code}: {meaning}." for code, meaning in EXIT_CODES.items()),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -171,6 +187,8 @@ def features(
     snapshot = _parse_date("--as-of", as_of)
     if not data.is_dir():
         raise _fail(f"--data {data} is not a folder")
+    if out.is_dir():
+        raise _fail(f"--out {out} is a folder; give a file name such as {out / 'features.parquet'}")
     result = load_tables(data)
     if any(p.fatal for p in result.problems):
         _print_validation(result, data)
@@ -186,7 +204,10 @@ def features(
         frame = build_training_set(result.tables, [snapshot], labels_horizon_days, config)
     table = frame.collect(engine="streaming")
     (validate_feature_table if labels_horizon_days is None else validate_training_set)(table)
-    write_parquet_atomically(table, out)
+    try:
+        write_parquet_atomically(table, out)
+    except OSError as error:
+        raise _fail(f"cannot write --out {out}: {error.strerror or error}") from None
     elapsed = time.perf_counter() - started
     console.print(
         f"wrote {table.height:,} customers x {table.width - 1} columns to {out} "
@@ -294,8 +315,10 @@ def train(
             on_step=lambda text: say(f"- {text}"),
             truth_action_values=scan_truth_action_values(data) if has_truth else None,
         )
-    except (TrainingError, PolicyError, RegistryError) as error:
+    except TrainingError as error:
         raise _fail(str(error), EXIT_INVALID_DATA) from None
+    except (PolicyError, RegistryError) as error:
+        raise _fail(str(error)) from None
     _report_run(summary, as_json)
     if result.problems:
         _print_validation(result, data)
@@ -341,8 +364,10 @@ def _train_wide(
             config=WideTrainingConfig(cv_folds=cv, keep_leaky=keep),
             on_step=lambda text: say(f"- {text}"),
         )
-    except (MappingError, WideImportError, WideTrainingError, RegistryError) as error:
+    except (MappingError, WideImportError, WideTrainingError) as error:
         raise _fail(str(error), EXIT_INVALID_DATA) from None
+    except RegistryError as error:
+        raise _fail(str(error)) from None
     for problem in problems:
         errors.print(f"[yellow]data:[/] {problem}")
     for message in result.leak_messages:
@@ -380,11 +405,11 @@ def promote(
     try:
         outcome = registry_promote(MlflowSettings(tracking_uri=tracking_uri), force=force)
     except RegistryError as error:
-        raise _fail(str(error), EXIT_INVALID_DATA) from None
+        raise _fail(str(error)) from None
     verb = "promoted" if outcome.promoted else "not promoted"
     console.print(f"version {outcome.challenger_version} {verb}: {outcome.explanation}")
     if not outcome.promoted and outcome.champion_version != outcome.challenger_version:
-        raise typer.Exit(EXIT_INVALID_DATA)
+        raise typer.Exit(EXIT_NOT_PROMOTED)
 
 
 @app.command()
@@ -418,7 +443,9 @@ def evaluate(
             TrainingConfig(horizon_days=horizon_days),
             truth_monthly=truth,
         )
-    except (RegistryError, TrainingError, PolicyError) as error:
+    except (RegistryError, PolicyError) as error:
+        raise _fail(str(error)) from None
+    except TrainingError as error:
         raise _fail(str(error), EXIT_INVALID_DATA) from None
     table = pl.DataFrame(
         {"metric": sorted(metrics), "value": [metrics[name] for name in sorted(metrics)]}
@@ -440,14 +467,12 @@ def models(tracking_uri: TrackingUri = None) -> None:
         versions = {alias: version_for_alias(settings, alias) for alias in (CHAMPION, CHALLENGER)}
     except Exception as error:  # noqa: BLE001 - any store failure is reported, not raised
         raise _fail(
-            f"cannot read the model registry at {settings.resolved_uri()}: {error}",
-            EXIT_INVALID_DATA,
+            f"cannot read the model registry at {settings.resolved_uri()}: {error}"
         ) from None
     found = {alias: v for alias, v in versions.items() if v is not None}
     if not found:
         raise _fail(
-            f"no champion or challenger in {settings.resolved_uri()}; run `keepwise train` first",
-            EXIT_INVALID_DATA,
+            f"no champion or challenger in {settings.resolved_uri()}; run `keepwise train` first"
         )
     metrics = {alias: version_metrics(settings, v) for alias, v in found.items()}
     names = sorted({name for m in metrics.values() for name in m})
@@ -667,7 +692,7 @@ def demo(
     os.environ["KEEPWISE_DATABASE_URL"] = database_url
     if tracking_uri is not None:
         os.environ["KEEPWISE_MLFLOW_TRACKING_URI"] = tracking_uri
-    api_run(host=host, port=port)
+    _serve_api(host, port)
 
 
 class Engine(StrEnum):
@@ -930,7 +955,14 @@ def serve(
         os.environ["KEEPWISE_API_KEYS_FILE"] = str(keys_file)
     if tracking_uri is not None:
         os.environ["KEEPWISE_MLFLOW_TRACKING_URI"] = tracking_uri
-    api_run(host=host, port=port)
+    _serve_api(host, port)
+
+
+def _serve_api(host: str, port: int) -> None:
+    try:
+        api_run(host=host, port=port)
+    except (ServeError, KeyConfigError) as error:
+        raise _fail(f"cannot serve: {error}") from None
 
 
 @app.command("api-key")

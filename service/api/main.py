@@ -23,10 +23,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from service.api import errors
-from service.api.deps import get_model_loader, get_store_opener
+from service.api.deps import get_model_loader, get_store_opener, open_store
 from service.api.http_limits import server_config
 from service.api.keys import KeyRing
 from service.api.request_context import BodySizeLimitMiddleware, RequestIdMiddleware
@@ -36,6 +37,8 @@ from service.api.schemas import MAX_BATCH
 from service.api.scoring import prepare_model
 from service.api.serving import ModelHolder, ModelLoadError, settle_heap
 from service.settings import Settings, get_settings
+from service.storage import StoreError
+from service.storage.engine import parse_url
 
 logger = logging.getLogger(__name__)
 
@@ -188,11 +191,34 @@ def check_port(host: str, port: int) -> None:
             ) from None
 
 
+def check_store(settings: Settings) -> None:
+    """Raise :class:`ServeError` unless the configured store opens and migrates now."""
+    try:
+        store = open_store(settings)
+    except StoreError as error:
+        try:
+            where = parse_url(settings.database_url).render_as_string(hide_password=True)
+        except StoreError:
+            where = "KEEPWISE_DATABASE_URL"
+        raise ServeError(f"cannot open the store {where}: {error}") from None
+    store.close()
+
+
+def _settings_problems(invalid: ValidationError) -> str:
+    """``KEEPWISE_<FIELD>: message`` for each problem, without the value."""
+    return "; ".join(
+        f"KEEPWISE_{'_'.join(map(str, problem['loc'])).upper()}: {problem['msg']}"
+        for problem in invalid.errors(include_input=False)
+    )
+
+
 def run(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve the API with uvicorn (uvloop, httptools, one worker) until interrupted.
 
     The connection limits of :mod:`service.api.http_limits` apply (head size, head and body
-    deadlines, keep-alive).
+    deadlines, keep-alive). Before uvicorn starts, the settings are read, the port is checked,
+    the key file is read and the store is opened and migrated once, so that each of these
+    failures is one sentence (:class:`ServeError`) instead of a failed start-up in the log.
 
     Args:
         host: Interface to bind.
@@ -200,18 +226,22 @@ def run(host: str = "127.0.0.1", port: int = 8000) -> None:
 
     Raises:
         KeyConfigError: The API key file or entries are invalid.
-        ServeError: The port cannot be listened on, or the server did not start.
+        ServeError: A setting is invalid, the port cannot be listened on, the store cannot be
+            opened, or the server did not start.
     """
     import uvicorn
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as invalid:
+        raise ServeError(f"invalid KEEPWISE_* setting: {_settings_problems(invalid)}") from None
     check_port(host, port)
+    app = create_app(settings)
+    check_store(settings)
     config = logging_config(settings.log_level)
     logging.config.dictConfig(config)
     server = uvicorn.Server(
-        server_config(
-            create_app(settings), settings, host, port, log_config=config, access_log=False
-        )
+        server_config(app, settings, host, port, log_config=config, access_log=False)
     )
     try:
         server.run()

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.world import write_world
-from service.cli import EXIT_INVALID_DATA, EXIT_USAGE, app
+from service.cli import EXIT_USAGE, app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -91,7 +91,7 @@ def test_train_needs_one_kind_of_input(tmp_path):
 
 def test_promote_without_a_registry_says_what_to_do(tmp_path):
     result = runner.invoke(app, ["promote", "--tracking-uri", f"sqlite:///{tmp_path}/none.db"])
-    assert result.exit_code == EXIT_INVALID_DATA
+    assert result.exit_code == EXIT_USAGE
     assert "run `keepwise train` first" in " ".join(result.output.split())
     assert "Traceback" not in result.output
 
