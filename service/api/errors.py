@@ -15,6 +15,7 @@ more there were: a 7 KB body of 1,000 empty feature rows has 58,000 problems, 5.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,11 +84,40 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
 
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    """HTTP errors as ``{"detail": ...}`` with their headers (e.g. WWW-Authenticate)."""
+    """HTTP errors as ``{"detail": ...}`` with their headers (e.g. WWW-Authenticate).
+
+    A 405's ``Allow`` lists the methods of every route at the path: Starlette names only the
+    first route that matched the path (``POST`` for ``/v1/decisions``, which also has ``GET``).
+    """
     assert isinstance(exc, HTTPException)
-    return JSONResponse(
-        {"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
-    )
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI spec lists at the request's path (HEAD with GET), sorted."""
+    methods: set[str] = set()
+    for pattern, documented in _path_methods(request.app):
+        if pattern.fullmatch(request.url.path):
+            methods |= documented
+    return sorted(methods)
+
+
+def _path_methods(app: FastAPI) -> list[tuple[re.Pattern[str], set[str]]]:
+    """(path pattern, methods) of every documented path, built once per app."""
+    cached: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "path_methods", None)
+    if cached is None:
+        cached = []
+        for path, operations in app.openapi()["paths"].items():
+            methods = {method.upper() for method in operations}
+            if "GET" in methods:
+                methods.add("HEAD")
+            template = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path))
+            cached.append((re.compile(template), methods))
+        app.state.path_methods = cached
+    return cached
 
 
 def document_validation_errors(schema: dict[str, Any]) -> None:

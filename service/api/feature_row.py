@@ -4,7 +4,8 @@
 (the pandera schema that the batch path validates with), so the API accepts exactly the columns,
 dtypes, nullability and ranges the feature pipeline produces and cannot drift from it:
 
-- ``Int64`` columns -> JSON integers (strict: ``3.0`` and ``"3"`` are refused);
+- ``Int64`` columns -> JSON integers: ``3`` and ``3.0`` (JSON Schema's ``integer`` is any number
+  without a fraction) are accepted; ``3.5``, ``"3"`` and ``true`` are refused;
 - ``Float64`` columns -> JSON numbers, finite only (NaN and Infinity are refused; strict:
   ``"3"`` and ``true`` are refused, integers are fine);
 - ``String`` columns with an ``isin`` check -> enums (``segment``, ``contract_type``, from
@@ -30,7 +31,7 @@ from typing import Annotated, Any, Literal
 
 import pandera.polars as pa
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from features.output_schema import feature_table_schema
 from model.explain import humanise
@@ -96,6 +97,13 @@ def _describe(name: str, dtype: object, nullable: bool, constraints: dict[str, A
     return "".join(parts)
 
 
+def _whole_number(value: Any) -> Any:
+    """``3.0`` as ``3`` (an integer to JSON Schema); anything else is left to strict int."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
 def _field(column: pa.Column) -> tuple[Any, Any]:
     """The (annotation, FieldInfo) of one feature column."""
     name, dtype, nullable = str(column.name), column.dtype.type, column.nullable
@@ -105,7 +113,9 @@ def _field(column: pa.Column) -> tuple[Any, Any]:
     if dtype == pl.Int64:
         constraints.setdefault("ge", -MAX_INTEGER)
         constraints.setdefault("le", MAX_INTEGER)
-        annotation = Annotated[int, Field(strict=True, **constraints)]
+        annotation = Annotated[
+            int, BeforeValidator(_whole_number), Field(strict=True, **constraints)
+        ]
     elif dtype == pl.Float64:
         constraints.setdefault("ge", -MAX_NUMBER)
         constraints.setdefault("le", MAX_NUMBER)

@@ -171,7 +171,11 @@ class RecommendationRequest(BaseModel):
     customers: list[Row] = Field(
         min_length=1,
         max_length=MAX_BATCH,
-        description=f"1 to {MAX_BATCH:,} feature rows, one per customer (customer ids unique).",
+        description=f"1 to {MAX_BATCH:,} feature rows, one per customer: a `customer_id` "
+        "may appear only once in a request (a repeated one answers 422 naming the rows). "
+        "Each row must also keep the feature table's cross-column rules (e.g. a 3-month count "
+        "never exceeds its 12-month count); a row that breaks one answers 422 naming the rule.",
+        json_schema_extra={"x-unique-by": "customer_id"},
     )
 
     @model_validator(mode="after")
@@ -444,8 +448,6 @@ class DecisionRequest(BaseModel):
                     "authority_used": "Front-line: replacement (cost 180) within the 500 limit",
                     "helped_by": "Technician on call (J. Peeters)",
                     "outcome": "Customer accepted the replacement and thanked us",
-                    "recommendation_id": "rec-2025-01-01-000870",
-                    "followed_recommendation": True,
                 }
             ]
         },
@@ -465,7 +467,12 @@ class DecisionRequest(BaseModel):
     outcome: LongText = Field(description="How it ended.")
     recommendation_id: (
         Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)] | None
-    ) = Field(default=None, description="The stored recommendation this followed or overrode.")
+    ) = Field(
+        default=None,
+        description="The stored recommendation this followed or overrode: its "
+        "`recommendation_id` as `GET /v1/customers/{customer_id}/recommendation` returns it "
+        "(422 when it is not a stored recommendation of this customer).",
+    )
     followed_recommendation: bool | None = Field(
         default=None,
         description="True: followed it; false: overrode it. Required with "
