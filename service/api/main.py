@@ -8,7 +8,8 @@ uvicorn (uvloop, httptools, one worker: the model lives in the process).
 
 Routes: ``POST /v1/recommendations``, ``GET /v1/customers/{customer_id}/recommendation``,
 ``POST /v1/decisions``, ``GET /v1/decisions``, ``GET /v1/model``, ``POST /v1/model/reload``
-(admin router), ``GET /health/live``, ``GET /health/ready``; docs at ``/docs``.
+(admin router), ``GET /health/live``, ``GET /health/ready``; docs at ``/docs`` and ``/redoc``,
+whose scripts the app serves itself (no CDN).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -119,7 +121,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     keyring = KeyRing.from_sources(settings.api_keys_file, settings.api_keys)
     if not len(keyring):
         logger.warning("no API keys are configured: every route but /health answers 401")
-    app = FastAPI(
+    # FastAPIOffline: FastAPI whose /docs and /redoc load their scripts from the app itself
+    # (a maintained package's copy), not from a CDN, so the docs work without internet
+    app = FastAPIOffline(
         title="keepwise",
         summary="Retain, compensate or end: customer decisions with the money and the reasons.",
         description=DESCRIPTION.format(max_body_bytes=settings.max_body_bytes),
