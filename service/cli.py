@@ -86,6 +86,14 @@ EXIT_CODES = {
     "profit metric (--force promotes anyway)",
 }
 
+# Where `keepwise serve` looks for API keys when none are configured: the file `keepwise
+# api-key` writes, then the demo's keys (the demo's default --out), so the tokens the demo
+# prints work with a plain `keepwise serve` from the same folder.
+DEMO_KEY_FILE = "demo-keys.toml"
+DEMO_FOLDER = Path("keepwise-data")
+DEFAULT_KEY_FILES = (Path("keepwise-keys.toml"), DEMO_FOLDER / DEMO_KEY_FILE)
+
+
 app = typer.Typer(
     name="keepwise",
     help="keepwise: should we retain a customer, make an offer, or end the relationship - and why.",
@@ -570,9 +578,7 @@ def _print_training_summary(summary: RunSummary) -> None:
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Working folder for the demo's data.")] = Path(
-        "keepwise-data"
-    ),
+    out: Annotated[Path, typer.Option(help="Working folder for the demo's data.")] = DEMO_FOLDER,
     customers: Annotated[int, typer.Option(min=1, help="Customers in the demo world.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed of the demo world.")] = 42,
     tracking_uri: TrackingUri = None,
@@ -666,7 +672,7 @@ def demo(
 
     console.rule("7. The manager API")
     saved = scored.summary["published"]
-    keys = out / "demo-keys.toml"
+    keys = out / DEMO_KEY_FILE
     keys.unlink(missing_ok=True)
     tokens = {
         role: _append_api_key(keys, f"demo-{role}", role, None, None)
@@ -940,7 +946,10 @@ def serve(
     keys_file: Annotated[
         Path | None,
         typer.Option(
-            help="TOML file of API keys (else $KEEPWISE_API_KEYS_FILE / $KEEPWISE_API_KEYS)."
+            help="TOML file of API keys (else $KEEPWISE_API_KEYS_FILE / $KEEPWISE_API_KEYS, "
+            "else the first of "
+            + ", ".join(str(path) for path in DEFAULT_KEY_FILES)
+            + " that exists here)."
         ),
     ] = None,
     tracking_uri: TrackingUri = None,
@@ -949,8 +958,13 @@ def serve(
 
     Other settings come from KEEPWISE_* environment variables: DATABASE_URL (default
     sqlite:///keepwise.db), MODEL_NAME, MODEL_ALIAS (champion), MODEL_PATH, POLICY,
-    MAX_BODY_BYTES, SCORING_THREADS.
+    MAX_BODY_BYTES, SCORING_THREADS, STORE_TIMEOUT_S.
     """
+    configured = {"KEEPWISE_API_KEYS_FILE", "KEEPWISE_API_KEYS"} & set(os.environ)
+    if keys_file is None and not configured:
+        keys_file = next((path for path in DEFAULT_KEY_FILES if path.is_file()), None)
+        if keys_file is not None:
+            errors.print(f"API keys from {keys_file} (--keys-file to choose another file)")
     if keys_file is not None:
         os.environ["KEEPWISE_API_KEYS_FILE"] = str(keys_file)
     if tracking_uri is not None:
@@ -974,7 +988,7 @@ def api_key(
     ],
     keys_file: Annotated[
         Path, typer.Option(help="TOML key file to append the hashed entry to.")
-    ] = Path("keepwise-keys.toml"),
+    ] = DEFAULT_KEY_FILES[0],
     account_manager: Annotated[
         str | None, typer.Option(help="Limit the key to this account manager's customers.")
     ] = None,
