@@ -337,6 +337,55 @@ def version_for_alias(settings: MlflowSettings, alias: str) -> int | None:
         return None
 
 
+@dataclass(frozen=True)
+class VersionDetails:
+    """What ``keepwise models`` shows of a registered version (None: not recorded)."""
+
+    version: int
+    registered_at: str
+    trained_at: str | None
+    horizon_days: str | None
+    data_dates: str | None  # first to last order date of the training export
+    promoted_at: str | None
+    promoted_by: str | None
+    promotion_reason: str | None
+    metrics: dict[str, float]
+
+
+def version_details(settings: MlflowSettings, version: int) -> VersionDetails:
+    """A registered version's training facts, promotion record and holdout metrics.
+
+    Raises:
+        RegistryError: The store does not exist (see :func:`configure`).
+    """
+    from mlflow import MlflowClient
+
+    configure(settings)
+    client = MlflowClient()
+    found = client.get_model_version(settings.model_name, str(version))
+    tags = found.tags
+    params: dict[str, str] = {}
+    run_tags: dict[str, str] = {}
+    if found.run_id:
+        run = client.get_run(found.run_id)
+        params, run_tags = run.data.params, run.data.tags
+    first, last = params.get("data.orders_from"), params.get("data.orders_to")
+    registered = datetime.fromtimestamp(found.creation_timestamp / 1000, UTC)
+    return VersionDetails(
+        version=version,
+        registered_at=registered.isoformat(timespec="seconds"),
+        trained_at=run_tags.get("trained_at"),
+        horizon_days=params.get("horizon_days"),
+        data_dates=f"{first} to {last}" if first and last else None,
+        promoted_at=tags.get("keepwise.promoted_at"),
+        promoted_by=tags.get("keepwise.promoted_by"),
+        promotion_reason=tags.get("keepwise.promotion_reason"),
+        metrics={
+            k.removeprefix("metric."): float(v) for k, v in tags.items() if k.startswith("metric.")
+        },
+    )
+
+
 def version_metrics(settings: MlflowSettings, version: int) -> dict[str, float]:
     """The evaluation metrics stored on a registered version."""
     from mlflow import MlflowClient
@@ -384,12 +433,12 @@ def promote(
     elif old is None:
         promoted, why = True, "there was no champion yet"
     elif new is not None and new >= old:
-        promoted, why = True, f"{metric} {new:,.2f} is not worse than the champion's {old:,.2f}"
+        promoted, why = True, f"{metric} {new:,.4f} is not worse than the champion's {old:,.4f}"
     else:
         promoted, why = (
             False,
             (
-                f"{metric} {new:,.2f} is worse than the champion's {old:,.2f}; "
+                f"{metric} {new:,.4f} is worse than the champion's {old:,.4f}; "
                 "use --force to promote anyway"
             ),
         )

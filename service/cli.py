@@ -49,8 +49,8 @@ from model.registry import (
     MlflowSettings,
     RegistryError,
     download_bundle,
+    version_details,
     version_for_alias,
-    version_metrics,
 )
 from model.registry import promote as registry_promote
 from model.training import TrainingConfig, TrainingError, evaluate_bundle
@@ -482,16 +482,30 @@ def models(tracking_uri: TrackingUri = None) -> None:
         raise _fail(
             f"no champion or challenger in {settings.resolved_uri()}; run `keepwise train` first"
         )
-    metrics = {alias: version_metrics(settings, v) for alias, v in found.items()}
-    names = sorted({name for m in metrics.values() for name in m})
+    details = {alias: version_details(settings, v) for alias, v in found.items()}
+    facts = {
+        "trained at": lambda d: d.trained_at,
+        "registered at": lambda d: d.registered_at,
+        "horizon (days)": lambda d: d.horizon_days,
+        "training orders": lambda d: d.data_dates,
+        "promoted at": lambda d: d.promoted_at,
+        "promoted by": lambda d: d.promoted_by,
+        "why champion": lambda d: d.promotion_reason,
+    }
+    names = sorted({name for d in details.values() for name in d.metrics})
+    # metrics to 4 decimals: two versions' Brier scores differ in the third (0.0981 vs 0.1003)
     table = pl.DataFrame(
         {
-            "metric": names,
+            "": [*facts, *names],
             **{
-                f"{alias} (v{found[alias]})": [metrics[alias].get(n) for n in names]
-                for alias in found
+                f"{alias} (v{found[alias]})": [
+                    *(fact(d) for fact in facts.values()),
+                    *(f"{d.metrics[n]:,.4f}" if n in d.metrics else None for n in names),
+                ]
+                for alias, d in details.items()
             },
-        }
+        },
+        schema_overrides={f"{alias} (v{found[alias]})": pl.String for alias in found},
     )
     console.print(frame_table(table, title=f"Registered models in {settings.resolved_uri()}"))
 

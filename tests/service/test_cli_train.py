@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.world import write_world
+from model.registry import MlflowSettings, log_and_register, promote
 from service.cli import EXIT_USAGE, app
 
 pytestmark = pytest.mark.slow
@@ -156,3 +157,47 @@ def test_leak_guard_excludes_a_leaky_column_unless_kept(tmp_path):
     kept = runner.invoke(app, [*base, "--keep-feature", "cancel_flag"])
     assert kept.exit_code == 0, kept.output
     assert _json_line(kept.stdout)["metrics"]["cv_roc_auc_mean"] > 0.95
+
+
+def test_models_shows_enough_to_choose_and_why_the_champion_is(tmp_path, trained):
+    """Two decimals hid the difference (Brier 0.10 vs 0.10); horizon, training date and the
+    reason a version became champion were not shown (issue 15)."""
+    settings = MlflowSettings(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    versions = (
+        (0.10034, 2.0361, "2026-01-02T03:04:05+00:00"),
+        (0.09812, 2.0412, "2026-02-03T04:05:06+00:00"),
+    )
+    for brier, empc, trained_at in versions:
+        log_and_register(
+            trained.bundle.save(tmp_path / trained_at[:10]),
+            settings=settings,
+            params={
+                "horizon_days": 365,
+                "data.orders_from": "2022-01-01",
+                "data.orders_to": "2025-12-31",
+            },
+            metrics={"brier": brier, "empc": empc},
+            tags={"trained_at": trained_at},
+        )
+        if brier > 0.1:
+            promote(settings)  # version 1 becomes champion; version 2 stays challenger
+    shown = runner.invoke(app, ["models", "--tracking-uri", settings.tracking_uri])
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    for figure in (
+        "0.1003",
+        "0.0981",
+        "2.0361",
+        "2.0412",
+        "365",
+        "2026-01-02T03:04:05",
+        "2026-02-03T04:05:06",
+        "2022-01-01 to 2025-12-31",
+        "there was no champion yet",
+        "champion (v1)",
+        "challenger (v2)",
+    ):
+        assert figure in text, figure
+    assert "why champion" in text and "promoted by" in text
+    outcome = promote(settings)
+    assert outcome.explanation == "empc 2.0412 is not worse than the champion's 2.0361"
