@@ -515,7 +515,7 @@ def _print_training_summary(summary: RunSummary) -> None:
     rows = [
         ("churn ROC AUC (test snapshot)", m.get("roc_auc"), m.get("true_hazard_roc_auc")),
         ("churn PR AUC", m.get("pr_auc"), None),
-        ("Brier score (raw -> calibrated)", m.get("brier"), m.get("true_hazard_brier")),
+        ("Brier score (calibrated)", m.get("brier"), m.get("true_hazard_brier")),
         ("Brier score before calibration", m.get("brier_uncalibrated"), None),
         ("calibration error", m.get("calibration_error"), None),
         ("EMPC (per customer)", m.get("empc"), m.get("true_hazard_empc")),

@@ -262,7 +262,9 @@ class RecommendationPublic(BaseModel):
     exit_cost: float = Field(description="Cost of ending the relationship.")
     end_allowed: bool = Field(description="Whether the guard-rails allow ending it.")
     value_waterfall: ValueWaterfallPublic = Field(
-        description="Trailing monthly components behind the net margin."
+        description="Monthly averages over the last 12 months (as booked) behind the net "
+        "margin. The reasons quote the model's forecast of the monthly margin instead, which "
+        "also weighs trends and history, so the two can differ."
     )
     horizon_months: int = Field(description="Horizon of the expected values, in months.")
     policy_version: str = Field(description="Version of the decision policy applied.")
