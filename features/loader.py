@@ -172,8 +172,6 @@ class TablePart:
         return self.first + row if self.numbers is None else int(self.numbers[row])
 
 
-
-
 @dataclass
 class _Checked:
     """One usable table after casting and row checks."""

@@ -35,6 +35,7 @@ def _the_suite_writes_nothing_into_the_clone():
         "(./mlflow.db, ./mlruns, ...) instead of its tmp_path"
     )
 
+
 # No per-example deadline: on a shared 2-core machine (and in CI) one slow example is load, not a
 # bug, and a flaky failure teaches nothing; the properties themselves stay as strict.
 settings.register_profile("keepwise", deadline=None)

@@ -79,9 +79,7 @@ def test_405_allow_lists_every_method_of_the_path(
 def test_the_spec_states_the_uniqueness_rule_the_api_enforces(
     client: TestClient, keys: Keys, openapi: dict[str, Any]
 ) -> None:
-    customers = openapi["components"]["schemas"]["RecommendationRequest"]["properties"][
-        "customers"
-    ]
+    customers = openapi["components"]["schemas"]["RecommendationRequest"]["properties"]["customers"]
     assert customers["x-unique-by"] == "customer_id"
     assert "may appear only once" in customers["description"]
     row = _example_row(openapi)
