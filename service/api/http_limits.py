@@ -191,7 +191,7 @@ def server_config(app: Any, settings: Settings, host: str, port: int, **options:
         loop="uvloop",
         http=guarded_protocol(ConnectionLimits.from_settings(settings)),
         workers=1,
-        timeout_keep_alive=settings.keep_alive_s,
+        timeout_keep_alive=settings.keep_alive_s,  # type: ignore[arg-type]  # uvicorn takes float
         proxy_headers=False,
         **options,
     )

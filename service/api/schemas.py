@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import polars as pl
 from pydantic import (
@@ -403,7 +403,7 @@ def recommendation_payloads_json(rows: pl.DataFrame) -> pl.Series:
         pl.struct(
             *[
                 _finite(pl.col("value_waterfall").struct.field(name)).alias(name)
-                for name in rows.schema["value_waterfall"].to_schema()  # type: ignore[union-attr]
+                for name in cast(pl.Struct, rows.schema["value_waterfall"]).to_schema()
             ]
         ).alias("value_waterfall"),
     )

@@ -9,7 +9,7 @@ one with another report gets 409.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 
@@ -29,7 +29,7 @@ from service.storage.schema import IDEMPOTENCY_KEY_LENGTH
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
 
 REPLAYED_HEADER = "Idempotent-Replayed"
-_CREATED = {
+_CREATED: dict[int | str, dict[str, Any]] = {
     201: {
         "description": "The report is committed (or, with an Idempotency-Key already used for "
         "this same report, it was committed by the earlier request: nothing new was stored).",
