@@ -113,8 +113,10 @@ def _field(column: pa.Column) -> tuple[Any, Any]:
     if dtype == pl.Int64:
         constraints.setdefault("ge", -MAX_INTEGER)
         constraints.setdefault("le", MAX_INTEGER)
+        # the validator after the constraints wraps them: it runs first, and the JSON schema
+        # keeps minimum and maximum
         annotation = Annotated[
-            int, BeforeValidator(_whole_number), Field(strict=True, **constraints)
+            int, Field(strict=True, **constraints), BeforeValidator(_whole_number)
         ]
     elif dtype == pl.Float64:
         constraints.setdefault("ge", -MAX_NUMBER)
