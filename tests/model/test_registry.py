@@ -123,7 +123,7 @@ def test_promotion_needs_a_challenger_that_is_not_worse(registered, trained, sto
     )
     outcome = promote(store)
     assert not outcome.promoted
-    assert "1.50 is worse than the champion's 2.00" in outcome.explanation
+    assert "1.5000 is worse than the champion's 2.0000" in outcome.explanation
     assert version_for_alias(store, CHAMPION) == registered.version
     forced = promote(store, force=True)
     assert forced.promoted and "forced" in forced.explanation
