@@ -27,6 +27,7 @@ from service.cli import (
     EXIT_WITH_REJECTS,
     app,
 )
+from service.settings import get_settings
 
 runner = CliRunner()
 
@@ -109,26 +110,50 @@ def test_serve_with_a_bad_key_file_says_so(tmp_path: Path) -> None:
     )
 
 
-def test_serve_on_a_busy_port_says_so(tmp_path: Path) -> None:
+def _serve_here(
+    monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str, **env: str
+) -> tuple[int, str]:
+    """`keepwise serve` in this process (each case fails before uvicorn starts)."""
+    for name in [n for n in os.environ if n.startswith("KEEPWISE_")]:
+        monkeypatch.delenv(name)
+    # serve sets these itself; registering them lets monkeypatch restore the environment
+    monkeypatch.setenv("KEEPWISE_API_KEYS_FILE", "unset-by-the-test")
+    monkeypatch.delenv("KEEPWISE_API_KEYS_FILE")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{cwd}/mlflow.db")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(cwd)
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, ["serve", *args])
+    finally:
+        get_settings.cache_clear()
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_serve_on_a_busy_port_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        completed = _serve(tmp_path, "--port", str(port))
-    assert completed.returncode == EXIT_USAGE
-    assert f"cannot listen on 127.0.0.1:{port}" in _sentence(completed)
+        code, said = _serve_here(monkeypatch, tmp_path, "--port", str(port))
+    assert code == EXIT_USAGE
+    assert f"cannot listen on 127.0.0.1:{port}" in said
 
 
-def test_serve_with_an_unreachable_postgresql_says_so(tmp_path: Path) -> None:
+def test_serve_with_an_unreachable_postgresql_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     port = _free_port()  # nobody listens there: the database, and then the API's own port
-    completed = _serve(
+    code, said = _serve_here(
+        monkeypatch,
         tmp_path,
         "--port",
         str(_free_port()),
         KEEPWISE_DATABASE_URL=f"postgresql://keepwise:secret@127.0.0.1:{port}/crm",
     )
-    assert completed.returncode == EXIT_USAGE
-    said = _sentence(completed)
+    assert code == EXIT_USAGE
     assert (
         f"cannot serve: cannot open the store postgresql+psycopg://keepwise:***@127.0.0.1:{port}/crm"
         in said
@@ -136,10 +161,12 @@ def test_serve_with_an_unreachable_postgresql_says_so(tmp_path: Path) -> None:
     assert "Connection refused" in said and "secret" not in said
 
 
-def test_serve_with_an_invalid_setting_names_it(tmp_path: Path) -> None:
-    completed = _serve(tmp_path, KEEPWISE_STORE_TIMEOUT_S="soon")
-    assert completed.returncode == EXIT_USAGE
-    assert "invalid KEEPWISE_* setting: KEEPWISE_STORE_TIMEOUT_S:" in _sentence(completed)
+def test_serve_with_an_invalid_setting_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, said = _serve_here(monkeypatch, tmp_path, KEEPWISE_STORE_TIMEOUT_S="soon")
+    assert code == EXIT_USAGE
+    assert "invalid KEEPWISE_* setting: KEEPWISE_STORE_TIMEOUT_S:" in said
 
 
 def test_every_exit_code_is_in_the_help_once() -> None:
