@@ -316,7 +316,7 @@ def run_tracked_wide_training(
                 labels, {"out-of-fold": scores}, folder / "calibration.png"
             ),
         }
-        fingerprint = {
+        fingerprint: dict[str, str | int] = {
             "rows": imported.features.height,
             "sha256": hashlib.sha256(table.read_bytes()).hexdigest(),
         }
@@ -336,7 +336,7 @@ def run_tracked_wide_training(
             metrics=metrics,
             tags={
                 "git_commit": git_commit(),
-                "data_sha256": fingerprint["sha256"],
+                "data_sha256": str(fingerprint["sha256"]),
                 "trained_at": trained_at,
                 "source": "wide_table",
                 **result.review.tags(),

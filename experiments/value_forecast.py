@@ -152,7 +152,9 @@ def guard_rail_table(result: TrainingResult, archetypes: pl.DataFrame, z: float)
         result.value_forecasts.drop("group")
         .join(archetypes, on="customer_id", how="left")
         .with_columns(
-            se_band=pl.Series(bands.standard_error(result.value_forecasts["monthly_margin"]))
+            se_band=pl.Series(
+                bands.standard_error(result.value_forecasts["monthly_margin"].to_numpy())
+            )
         )
     )
     negative = pl.col("truth") < 0

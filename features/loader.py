@@ -452,18 +452,18 @@ def _validate(inputs: Mapping[str, TablePart | Problem]) -> LoadResult:
     _check_customer_ids(checked)
 
     result = LoadResult()
-    for name, item in checked.items():
-        problems[name] = _summarise(item)
-        rejected = item.rejected_rows()
-        valid = item.typed
+    for name, checked_table in checked.items():
+        problems[name] = _summarise(checked_table)
+        rejected = checked_table.rejected_rows()
+        valid = checked_table.typed
         if not rejected.is_empty():
             valid = valid.join(rejected.to_frame(_ROW), on=_ROW, how="anti")
         result.tables[name] = valid.lazy().drop(_ROW)  # lazy: dropping eagerly copies the rows
-        result.rejects[name] = _rejects(item)
+        result.rejects[name] = _rejects(checked_table)
         logger.info(
             "%s: %d rows valid, %d rejected, %d problems",
             name,
-            item.typed.height - rejected.len(),
+            checked_table.typed.height - rejected.len(),
             rejected.len(),
             len(problems[name]),
         )
@@ -529,7 +529,7 @@ def _cast(table: Table, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
                 if (table.name, name) in NORMALISED
                 else _cast_expr(name, frame.schema[name], dtype)
             ).alias(name)
-            if name in contract
+            if dtype is not None
             else pl.col(name)
             for name, dtype in ((n, contract.get(n)) for n in frame.columns)
         ),

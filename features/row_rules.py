@@ -55,7 +55,7 @@ class NotAbove:
         bound = large
         if self.tolerant:
             bound = large + abs(large) * RELATIVE_TOLERANCE + ABSOLUTE_TOLERANCE
-        return sum(values) <= bound
+        return sum(value for value in values if value is not None) <= bound
 
 
 def _bounded_by(smaller: str, larger: str) -> NotAbove:

@@ -5,7 +5,10 @@ columns are required come from there - and add the checks a dtype cannot express
 
 * unique keys (``order_id``, ``invoice_id``, ``complaint_id``, ``offer_id``, ``customer_id`` in
   ``customers``);
-* non-negative, finite amounts (money, handling minutes, escalations);
+* non-negative, finite amounts (money, handling minutes, escalations), at most
+  :data:`MAX_AMOUNT`: features sum them exactly as 38-digit decimals with six places
+  (:data:`features.assembly.EXACT_SUM_DTYPE`, at most 10^32), so a billion rows of the largest
+  amount still fit; a value such as 1e300 is a data error, not a conversion failure later;
 * enumerated values (segment, contract type, channel, category, severity, stage, offer kind);
   ``region`` is free text;
 * cross-column date order (``resolved_at >= opened_at`` and friends), declared on the later
@@ -44,6 +47,9 @@ NON_NEGATIVE: Mapping[str, tuple[str, ...]] = {
     "complaints": ("handling_minutes", "escalations"),
     "offers": ("cost",),
 }
+
+# The largest amount (or count) accepted in one cell: 10^15, a quadrillion currency units.
+MAX_AMOUNT = 1e15
 
 # (table, column) -> the closed set of values the column may take.
 ENUMS: Mapping[tuple[str, str], tuple[str, ...]] = {
@@ -121,10 +127,26 @@ def _not_infinite() -> pa.Check:
     return pa.Check(_check, name="finite", error="finite")
 
 
+def _at_most(limit: float, *, float_column: bool) -> pa.Check:
+    # polars orders NaN above every number: NaN is left to the null checks and infinity to the
+    # "finite" check, so each bad value gets one reason
+    rule = f"<= {limit:.0e}"
+
+    def _check(data: pa.PolarsData) -> pl.LazyFrame:
+        value = pl.col(data.key)
+        within = value <= limit
+        if float_column:
+            within = within | value.is_nan() | value.is_infinite()
+        return data.lazyframe.select(within)
+
+    return pa.Check(_check, name=rule, error=rule)
+
+
 def _column_checks(table: Table, column: str, dtype: pl.DataType) -> list[pa.Check]:
     checks: list[pa.Check] = []
     if column in NON_NEGATIVE.get(table.name, ()):
         checks.append(pa.Check.ge(0))
+        checks.append(_at_most(MAX_AMOUNT, float_column=dtype.is_float()))
         if dtype.is_float():
             checks.append(_not_infinite())
     if (table.name, column) in ENUMS:

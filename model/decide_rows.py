@@ -228,9 +228,9 @@ def _validated(
                 except OverflowError:
                     value = math.inf
             # value - value is NaN (truthy) for NaN and infinities, else 0.0
-            if value - value or not low <= value <= high:
+            if value - value or not low <= value <= high:  # type: ignore[operator]
                 suspect = True
-            append(value)
+            append(value)  # type: ignore[arg-type]  # a float by now (checked above)
         rows.append(row)
         segment = record["segment"]
         code = (

@@ -197,7 +197,8 @@ def value_problems(
     for j, column in enumerate(columns):
         add(column, "must be finite", infinite[:, j])
     for j, column in enumerate(columns):
-        text = _RANGE_RULES.get(_range_kind(column))
+        kind = _range_kind(column)
+        text = _RANGE_RULES.get(kind) if kind is not None else None
         if text is not None:
             add(column, text, out_of_range[:, j])
     add(

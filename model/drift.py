@@ -65,9 +65,8 @@ class VariableBins:
             text = values.cast(pl.String)
             index = {category: i for i, category in enumerate(self.categories)}
             other, missing = len(self.categories), len(self.categories) + 1
-            codes = text.replace_strict(index, default=other, return_dtype=pl.Int64)
-            codes = codes.fill_null(other).to_numpy()
-            codes = np.where(text.is_null().to_numpy(), missing, codes)
+            mapped = text.replace_strict(index, default=other, return_dtype=pl.Int64)
+            codes = np.where(text.is_null().to_numpy(), missing, mapped.fill_null(other).to_numpy())
             return np.bincount(codes, minlength=len(self.categories) + 2)
         numbers = values.cast(pl.Float64).to_numpy()
         missing = ~np.isfinite(numbers)

@@ -160,7 +160,7 @@ def top_drivers(
     else:
 
         def values_of(column: int, rows: Sequence[int]) -> list[object]:
-            return frame.get_column(features[column]).gather(rows).to_list()
+            return frame.get_column(features[column]).gather(list(rows)).to_list()
 
     return _rank_drivers(phi, features, values_of, k, direction)
 

@@ -26,6 +26,11 @@ Determinism: boosters are trained with ``deterministic=True``, ``force_row_wise=
 build, two trainings give bit-identical models. Thread count is passed to every ``predict`` call
 rather than set on a loaded booster (``reset_parameter(num_threads)`` on a booster loaded from a
 string can crash LightGBM 4.7).
+
+Damaged files: LightGBM 4.7 aborts the whole process (``std::terminate``, SIGABRT) when it parses
+a truncated or malformed model text, which Python cannot catch. :func:`check_model_files` parses
+a folder's booster texts (and unpickles its pickles, which may hold boosters) in a child process
+first, so a damaged file costs a readable error instead of the process that would load it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -410,6 +419,90 @@ def load_booster(model_string: str) -> lgb.Booster:
 # --- artefacts: booster text + JSON metadata -------------------------------------------------
 
 _BOOSTER_FILE = "booster.txt"
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+# Run by check_model_files in a child: load each file the way the parent would, and say so
+# after each one, so the parent knows which file the child died on.
+_CHILD_CHECK = """
+import pickle, sys
+from pathlib import Path
+import lightgbm
+for name in sys.argv[1:]:
+    path = Path(name)
+    if path.suffix == ".pkl":
+        pickle.loads(path.read_bytes())
+    else:
+        lightgbm.Booster(model_str=path.read_text(encoding="utf-8"))
+    print("loaded:" + name, flush=True)
+"""
+
+
+class ModelFileError(ValueError):
+    """A model file cannot be loaded; the message names the file and what LightGBM said."""
+
+
+def model_files(folder: Path | str) -> list[Path]:
+    """The files under ``folder`` whose loading reaches LightGBM's parser: texts, pickles."""
+    root = Path(folder)
+    return sorted(p for p in root.rglob("*") if p.name == _BOOSTER_FILE or p.suffix == ".pkl")
+
+
+def check_model_files(folder: Path | str, *, timeout_s: float = 300.0) -> None:
+    """Load every booster text and pickle under ``folder`` in a child process first.
+
+    A file LightGBM cannot parse aborts the child, not the caller. Costs one Python start-up
+    and the parse (about a second); call it before loading files that were not checked in
+    another way (see :func:`model.registry.download_bundle` for the checksums).
+
+    Args:
+        folder: A model or bundle folder.
+        timeout_s: Longest the child may take.
+
+    Raises:
+        ModelFileError: A file could not be loaded (the message names it), or the child did
+            not finish in time.
+    """
+    paths = model_files(folder)
+    if not paths:
+        return
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_PACKAGE_ROOT), *sys.path])}
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", _CHILD_CHECK, *map(str, paths)],
+            capture_output=True,
+            timeout=timeout_s,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ModelFileError(
+            f"loading the model files in {folder} took over {timeout_s:.0f} s"
+        ) from None
+    if child.returncode == 0:
+        return
+    # LightGBM writes its own messages to stdout too
+    output = child.stdout.decode("utf-8", errors="replace").splitlines()
+    done = [line for line in output if line.startswith("loaded:")]
+    failed = paths[len(done)] if len(done) < len(paths) else paths[-1]
+    how = f"exit {child.returncode}"
+    if child.returncode < 0:
+        try:
+            how = f"killed by {signal.Signals(-child.returncode).name}"
+        except ValueError:
+            how = f"killed by signal {-child.returncode}"
+    said = _last_lines(
+        "\n".join(line for line in output if not line.startswith("loaded:"))
+        + "\n"
+        + child.stderr.decode("utf-8", errors="replace")
+    )
+    raise ModelFileError(
+        f"model file {failed} cannot be loaded (damaged or truncated?): loading it in a "
+        f"child process ended with {how}: {said}"
+    )
+
+
+def _last_lines(text: str, count: int = 3) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(lines[-count:]) or "no message"
 
 
 def artefact_to_bytes(metadata: Mapping[str, Any], booster: lgb.Booster) -> bytes:

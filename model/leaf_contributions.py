@@ -33,7 +33,7 @@ import numpy as np
 try:  # LightGBM's ctypes handle to its C API, for the single-row fast path (LeafPredictor)
     from lightgbm.basic import _LIB, _c_str, _safe_call
 except ImportError:  # pragma: no cover - another LightGBM build: Booster.predict only
-    _LIB = None
+    _LIB = None  # type: ignore[assignment]
 _C_API_PREDICT_LEAF_INDEX, _C_API_DTYPE_FLOAT64 = 2, 1  # LightGBM's c_api.h
 
 logger = logging.getLogger(__name__)

@@ -403,7 +403,9 @@ def _identifier_reason(values: pl.Series) -> tuple[IdentifierReason | None, int,
     if _is_categorical(values.dtype):
         text = present.cast(pl.String)
         words = text.str.strip_chars().str.count_matches(r"\s+") + 1
-        if float(words.mean() or 0.0) >= FREE_TEXT_WORDS and distinct > rows // 2:  # type: ignore[operator]
+        mean_words = words.mean()
+        mean = float(mean_words) if isinstance(mean_words, int | float) else 0.0
+        if mean >= FREE_TEXT_WORDS and distinct > rows // 2:
             return "free text", rows, distinct
         if distinct == rows:
             return "unique per row", rows, distinct

@@ -64,8 +64,16 @@ EN = Phrasebook(
     percent_format="{}%",
     messages={
         # the customer's situation
-        "margin_loss": "Loses about {margin} a month after complaint handling and unpaid invoices",
-        "margin_gain": "Earns about {margin} a month after complaint handling and unpaid invoices",
+        # {margin} is the model's forecast of the monthly net margin, not the trailing average
+        # that the value waterfall shows: say so
+        "margin_loss": (
+            "Is forecast to lose about {margin} a month after complaint handling and unpaid "
+            "invoices"
+        ),
+        "margin_gain": (
+            "Is forecast to earn about {margin} a month after complaint handling and unpaid "
+            "invoices"
+        ),
         "margin_loss_confident": (
             "Even on a generous estimate it still loses about {margin_upper} a month"
         ),
@@ -80,8 +88,8 @@ EN = Phrasebook(
             "from {risk} to {risk_after}"
         ),
         "offer_unlikely": (
-            "{offer} is accepted by few ({acceptance}); if accepted it cuts the churn risk "
-            "from {risk} to {risk_after}"
+            "{offer} is accepted by fewer than half ({acceptance}); if accepted it cuts the "
+            "churn risk from {risk} to {risk_after}"
         ),
         "offer_complaints": (
             "If accepted, {offer_inline} should save about {saving} a month in complaint handling"

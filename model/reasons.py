@@ -183,7 +183,7 @@ def reason_series(
         reasons_expr = empty
     if blocked:
         blocked_joined = pl.concat_str(blocked, separator=BLOCKED_SEPARATOR, ignore_nulls=True)
-        blocked_expr = pl.when(blocked_joined != "").then(blocked_joined)
+        blocked_expr: pl.Expr = pl.when(blocked_joined != "").then(blocked_joined)
     else:
         blocked_expr = pl.lit(None, dtype=pl.String)
     out = frame.select(reasons=reasons_expr, blocked_reason=blocked_expr).collect()

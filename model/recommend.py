@@ -132,9 +132,9 @@ def value_waterfall(features: pl.DataFrame, scores: pl.DataFrame | None = None) 
             "customer_id", pl.struct(list(parts)).alias("value_waterfall")
         )
     per_month = pl.col("_per_month")
-    parts = [(pl.col(column) * sign / per_month).alias(name) for name, column, sign in WATERFALL]
-    parts.append((pl.col("net_margin_12m") / per_month).alias("net_margin"))
-    return _with_months(features).select("customer_id", pl.struct(parts).alias("value_waterfall"))
+    fields = [(pl.col(column) * sign / per_month).alias(name) for name, column, sign in WATERFALL]
+    fields.append((pl.col("net_margin_12m") / per_month).alias("net_margin"))
+    return _with_months(features).select("customer_id", pl.struct(fields).alias("value_waterfall"))
 
 
 def recommend(

@@ -8,18 +8,36 @@ A registered keepwise model is one MLflow **pyfunc** model (see :mod:`model.pyfu
 whose artifact is a model bundle folder (:mod:`model.bundle`); ``code_paths`` ship the
 ``features`` and ``model`` packages with it, so ``mlflow.pyfunc.load_model`` (and Spark's
 ``mlflow.pyfunc.spark_udf``) can score it without keepwise installed. New versions get the
-alias ``challenger``; :func:`promote` moves ``champion``.
+alias ``challenger``; :func:`promote` moves ``champion`` and records on the version why, by whom
+and when.
+
+Integrity: at registration the SHA-256 of every file of the bundle is recorded on the version
+(tag ``keepwise.bundle_sha256``); :func:`download_bundle` checks the downloaded files against
+it, so a truncated or altered artefact is refused with a message naming the file before
+LightGBM parses it (LightGBM aborts the process on a damaged model text). Versions registered
+before the tag existed are loaded in a child process first (:func:`model.gbm.check_model_files`).
+
+A store that does not exist is created only by the functions that write runs
+(:func:`log_and_register`, :func:`log_scoring_run`), and they say so; every function that only
+reads refuses a local store (SQLite file or folder) that does not exist, so a mistyped tracking
+URI is an error instead of a new, empty store.
 """
 
 from __future__ import annotations
 
+import getpass
+import hashlib
+import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from model.leak_guard import promotion_refusal
 
@@ -32,6 +50,9 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 PROMOTION_METRIC = "empc"
 # A wide-table model has no holdout snapshot: its EMPC is the cross-validated mean.
 CV_PROMOTION_METRIC = "cv_empc_mean"
+BUNDLE_DIGESTS_TAG = "keepwise.bundle_sha256"
+PROMOTION_TAGS = ("keepwise.promoted_at", "keepwise.promoted_by", "keepwise.promotion_reason")
+_MAX_TAG_LENGTH = 8000  # MLflow's limit on a tag value
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 _PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 # Runtime requirements of the pyfunc model (a subset of requirements.lock).
@@ -64,7 +85,25 @@ class MlflowSettings:
     model_name: str = "keepwise"
 
     def resolved_uri(self) -> str:
+        """The tracking URI in use: the setting, else $MLFLOW_TRACKING_URI, else the default."""
         return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def local_store_path(uri: str) -> Path | None:
+    """The file or folder a local tracking URI names (SQLite file, ``file:`` or a plain path).
+
+    Returns:
+        The path, or None for a remote store (http, databricks, another database server).
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        database = unquote(uri.split(":///", 1)[1]) if ":///" in uri else ""
+        return Path(database.split("?", 1)[0]) if database not in ("", ":memory:") else None
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "" or len(parsed.scheme) == 1:  # a plain path (or a Windows drive)
+        return Path(uri)
+    return None
 
 
 @dataclass(frozen=True)
@@ -89,11 +128,28 @@ class PromotionResult:
     explanation: str
 
 
-def configure(settings: MlflowSettings) -> str:
-    """Point MLflow at the configured store; returns the URI in use."""
+def configure(settings: MlflowSettings, *, create: bool = False) -> str:
+    """Point MLflow at the configured store; returns the URI in use.
+
+    Args:
+        settings: The store.
+        create: Whether a local store that does not exist yet may be created (logged).
+
+    Raises:
+        RegistryError: The store is a local file or folder that does not exist, and ``create``
+            is false.
+    """
     import mlflow
 
     uri = settings.resolved_uri()
+    local = local_store_path(uri)
+    if local is not None and not local.exists():
+        if not create:
+            raise RegistryError(
+                f"there is no MLflow store at {uri} ({local} does not exist): check "
+                "--tracking-uri or MLFLOW_TRACKING_URI, or run `keepwise train` to create one"
+            )
+        logger.warning("no MLflow store at %s yet: creating a new one (%s)", uri, local)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return uri
@@ -125,11 +181,34 @@ def log_and_register(
     Returns:
         The registered version.
     """
+
+    uri = configure(settings, create=True)
+    use_experiment(settings.experiment, uri)
+    digests = _bundle_tag(bundle_dir)
+    with tempfile.TemporaryDirectory() as staging:
+        # MLflow names the artifact folder after the source folder: always "bundle"
+        bundle = bundle_dir if bundle_dir.name == "bundle" else Path(staging) / "bundle"
+        if bundle is not bundle_dir:
+            shutil.copytree(bundle_dir, bundle)
+        return _log_and_register(
+            bundle, digests, settings, params, metrics, tags, artifacts, dicts, run_name
+        )
+
+
+def _log_and_register(
+    bundle_dir: Path,
+    digests: str,
+    settings: MlflowSettings,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str],
+    artifacts: Mapping[str, Path] | None,
+    dicts: Mapping[str, Any] | None,
+    run_name: str | None,
+) -> RegisteredModel:
     import mlflow
     from mlflow import MlflowClient
 
-    configure(settings)
-    mlflow.set_experiment(settings.experiment)
     finite = {k: float(v) for k, v in metrics.items() if v is not None and v == v}
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params({k: _param(v) for k, v in params.items()})
@@ -149,12 +228,100 @@ def log_and_register(
         )
     version = int(info.registered_model_version)
     client = MlflowClient()
-    client.set_registered_model_alias(settings.model_name, CHALLENGER, version)
+    client.set_model_version_tag(settings.model_name, str(version), BUNDLE_DIGESTS_TAG, digests)
+    client.set_registered_model_alias(settings.model_name, CHALLENGER, str(version))
     for key, value in finite.items():  # metrics on the version too, for promote and the API
         client.set_model_version_tag(settings.model_name, str(version), f"metric.{key}", str(value))
     return RegisteredModel(
         run.info.run_id, version, f"models:/{settings.model_name}/{version}", (CHALLENGER,)
     )
+
+
+def artifact_root(uri: str) -> Path | None:
+    """Where a SQLite store's artifacts go: ``mlruns/`` beside the database file.
+
+    MLflow's own default is ``./mlruns`` in the working directory, wherever the database is;
+    beside the database, a store and its artifacts stay together (and the default store,
+    ``sqlite:///mlflow.db``, keeps its artifacts in ``./mlruns`` as before).
+
+    Returns:
+        The folder, or None when the store is not a SQLite file (MLflow decides).
+    """
+    local = local_store_path(uri)
+    if not uri.startswith("sqlite:") or local is None:
+        return None
+    return local.resolve().parent / "mlruns"
+
+
+def use_experiment(name: str, uri: str) -> None:
+    """Make ``name`` the active experiment, creating it with its artifacts beside the store."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    root = artifact_root(uri)
+    if root is not None and MlflowClient().get_experiment_by_name(name) is None:
+        MlflowClient().create_experiment(name, artifact_location=(root / name).as_uri())
+    mlflow.set_experiment(name)
+
+
+def bundle_digests(folder: Path) -> dict[str, str]:
+    """SHA-256 (hex) of every file under ``folder``, by path relative to it (``/``-separated)."""
+    digests = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digests[path.relative_to(folder).as_posix()] = digest.hexdigest()
+    return digests
+
+
+def _bundle_tag(folder: Path) -> str:
+    tag = json.dumps(bundle_digests(folder), sort_keys=True, separators=(",", ":"))
+    if len(tag) > _MAX_TAG_LENGTH:
+        raise RegistryError(
+            f"the bundle {folder} has too many files to record their checksums on the version "
+            f"({len(tag)} characters, MLflow keeps {_MAX_TAG_LENGTH})"
+        )
+    return tag
+
+
+def verify_bundle(folder: Path, recorded: str | None, what: str) -> None:
+    """Check a downloaded bundle before anything parses it.
+
+    Args:
+        folder: The bundle folder.
+        recorded: The version's :data:`BUNDLE_DIGESTS_TAG` (None: registered before checksums
+            were recorded; the model files are then loaded in a child process first).
+        what: How to name the version in messages.
+
+    Raises:
+        RegistryError: A file is missing, extra, or differs from what was registered, or (no
+            checksums) cannot be loaded.
+    """
+    from model.gbm import ModelFileError, check_model_files
+
+    if recorded is None:
+        try:
+            check_model_files(folder)
+        except ModelFileError as error:
+            raise RegistryError(f"{what}: {error}") from error
+        return
+    expected: dict[str, str] = json.loads(recorded)
+    found = bundle_digests(folder)
+    for name in sorted(set(expected) | set(found)):
+        if name not in found:
+            problem = "is missing"
+        elif name not in expected:
+            problem = "was not part of the registered model"
+        elif found[name] != expected[name]:
+            problem = "differs from the file registered (truncated or altered)"
+        else:
+            continue
+        raise RegistryError(
+            f"{what}: artifact file {name} {problem}: its SHA-256 was recorded at registration; "
+            "re-register the model, or point the alias at a sound version"
+        )
 
 
 def _param(value: Any) -> str:
@@ -172,6 +339,55 @@ def version_for_alias(settings: MlflowSettings, alias: str) -> int | None:
         return int(MlflowClient().get_model_version_by_alias(settings.model_name, alias).version)
     except MlflowException:
         return None
+
+
+@dataclass(frozen=True)
+class VersionDetails:
+    """What ``keepwise models`` shows of a registered version (None: not recorded)."""
+
+    version: int
+    registered_at: str
+    trained_at: str | None
+    horizon_days: str | None
+    data_dates: str | None  # first to last order date of the training export
+    promoted_at: str | None
+    promoted_by: str | None
+    promotion_reason: str | None
+    metrics: dict[str, float]
+
+
+def version_details(settings: MlflowSettings, version: int) -> VersionDetails:
+    """A registered version's training facts, promotion record and holdout metrics.
+
+    Raises:
+        RegistryError: The store does not exist (see :func:`configure`).
+    """
+    from mlflow import MlflowClient
+
+    configure(settings)
+    client = MlflowClient()
+    found = client.get_model_version(settings.model_name, str(version))
+    tags = found.tags
+    params: dict[str, str] = {}
+    run_tags: dict[str, str] = {}
+    if found.run_id:
+        run = client.get_run(found.run_id)
+        params, run_tags = run.data.params, run.data.tags
+    first, last = params.get("data.orders_from"), params.get("data.orders_to")
+    registered = datetime.fromtimestamp(found.creation_timestamp / 1000, UTC)
+    return VersionDetails(
+        version=version,
+        registered_at=registered.isoformat(timespec="seconds"),
+        trained_at=run_tags.get("trained_at"),
+        horizon_days=params.get("horizon_days"),
+        data_dates=f"{first} to {last}" if first and last else None,
+        promoted_at=tags.get("keepwise.promoted_at"),
+        promoted_by=tags.get("keepwise.promoted_by"),
+        promotion_reason=tags.get("keepwise.promotion_reason"),
+        metrics={
+            k.removeprefix("metric."): float(v) for k, v in tags.items() if k.startswith("metric.")
+        },
+    )
 
 
 def version_metrics(settings: MlflowSettings, version: int) -> dict[str, float]:
@@ -234,19 +450,34 @@ def promote(
         promoted, why = True, "forced (--force): the comparison was not applied"
     elif old is None:
         promoted, why = True, "there was no champion yet"
-    elif new >= old:
-        promoted, why = True, f"{metric} {new:,.2f} is not worse than the champion's {old:,.2f}"
+    elif new is not None and new >= old:
+        promoted, why = True, f"{metric} {new:,.4f} is not worse than the champion's {old:,.4f}"
     else:
         promoted, why = (
             False,
             (
-                f"{metric} {new:,.2f} is worse than the champion's {old:,.2f}; "
+                f"{metric} {new:,.4f} is worse than the champion's {old:,.4f}; "
                 "use --force to promote anyway"
             ),
         )
     if promoted:
-        MlflowClient().set_registered_model_alias(settings.model_name, CHAMPION, challenger)
+        client = MlflowClient()
+        client.set_registered_model_alias(settings.model_name, CHAMPION, str(challenger))
+        record = {
+            "keepwise.promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "keepwise.promoted_by": _who(),
+            "keepwise.promotion_reason": why,
+        }
+        for key, value in record.items():
+            client.set_model_version_tag(settings.model_name, str(challenger), key, value)
     return PromotionResult(promoted, challenger, champion, new, old, why)
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name (e.g. a container without a passwd entry)
+        return "unknown"
 
 
 def download_bundle(
@@ -262,6 +493,7 @@ def download_bundle(
             missing or broken — with what to do about it.
     """
     import mlflow
+    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     uri = configure(settings)
@@ -275,6 +507,7 @@ def download_bundle(
             "run `keepwise train` (and `keepwise promote` for champion) first"
         )
     target = destination or Path(tempfile.mkdtemp(prefix="keepwise-model-"))
+    target.mkdir(parents=True, exist_ok=True)
     try:
         local = mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{settings.model_name}@{alias}", dst_path=str(target)
@@ -289,6 +522,8 @@ def download_bundle(
             f"version {version} ({alias}) in {uri} is not a keepwise model "
             f"(no bundle folder in its artifacts)"
         )
+    tags = MlflowClient().get_model_version(settings.model_name, str(version)).tags
+    verify_bundle(bundle, tags.get(BUNDLE_DIGESTS_TAG), f"version {version} ({alias}) in {uri}")
     return bundle, version
 
 
@@ -318,9 +553,9 @@ def log_scoring_run(
     """
     import mlflow
 
-    uri = configure(settings)
+    uri = configure(settings, create=True)
     try:
-        mlflow.set_experiment(SCORING_EXPERIMENT)
+        use_experiment(SCORING_EXPERIMENT, uri)
         with mlflow.start_run(run_name=run_name) as run:
             mlflow.set_tags(
                 {"model_name": settings.model_name, "model_version": str(model_version)}
@@ -347,13 +582,11 @@ def previous_score_profile(settings: MlflowSettings) -> dict[str, Any] | None:
         run, it stored none, or the store cannot be read (drift against the previous run is then
         simply not reported).
     """
-    import json
-
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    configure(settings)
     try:
+        configure(settings)
         experiment = MlflowClient().get_experiment_by_name(SCORING_EXPERIMENT)
         if experiment is None:
             return None

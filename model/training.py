@@ -30,6 +30,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -156,7 +157,7 @@ def plan_snapshots(first_event: date, export_date: date, config: TrainingConfig)
         calibration = _add_months(calibration, -1)
     validation = [_add_months(calibration, -step * k) for k in (2, 1)]
     earliest = _add_months(_first_of_month(first_event), step)
-    train = []
+    train: list[date] = []
     day = _add_months(validation[0], -step)
     while day >= earliest and len(train) < config.max_training_snapshots:
         train.append(day)
@@ -339,7 +340,7 @@ def train_from_tables(
     metrics |= {
         "train_rows": float(split.train.height),
         "test_rows": float(split.test.height),
-        "test_churn_rate": float(split.test["churned"].mean()),
+        "test_churn_rate": float(cast(float, split.test["churned"].mean())),
         "churn_trees": float(churn.summary.get("n_trees", float("nan"))),
     }
     review = review.with_cv_auc(metrics["roc_auc"], measured="test-snapshot ROC AUC")
@@ -431,15 +432,18 @@ def _evaluate(
         "empc": churn.empc,
         "empc_threshold": churn.empc_threshold,
     }
-    value_metrics = bundle.value.evaluate(
-        test, baseline_column=TRAILING_MONTHLY_MARGIN, forecast=scores["monthly_margin"].to_numpy()
-    )
-    metrics |= {
-        "value_mae": value_metrics.mae,
-        "value_baseline_mae": value_metrics.baseline_mae,
-        "value_rmse": value_metrics.rmse,
-        "value_baseline_rmse": value_metrics.baseline_rmse,
-    }
+    if bundle.value is not None:
+        value_metrics = bundle.value.evaluate(
+            test,
+            baseline_column=TRAILING_MONTHLY_MARGIN,
+            forecast=scores["monthly_margin"].to_numpy(),
+        )
+        metrics |= {
+            "value_mae": value_metrics.mae,
+            "value_baseline_mae": value_metrics.baseline_mae,
+            "value_rmse": value_metrics.rmse,
+            "value_baseline_rmse": value_metrics.baseline_rmse,
+        }
     forecasts = None
     if bundle.value is not None:
         truth = (
@@ -463,13 +467,13 @@ def _evaluate(
         predictions = predictions.join(true, on="customer_id", how="left", maintain_order="left")
         known = predictions.filter(pl.col("true_p_churn").is_not_null())
         if known.height and 0 < known["churned"].sum() < known.height:
-            truth = churn_metrics(
+            oracle = churn_metrics(
                 known["churned"].to_numpy(), known["true_p_churn"].cast(pl.Float64).to_numpy()
             )
             metrics |= {
-                "true_hazard_roc_auc": truth.roc_auc,
-                "true_hazard_brier": truth.brier,
-                "true_hazard_empc": truth.empc,
+                "true_hazard_roc_auc": oracle.roc_auc,
+                "true_hazard_brier": oracle.brier,
+                "true_hazard_empc": oracle.empc,
             }
     decisions = decide(decision_inputs(test, scores), policy)
     chosen = decisions.select(
@@ -495,9 +499,9 @@ def _evaluate(
         "holdout_top_decile_offer_profit": top_decile,
         "holdout_policy_vs_retain_all": float(chosen.sum()) - retain_all,
         "holdout_policy_vs_top_decile": float(chosen.sum()) - top_decile,
-        "share_retain": float((decisions["action"] == "retain").mean()),
-        "share_compensate": float((decisions["action"] == "compensate").mean()),
-        "share_end": float((decisions["action"] == "end").mean()),
+        "share_retain": float(cast(float, (decisions["action"] == "retain").mean())),
+        "share_compensate": float(cast(float, (decisions["action"] == "compensate").mean())),
+        "share_end": float(cast(float, (decisions["action"] == "end").mean())),
     }
     curve = pl.DataFrame({"share_targeted": shares, "top_k_offer_profit": curve_values})
     return metrics, predictions, curve, forecasts

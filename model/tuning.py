@@ -230,18 +230,19 @@ def search_settings(
         i for i, score in enumerate(scores) if score.log_loss <= best * (1.0 + config.tolerance)
     )
     chosen = scores[index]
-    rounds = max(1, round(float(np.mean(chosen.best_rounds)) * config.folds / (config.folds - 1)))
+    mean_rounds = float(np.mean(chosen.best_rounds)) * config.folds / (config.folds - 1)
+    n_rounds = max(1, round(mean_rounds))
     logger.info(
         "settings search: chose %s, %d rounds (inner log loss %.4f; %s)",
         chosen.candidate.label(),
-        rounds,
+        n_rounds,
         chosen.log_loss,
         ", ".join(
             f"{s.candidate.num_leaves}/{s.candidate.min_child_samples}: {s.log_loss:.4f}"
             for s in scores
         ),
     )
-    return SearchResult(chosen.candidate, rounds, tuple(scores), oofs[index])
+    return SearchResult(chosen.candidate, n_rounds, tuple(scores), oofs[index])
 
 
 def fit_searched_churn_model(

@@ -1,9 +1,7 @@
 """The ``keepwise`` command line: one command per step; each parses, calls a function, writes.
 
-Exit codes: 0 success, 1 the input data broke the contract (problems are listed; for commands
-that produce output: a table was unusable, nothing written), 2 usage error (bad option, missing
-folder), 3 the output was written but some input rows were rejected (see the rejects folder),
-4 the output was written but could not be published to the store or recorded in MLflow.
+Every command exits with a code from one table, :data:`EXIT_CODES` (shown by ``keepwise
+--help`` and in the README).
 """
 
 from __future__ import annotations
@@ -65,13 +63,14 @@ from model.registry import (
     MlflowSettings,
     RegistryError,
     download_bundle,
+    version_details,
     version_for_alias,
-    version_metrics,
 )
 from model.registry import promote as registry_promote
 from model.training import TrainingConfig, TrainingError, evaluate_bundle
 from model.wide_training import WideTrainingConfig, WideTrainingError, evaluate_wide
-from service.api.keys import KeyScope, new_api_key
+from service.api.keys import KeyConfigError, KeyScope, new_api_key
+from service.api.main import ServeError
 from service.api.main import run as api_run
 from service.console import frame_table, make_console, progress
 from service.files import write_parquet_atomically
@@ -86,10 +85,35 @@ from service.jobs.score import (
 from service.jobs.score_table import TableScoreJob, run_table_score_job, table_summary_path
 
 EXIT_OK, EXIT_INVALID_DATA, EXIT_USAGE, EXIT_WITH_REJECTS, EXIT_NOT_PUBLISHED = 0, 1, 2, 3, 4
+EXIT_NOT_PROMOTED = 5
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_INVALID_DATA: "the input data broke the contract; every problem is listed (nothing is "
+    "written when a table is unusable)",
+    EXIT_USAGE: "the command cannot run as asked: a bad option or setting, a missing folder or "
+    "file, an output path that is a folder, no such model or MLflow store, a busy port, a store "
+    "that cannot be opened; one sentence says which",
+    EXIT_WITH_REJECTS: "the output was written, but some input rows were rejected: they and "
+    "the reason for each are in <out stem>.rejects/",
+    EXIT_NOT_PUBLISHED: "(score) the output was written, but publishing it to the store or "
+    "recording the run in MLflow failed",
+    EXIT_NOT_PROMOTED: "(promote) nothing changed: the challenger is worse on the holdout "
+    "profit metric (--force promotes anyway)",
+}
+
+# Where `keepwise serve` looks for API keys when none are configured: the file `keepwise
+# api-key` writes, then the demo's keys (the demo's default --out), so the tokens the demo
+# prints work with a plain `keepwise serve` from the same folder.
+DEMO_KEY_FILE = "demo-keys.toml"
+DEMO_FOLDER = Path("keepwise-data")
+DEFAULT_KEY_FILES = (Path("keepwise-keys.toml"), DEMO_FOLDER / DEMO_KEY_FILE)
+
 
 app = typer.Typer(
     name="keepwise",
     help="keepwise: should we retain a customer, make an offer, or end the relationship - and why.",
+    epilog="Exit codes (every command):\n\n"
+    + "\n\n".join(f"{code}: {meaning}." for code, meaning in EXIT_CODES.items()),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -186,6 +210,8 @@ def features(
     snapshot = _parse_date("--as-of", as_of)
     if not data.is_dir():
         raise _fail(f"--data {data} is not a folder")
+    if out.is_dir():
+        raise _fail(f"--out {out} is a folder; give a file name such as {out / 'features.parquet'}")
     result = load_tables(data)
     if any(p.fatal for p in result.problems):
         _print_validation(result, data)
@@ -201,7 +227,10 @@ def features(
         frame = build_training_set(result.tables, [snapshot], labels_horizon_days, config)
     table = frame.collect(engine="streaming")
     (validate_feature_table if labels_horizon_days is None else validate_training_set)(table)
-    write_parquet_atomically(table, out)
+    try:
+        write_parquet_atomically(table, out)
+    except OSError as error:
+        raise _fail(f"cannot write --out {out}: {error.strerror or error}") from None
     elapsed = time.perf_counter() - started
     console.print(
         f"wrote {table.height:,} customers x {table.width - 1} columns to {out} "
@@ -499,8 +528,10 @@ def _train_folder(
             on_step=lambda text: say(f"- {text}"),
             truth_action_values=scan_truth_action_values(data) if has_truth else None,
         )
-    except (TrainingError, PolicyError, RegistryError) as error:
+    except TrainingError as error:
         raise _fail(str(error), EXIT_INVALID_DATA) from None
+    except (PolicyError, RegistryError) as error:
+        raise _fail(str(error)) from None
     _report_run(summary, as_json)
     if result.problems:
         _print_validation(result, data)
@@ -552,8 +583,10 @@ def _train_wide(
             config=WideTrainingConfig(cv_folds=cv, keep_leaky=keep),
             on_step=lambda text: say(f"- {text}"),
         )
-    except (MappingError, WideImportError, WideTrainingError, RegistryError) as error:
+    except (MappingError, WideImportError, WideTrainingError) as error:
         raise _fail(str(error), EXIT_INVALID_DATA) from None
+    except RegistryError as error:
+        raise _fail(str(error)) from None
     for problem in problems:
         errors.print(f"[yellow]data:[/] {problem}")
     for assumption in summary.assumptions:
@@ -600,11 +633,11 @@ def promote(
             MlflowSettings(tracking_uri=tracking_uri, model_name=model), force=force
         )
     except RegistryError as error:
-        raise _fail(str(error), EXIT_INVALID_DATA) from None
+        raise _fail(str(error)) from None
     verb = "promoted" if outcome.promoted else "not promoted"
     console.print(f"version {outcome.challenger_version} {verb}: {outcome.explanation}")
     if not outcome.promoted and outcome.champion_version != outcome.challenger_version:
-        raise typer.Exit(EXIT_INVALID_DATA)
+        raise typer.Exit(EXIT_NOT_PROMOTED)
 
 
 @app.command()
@@ -655,14 +688,16 @@ def evaluate(
             TrainingConfig(horizon_days=horizon_days),
             truth_monthly=truth,
         )
-    except (RegistryError, TrainingError, PolicyError) as error:
+    except (RegistryError, PolicyError) as error:
+        raise _fail(str(error)) from None
+    except TrainingError as error:
         raise _fail(str(error), EXIT_INVALID_DATA) from None
-    table = pl.DataFrame(
+    figures = pl.DataFrame(
         {"metric": sorted(metrics), "value": [metrics[name] for name in sorted(metrics)]}
     )
     console.print(
         frame_table(
-            table,
+            figures,
             title=f"{settings.model_name}@{alias} (version {version}) on {data}, snapshot {day}",
             formats={"value": ",.4f"},
         )
@@ -700,26 +735,38 @@ def models(model: ModelName = "keepwise", tracking_uri: TrackingUri = None) -> N
         versions = {alias: version_for_alias(settings, alias) for alias in (CHAMPION, CHALLENGER)}
     except Exception as error:  # noqa: BLE001 - any store failure is reported, not raised
         raise _fail(
-            f"cannot read the model registry at {settings.resolved_uri()}: {error}",
-            EXIT_INVALID_DATA,
+            f"cannot read the model registry at {settings.resolved_uri()}: {error}"
         ) from None
     found = {alias: v for alias, v in versions.items() if v is not None}
     if not found:
         raise _fail(
             f"no champion or challenger of model {model!r} in {settings.resolved_uri()}; run "
-            "`keepwise train` first (a --table model is named keepwise-<mapping>: pass --model)",
-            EXIT_INVALID_DATA,
+            "`keepwise train` first (a --table model is named keepwise-<mapping>: pass --model)"
         )
-    metrics = {alias: version_metrics(settings, v) for alias, v in found.items()}
-    names = sorted({name for m in metrics.values() for name in m})
+    details = {alias: version_details(settings, v) for alias, v in found.items()}
+    facts = {
+        "trained at": lambda d: d.trained_at,
+        "registered at": lambda d: d.registered_at,
+        "horizon (days)": lambda d: d.horizon_days,
+        "training orders": lambda d: d.data_dates,
+        "promoted at": lambda d: d.promoted_at,
+        "promoted by": lambda d: d.promoted_by,
+        "why champion": lambda d: d.promotion_reason,
+    }
+    names = sorted({name for d in details.values() for name in d.metrics})
+    # metrics to 4 decimals: two versions' Brier scores differ in the third (0.0981 vs 0.1003)
     table = pl.DataFrame(
         {
-            "metric": names,
+            "": [*facts, *names],
             **{
-                f"{alias} (v{found[alias]})": [metrics[alias].get(n) for n in names]
-                for alias in found
+                f"{alias} (v{found[alias]})": [
+                    *(fact(d) for fact in facts.values()),
+                    *(f"{d.metrics[n]:,.4f}" if n in d.metrics else None for n in names),
+                ]
+                for alias, d in details.items()
             },
-        }
+        },
+        schema_overrides={f"{alias} (v{found[alias]})": pl.String for alias in found},
     )
     console.print(
         frame_table(table, title=f"Registered model {model!r} in {settings.resolved_uri()}")
@@ -731,7 +778,7 @@ def _print_training_summary(summary: RunSummary) -> None:
     rows = [
         ("churn ROC AUC (test snapshot)", m.get("roc_auc"), m.get("true_hazard_roc_auc")),
         ("churn PR AUC", m.get("pr_auc"), None),
-        ("Brier score (raw -> calibrated)", m.get("brier"), m.get("true_hazard_brier")),
+        ("Brier score (calibrated)", m.get("brier"), m.get("true_hazard_brier")),
         ("Brier score before calibration", m.get("brier_uncalibrated"), None),
         ("calibration error", m.get("calibration_error"), None),
         ("EMPC (per customer)", m.get("empc"), m.get("true_hazard_empc")),
@@ -808,9 +855,7 @@ def _print_training_summary(summary: RunSummary) -> None:
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Working folder for the demo's data.")] = Path(
-        "keepwise-data"
-    ),
+    out: Annotated[Path, typer.Option(help="Working folder for the demo's data.")] = DEMO_FOLDER,
     customers: Annotated[int, typer.Option(min=1, help="Customers in the demo world.")] = 10_000,
     seed: Annotated[int, typer.Option(help="Random seed of the demo world.")] = 42,
     tracking_uri: TrackingUri = None,
@@ -904,7 +949,7 @@ def demo(
 
     console.rule("7. The manager API")
     saved = scored.summary["published"]
-    keys = out / "demo-keys.toml"
+    keys = out / DEMO_KEY_FILE
     keys.unlink(missing_ok=True)
     tokens = {
         role: _append_api_key(keys, f"demo-{role}", role, None, None)
@@ -942,7 +987,7 @@ def demo(
     os.environ["KEEPWISE_DATABASE_URL"] = database_url
     if tracking_uri is not None:
         os.environ["KEEPWISE_MLFLOW_TRACKING_URI"] = tracking_uri
-    api_run(host=host, port=port)
+    _serve_api(host, port)
 
 
 class Engine(StrEnum):
@@ -1274,7 +1319,10 @@ def serve(
     keys_file: Annotated[
         Path | None,
         typer.Option(
-            help="TOML file of API keys (else $KEEPWISE_API_KEYS_FILE / $KEEPWISE_API_KEYS)."
+            help="TOML file of API keys (else $KEEPWISE_API_KEYS_FILE / $KEEPWISE_API_KEYS, "
+            "else the first of "
+            + ", ".join(str(path) for path in DEFAULT_KEY_FILES)
+            + " that exists here)."
         ),
     ] = None,
     tracking_uri: TrackingUri = None,
@@ -1291,8 +1339,13 @@ def serve(
 
     Other settings come from KEEPWISE_* environment variables: DATABASE_URL (default
     sqlite:///keepwise.db), MODEL_NAME, MODEL_ALIAS (champion), MODEL_PATH, POLICY,
-    MAX_BODY_BYTES, SCORING_THREADS.
+    MAX_BODY_BYTES, SCORING_THREADS, STORE_TIMEOUT_S.
     """
+    configured = {"KEEPWISE_API_KEYS_FILE", "KEEPWISE_API_KEYS"} & set(os.environ)
+    if keys_file is None and not configured:
+        keys_file = next((path for path in DEFAULT_KEY_FILES if path.is_file()), None)
+        if keys_file is not None:
+            errors.print(f"API keys from {keys_file} (--keys-file to choose another file)")
     if keys_file is not None:
         os.environ["KEEPWISE_API_KEYS_FILE"] = str(keys_file)
     if tracking_uri is not None:
@@ -1300,7 +1353,14 @@ def serve(
     if model is not None:
         name, alias = _model_reference(model)
         os.environ["KEEPWISE_MODEL_NAME"], os.environ["KEEPWISE_MODEL_ALIAS"] = name, alias
-    api_run(host=host, port=port)
+    _serve_api(host, port)
+
+
+def _serve_api(host: str, port: int) -> None:
+    try:
+        api_run(host=host, port=port)
+    except (ServeError, KeyConfigError) as error:
+        raise _fail(f"cannot serve: {error}") from None
 
 
 @app.command("api-key")
@@ -1312,7 +1372,7 @@ def api_key(
     ],
     keys_file: Annotated[
         Path, typer.Option(help="TOML key file to append the hashed entry to.")
-    ] = Path("keepwise-keys.toml"),
+    ] = DEFAULT_KEY_FILES[0],
     account_manager: Annotated[
         str | None, typer.Option(help="Limit the key to this account manager's customers.")
     ] = None,

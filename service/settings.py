@@ -16,6 +16,11 @@ KEEPWISE_API_KEYS_FILE        TOML file of hashed API keys                   (un
 KEEPWISE_API_KEYS             JSON list of hashed API key entries            []
 KEEPWISE_MAX_BODY_BYTES       largest request body accepted (413 above)      4194304 (4 MiB)
 KEEPWISE_SCORING_THREADS      LightGBM threads per scoring call              1
+KEEPWISE_STORE_TIMEOUT_S      longest wait for the store (lock, connection)  5
+KEEPWISE_MAX_HEADER_BYTES     largest request head (431 above)               16384 (16 KiB)
+KEEPWISE_HEADER_TIMEOUT_S     a request head must arrive within (408)        10
+KEEPWISE_BODY_TIMEOUT_S       a request body must arrive within (408)        30
+KEEPWISE_KEEP_ALIVE_S         an idle kept-alive connection is closed after  5
 KEEPWISE_LOG_LEVEL            DEBUG, INFO, WARNING or ERROR                  INFO
 KEEPWISE_DATA_DIR             CRM export the web page reads histories from   (unset)
 KEEPWISE_SESSION_IDLE_MINUTES web sign-in ends after this long unused        30
@@ -76,6 +81,28 @@ class Settings(BaseSettings):
     )
     scoring_threads: Annotated[int, Field(ge=1, le=64)] = Field(
         default=1, description="LightGBM threads per scoring call (requests run in parallel)."
+    )
+    store_timeout_s: Annotated[float, Field(gt=0, le=300)] = Field(
+        default=5.0,
+        description="Longest a request waits for the store: a lock, a pooled connection, a "
+        "statement (PostgreSQL). Past it the request answers 503 and /health/ready says the "
+        "store is not available.",
+    )
+    max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = Field(
+        default=16 * 1024,
+        description="Largest request head (request line and headers), in bytes; 431 above.",
+    )
+    header_timeout_s: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=10.0,
+        description="Seconds a request head may take to arrive after the connection opened or "
+        "the head began; 408 and the connection closed after that.",
+    )
+    body_timeout_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=30.0,
+        description="Seconds a request body may take to arrive after its head; 408 after that.",
+    )
+    keep_alive_s: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=5.0, description="Seconds an idle kept-alive connection stays open."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO",

@@ -12,6 +12,29 @@ from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.world import World, generate_world
 
 REPO = Path(__file__).resolve().parents[1]
+# What the CLI writes in its working directory by default; the suite must leave them alone.
+CLONE_OUTPUTS = ("mlruns", "mlflow.db", "keepwise.db", "keepwise-data", "keepwise-keys.toml")
+
+
+def _stamp(path: Path) -> tuple[int, float] | None:
+    """(entries, newest change) under ``path``; None when it does not exist."""
+    if not path.exists():
+        return None
+    paths = [path, *path.rglob("*")] if path.is_dir() else [path]
+    return len(paths), max(p.stat().st_mtime for p in paths)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _the_suite_writes_nothing_into_the_clone():
+    """Fails the session if a test wrote MLflow runs, a store or keys into the clone."""
+    before = {name: _stamp(REPO / name) for name in CLONE_OUTPUTS}
+    yield
+    changed = [name for name in CLONE_OUTPUTS if _stamp(REPO / name) != before[name]]
+    assert not changed, (
+        f"the test suite wrote {', '.join(changed)} into {REPO}: a test used a default path "
+        "(./mlflow.db, ./mlruns, ...) instead of its tmp_path"
+    )
+
 
 # No per-example deadline: on a shared 2-core machine (and in CI) one slow example is load, not a
 # bug, and a flaky failure teaches nothing; the properties themselves stay as strict.

@@ -104,9 +104,9 @@ def main() -> None:
     sample = test.head(args.timing_rows)
     timings = _timings(churn, sample, rounds=3)
     print(f"\ncost per customer ({sample.height:,} rows per call, best of 3 alternated runs):")
-    for method, micros in timings.items():
+    for name, micros in timings.items():
         ratio = timings["treeshap"] / micros
-        print(f"  {method:10s} {micros:8.1f} µs  (TreeSHAP / this: {ratio:.0f})")
+        print(f"  {name:10s} {micros:8.1f} µs  (TreeSHAP / this: {ratio:.0f})")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -62,6 +63,10 @@ def publish_once(recommendations: Path, customers: int, database: Path) -> float
         started = time.perf_counter()
         save_recommendations(store, [frame], run_id="benchmark")
         return time.perf_counter() - started
+
+
+def _get(client: Any, path: str) -> Any:
+    return client.get(path).raise_for_status()
 
 
 def _median_ms(call: Callable[[], Any], repeat: int) -> float:
@@ -114,7 +119,7 @@ def pages(database: Path, repeat: int) -> dict[str, float]:
             ("page: approvals queue", "/web/approvals"),
             ("page: CSV export of every customer", "/web/portfolio.csv"),
         ):
-            results[name] = _median_ms(lambda p=path: client.get(p).raise_for_status(), repeat)
+            results[name] = _median_ms(functools.partial(_get, client, path), repeat)
     return results
 
 
@@ -159,8 +164,10 @@ def main() -> None:
                 )
                 seconds[name].append(float(run.stdout.strip().splitlines()[-1]))
         for name, values in seconds.items():
-            print(f"publish {args.customers:,} ({name}): median {statistics.median(values):.2f} s "
-                  f"of {', '.join(f'{v:.2f}' for v in values)}")
+            print(
+                f"publish {args.customers:,} ({name}): median {statistics.median(values):.2f} s "
+                f"of {', '.join(f'{v:.2f}' for v in values)}"
+            )
         if "baseline" in seconds:
             ratio = statistics.median(seconds["this tree"]) / statistics.median(seconds["baseline"])
             print(f"publish ratio this tree / baseline: {ratio:.2f}")

@@ -273,7 +273,7 @@ class MonthContext:
         return replace(self, **{name: getattr(other, name)[rows] for name in self.MONTHLY})
 
 
-def fade_factor(population: Population, customer: np.ndarray, month: int) -> np.ndarray:
+def fade_factor(population: Population, customer: np.ndarray | slice, month: int) -> np.ndarray:
     """Silent decliners' order rate multiplier: 1 until their fade month, then decaying."""
     since = month - population.fade_month[customer]
     return np.where(

@@ -235,8 +235,8 @@ def simulate_action_values(
     def per_customer(values: np.ndarray) -> np.ndarray:
         return values.reshape(n, draws)
 
-    actions = (RETAIN, *[offer_action(k) for k in kinds], END)
-    columns = len(actions)
+    action_names = (RETAIN, *[offer_action(k) for k in kinds], END)
+    columns = len(action_names)
     mean = np.full((n, columns), np.nan)
     se = np.full((n, columns), np.nan)
     p_churn = np.full((n, columns), np.nan)
@@ -264,7 +264,7 @@ def simulate_action_values(
     mean[:, -1], se[:, -1] = -exit_cost, 0.0
     return ActionValues(
         customer=customer,
-        actions=actions,
+        actions=action_names,
         value=mean,
         se=se,
         p_churn=p_churn,

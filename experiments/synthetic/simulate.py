@@ -324,6 +324,7 @@ def _simulate_month(
         population, out, idx, owner, net, t, int(starts[t + 1]), export_day, rng, events.invoices
     )
     render_complaints(population, out, idx, first_complaint, month_start, rng, events.complaints)
+    assert out.hazard_if is not None  # asked for with with_hazard_if=True
     events.truth.add(
         customer=idx,
         month=np.full(len(idx), t),

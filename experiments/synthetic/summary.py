@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import cast
 
 import polars as pl
 
@@ -276,10 +277,10 @@ def realism_figures(
     rate = dict(zip(uptake["targeted"], uptake["rate"], strict=True))
     return RealismFigures(
         customers=tables["customers"].select(pl.len()).collect().item(),
-        annual_churn=float(cohort["churned"].mean()),
+        annual_churn=float(cast(float, cohort["churned"].mean())),
         oracle_roc_auc=_roc_auc(cohort, "oracle", "churned"),
         top20_profit_share=float(profit.head(max(1, n // 5)).sum()) / total,
-        whale_curve_peak=float(cumulative.max()) / total,
+        whale_curve_peak=float(cast(float, cumulative.max())) / total,
         bottom20_profit_share=float(profit.tail(max(1, n // 5)).sum()) / total,
         complaint_ratio=(
             by_severity.get("near_miss", 0) / major * 1.0,
@@ -380,7 +381,7 @@ def oracle_figures(
         retain_all=float(wide["retain"].sum()),
         oracle=float(wide["oracle"].sum()),
         offer_only_oracle=float(wide["offer_only"].sum()),
-        oracle_mean_se=float(wide["oracle_se"].mean()),
+        oracle_mean_se=float(cast(float, wide["oracle_se"].mean())),
     )
 
 

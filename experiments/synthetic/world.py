@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -93,7 +93,7 @@ class _TableSink:
         self.path = path
         self.fmt = fmt
         self._parquet: pq.ParquetWriter | None = None
-        self._csv = None
+        self._csv: BinaryIO | None = None
         self.rows = 0
 
     def write(self, frame: pl.DataFrame) -> None:

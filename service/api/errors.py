@@ -7,11 +7,15 @@ Unhandled exceptions (bugs) are logged and answered as JSON 500 by
 constraint values such as ``{"ge": 0}``) and drop ``input`` and ``url``: a customer's data
 never comes back in an error, and a NaN in the input can no longer break the error response
 itself (FastAPI's default handler echoes the input and fails to encode NaN as JSON).
+
+At most :data:`MAX_ERRORS` problems are listed, then one ``too_many_errors`` item says how many
+more there were: a 7 KB body of 1,000 empty feature rows has 58,000 problems, 5.5 MB as JSON.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +27,7 @@ from starlette.exceptions import HTTPException
 logger = logging.getLogger(__name__)
 
 _SAFE_CTX_TYPES = (int, float, str, bool)
+MAX_ERRORS = 100
 
 
 def _clean_ctx(ctx: Any) -> dict[str, Any] | None:
@@ -33,10 +38,19 @@ def _clean_ctx(ctx: Any) -> dict[str, Any] | None:
     return clean or None
 
 
-def public_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
-    """Validation errors without the offending input: ``type``, ``loc``, ``msg`` (``ctx``)."""
-    out = []
-    for error in errors:
+def public_errors(errors: Sequence[Any], limit: int = MAX_ERRORS) -> list[dict[str, Any]]:
+    """Validation errors without the offending input: ``type``, ``loc``, ``msg`` (``ctx``).
+
+    Args:
+        errors: pydantic's error dicts.
+        limit: the most problems listed; beyond it one ``too_many_errors`` item (``loc``
+            ``["body"]``) counts the rest.
+
+    Returns:
+        At most ``limit + 1`` items.
+    """
+    out: list[dict[str, Any]] = []
+    for error in errors[:limit]:
         item: dict[str, Any] = {
             "type": error.get("type", "value_error"),
             "loc": list(error.get("loc", ())),
@@ -45,6 +59,15 @@ def public_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
         if ctx := _clean_ctx(error.get("ctx")):
             item["ctx"] = ctx
         out.append(item)
+    if len(errors) > limit:
+        left_out = len(errors) - limit
+        out.append(
+            {
+                "type": "too_many_errors",
+                "loc": ["body"],
+                "msg": f"{left_out:,} more problems are not listed (the first {limit} are)",
+            }
+        )
     return out
 
 
@@ -61,11 +84,40 @@ async def validation_error_handler(request: Request, exc: Exception) -> JSONResp
 
 
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    """HTTP errors as ``{"detail": ...}`` with their headers (e.g. WWW-Authenticate)."""
+    """HTTP errors as ``{"detail": ...}`` with their headers (e.g. WWW-Authenticate).
+
+    A 405's ``Allow`` lists the methods of every route at the path: Starlette names only the
+    first route that matched the path (``POST`` for ``/v1/decisions``, which also has ``GET``).
+    """
     assert isinstance(exc, HTTPException)
-    return JSONResponse(
-        {"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
-    )
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI spec lists at the request's path (HEAD with GET), sorted."""
+    methods: set[str] = set()
+    for pattern, documented in _path_methods(request.app):
+        if pattern.fullmatch(request.url.path):
+            methods |= documented
+    return sorted(methods)
+
+
+def _path_methods(app: FastAPI) -> list[tuple[re.Pattern[str], set[str]]]:
+    """(path pattern, methods) of every documented path, built once per app."""
+    cached: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "path_methods", None)
+    if cached is None:
+        cached = []
+        for path, operations in app.openapi()["paths"].items():
+            methods = {method.upper() for method in operations}
+            if "GET" in methods:
+                methods.add("HEAD")
+            template = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path))
+            cached.append((re.compile(template), methods))
+        app.state.path_methods = cached
+    return cached
 
 
 def document_validation_errors(schema: dict[str, Any]) -> None:
@@ -87,7 +139,10 @@ def document_validation_errors(schema: dict[str, Any]) -> None:
         if name in properties:
             properties[name]["description"] = text
     outer = schemas["HTTPValidationError"]
-    outer["description"] = "422: every problem found in the request."
+    outer["description"] = (
+        f"422: the problems found in the request; after the first {MAX_ERRORS}, one "
+        "`too_many_errors` item counts the rest."
+    )
     outer.setdefault("properties", {}).get("detail", {})["description"] = "The problems."
 
 

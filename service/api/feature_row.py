@@ -4,7 +4,8 @@
 (the pandera schema that the batch path validates with), so the API accepts exactly the columns,
 dtypes, nullability and ranges the feature pipeline produces and cannot drift from it:
 
-- ``Int64`` columns -> JSON integers (strict: ``3.0`` and ``"3"`` are refused);
+- ``Int64`` columns -> JSON integers: ``3`` and ``3.0`` (JSON Schema's ``integer`` is any number
+  without a fraction) are accepted; ``3.5``, ``"3"`` and ``true`` are refused;
 - ``Float64`` columns -> JSON numbers, finite only (NaN and Infinity are refused; strict:
   ``"3"`` and ``true`` are refused, integers are fine);
 - ``String`` columns with an ``isin`` check -> enums (``segment``, ``contract_type``, from
@@ -18,8 +19,9 @@ misspelt feature is an error, never a silent zero). Cross-column rules of the sc
 count never exceeds its 12-month count, ...) are checked on the records by
 :data:`features.row_rules.FEATURE_TABLE_RULES`, the rules the schema itself checks.
 
-A row may also carry ``account_manager`` (not a feature): it decides which scoped keys may score
-a customer the store does not know yet (see :mod:`service.api.routes.recommendations`).
+A row may also carry ``account_manager`` (not a feature, as ``keepwise features`` tables hold it):
+it is accepted and ignored. Scoped keys score only customers the store attributes to them (see
+:mod:`service.api.routes.recommendations`), whatever a row claims.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Annotated, Any, Literal
 
 import pandera.polars as pa
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from features.output_schema import feature_table_schema
 from model.explain import humanise
@@ -39,12 +41,18 @@ MAX_NUMBER = 1e12
 ID_MAX_LENGTH = 128
 TEXT_MAX_LENGTH = 200
 
+# An id: no control characters (NUL cannot be stored, newlines forge log lines) and not blank.
+ID_PATTERN = r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$"
+# Free text: anything but NUL (PostgreSQL text cannot hold it), with one non-space character.
+TEXT_PATTERN = r"^[^\x00]*[^\x00\s][^\x00]*$"
+
 CustomerId = Annotated[
     str,
     Field(
         min_length=1,
         max_length=ID_MAX_LENGTH,
-        description="The customer's key in the CRM.",
+        pattern=ID_PATTERN,
+        description="The customer's key in the CRM (no control characters).",
         examples=["C0000042"],
     ),
 ]
@@ -89,6 +97,13 @@ def _describe(name: str, dtype: object, nullable: bool, constraints: dict[str, A
     return "".join(parts)
 
 
+def _whole_number(value: Any) -> Any:
+    """``3.0`` as ``3`` (an integer to JSON Schema); anything else is left to strict int."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
 def _field(column: pa.Column) -> tuple[Any, Any]:
     """The (annotation, FieldInfo) of one feature column."""
     name, dtype, nullable = str(column.name), column.dtype.type, column.nullable
@@ -98,7 +113,11 @@ def _field(column: pa.Column) -> tuple[Any, Any]:
     if dtype == pl.Int64:
         constraints.setdefault("ge", -MAX_INTEGER)
         constraints.setdefault("le", MAX_INTEGER)
-        annotation = Annotated[int, Field(strict=True, **constraints)]
+        # the validator after the constraints wraps them: it runs first, and the JSON schema
+        # keeps minimum and maximum
+        annotation = Annotated[
+            int, Field(strict=True, **constraints), BeforeValidator(_whole_number)
+        ]
     elif dtype == pl.Float64:
         constraints.setdefault("ge", -MAX_NUMBER)
         constraints.setdefault("le", MAX_NUMBER)
@@ -143,9 +162,8 @@ class FeatureRowBase(BaseModel):
     customer_id: CustomerId
     account_manager: Annotated[str, Field(min_length=1, max_length=TEXT_MAX_LENGTH)] | None = Field(
         default=None,
-        description="The customer's account manager (not a feature). Used only to decide "
-        "whether a key scoped to an account manager may score a customer the store does "
-        "not know yet.",
+        description="The customer's account manager (not a feature). Accepted and ignored: "
+        "a scoped key's customers are the ones the last batch run attributes to it.",
         examples=["AM-007"],
     )
 

@@ -1,4 +1,4 @@
-"""Request ids (``X-Request-ID`` in and out, on every log line) and the request body size limit.
+r"""Request ids (``X-Request-ID`` in and out, on every log line) and the request body size limit.
 
 Both middlewares are pure ASGI (no ``BaseHTTPMiddleware``): they wrap ``receive``/``send`` and
 never buffer a body.
@@ -9,6 +9,10 @@ Request id. A client's ``X-Request-ID`` is kept when it is 1-128 characters of
 with ``run_in_threadpool`` inherit it) and put on every log record by :class:`RequestIdFilter`.
 One access line per request is logged with method, path, status and duration. An unhandled
 exception is logged with the request id and answered as a JSON 500 carrying the id.
+
+Log lines. What a client sends reaches the log (the decoded path, ids in messages), so
+:class:`SafeFormatter` writes control characters as ``\xNN`` escapes: a ``%0a`` in a path
+cannot forge a second log line, ``%1b`` cannot send terminal escapes, ``%00`` no NUL byte.
 
 Body limit. :class:`BodySizeLimitMiddleware` answers 413 before reading anything when
 ``Content-Length`` exceeds the limit, and otherwise counts the bytes as the application reads
@@ -22,6 +26,7 @@ import re
 import time
 import uuid
 from contextvars import ContextVar
+from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
@@ -40,6 +45,37 @@ logger = logging.getLogger(__name__)
 def request_id() -> str:
     """The current request's id (``-`` outside a request)."""
     return request_id_var.get()
+
+
+# C0 and C1 control characters, DEL, and the Unicode line and paragraph separators.
+_UNSAFE = [*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]
+_ESCAPES = {code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" for code in _UNSAFE}
+_ESCAPES_KEEPING_NEWLINES = {k: v for k, v in _ESCAPES.items() if k != ord("\n")}
+
+
+def escape_for_log(text: str) -> str:
+    """``text`` with every control character written as an escape (one line, printable)."""
+    return text.translate(_ESCAPES)
+
+
+class SafeFormatter(logging.Formatter):
+    """A formatter whose lines cannot be forged or garbled by what clients send.
+
+    The line (message and fields) is escaped completely; an exception's traceback keeps its
+    line breaks but loses every other control character.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        """The record's line, escaped."""
+        return escape_for_log(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        """The traceback, with line breaks but no other control characters."""
+        return super().formatException(ei).translate(_ESCAPES_KEEPING_NEWLINES)
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's name
+        """The stack, with line breaks but no other control characters."""
+        return super().formatStack(stack_info).translate(_ESCAPES_KEEPING_NEWLINES)
 
 
 class RequestIdFilter(logging.Filter):

@@ -11,17 +11,27 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import polars as pl
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from features.contract import OFFER_KINDS, SEGMENTS
 from model.decide import ACTIONS
 from model.decision_inputs import ACCEPT_PREFIX, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, UPLIFT_PREFIX
 from service.api.feature_row import (
     ID_MAX_LENGTH,
+    ID_PATTERN,
     TEXT_MAX_LENGTH,
+    TEXT_PATTERN,
     CustomerId,
     FeatureRow,
     FeatureRowBase,
@@ -35,15 +45,29 @@ else:
 
 CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future a report's ``occurred_at`` may lie (clocks differ)."""
+EARLIEST_OCCURRED_AT = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest ``occurred_at`` a report may give."""
 MAX_BATCH = 1_000
 """Most customers one ``POST /v1/recommendations`` may score (more: 422; use the batch CLI)."""
 
 Action = Literal[ACTIONS]  # type: ignore[valid-type]
 OfferKind = Literal[OFFER_KINDS]  # type: ignore[valid-type]
 Segment = Literal[SEGMENTS]  # type: ignore[valid-type]
-# Free text must hold at least one non-space character (the store refuses blank text).
-Text = Annotated[str, Field(min_length=1, max_length=TEXT_MAX_LENGTH, pattern=r"\S")]
-LongText = Annotated[str, Field(min_length=1, max_length=2_000, pattern=r"\S")]
+
+
+def _text_not_number(value: Any) -> Any:
+    """Dates and times come as ISO 8601 text: a number would be read as a Unix time."""
+    if isinstance(value, int | float):  # bool is an int
+        raise ValueError("expected an ISO 8601 string, not a number")
+    return value
+
+
+# Free text must hold at least one non-space character (the store refuses blank text) and no
+# NUL character (PostgreSQL cannot store it).
+Text = Annotated[str, Field(min_length=1, max_length=TEXT_MAX_LENGTH, pattern=TEXT_PATTERN)]
+LongText = Annotated[str, Field(min_length=1, max_length=2_000, pattern=TEXT_PATTERN)]
+IsoDate = Annotated[date, BeforeValidator(_text_not_number)]
+IsoAwareDatetime = Annotated[AwareDatetime, BeforeValidator(_text_not_number)]
 
 EXAMPLE_FEATURES: dict[str, Any] = {
     "customer_id": "C0000870",
@@ -142,14 +166,18 @@ class RecommendationRequest(BaseModel):
         json_schema_extra={"examples": [{"as_of": "2025-01-01", "customers": [EXAMPLE_FEATURES]}]},
     )
 
-    as_of: date = Field(
+    as_of: IsoDate = Field(
         description="The date the features describe (events strictly before "
-        "it); echoed on every recommendation."
+        "it), as YYYY-MM-DD; echoed on every recommendation."
     )
     customers: list[Row] = Field(
         min_length=1,
         max_length=MAX_BATCH,
-        description=f"1 to {MAX_BATCH:,} feature rows, one per customer (customer ids unique).",
+        description=f"1 to {MAX_BATCH:,} feature rows, one per customer: a `customer_id` "
+        "may appear only once in a request (a repeated one answers 422 naming the rows). "
+        "Each row must also keep the feature table's cross-column rules (e.g. a 3-month count "
+        "never exceeds its 12-month count); a row that breaks one answers 422 naming the rule.",
+        json_schema_extra={"x-unique-by": "customer_id"},
     )
 
     @model_validator(mode="after")
@@ -236,7 +264,9 @@ class RecommendationPublic(BaseModel):
     exit_cost: float = Field(description="Cost of ending the relationship.")
     end_allowed: bool = Field(description="Whether the guard-rails allow ending it.")
     value_waterfall: ValueWaterfallPublic = Field(
-        description="Trailing monthly components behind the net margin."
+        description="Monthly averages over the last 12 months (as booked) behind the net "
+        "margin. The reasons quote the model's forecast of the monthly margin instead, which "
+        "also weighs trends and history, so the two can differ."
     )
     horizon_months: int = Field(description="Horizon of the expected values, in months.")
     policy_version: str = Field(description="Version of the decision policy applied.")
@@ -399,7 +429,7 @@ def recommendation_payloads_json(rows: pl.DataFrame) -> pl.Series:
         pl.struct(
             *[
                 _finite(pl.col("value_waterfall").struct.field(name)).alias(name)
-                for name in rows.schema["value_waterfall"].to_schema()  # type: ignore[union-attr]
+                for name in cast(pl.Struct, rows.schema["value_waterfall"]).to_schema()
             ]
         ).alias("value_waterfall"),
     )
@@ -463,8 +493,6 @@ class DecisionRequest(BaseModel):
                     "authority_used": "Front-line: replacement (cost 180) within the 500 limit",
                     "helped_by": "Technician on call (J. Peeters)",
                     "outcome": "Customer accepted the replacement and thanked us",
-                    "recommendation_id": "rec-2025-01-01-000870",
-                    "followed_recommendation": True,
                 }
             ]
         },
@@ -472,8 +500,9 @@ class DecisionRequest(BaseModel):
 
     customer_id: CustomerId
     requested: LongText = Field(description="What the customer asked for.")
-    occurred_at: AwareDatetime = Field(
-        description="When it happened, with a time zone; not in the future."
+    occurred_at: IsoAwareDatetime = Field(
+        description="When it happened: ISO 8601 with a time zone, from 1970-01-01T00:00:00Z "
+        "up to now (5 minutes of clock difference are allowed)."
     )
     place: Text = Field(description="Where: branch, channel or site.")
     authority_used: LongText = Field(
@@ -482,8 +511,13 @@ class DecisionRequest(BaseModel):
     helped_by: Text | None = Field(default=None, description="Who helped, if anyone.")
     outcome: LongText = Field(description="How it ended.")
     recommendation_id: (
-        Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=r"\S")] | None
-    ) = Field(default=None, description="The stored recommendation this followed or overrode.")
+        Annotated[str, Field(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)] | None
+    ) = Field(
+        default=None,
+        description="The stored recommendation this followed or overrode: its "
+        "`recommendation_id` as `GET /v1/customers/{customer_id}/recommendation` returns it "
+        "(422 when it is not a stored recommendation of this customer).",
+    )
     followed_recommendation: bool | None = Field(
         default=None,
         description="True: followed it; false: overrode it. Required with "
@@ -493,7 +527,13 @@ class DecisionRequest(BaseModel):
     @field_validator("occurred_at")
     @classmethod
     def _not_in_the_future(cls, value: datetime) -> datetime:
-        if value > datetime.now(UTC) + CLOCK_SKEW:
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 lies before year 1 in UTC
+            raise ValueError("occurred_at is out of range; give a time from 1970 on") from None
+        if utc < EARLIEST_OCCURRED_AT:
+            raise ValueError("occurred_at is before 1970-01-01T00:00:00Z")
+        if utc > datetime.now(UTC) + CLOCK_SKEW:
             raise ValueError("occurred_at is in the future; report what has happened")
         return value
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from model.bundle import BundleError, ModelBundle
+from model.gbm import ModelFileError, check_model_files
 from model.policy import Policy, PolicyError, load_policy
 from model.registry import MlflowSettings, RegistryError, download_bundle, version_metrics
 from service.settings import Settings
@@ -107,9 +108,11 @@ def with_scoring_threads(bundle: ModelBundle, threads: int) -> ModelBundle:
 def load_serving_model(settings: Settings) -> ServingModel:
     """Load the policy and the model the settings name (blocking: call it in a thread).
 
-    With ``settings.model_path`` the bundle folder is read directly; otherwise the version
-    behind ``settings.model_alias`` is downloaded from the MLflow registry into a temporary
-    folder, loaded into memory and the folder removed.
+    With ``settings.model_path`` the bundle folder is read directly, after its model files
+    were loaded once in a child process (LightGBM aborts the process on a damaged model text);
+    otherwise the version behind ``settings.model_alias`` is downloaded from the MLflow registry
+    into a temporary folder, checked against the checksums recorded at registration
+    (:func:`model.registry.download_bundle`), loaded into memory and the folder removed.
 
     Raises:
         ModelLoadError: The policy, the registry or the bundle cannot be read.
@@ -123,8 +126,9 @@ def load_serving_model(settings: Settings) -> ServingModel:
     loaded_at = datetime.now(UTC)
     if settings.model_path is not None:
         try:
+            check_model_files(settings.model_path)
             bundle = ModelBundle.load(settings.model_path)
-        except (BundleError, OSError, ValueError, KeyError) as error:
+        except (BundleError, ModelFileError, OSError, ValueError, KeyError) as error:
             raise ModelLoadError(
                 f"cannot load the model bundle {settings.model_path}: {error}"
             ) from error

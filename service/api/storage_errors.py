@@ -2,7 +2,8 @@
 
 :class:`service.storage.StoreError` with a ``field`` means the store refused the input (422 at
 that field, without echoing values); without a ``field`` the database failed (503: nothing was
-stored, the client should retry). The database's own message is logged, not returned.
+stored, the client should retry). :class:`service.storage.StoreConflict` is 409 (a retry of the
+same request will not help). The database's own message is logged, not returned.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
-from service.storage import StoreError
-from service.storage.records import StoreConflict
+from service.storage import StoreConflict, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +40,14 @@ async def store_call(
 
     Raises:
         RequestValidationError: The store refused a field (422).
-        HTTPException: The store refused a change of state (409), or the database failed (503).
+        HTTPException: The request conflicts with what is stored (409), or the database
+            failed (503).
     """
     try:
         return await run_in_threadpool(function, *args, **kwargs)
-    except StoreConflict as conflict:
-        raise HTTPException(409, detail=str(conflict)) from None
+    except StoreConflict as error:
+        logger.info("store conflict: %s", error)
+        raise HTTPException(409, detail=str(error)) from None
     except StoreError as error:
         if error.field is not None:
             logger.info("store refused %s: %s", error.field, error)

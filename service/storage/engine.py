@@ -9,10 +9,17 @@ on lock upgrade (which the busy timeout does not cover). An in-memory SQLite dat
 
 PostgreSQL: plain READ COMMITTED transactions through psycopg 3, with pre-ping so a connection
 dropped by the server is replaced. ``postgresql://`` URLs are read as ``postgresql+psycopg://``.
+Every connection waits at most the busy timeout for a lock (``lock_timeout``) and for the
+server to answer a connection attempt, and optionally bounds each statement
+(``statement_timeout``): a locked table makes calls fail fast instead of piling up.
+
+Both: a caller waits at most the busy timeout for a pooled connection, so a stuck database
+cannot hold every request for the pool's default 30 seconds.
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from typing import Any
@@ -66,27 +73,56 @@ def is_memory_sqlite(url: URL) -> bool:
     return database in ("", ":memory:") or url.query.get("mode") == "memory"
 
 
-def create_store_engine(url: URL, *, busy_timeout_s: float) -> Engine:
+def create_store_engine(
+    url: URL, *, busy_timeout_s: float, statement_timeout_s: float | None = None
+) -> Engine:
     """Create the engine for ``url`` (already passed through :func:`parse_url`).
 
     Args:
         url: SQLite or PostgreSQL URL.
-        busy_timeout_s: how long a SQLite writer waits for the write lock before failing.
+        busy_timeout_s: how long a call waits for a lock (SQLite's write lock, PostgreSQL's
+            ``lock_timeout``), for a pooled connection, and for PostgreSQL to accept a
+            connection.
+        statement_timeout_s: PostgreSQL only: the longest any statement may run (None: no
+            limit).
 
     Returns:
         A synchronous engine, safe to share between threads.
     """
     if url.get_backend_name() == "postgresql":
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_timeout=busy_timeout_s,
+            connect_args={"connect_timeout": max(1, math.ceil(busy_timeout_s))},
+        )
+        _configure_postgresql(engine, busy_timeout_s, statement_timeout_s)
+        return engine
     memory = is_memory_sqlite(url)
     connect_args: dict[str, Any] = {"timeout": busy_timeout_s, "check_same_thread": False}
     engine = (
         create_engine(url, poolclass=StaticPool, connect_args=connect_args)
         if memory
-        else create_engine(url, connect_args=connect_args)
+        else create_engine(url, connect_args=connect_args, pool_timeout=busy_timeout_s)
     )
     _configure_sqlite(engine, busy_timeout_ms=int(busy_timeout_s * 1000), wal=not memory)
     return engine
+
+
+def _configure_postgresql(
+    engine: Engine, lock_timeout_s: float, statement_timeout_s: float | None
+) -> None:
+    """Set the session's lock (and statement) timeout on every new connection."""
+    settings = [f"SET lock_timeout = {max(1, int(lock_timeout_s * 1000))}"]
+    if statement_timeout_s is not None:
+        settings.append(f"SET statement_timeout = {max(1, int(statement_timeout_s * 1000))}")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            for statement in settings:
+                cursor.execute(statement)
+        dbapi_connection.commit()
 
 
 def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int, wal: bool) -> None:

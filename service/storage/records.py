@@ -31,7 +31,8 @@ class StoreError(Exception):
 
 class StoreConflict(StoreError):
     """The request is valid but the stored state refuses it (already decided, replaced by a
-    newer run, nothing to approve); an HTTP layer answers 409."""
+    newer run, nothing to approve, an idempotency key reused with another report); retrying the
+    same request will not help, and an HTTP layer answers 409."""
 
 
 @dataclass(frozen=True)
@@ -160,3 +161,17 @@ class StoredApproval:
     authority: str
     decision_id: str
     decided_at: datetime
+
+
+@dataclass(frozen=True)
+class RecordedDecision:
+    """What :meth:`service.storage.Store.record_decision_once` did.
+
+    Attributes:
+        decision: The stored report.
+        replayed: True when the idempotency key had already stored this report (nothing new
+            was written); False when this call stored it.
+    """
+
+    decision: StoredDecision
+    replayed: bool

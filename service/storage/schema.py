@@ -7,12 +7,14 @@ compares the migrated database with this metadata so the two cannot drift.
 - ``latest_recommendations``: per customer, a pointer to the recommendation in force — the
   newest ``as_of``, and among equal ``as_of`` the last saved. Scope (account manager, region)
   is read through it, so it costs an index lookup, not a scan of the history.
+- ``decisions``: the decision log (after-action reports), append-only; a report sent with an
+  idempotency key is stored once per key and API key.
 - ``decisions``: the decision log (after-action reports), append-only.
 - ``approvals``: the verdict (approved or rejected, with a note) on a recommendation above the
   front line's authority, one per recommendation, linked to the after-action report recorded
-  with it (revision 0003).
+  with it (revision 0004).
 
-Revision 0003 also copies, per customer, the recommendation in force's owner, action and the
+Revision 0004 also copies, per customer, the recommendation in force's owner, action and the
 figures the portfolio page filters and sorts on (segment, approval tier, expected value of the
 recommended action, ...) into ``latest_recommendations``: paging, counting and summing 100,000
 customers then reads that narrow table, never the wide rows with their JSON payloads.
@@ -46,6 +48,7 @@ from sqlalchemy.types import TypeDecorator
 ID_LENGTH = 128  # customer, recommendation, run, version and key names
 ACTION_LENGTH = 32
 DECISION_ID_LENGTH = 32  # uuid4 hex
+IDEMPOTENCY_KEY_LENGTH = 128
 
 metadata = MetaData(
     naming_convention={
@@ -117,7 +120,7 @@ recommendations = Table(
     Index(None, "region"),
 )
 
-# Payload paths of the portfolio columns of ``recommendations`` (revision 0003).
+# Payload paths of the portfolio columns of ``recommendations`` (revision 0004).
 PORTFOLIO_PATHS: dict[str, tuple[str, ...]] = {
     "segment": ("segment",),
     "approval_tier": ("approval_tier",),
@@ -148,7 +151,7 @@ latest_recommendations = Table(
         index=True,
     ),
     Column("as_of", Date, nullable=False),
-    # revision 0003: the recommendation in force's owner, action and the payload figures the
+    # revision 0004: the recommendation in force's owner, action and the payload figures the
     # portfolio page filters and sorts on (see PORTFOLIO_PATHS), so its queries read this
     # narrow table only
     Column("account_manager", String(ID_LENGTH), nullable=True),
@@ -192,8 +195,12 @@ decisions = Table(
     Column("followed_recommendation", Boolean, nullable=True),
     Column("recorded_by", String(ID_LENGTH), nullable=False),
     Column("recorded_at", UTCDateTime(), nullable=False, index=True),
+    # revision 0003: the client's Idempotency-Key (unique per API key) and its report's hash
+    Column("idempotency_key", String(IDEMPOTENCY_KEY_LENGTH), nullable=True),
+    Column("request_sha256", String(64), nullable=True),
     # revision 0002: a customer's decision history, newest first, without a sort
     Index(None, "customer_id", "recorded_at"),
+    Index(None, "recorded_by", "idempotency_key", unique=True),
 )
 
 approvals = Table(

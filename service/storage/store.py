@@ -4,13 +4,17 @@ One :class:`Store` per process, shared by the API's worker threads (the engine p
 connections). Every public method is one transaction. Writes either commit completely and
 return, or raise :class:`StoreError` having written nothing; a decision whose connection was lost
 is retried with the same id, and an ambiguous commit is settled by looking the id up, so a
-report is never lost and never stored twice.
+report is never lost and never stored twice. A client that retries after a dropped connection
+sends an idempotency key (:meth:`Store.record_decision_once`): the report is stored once per
+key, and the retry gets the first answer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -65,6 +69,7 @@ from service.storage.records import (
     VERDICTS,
     ApprovalRequest,
     DecisionReport,
+    RecordedDecision,
     StoreConflict,
     StoredApproval,
     StoredDecision,
@@ -75,6 +80,7 @@ from service.storage.schema import (
     ACTION_LENGTH,
     CHOSEN_VALUE_PATHS,
     ID_LENGTH,
+    IDEMPOTENCY_KEY_LENGTH,
     PORTFOLIO_PATHS,
     TEXT_PORTFOLIO_COLUMNS,
     approvals,
@@ -110,18 +116,29 @@ class Store:
     Args:
         url: a SQLAlchemy URL: ``sqlite:///keepwise.db`` (file), ``sqlite://`` (memory, for
             tests), or ``postgresql://user:pw@host/db`` (psycopg 3 is used).
-        busy_timeout_s: SQLite only — how long a writer waits for another writer's lock
-            before the call fails with :class:`StoreError`.
+        busy_timeout_s: how long a call waits for a lock (SQLite's write lock, PostgreSQL's
+            ``lock_timeout``) or a pooled connection before it fails with
+            :class:`StoreError`.
+        statement_timeout_s: PostgreSQL only: the longest a statement may run (None: no
+            limit; migrations are never limited).
 
     Raises:
         StoreError: the URL is invalid or names an unsupported backend. Nothing connects
             until the first call.
     """
 
-    def __init__(self, url: str, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+        statement_timeout_s: float | None = None,
+    ) -> None:
         parsed = parse_url(url)
         self._url = parsed
-        self._engine = create_store_engine(parsed, busy_timeout_s=busy_timeout_s)
+        self._engine = create_store_engine(
+            parsed, busy_timeout_s=busy_timeout_s, statement_timeout_s=statement_timeout_s
+        )
         self._write_engine = self._engine.execution_options(**{WRITE_OPTION: True})
         # one shared in-memory connection: serialise its use across threads
         self._lock: threading.RLock | None = threading.RLock() if is_memory_sqlite(parsed) else None
@@ -153,6 +170,9 @@ class Store:
         config.set_main_option("path_separator", "os")
         with self._database_errors("migrate the database"), self._transaction(write=True) as conn:
             if conn.dialect.name == "postgresql":
+                # a migration may wait for another process's and take its time
+                conn.execute(text("SET LOCAL lock_timeout = 0"))
+                conn.execute(text("SET LOCAL statement_timeout = 0"))
                 conn.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
                 )
@@ -163,6 +183,23 @@ class Store:
                 message = f"cannot migrate to {revision!r}: {exc}"
                 raise StoreError(message, field="revision") from exc
         logger.info("database %s migrated to %s", self._safe_url, revision)
+
+    def ping(self) -> None:
+        """Check that the store can be read and written now, writing nothing.
+
+        Reads each table and takes the lock a decision's insert needs (SQLite's write lock;
+        on PostgreSQL the ``decisions`` table's ROW EXCLUSIVE lock, which a table lock held by
+        another session blocks), then commits an empty transaction. Bounded by the store's
+        timeouts.
+
+        Raises:
+            StoreError: The database cannot be reached, or a lock was not granted in time.
+        """
+        with self._database_errors("check the database"), self._transaction(write=True) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("LOCK TABLE decisions IN ROW EXCLUSIVE MODE"))
+            for table in (recommendations, latest_recommendations, decisions):
+                conn.execute(select(true()).select_from(table).limit(1)).all()
 
     def close(self) -> None:
         """Release every pooled connection; the store cannot be used afterwards."""
@@ -321,21 +358,62 @@ class Store:
                 the commit went through, else retries (3 attempts) — so after this error the
                 report was not stored, unless the database was unreachable even for that check.
         """
+        return self._record(report, None).decision
+
+    def record_decision_once(
+        self, report: DecisionReport, idempotency_key: str
+    ) -> RecordedDecision:
+        """:meth:`record_decision`, at most once per ``idempotency_key`` and ``recorded_by``.
+
+        The first call with a key stores the report; a later call with the same key (and the
+        same ``recorded_by``) and the same report stores nothing and returns the first call's
+        decision, even when the first call's client never saw its answer (a dropped
+        connection); the same key with another report is refused. Concurrent calls with one
+        key store one report: the database's unique index settles the race.
+
+        Args:
+            report: the report, as for :meth:`record_decision`.
+            idempotency_key: the client's key for this report: 1 to 128 printable ASCII
+                characters (no spaces).
+
+        Returns:
+            The decision and whether it was replayed (stored by an earlier call).
+
+        Raises:
+            StoreConflict: the key already stored a different report.
+            StoreError: as :meth:`record_decision`; ``field`` is ``"idempotency_key"`` for a
+                malformed key.
+        """
+        key = _idempotency_key(idempotency_key)
+        return self._record(report, key)
+
+    def _record(self, report: DecisionReport, key: str | None) -> RecordedDecision:
         stored = _stored_decision(
             report, decision_id=uuid.uuid4().hex, recorded_at=datetime.now(UTC)
         )
         values = {name: getattr(stored, name) for name in _DECISION_COLUMNS}
+        fingerprint = _report_fingerprint(stored)
+        if key is not None:
+            values.update(idempotency_key=key, request_sha256=fingerprint)
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
             try:
                 with self._transaction(write=True) as conn:
+                    if key is not None and (earlier := _by_key(conn, stored.recorded_by, key)):
+                        return _replay(earlier, fingerprint, key)
                     _check_recommendation_link(conn, stored)
                     conn.execute(decisions.insert(), values)
-                return stored
+                return RecordedDecision(stored, replayed=False)
+            except IntegrityError as exc:
+                # a concurrent call with the same key committed first (PostgreSQL; SQLite
+                # serialises writers, so the lookup above already saw it)
+                if key is not None and (earlier := self._find_by_key(stored.recorded_by, key)):
+                    return _replay(earlier, fingerprint, key)
+                raise _database_error("record a decision", exc) from exc
             except DBAPIError as exc:
                 if not exc.connection_invalidated:
                     raise _database_error("record a decision", exc) from exc
                 if self._decision_exists(stored.decision_id):  # the commit went through
-                    return stored
+                    return RecordedDecision(stored, replayed=False)
                 if attempt == _WRITE_ATTEMPTS:
                     raise _database_error("record a decision", exc) from exc
                 logger.warning(
@@ -385,6 +463,7 @@ class Store:
             )
         query = select(decisions)
         if customer_id is not None:
+            customer_id = _text(customer_id, "customer_id", max_length=ID_LENGTH)
             query = query.where(decisions.c.customer_id == customer_id)
         if account_manager is not None or region is not None:
             query = query.join(
@@ -625,6 +704,13 @@ class Store:
         except SQLAlchemyError as exc:
             raise _database_error(action, exc) from exc
 
+    def _find_by_key(self, recorded_by: str, key: str) -> Row[Any] | None:
+        with (
+            self._database_errors("look up an idempotency key"),
+            self._transaction(write=False) as conn,
+        ):
+            return _by_key(conn, recorded_by, key)
+
     def _decision_exists(self, decision_id: str) -> bool:
         with self._database_errors("look up a decision"), self._transaction(write=False) as conn:
             found = conn.execute(
@@ -650,6 +736,45 @@ _DECISION_COLUMNS = (
 
 
 _APPROVAL_COLUMNS = tuple(StoredApproval.__dataclass_fields__)
+_IDEMPOTENCY_KEY = re.compile(rf"^[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_LENGTH}}}$")
+
+
+def _idempotency_key(value: object) -> str:
+    if not isinstance(value, str) or not _IDEMPOTENCY_KEY.match(value):
+        raise StoreError(
+            f"idempotency_key must be 1 to {IDEMPOTENCY_KEY_LENGTH} printable ASCII characters "
+            "without spaces",
+            field="idempotency_key",
+        )
+    return value
+
+
+def _report_fingerprint(decision: StoredDecision) -> str:
+    """SHA-256 of the report as stored (``occurred_at`` in UTC), without the store's own ids."""
+    fields = {name: getattr(decision, name) for name in _DECISION_COLUMNS}
+    for own in ("decision_id", "recorded_at"):
+        del fields[own]
+    fields["occurred_at"] = decision.occurred_at.isoformat()
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _by_key(conn: Connection, recorded_by: str, key: str) -> Row[Any] | None:
+    return conn.execute(
+        select(decisions).where(
+            decisions.c.recorded_by == recorded_by, decisions.c.idempotency_key == key
+        )
+    ).one_or_none()
+
+
+def _replay(earlier: Row[Any], fingerprint: str, key: str) -> RecordedDecision:
+    if earlier.request_sha256 != fingerprint:
+        raise StoreConflict(
+            f"Idempotency-Key {key!r} was already used for another report (decision "
+            f"{earlier.decision_id}); send a new key for a new report",
+            field="idempotency_key",
+        )
+    return RecordedDecision(_decision_from_row(earlier), replayed=True)
 
 
 def _database_error(action: str, exc: SQLAlchemyError) -> StoreError:
@@ -669,6 +794,8 @@ def _text(value: object, field: str, *, max_length: int | None = None, where: st
         raise StoreError(f"{prefix}{field} must be a string, got {value!r}", field=field)
     if not value.strip():
         raise StoreError(f"{prefix}{field} must not be empty", field=field)
+    if "\x00" in value:  # PostgreSQL text cannot hold it; refused on every backend alike
+        raise StoreError(f"{prefix}{field} must not contain a NUL character", field=field)
     if max_length is not None and len(value) > max_length:
         raise StoreError(
             f"{prefix}{field} is {len(value)} characters long, at most {max_length} allowed",
@@ -876,8 +1003,8 @@ def _payload_field(conn: Connection, payload_text: Any, path: tuple[str, ...], t
         pointer = cast(literal("{" + ",".join(path) + "}", Text), postgresql.ARRAY(Text))
         found = cast(payload_text, JSONB).op("#>>")(pointer)
         return found if text_ else cast(found, Float)
-    found = func.json_extract(payload_text, "$." + ".".join(path))
-    return cast(found, String) if text_ else cast(found, Float)
+    extracted = func.json_extract(payload_text, "$." + ".".join(path))
+    return cast(extracted, String) if text_ else cast(extracted, Float)
 
 
 def portfolio_values(conn: Connection, payload_text: Any, action: Any) -> dict[str, Any]:
@@ -949,10 +1076,17 @@ def _stored_decision(
             "(which recommendation was followed or overridden?)",
             field="recommendation_id",
         )
+    try:
+        occurred_utc = occurred.astimezone(UTC)
+    except OverflowError:
+        raise StoreError(
+            f"occurred_at {occurred.isoformat()} is out of range once converted to UTC",
+            field="occurred_at",
+        ) from None
     return StoredDecision(
         customer_id=_text(report.customer_id, "customer_id", max_length=ID_LENGTH),
         requested=_text(report.requested, "requested"),
-        occurred_at=occurred.astimezone(UTC),
+        occurred_at=occurred_utc,
         place=_text(report.place, "place"),
         authority_used=_text(report.authority_used, "authority_used"),
         helped_by=_optional_text(report.helped_by, "helped_by"),

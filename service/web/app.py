@@ -209,8 +209,8 @@ async def sign_in(request: Request) -> Response:
     sessions: SessionStore = request.app.state.web_sessions
     session = sessions.open(entry, now())
     logger.info("web sign-in by key %s (%s)", entry.name, entry.role)
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
+    redirect = RedirectResponse(target, status_code=303)
+    redirect.set_cookie(
         SESSION_COOKIE,
         session.session_id,
         max_age=int(sessions.absolute.total_seconds()),
@@ -218,8 +218,8 @@ async def sign_in(request: Request) -> Response:
         samesite="strict",
         path="/",
     )
-    response.delete_cookie(SIGN_IN_COOKIE, path=PREFIX)
-    return response
+    redirect.delete_cookie(SIGN_IN_COOKIE, path=PREFIX)
+    return redirect
 
 
 @router.post("/sign-out")

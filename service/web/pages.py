@@ -120,7 +120,11 @@ def portfolio_filter(user: WebUser, params: dict[str, str]) -> PortfolioFilter:
         scope_account_manager=user.key.account_manager,
         scope_region=user.key.region,
         customer_prefix=_text(params.get("q")),
-        **{name: _text(params.get(name)) for name in FILTER_FIELDS},
+        segment=_text(params.get("segment")),
+        region=_text(params.get("region")),
+        account_manager=_text(params.get("account_manager")),
+        action=_text(params.get("action")),
+        approval_tier=_text(params.get("approval_tier")),
     )
 
 

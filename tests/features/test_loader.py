@@ -22,6 +22,7 @@ from features.loader import (
     load_validated_tables,
     validate_tables,
 )
+from features.schemas import MAX_AMOUNT
 
 CUSTOMERS = """\
     customer_id,name,segment,signup_date,contract_type,region,account_manager,end_date
@@ -607,7 +608,7 @@ def _parses_as_valid_revenue(text: str) -> bool:
         value = float(text)
     except ValueError:
         return False
-    return math.isfinite(value) and value >= 0
+    return math.isfinite(value) and 0 <= value <= MAX_AMOUNT
 
 
 @settings(max_examples=60, deadline=None)

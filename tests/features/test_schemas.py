@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from features import contract
-from features.schemas import DATE_ORDER, ENUMS, NON_NEGATIVE, SCHEMAS
+from features.schemas import DATE_ORDER, ENUMS, MAX_AMOUNT, NON_NEGATIVE, SCHEMAS
 
 D = dt.date
 T = dt.datetime
@@ -223,8 +223,9 @@ def test_optional_columns_are_checked_when_present() -> None:
     )
     SCHEMAS["offers"].validate(offers, lazy=True)
     # an unknown answer is allowed (blank in the export) ...
-    SCHEMAS["offers"].validate(offers.with_columns(targeted=pl.lit(None, dtype=pl.Boolean)),
-                               lazy=True)
+    SCHEMAS["offers"].validate(
+        offers.with_columns(targeted=pl.lit(None, dtype=pl.Boolean)), lazy=True
+    )
     # ... but a present optional column must still have the contract's dtype
     offers = offers.with_columns(targeted=pl.lit("maybe"))
     assert _failed_checks("offers", offers) == {("targeted", "dtype('Boolean')")}
@@ -244,7 +245,7 @@ def test_extra_columns_are_allowed_and_kept() -> None:
 
 
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=20))
-def test_revenue_fails_exactly_on_negative_values(revenues: list[float]) -> None:
+def test_revenue_fails_exactly_on_negative_or_too_large_values(revenues: list[float]) -> None:
     n = len(revenues)
     orders = pl.DataFrame(
         {
@@ -256,7 +257,7 @@ def test_revenue_fails_exactly_on_negative_values(revenues: list[float]) -> None
             "discount": [0.0] * n,
         }
     )
-    expected = sorted(i for i, value in enumerate(revenues) if value < 0)
+    expected = sorted(i for i, value in enumerate(revenues) if not 0 <= value <= MAX_AMOUNT)
     try:
         SCHEMAS["orders"].validate(orders, lazy=True)
         failed: list[int] = []
@@ -273,4 +274,15 @@ def test_a_held_out_offer_has_no_answer() -> None:
     answered = offers.with_columns(holdout=pl.lit(True), accepted=pl.lit(True))
     assert _failed_checks("offers", answered) == {
         ("holdout", "a held-out offer has no answer (accepted is null)")
+    }
+
+
+def test_an_amount_too_large_to_sum_exactly_fails_naming_the_limit() -> None:
+    """1e300 passed and then broke the exact (decimal) sums of the features (defect 9)."""
+    orders = _valid()["orders"].with_columns(
+        revenue=pl.Series([1e300, MAX_AMOUNT]), discount=pl.Series([0.0, float("nan")])
+    )
+    assert _failed_checks("orders", orders) == {
+        ("revenue", "<= 1e+15"),
+        ("discount", "not_nullable"),
     }

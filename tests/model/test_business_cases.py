@@ -55,7 +55,7 @@ def test_the_unprofitable_client_who_declines_remedies_is_ended_by_a_director(de
     assert ended["approval_tier"].unique().to_list() == ["director"]
     assert (ended["archetype"] == "difficult_client").mean() > 0.9
     reasons = " ".join(ended["reasons"].explode().to_list())
-    assert "Declined" in reasons and "loses about" in reasons.lower()
+    assert "Declined" in reasons and "forecast to lose about" in reasons.lower()
 
 
 def test_protected_segments_are_never_ended(decided):

@@ -260,7 +260,10 @@ def test_difficult_client_is_ended_with_director_approval(policy: Policy) -> Non
     assert result["approval_tier"] == "director"
     assert result["blocked_reason"] is None
     reasons = result["reasons"]
-    assert "Loses about 2,300 a month after complaint handling and unpaid invoices" in reasons
+    assert (
+        "Is forecast to lose about 2,300 a month after complaint handling and unpaid invoices"
+        in reasons
+    )
     assert "Declined 3 of 3 remedies offered" in reasons
     assert "About 14,000 of invoices are overdue or withheld" in reasons
     assert any(r.startswith("Remedies are unlikely to help") for r in reasons)

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 import mlflow
 import pytest
+from mlflow import MlflowClient
 from polars.testing import assert_frame_equal
 
 from model.bundle import BundleError, ModelBundle
 from model.registry import (
+    BUNDLE_DIGESTS_TAG,
     CHALLENGER,
     CHAMPION,
     MlflowSettings,
     RegistryError,
+    configure,
     download_bundle,
     log_and_register,
     promote,
@@ -118,7 +123,7 @@ def test_promotion_needs_a_challenger_that_is_not_worse(registered, trained, sto
     )
     outcome = promote(store)
     assert not outcome.promoted
-    assert "1.50 is worse than the champion's 2.00" in outcome.explanation
+    assert "1.5000 is worse than the champion's 2.0000" in outcome.explanation
     assert version_for_alias(store, CHAMPION) == registered.version
     forced = promote(store, force=True)
     assert forced.promoted and "forced" in forced.explanation
@@ -127,6 +132,8 @@ def test_promotion_needs_a_challenger_that_is_not_worse(registered, trained, sto
 
 def test_missing_model_gives_a_clear_error(tmp_path):
     empty = MlflowSettings(tracking_uri=f"sqlite:///{tmp_path}/empty.db")
+    configure(empty, create=True)
+    MlflowClient().search_experiments()  # creates the (empty) store
     with pytest.raises(
         RegistryError,
         match="no version of model 'keepwise' has the alias 'champion'.*run `keepwise train`",
@@ -140,5 +147,76 @@ def test_a_broken_registry_gives_a_clear_error(tmp_path):
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the store's folder should be")
     broken = MlflowSettings(tracking_uri=f"sqlite:///{blocked}/mlflow.db")
-    with pytest.raises(RegistryError, match="cannot read the model registry at sqlite:///"):
+    with pytest.raises(RegistryError, match="no MLflow store at sqlite:///"):
         download_bundle(broken, CHAMPION)
+
+
+def test_a_mistyped_store_is_refused_not_created(tmp_path):
+    typo = MlflowSettings(tracking_uri=f"sqlite:///{tmp_path}/mlfow.db")
+    for read in (
+        lambda: version_for_alias(typo, CHAMPION),
+        lambda: download_bundle(typo, CHAMPION),
+        lambda: promote(typo),
+    ):
+        with pytest.raises(RegistryError, match=r"no MLflow store at .*mlfow\.db.*does not exist"):
+            read()
+    assert not (tmp_path / "mlfow.db").exists()
+    folder = MlflowSettings(tracking_uri=str(tmp_path / "no-such-mlruns"))
+    with pytest.raises(RegistryError, match="does not exist"):
+        version_for_alias(folder, CHAMPION)
+
+
+def test_artifacts_stay_beside_the_store(registered, store):
+    artifacts = Path(store.tracking_uri.removeprefix("sqlite:///")).parent / "mlruns"
+    assert list(artifacts.rglob("booster.txt")), "the run's artifacts are beside mlflow.db"
+
+
+def test_promotion_is_recorded_on_the_version(tmp_path, trained):
+    settings = MlflowSettings(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    version = log_and_register(
+        trained.bundle.save(tmp_path / "b"),
+        settings=settings,
+        params={},
+        metrics={"empc": 1.0},
+        tags={},
+    ).version
+    outcome = promote(settings)
+    tags = MlflowClient().get_model_version(settings.model_name, str(version)).tags
+    assert tags["keepwise.promotion_reason"] == outcome.explanation == "there was no champion yet"
+    assert tags["keepwise.promoted_by"]
+    promoted_at = datetime.fromisoformat(tags["keepwise.promoted_at"])
+    assert abs((datetime.now(UTC) - promoted_at).total_seconds()) < 600
+
+
+@pytest.fixture
+def damaged(tmp_path, trained):
+    """A registered version whose churn booster was truncated in the artifact store."""
+    settings = MlflowSettings(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    version = log_and_register(
+        trained.bundle.save(tmp_path / "b"),
+        settings=settings,
+        params={},
+        metrics={"empc": 1.0},
+        tags={},
+    ).version
+    promote(settings)
+    (stored,) = [p for p in (tmp_path / "mlruns").rglob("booster.txt") if p.parent.name == "churn"]
+    text = stored.read_text()
+    stored.write_text(text[: len(text) // 3])
+    return settings, version
+
+
+def test_a_truncated_artifact_is_refused_before_lightgbm_parses_it(damaged, tmp_path):
+    settings, version = damaged
+    with pytest.raises(RegistryError) as refused:
+        download_bundle(settings, CHAMPION, tmp_path / "download")
+    message = str(refused.value)
+    assert f"version {version} (champion)" in message
+    assert "churn/booster.txt differs from the file registered" in message
+
+
+def test_a_version_without_checksums_is_loaded_in_a_child_first(damaged, tmp_path):
+    settings, version = damaged
+    MlflowClient().delete_model_version_tag(settings.model_name, str(version), BUNDLE_DIGESTS_TAG)
+    with pytest.raises(RegistryError, match=r"churn/booster.txt cannot be loaded.*SIGABRT"):
+        download_bundle(settings, CHAMPION, tmp_path / "download")

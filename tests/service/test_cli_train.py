@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.world import write_world
-from service.cli import EXIT_INVALID_DATA, EXIT_USAGE, app
+from model.registry import MlflowSettings, log_and_register, promote
+from service.cli import EXIT_NOT_PROMOTED, EXIT_USAGE, app
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -95,8 +96,8 @@ def test_train_needs_one_kind_of_input(tmp_path):
 
 def test_promote_without_a_registry_says_what_to_do(tmp_path):
     result = runner.invoke(app, ["promote", "--tracking-uri", f"sqlite:///{tmp_path}/none.db"])
-    assert result.exit_code == EXIT_INVALID_DATA
-    assert "run `keepwise train` first" in " ".join(result.output.split())
+    assert result.exit_code == EXIT_USAGE
+    assert "run `keepwise train`" in " ".join(result.output.split())
     assert "Traceback" not in result.output
 
 
@@ -165,7 +166,7 @@ def test_leak_guard_excludes_a_leaky_column_unless_kept(tmp_path):
     wide = ["--model", "keepwise-wide", "--tracking-uri", uri]
     # the wide model is not the default name: promote says what to run, then finds it by name
     missing = runner.invoke(app, ["promote", "--tracking-uri", uri])
-    assert missing.exit_code == EXIT_INVALID_DATA
+    assert missing.exit_code == EXIT_USAGE
     assert "pass --model NAME" in " ".join(missing.output.split())
     first_promotion = runner.invoke(app, ["promote", *wide])
     assert first_promotion.exit_code == 0, first_promotion.output
@@ -184,7 +185,7 @@ def test_leak_guard_excludes_a_leaky_column_unless_kept(tmp_path):
     assert run.data.tags["leak_guard.kept_leaks"] == "cancel_flag"
     assert run.data.tags["leak_guard.status"] == "kept_leak"
     refused = runner.invoke(app, ["promote", *wide])
-    assert refused.exit_code == EXIT_INVALID_DATA
+    assert refused.exit_code == EXIT_NOT_PROMOTED
     assert "version 2 not promoted" in refused.output
     assert "kept on request (--keep-feature)" in " ".join(refused.output.split())
     listed = runner.invoke(app, ["models", *wide])
@@ -192,3 +193,48 @@ def test_leak_guard_excludes_a_leaky_column_unless_kept(tmp_path):
     assert "leak_guard_kept_features" in listed.output and "cv_empc_mean" in listed.output
     forced = runner.invoke(app, ["promote", "--force", *wide])
     assert forced.exit_code == 0 and "version 2 promoted" in forced.output
+    assert _json_line(kept.stdout)["metrics"]["cv_roc_auc_mean"] > 0.95
+
+
+def test_models_shows_enough_to_choose_and_why_the_champion_is(tmp_path, trained):
+    """Two decimals hid the difference (Brier 0.10 vs 0.10); horizon, training date and the
+    reason a version became champion were not shown (issue 15)."""
+    settings = MlflowSettings(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    versions = (
+        (0.10034, 2.0361, "2026-01-02T03:04:05+00:00"),
+        (0.09812, 2.0412, "2026-02-03T04:05:06+00:00"),
+    )
+    for brier, empc, trained_at in versions:
+        log_and_register(
+            trained.bundle.save(tmp_path / trained_at[:10]),
+            settings=settings,
+            params={
+                "horizon_days": 365,
+                "data.orders_from": "2022-01-01",
+                "data.orders_to": "2025-12-31",
+            },
+            metrics={"brier": brier, "empc": empc},
+            tags={"trained_at": trained_at},
+        )
+        if brier > 0.1:
+            promote(settings)  # version 1 becomes champion; version 2 stays challenger
+    shown = runner.invoke(app, ["models", "--tracking-uri", settings.tracking_uri])
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    for figure in (
+        "0.1003",
+        "0.0981",
+        "2.0361",
+        "2.0412",
+        "365",
+        "2026-01-02T03:04:05",
+        "2026-02-03T04:05:06",
+        "2022-01-01 to 2025-12-31",
+        "there was no champion yet",
+        "champion (v1)",
+        "challenger (v2)",
+    ):
+        assert figure in text, figure
+    assert "why champion" in text and "promoted by" in text
+    outcome = promote(settings)
+    assert outcome.explanation == "empc 2.0412 is not worse than the champion's 2.0361"

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from service.api.deps import PolicyDep, StoreDep, ViewerKey
-from service.api.feature_row import ID_MAX_LENGTH
+from service.api.feature_row import ID_MAX_LENGTH, ID_PATTERN
 from service.api.schemas import (
     StoredRecommendationPublic,
     WhatIfPublic,
@@ -53,7 +53,8 @@ async def latest_recommendation(
         Path(
             min_length=1,
             max_length=ID_MAX_LENGTH,
-            description="The customer's key in the CRM.",
+            pattern=ID_PATTERN,
+            description="The customer's key in the CRM (no control characters).",
             examples=["C0000870"],
         ),
     ],
@@ -61,7 +62,7 @@ async def latest_recommendation(
     store: StoreDep,
 ) -> StoredRecommendationPublic:
     """Look the customer's latest recommendation up."""
-    stored = await store_call(store.latest_recommendation, customer_id)
+    stored = await store_call(store.latest_recommendation, customer_id, where="path")
     if stored is None or not key.owns(stored.account_manager, stored.region):
         raise no_recommendation(customer_id)
     try:

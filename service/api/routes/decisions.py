@@ -2,26 +2,50 @@
 
 Writes are never lost silently: a report is answered 201 only after the store committed it;
 when the database fails the answer is 503 and nothing was written, so the client retries.
+Retries are safe with an ``Idempotency-Key`` header: the store keeps one report per key and
+API key, a retry with the same report gets the first answer (``Idempotent-Replayed: true``) and
+one with another report gets 409.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Header, HTTPException, Query, Response
 
 from service.api.deps import AgentKey, StoreDep, ViewerKey
-from service.api.feature_row import ID_MAX_LENGTH
+from service.api.feature_row import ID_MAX_LENGTH, ID_PATTERN
 from service.api.schemas import (
     DecisionListPublic,
     DecisionPublic,
     DecisionRequest,
+    ErrorPublic,
     error_responses,
 )
 from service.api.storage_errors import store_call
 from service.storage import MAX_PAGE, DecisionReport
+from service.storage.schema import IDEMPOTENCY_KEY_LENGTH
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+_CREATED: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "The report is committed (or, with an Idempotency-Key already used for "
+        "this same report, it was committed by the earlier request: nothing new was stored).",
+        "headers": {
+            REPLAYED_HEADER: {
+                "description": "`true` when an earlier request with this Idempotency-Key "
+                "stored the report and this answer repeats it.",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+        },
+    },
+    409: {
+        "model": ErrorPublic,
+        "description": "The Idempotency-Key was already used by this API key for another report.",
+    },
+}
 
 
 @router.post(
@@ -36,18 +60,46 @@ router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
         "may report only on its own customers (others, and customers the store does not know, "
         "answer 404); an unscoped key may also report on a customer the store does not know yet "
         "(signed up after the last batch run). 201 means the report is committed; 503 means "
-        "nothing was written."
+        "nothing was written. Send an `Idempotency-Key` to make retries safe: a report is "
+        "stored once per key (and API key), and a retry of the same report gets the first "
+        "answer, even when the first answer was lost on the way."
     ),
-    responses=error_responses(400, 401, 403, 404, 413, 503),
+    responses={**error_responses(400, 401, 403, 404, 413, 503), **_CREATED},
 )
-async def record_decision(body: DecisionRequest, key: AgentKey, store: StoreDep) -> DecisionPublic:
-    """Store the report."""
+async def record_decision(
+    body: DecisionRequest,
+    key: AgentKey,
+    store: StoreDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=IDEMPOTENCY_KEY_LENGTH,
+            pattern=r"^[\x21-\x7e]+$",
+            description="A key you choose for this report (e.g. a UUID): 1 to "
+            f"{IDEMPOTENCY_KEY_LENGTH} printable ASCII characters without spaces. The same key "
+            "with the same report stores it once and answers the first answer again; the same "
+            "key with another report answers 409. Keys are kept with the reports.",
+        ),
+    ] = None,
+) -> DecisionPublic:
+    """Store the report (once per idempotency key)."""
     if key.scoped:
         owner = await store_call(store.customer_scope, body.customer_id)
         if owner is None or not key.owns(*owner):
             raise HTTPException(404, detail=f"customer '{body.customer_id}' not found for this key")
     report = DecisionReport(**body.model_dump(), recorded_by=key.name)
-    stored = await store_call(store.record_decision, report)
+    if idempotency_key is None:
+        stored = await store_call(store.record_decision, report)
+    else:
+        recorded = await store_call(
+            store.record_decision_once, report, idempotency_key, where="header"
+        )
+        stored = recorded.decision
+        if recorded.replayed:
+            response.headers[REPLAYED_HEADER] = "true"
     return DecisionPublic.model_validate(stored, from_attributes=True)
 
 
@@ -70,7 +122,7 @@ async def list_decisions(
         Query(
             min_length=1,
             max_length=ID_MAX_LENGTH,
-            pattern=r"\S",
+            pattern=ID_PATTERN,
             description="Only this customer's reports.",
         ),
     ] = None,

@@ -1,12 +1,12 @@
 """``POST /v1/recommendations``: score feature rows sent in the request.
 
 Scope rule for keys limited to an account manager and/or a region (see
-:mod:`service.api.keys`): a row's owner is taken from the store when the store knows the
-customer (the last batch run: authoritative), otherwise from the row itself (``account_manager``
-field and the ``region`` feature). Every row must be owned by the key; if any is not, the whole
-request answers 404 naming those customer ids, as if they did not exist. A row without an
-``account_manager`` for a customer the store does not know is therefore outside the scope of a
-key limited to an account manager. Nothing is stored: scores made here are not "the latest
+:mod:`service.api.keys`): a row's owner is the store's (the last batch run: authoritative).
+Every row must be a customer the store attributes to the key's scope; if any is not, the whole
+request answers 404 naming those customer ids. A customer the store does not know answers the
+same 404 as another scope's customer, whatever the row claims: otherwise a scoped key could
+tell which ids exist in other scopes (200 for an unknown id, 404 for a known one). Keys without
+a scope score any row, known or not. Nothing is stored: scores made here are not "the latest
 stored recommendation" (that is the batch run's).
 """
 
@@ -55,10 +55,7 @@ def _outside_scope(
     outside = []
     for row in rows:
         stored = store.customer_scope(row.customer_id)
-        account_manager, region = (
-            stored if stored is not None else (row.account_manager, row.feature("region"))
-        )
-        if not key.owns(account_manager, region):
+        if stored is None or not key.owns(*stored):
             outside.append(row.customer_id)
     return outside
 
@@ -72,8 +69,8 @@ def _outside_scope(
         "them) with the served model and policy: the action, the expected value of every "
         "action, the best offer and its cost, the approval tier, the value waterfall, the churn "
         "drivers and plain-language reasons. Nothing is stored. Any role may call it. Keys "
-        "limited to an account manager or region may score only their own customers (see the "
-        "scope rule in the API guide); others answer 404."
+        "limited to an account manager or region may score only the customers the last batch "
+        "run attributes to them; any other id, known or not, answers 404."
     ),
     responses=error_responses(400, 401, 404, 413, 503),
 )

@@ -177,26 +177,48 @@ def test_scoped_key_scores_only_its_own_rows(
     assert claimed.json() == {"detail": f"customer(s) '{other.customer_id}' not found for this key"}
     mixed = score(row_json(features, own.index), row_json(features, other.index))
     assert mixed.status_code == 404
-    # a customer the store does not know: the row's own account manager decides
-    new = row_json(features, other.index, customer_id="NEW-1")
-    assert score({**new, "account_manager": own.account_manager}).status_code == 200
-    assert score({**new, "account_manager": "Someone Else"}).status_code == 404
-    assert score({**new, "account_manager": None}).status_code == 404
 
 
-def test_region_key_scores_new_customers_of_its_region(
-    client: TestClient, keys: Keys, features: pl.DataFrame, own: Customer, other: Customer
+@pytest.mark.parametrize("label", ["am_agent", "region_viewer"])
+def test_scoped_key_cannot_tell_an_unknown_customer_from_another_scopes(
+    client: TestClient,
+    keys: Keys,
+    features: pl.DataFrame,
+    own: Customer,
+    other: Customer,
+    label: str,
 ) -> None:
-    new = row_json(features, other.index, customer_id="NEW-2", account_manager=None)
-    headers = keys.header("region_viewer")
-    url, as_of = "/v1/recommendations", AS_OF.isoformat()
-    inside = client.post(
-        url, headers=headers, json={"as_of": as_of, "customers": [{**new, "region": own.region}]}
+    """Defect 8: an unknown id answered 200 and another scope's 404, so ids leaked."""
+
+    def score(customer_id: str) -> Any:
+        row = row_json(
+            features,
+            other.index,
+            customer_id=customer_id,
+            account_manager=own.account_manager,
+            region=own.region,
+        )
+        return client.post(
+            "/v1/recommendations",
+            headers=keys.header(label),
+            json={"as_of": AS_OF.isoformat(), "customers": [row]},
+        )
+
+    theirs, unknown = score(other.customer_id), score("NEW-1")
+    assert theirs.status_code == unknown.status_code == 404
+    assert theirs.json()["detail"].replace(other.customer_id, "X") == unknown.json()[
+        "detail"
+    ].replace("NEW-1", "X")
+    # a key without a scope scores a customer the store does not know
+    unscoped = client.post(
+        "/v1/recommendations",
+        headers=keys.header("viewer"),
+        json={
+            "as_of": AS_OF.isoformat(),
+            "customers": [row_json(features, 0, customer_id="NEW-1")],
+        },
     )
-    outside = client.post(
-        url, headers=headers, json={"as_of": as_of, "customers": [{**new, "region": other.region}]}
-    )
-    assert (inside.status_code, outside.status_code) == (200, 404)
+    assert unscoped.status_code == 200
 
 
 def test_scoped_key_records_and_lists_only_its_own_decisions(

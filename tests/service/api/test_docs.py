@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -87,3 +88,18 @@ def test_a_bug_answers_json_500_with_the_request_id(make_app: AppFactory, keys: 
         "detail": "internal error; quote the X-Request-ID header when reporting it"
     }
     assert "a bug" not in response.text
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_load_without_internet(client: TestClient, page: str) -> None:
+    """Swagger UI came from a CDN: blank on a machine without internet (issue 15)."""
+    html = client.get(page)
+    assert html.status_code == 200
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html.text)
+    assets += re.findall(r"""url: ?["']([^"']+)["']""", html.text)
+    assert assets, html.text
+    assert not [url for url in assets if re.match(r"(https?:)?//", url)], assets
+    for url in assets:
+        served = client.get(url)
+        assert served.status_code == 200, url
+        assert served.content, url

@@ -2,7 +2,9 @@
 
 Bounded (30 examples per operation and generation mode; ``KEEPWISE_FUZZ_EXAMPLES`` raises it
 for a deeper run) and run with a valid admin key, so the generated bodies reach the scoring,
-storage and reload code rather than stopping at 401. (The
+storage and reload code rather than stopping at 401. Every other identity (viewer, agent, and
+keys scoped to an account manager or a region) fuzzes every operation too, with fewer examples:
+a 403 or a scoped 404 must be documented like any other answer. (The
 ``schemathesis.pytest.from_fixture`` plugin does not work with pytest 9, so each operation's
 Hypothesis strategy is driven directly.)
 """
@@ -100,5 +102,33 @@ def test_fuzzed_requests_get_documented_answers_and_no_500(
     )
     def fuzz(case: Any) -> None:
         case.call_and_validate(headers=keys.header("admin"), checks=checks)
+
+    fuzz()
+
+
+IDENTITIES = ["viewer", "agent", "am_agent", "region_viewer"]
+ROLE_EXAMPLES = max(5, MAX_EXAMPLES // 3)
+
+
+@pytest.mark.parametrize("identity", IDENTITIES)
+@pytest.mark.parametrize(("method", "path"), OPERATIONS)
+def test_every_identity_gets_documented_answers_and_no_500(
+    fuzz_schema: Any, keys: Keys, method: str, path: str, identity: str
+) -> None:
+    operation = fuzz_schema[path][method]
+
+    @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
+    @settings(
+        max_examples=ROLE_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.filter_too_much,
+            HealthCheck.data_too_large,
+        ],
+    )
+    def fuzz(case: Any) -> None:
+        case.call_and_validate(headers=keys.header(identity), checks=CHECKS)
 
     fuzz()

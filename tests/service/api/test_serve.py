@@ -72,6 +72,8 @@ def test_run_serves_with_uvicorn_and_logs_request_ids(
         assert response.headers["x-request-id"] == "trace-abc-123"
         assert response.json()["model_version"] == "v7"
         assert httpx.get(f"{base}/v1/model").status_code == 401
+        forged = httpx.get(f"{base}/v1/customers/q%0aFORGED%1b%00/recommendation")
+        assert forged.status_code == 401
         scored = httpx.post(
             f"{base}/v1/recommendations",
             json={"as_of": "2025-01-01", "customers": [EXAMPLE_FEATURES]},
@@ -82,6 +84,10 @@ def test_run_serves_with_uvicorn_and_logs_request_ids(
         server.send_signal(signal.SIGINT)
         output = server.communicate(timeout=30)[0]
     assert "[trace-abc-123] GET /v1/model 200" in output
+    # the decoded path is logged escaped, on its own line (issue 15, defect 3)
+    assert "GET /v1/customers/q\\x0aFORGED\\x1b\\x00/recommendation 401" in output
+    assert not any(line.startswith("FORGED") for line in output.splitlines())
+    assert "\x1b" not in output and "\x00" not in output
     # lines logged by the scoring code carry the request's id too (DEBUG: the actions decided)
     assert "model.decide_rows [trace-def-456] decided 1 customers" in output
     assert "database sqlite:///" in output and "migrated" in output

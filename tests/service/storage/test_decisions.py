@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from service.storage import MAX_PAGE, DecisionReport, Store, StoredDecision, StoreError
+from service.storage import (
+    MAX_PAGE,
+    DecisionReport,
+    Store,
+    StoreConflict,
+    StoredDecision,
+    StoreError,
+)
 from tests.service.storage.factories import AS_OF, recommendation_row, report
 
 
@@ -161,3 +168,40 @@ def test_the_report_types_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         filed.customer_id = "other"  # type: ignore[misc]
     assert issubclass(StoredDecision, DecisionReport)
+
+
+@pytest.mark.parametrize("field", ["customer_id", "requested", "place", "helped_by", "recorded_by"])
+def test_a_nul_character_is_refused_naming_the_field(store: Store, field: str) -> None:
+    with pytest.raises(StoreError, match="NUL") as refused:
+        store.record_decision(dataclasses.replace(report("C001"), **{field: "bad\x00value"}))
+    assert refused.value.field == field
+    assert store.list_decisions() == []
+    with pytest.raises(StoreError, match="NUL") as listed:
+        store.list_decisions(customer_id="C\x00")
+    assert listed.value.field == "customer_id"
+
+
+def test_a_time_that_overflows_in_utc_is_refused(store: Store) -> None:
+    early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))
+    with pytest.raises(StoreError, match="out of range") as refused:
+        store.record_decision(report("C001", occurred_at=early))
+    assert refused.value.field == "occurred_at"
+
+
+def test_an_idempotency_key_stores_a_report_once(store: Store) -> None:
+    first = store.record_decision_once(report("C001"), "key-1")
+    again = store.record_decision_once(report("C001"), "key-1")
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again.decision == first.decision
+    with pytest.raises(StoreConflict, match="already used for another report"):
+        store.record_decision_once(report("C001", outcome="Declined"), "key-1")
+    other_key = dataclasses.replace(report("C001"), recorded_by="someone-else")
+    assert not store.record_decision_once(other_key, "key-1").replayed
+    assert len(store.list_decisions()) == 2
+
+
+@pytest.mark.parametrize("bad", ["", "with space", "x" * 129, "é"])
+def test_a_malformed_idempotency_key_is_refused(store: Store, bad: str) -> None:
+    with pytest.raises(StoreError) as refused:
+        store.record_decision_once(report("C001"), bad)
+    assert refused.value.field == "idempotency_key"

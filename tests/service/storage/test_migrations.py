@@ -15,7 +15,7 @@ from service.storage.engine import parse_url
 from service.storage.schema import latest_recommendations, metadata, recommendations
 from tests.service.storage.factories import recommendation_row, report
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 def _version(url: str) -> str | None:
@@ -87,7 +87,7 @@ def test_upgrade_from_the_first_revision_keeps_existing_rows(db_url: str) -> Non
         assert "ix_decisions_customer_id_recorded_at" in _index_names(db_url)
         assert store.list_decisions() == list(reversed(before))
         assert store.customer_scope("C001") == ("alice", "north")
-        # revision 0003 filled the portfolio columns from the payload already stored
+        # revision 0004 filled the portfolio columns from the payload already stored
         (row,) = store.portfolio_page(PortfolioFilter(), limit=10).rows
         assert (row.segment, row.action, row.approval_tier, row.offer_kind) == (
             "enterprise",
@@ -161,3 +161,16 @@ def test_a_sqlite_file_is_in_wal_mode(sqlite_url: str) -> None:
             assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
     finally:
         engine.dispose()
+
+
+def test_upgrade_to_idempotency_keys_keeps_reports_and_their_nulls(db_url: str) -> None:
+    with Store(db_url) as store:
+        store.migrate("0002")
+        before = store.record_decision(report("C001"))
+        store.migrate()
+        assert _version(db_url) == HEAD
+        assert "ix_decisions_recorded_by_idempotency_key" in _index_names(db_url)
+        once = store.record_decision_once(report("C001"), "k-1")
+        assert not once.replayed
+        assert store.record_decision_once(report("C001"), "k-1").replayed
+        assert store.list_decisions() == [once.decision, before]

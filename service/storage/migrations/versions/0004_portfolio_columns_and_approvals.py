@@ -7,8 +7,8 @@ the action, next to each customer's pointer to the recommendation in force; this
 the columns, fills them for the recommendations in force already stored, indexes them, and adds
 ``approvals``.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-07
 """
 
@@ -30,8 +30,8 @@ from service.storage.schema import (
     serial_type,
 )
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
