@@ -27,6 +27,7 @@ from model.registry import (
     CHAMPION,
     PROMOTION_METRIC,
     MlflowSettings,
+    RegistryError,
     version_for_alias,
     version_metrics,
 )
@@ -385,6 +386,8 @@ async def model_page(request: Request, user: UserDep) -> HTMLResponse:
         )
         try:
             registry = await run_in_threadpool(_registry_versions, mlflow)
+        except RegistryError as error:  # worded for users: says which store and why
+            registry_error = f"the model registry cannot be read: {error}"
         except Exception as error:  # noqa: BLE001 - a registry failure is shown, not raised
             registry_error = f"the model registry cannot be read: {type(error).__name__}"
     names = sorted({name for info in registry.values() for name in info["metrics"]})

@@ -146,14 +146,23 @@ def test_the_export_is_the_current_list_in_its_order(web: TestClient, keys: Keys
 def test_the_model_page_shows_the_served_model(
     make_app: AppFactory, keys: Keys, tmp_path: Path
 ) -> None:
-    app = make_app(mlflow_tracking_uri=f"sqlite:///{tmp_path / 'empty-mlflow.db'}")
-    with start(app) as client:
+    from mlflow import MlflowClient
+
+    empty = f"sqlite:///{tmp_path / 'empty-mlflow.db'}"
+    MlflowClient(tracking_uri=empty).search_registered_models()  # creates the empty store
+    with start(make_app(mlflow_tracking_uri=empty)) as client:
         sign_in(client, keys.tokens["viewer"])
         page = client.get("/web/model")
     assert page.status_code == 200
     assert "keepwise version 1" in page.text or "version 1" in page.text
     assert "Policy" in page.text
     assert "no champion or challenger yet" in page.text
+    missing = f"sqlite:///{tmp_path / 'mistyped.db'}"
+    with start(make_app(mlflow_tracking_uri=missing)) as client:
+        sign_in(client, keys.tokens["viewer"])
+        page = client.get("/web/model")
+    assert page.status_code == 200 and "there is no MLflow store at" in page.text
+    assert not (tmp_path / "mistyped.db").exists()
 
 
 def test_the_customer_page_shows_the_money_and_the_what_if(
