@@ -290,6 +290,8 @@ class Customers(NamedTuple):
         offers_declined: Remedies declined in the last 12 months (reasons only; NaN: not known).
         acceptance: Per catalogue offer, the model's acceptance; NaN falls back to the prior.
         uplift: Per catalogue offer, the model's churn reduction if accepted; NaN: the prior.
+        complaint_saving: Per catalogue offer, the model's complaint cost saved per month while
+            the customer stays, if accepted; NaN (or no entry): the prior ``rho_o * cc``.
     """
 
     p_churn: Value
@@ -306,6 +308,7 @@ class Customers(NamedTuple):
     offers_declined: Value
     acceptance: Sequence[Value]
     uplift: Sequence[Value]
+    complaint_saving: Sequence[Value] = ()
 
 
 class Decisions(NamedTuple):
@@ -323,7 +326,7 @@ class Decisions(NamedTuple):
         offer_expected_cost: ``a_o * c_o``.
         offer_churn_reduction: ``p - p'_o``.
         churn_after_offer: ``p'_o``.
-        offer_complaint_saving: ``rho_o * cc``.
+        offer_complaint_saving: ``s_o``, the monthly complaint cost saved if accepted.
         exit_cost: The exit cost.
         margin_upper: ``m + z * se`` (NaN when ``se`` is unknown).
         certain_upper: ``m + z_c * se`` (NaN when ``se`` is unknown or the policy has no
@@ -409,7 +412,12 @@ def decide_arrays(
         after = p - where(isnan(given_uplift), prior_uplift, given_uplift)
         p_after.append(where(after < 0.0, 0.0, where(after > 1.0, 1.0, after)))
         cost.append(offer.cost_fixed + offer.cost_revenue_multiple * c.revenue)
-        saving.append(offer.complaint_cost_reduction * c.complaint_cost)
+        prior_saving = offer.complaint_cost_reduction * c.complaint_cost
+        if c.complaint_saving:
+            gain = c.complaint_saving[j]
+            saving.append(where(isnan(gain), prior_saving, gain))
+        else:
+            saving.append(prior_saving)
 
     annuities = xp.annuities([p, *p_after], policy.horizon_months, policy.discount_factor)
     ev_retain = margin * annuities[0]
