@@ -42,10 +42,11 @@ those arms gave Spearman correlations of 0.01-0.20 with the true effect).
 and no further (Stuart, Cole, Bradshaw & Leaf 2011, "The use of propensity scores to assess the
 generalizability of results from randomized trials", JRSS A 174(2)). The company chooses whom
 to answer, and with which kind, by the kind of customer (training for clients who misuse the
-product, a refund after a billing fault; quiet accounts are rarely selected at all). Per kind a
-LightGBM classifier on the training snapshots estimates ``s_k(x)``, the probability that a
-customer like ``x`` belongs to kind ``k``'s experiment population (was selected for ``k`` at
-some time before the cutoff). A customer whose ``s_k(x)`` is below the ``support_quantile`` of
+product, a refund after a billing fault; quiet accounts are rarely selected at all). One
+multiclass LightGBM classifier on the training snapshots estimates, for every kind at once,
+``s_k(x)``, the share of customers like ``x`` that belong to kind ``k``'s experiment population
+(were selected for ``k`` at some time before the cutoff; :func:`_fit_support`). A customer
+whose ``s_k(x)`` is below the ``support_quantile`` of
 ``s_k`` over that population's own rows is outside the kind's evidence and gets the policy prior
 for ``r_k`` and ``rho_k`` (``uplift_<k>`` and ``complaint_saving_<k>`` null). Support is about
 the kind of customer, not their state today: a customer selected after past grievances stays
@@ -306,7 +307,7 @@ class OfferResponseModel:
     horizon_days: int
     _acceptance: lgb.Booster | None = field(repr=False)
     _acceptance_levels: tuple[str, ...] = field(repr=False)
-    _support: tuple[lgb.Booster, ...] = field(repr=False)
+    _support: lgb.Booster | None = field(repr=False)
     _support_classes: tuple[str, ...] = field(repr=False)
 
     @property
@@ -392,12 +393,17 @@ class OfferResponseModel:
         """The output columns from the encoded features, the cost base and the churn risk."""
         n = matrix.shape[0]
         support = self._support_probabilities(matrix)
+        customer_part = (
+            None
+            if self._acceptance is None
+            else _raw_acceptance(self._acceptance, matrix, self.config)
+        )
         floor = self.config.evidence.cost_base_floor
         columns: dict[str, np.ndarray] = {}
         for kind in self.kinds:
             fit = self.fits[kind]
             accept_name, uplift_name, saving_name = _output_names(kind)
-            acceptance = self._acceptance_of(kind, matrix)
+            acceptance = self._acceptance_of(kind, customer_part, n)
             columns[accept_name] = acceptance
             uplift = np.full(n, np.nan)
             saving = np.full(n, np.nan)
@@ -414,24 +420,19 @@ class OfferResponseModel:
             columns[saving_name] = saving
         return columns
 
-    def _acceptance_of(self, kind: str, matrix: np.ndarray) -> np.ndarray:
-        """``a_k(x)`` with the kind's shift, or NaN (prior) when the kind is not learned."""
+    def _acceptance_of(self, kind: str, customer_part: np.ndarray | None, n: int) -> np.ndarray:
+        """``a_k(x) = expit(f(x) + g_k)``, or NaN (prior) when the kind is not learned."""
         fit = self.fits[kind]
-        if fit.acceptance_source != "learned" or self._acceptance is None:
-            return np.full(matrix.shape[0], np.nan)
-        raw = _raw_acceptance(self._acceptance, matrix, self.config)
-        return expit(raw + fit.acceptance_shift)
+        if fit.acceptance_source != "learned" or customer_part is None:
+            return np.full(n, np.nan)
+        return expit(customer_part + fit.acceptance_shift)
 
     def _support_probabilities(self, matrix: np.ndarray) -> np.ndarray | None:
         """``s_k(x)``, one column per kind of :attr:`_support_classes`."""
-        if not self._support_classes:
+        if self._support is None:
             return None
-        return np.column_stack(
-            [
-                predict(booster, matrix, num_threads=self.config.num_threads)
-                for booster in self._support
-            ]
-        )
+        scores = predict(self._support, matrix, num_threads=self.config.num_threads)
+        return scores.reshape(matrix.shape[0], -1)[:, 1:]
 
 
 # --- fitting --------------------------------------------------------------------------------------
@@ -710,20 +711,53 @@ def _fit_support(
     kinds: Sequence[str],
     encoding: FeatureEncoding,
     config: OfferResponseConfig,
-) -> tuple[tuple[lgb.Booster, ...], tuple[str, ...], dict[str, float]]:
-    """Per kind, the classifier ``s_k(x)`` of belonging to the kind's experiment population,
-    and the support threshold (module docstring)."""
+) -> tuple[lgb.Booster | None, tuple[str, ...], dict[str, float]]:
+    """The support classifier and, per kind, its support threshold (module docstring).
+
+    One multiclass (softmax) LightGBM over "in no kind's experiment population" and the kinds:
+    one prediction call gives every ``s_k(x)`` (the one-record path stays one call, not one per
+    kind). A customer in several populations (e.g. offered training and, another month, a gift)
+    counts once in each, with weight ``1 / m`` for ``m`` populations. ``s_k`` is then the share
+    of customers like ``x`` that belong to ``k``'s population; the threshold is relative to the
+    population's own scores, so the split of weight does not move anyone out of support.
+
+    Returns:
+        ``(booster, classes, thresholds)``: ``classes[j]`` is the kind of probability column
+        ``j + 1``; kinds with fewer than ``min_rows_per_arm`` member rows are left out.
+    """
     if not kinds or population.height == 0:
-        return (), (), {}
+        return None, (), {}
     if population.height > config.max_population_rows:
         population = population.sample(config.max_population_rows, seed=config.seed).sort(
             ["as_of", "customer_id"]
         )
-    matrix = encoding.matrix(population)
     customer = population.get_column("customer_id")
+    classes: list[str] = []
+    membership: list[np.ndarray] = []
+    for kind in kinds:
+        members = experiments.filter(pl.col("kind") == kind).get_column("customer_id").unique()
+        label = customer.is_in(members.implode()).to_numpy()
+        if label.sum() >= config.evidence.min_rows_per_arm and not label.all():
+            classes.append(kind)
+            membership.append(label)
+    if not classes:
+        return None, (), {}
+    member = np.column_stack(membership)  # (rows, kinds)
+    count = member.sum(axis=1)
+    rows = [np.flatnonzero(count == 0)]
+    labels = [np.zeros(len(rows[0]))]
+    weights = [np.ones(len(rows[0]))]
+    for j in range(len(classes)):
+        these = np.flatnonzero(member[:, j])
+        rows.append(these)
+        labels.append(np.full(len(these), float(j + 1)))
+        weights.append(1.0 / count[these])
+    order = np.concatenate(rows)
+    matrix = encoding.matrix(population)
     params = config.support
     lgb_params: dict[str, Any] = {
-        "objective": "binary",
+        "objective": "multiclass",
+        "num_class": len(classes) + 1,
         "learning_rate": params.learning_rate,
         "num_leaves": params.num_leaves,
         "min_data_in_leaf": params.min_child_samples,
@@ -734,30 +768,24 @@ def _fit_support(
         "force_row_wise": True,
         "verbosity": -1,
     }
-    boosters: list[lgb.Booster] = []
-    classes: list[str] = []
-    thresholds: dict[str, float] = {}
-    for kind in kinds:
-        members = experiments.filter(pl.col("kind") == kind).get_column("customer_id").unique()
-        label = customer.is_in(members.implode()).to_numpy()
-        if label.sum() < config.evidence.min_rows_per_arm or label.all():
-            continue
-        booster = lgb.train(
-            lgb_params,
-            lgb.Dataset(
-                matrix,
-                label=label.astype(np.float64),
-                feature_name=list(encoding.feature_columns),
-                categorical_feature=encoding.categorical_indices,
-            ),
-            num_boost_round=params.n_estimators,
-        )
-        booster = lgb.Booster(model_str=booster.model_to_string())
-        member_scores = predict(booster, matrix[label], num_threads=config.num_threads)
-        boosters.append(booster)
-        classes.append(kind)
-        thresholds[kind] = float(np.quantile(member_scores, config.support_quantile))
-    return tuple(boosters), tuple(classes), thresholds
+    booster = lgb.train(
+        lgb_params,
+        lgb.Dataset(
+            matrix[order],
+            label=np.concatenate(labels),
+            weight=np.concatenate(weights),
+            feature_name=list(encoding.feature_columns),
+            categorical_feature=encoding.categorical_indices,
+        ),
+        num_boost_round=params.n_estimators,
+    )
+    booster = lgb.Booster(model_str=booster.model_to_string())
+    scores = predict(booster, matrix, num_threads=config.num_threads)
+    thresholds = {
+        kind: float(np.quantile(scores[member[:, j], j + 1], config.support_quantile))
+        for j, kind in enumerate(classes)
+    }
+    return booster, tuple(classes), thresholds
 
 
 # --- helpers --------------------------------------------------------------------------------------
