@@ -120,7 +120,8 @@ def decide(
         customers: One row per customer with :data:`REQUIRED_COLUMNS`, optionally
             :data:`OPTIONAL_COLUMNS` and ``uplift_<kind>`` (absolute reduction of the horizon
             churn probability if the offer is accepted) / ``accept_<kind>`` (acceptance
-            probability) per offer kind; nulls there fall back to the policy priors. Other
+            probability) / ``complaint_saving_<kind>`` (complaint cost saved per month if
+            accepted) per offer kind; nulls there fall back to the policy priors. Other
             columns are passed through. Not modified.
         policy: The retention policy.
         language: Language of ``reasons`` and ``blocked_reason`` (see :mod:`model.reason_text`).

@@ -21,9 +21,10 @@ Actions:
 
 - **retain**: ``V_retain = sum_{k=1..H} m * S_p(k) * delta^k = m * A(p)``.
 - **compensate** with offer o (acceptance ``a_o``, unit cost ``c_o`` paid only when accepted,
-  churn reduction ``u_o`` *if accepted*, complaint-cost reduction share ``rho_o``)::
+  churn reduction ``u_o`` *if accepted*, complaint cost saved per month ``s_o`` *if
+  accepted*)::
 
-      p'_o = clip(p - u_o, 0, 1)          m'_o = m + rho_o * cc
+      p'_o = clip(p - u_o, 0, 1)          m'_o = m + s_o
       V_o  = a_o * [ m'_o * A(p'_o) - c_o ] + (1 - a_o) * V_retain
       dV_o = V_o - V_retain = a_o * [ m'_o * A(p'_o) - m * A(p) - c_o ]
 
@@ -31,6 +32,9 @@ Actions:
   ``a_o`` and ``u_o`` come from the ``accept_<kind>`` / ``uplift_<kind>`` inputs (the
   offer-response model); a missing input or a null value falls back to the policy prior
   (``u_o = churn_reduction * p`` for a relative prior, ``churn_reduction`` for an absolute one).
+  ``s_o`` comes from the ``complaint_saving_<kind>`` input (the offer-response model's
+  randomised estimate, :mod:`model.offer_effects`); missing or null falls back to the prior
+  ``rho_o * cc`` with the policy's ``complaint_cost_reduction`` share ``rho_o``.
 - **end**: ``V_end = -exit_cost`` with ``exit_cost = fixed + revenue_months * monthly_revenue
   + receivables_write_off_share * receivables_open + exit_cost_extra`` (the last two optional
   inputs; missing or null counts as 0).
