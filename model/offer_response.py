@@ -62,6 +62,7 @@ and a fitted :class:`OfferResponseModel` pickles (``offer_response.pkl`` in a
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -390,47 +391,87 @@ class OfferResponseModel:
     def _predict_matrix(
         self, matrix: np.ndarray, base: np.ndarray, risk: np.ndarray
     ) -> dict[str, np.ndarray]:
-        """The output columns from the encoded features, the cost base and the churn risk."""
-        n = matrix.shape[0]
+        """The output columns from the encoded features, the cost base and the churn risk.
+
+        Every kind at once, as (rows, kinds) arrays: a handful of numpy operations whatever the
+        number of kinds, which keeps the one-record path (the API) cheap.
+        """
+        n, kinds = matrix.shape[0], len(self.kinds)
+        table = self._kind_table
+        if self._acceptance is None:
+            acceptance = np.full((n, kinds), np.nan)
+        else:
+            customer_part = _raw_acceptance(self._acceptance, matrix, self.config)
+            acceptance = expit(customer_part[:, None] + table["shift"][None, :])
         support = self._support_probabilities(matrix)
-        customer_part = (
-            None
-            if self._acceptance is None
-            else _raw_acceptance(self._acceptance, matrix, self.config)
+        if support is None:
+            inside = np.zeros((n, kinds), dtype=bool)
+        else:
+            # a kind without a support column has a NaN threshold: nobody is inside
+            inside = support[:, table["column"]] >= table["threshold"][None, :]
+        all_strata = np.isnan(acceptance)
+        refuser = acceptance < self.config.acceptor_threshold
+        churn = np.where(
+            all_strata,
+            table["churn_all"],
+            np.where(refuser, table["churn_refusers"], table["churn_acceptors"]),
+        )
+        complaints = np.where(
+            all_strata,
+            table["complaints_all"],
+            np.where(refuser, table["complaints_refusers"], table["complaints_acceptors"]),
         )
         floor = self.config.evidence.cost_base_floor
+        uplift = np.clip(np.where(inside, churn * risk[:, None], np.nan), -1.0, 1.0)
+        saving = np.where(inside, complaints * (base + floor)[:, None], np.nan)
         columns: dict[str, np.ndarray] = {}
-        for kind in self.kinds:
-            fit = self.fits[kind]
+        for j, kind in enumerate(self.kinds):
             accept_name, uplift_name, saving_name = _output_names(kind)
-            acceptance = self._acceptance_of(kind, customer_part, n)
-            columns[accept_name] = acceptance
-            uplift = np.full(n, np.nan)
-            saving = np.full(n, np.nan)
-            if fit.support_threshold is not None and support is not None:
-                inside = support[:, self._support_classes.index(kind)] >= fit.support_threshold
-                stratum = _stratum_of(acceptance, self.config.acceptor_threshold)
-                for name, evidence in fit.strata.items():
-                    if fit.effect_source(name) != "learned":
-                        continue
-                    rows = inside & (stratum == name)
-                    uplift[rows] = evidence.churn_reduction.value * risk[rows]
-                    saving[rows] = evidence.complaint_reduction.value * (base[rows] + floor)
-            columns[uplift_name] = np.clip(uplift, -1.0, 1.0)
-            columns[saving_name] = saving
+            columns[accept_name] = acceptance[:, j]
+            columns[uplift_name] = uplift[:, j]
+            columns[saving_name] = saving[:, j]
         return columns
 
-    def _acceptance_of(self, kind: str, customer_part: np.ndarray | None, n: int) -> np.ndarray:
-        """``a_k(x) = expit(f(x) + g_k)``, or NaN (prior) when the kind is not learned."""
-        fit = self.fits[kind]
-        if fit.acceptance_source != "learned" or customer_part is None:
-            return np.full(n, np.nan)
-        return expit(customer_part + fit.acceptance_shift)
+    @functools.cached_property
+    def _kind_table(self) -> dict[str, np.ndarray]:
+        """Per kind (in :attr:`kinds` order): the acceptance shift (NaN: prior), the support
+        column and threshold (NaN: no support), and per stratum the learned relative churn
+        reduction and complaint-cost share (NaN: prior). Computed once per (frozen) model."""
+        table: dict[str, list[float]] = {
+            name: []
+            for name in (
+                "shift",
+                "column",
+                "threshold",
+                *(f"{q}_{s}" for q in ("churn", "complaints") for s in (ALL, ACCEPTORS, REFUSERS)),
+            )
+        }
+        for kind in self.kinds:
+            fit = self.fits[kind]
+            learned = fit.acceptance_source == "learned"
+            table["shift"].append(fit.acceptance_shift if learned else math.nan)
+            supported = fit.support_threshold is not None and kind in self._support_classes
+            table["column"].append(self._support_classes.index(kind) if supported else 0)
+            table["threshold"].append(fit.support_threshold if supported else math.nan)
+            for stratum in (ALL, ACCEPTORS, REFUSERS):
+                evidence = fit.strata.get(stratum)
+                use = evidence is not None and fit.effect_source(stratum) == "learned"
+                table[f"churn_{stratum}"].append(
+                    evidence.churn_reduction.value if use else math.nan
+                )
+                table[f"complaints_{stratum}"].append(
+                    evidence.complaint_reduction.value if use else math.nan
+                )
+        arrays = {name: np.array(values, dtype=np.float64) for name, values in table.items()}
+        arrays["column"] = arrays["column"].astype(np.int64)
+        return arrays
 
     def _support_probabilities(self, matrix: np.ndarray) -> np.ndarray | None:
         """``s_k(x)``, one column per kind of :attr:`_support_classes`."""
         if self._support is None:
             return None
+        if matrix.shape[0] == 0:
+            return np.empty((0, len(self._support_classes)))
         scores = predict(self._support, matrix, num_threads=self.config.num_threads)
         return scores.reshape(matrix.shape[0], -1)[:, 1:]
 
