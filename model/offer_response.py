@@ -87,6 +87,7 @@ from model.gbm import (
     check_columns,
     predict,
 )
+from model.leaf_contributions import ScorePredictor
 from model.offer_effects import (
     EvidenceConfig,
     KindEvidence,
@@ -401,7 +402,7 @@ class OfferResponseModel:
         if self._acceptance is None:
             acceptance = np.full((n, kinds), np.nan)
         else:
-            customer_part = _raw_acceptance(self._acceptance, matrix, self.config)
+            customer_part = self._scorers["acceptance"](matrix)
             acceptance = expit(customer_part[:, None] + table["shift"][None, :])
         support = self._support_probabilities(matrix)
         if support is None:
@@ -470,10 +471,27 @@ class OfferResponseModel:
         """``s_k(x)``, one column per kind of :attr:`_support_classes`."""
         if self._support is None:
             return None
-        if matrix.shape[0] == 0:
-            return np.empty((0, len(self._support_classes)))
-        scores = predict(self._support, matrix, num_threads=self.config.num_threads)
-        return scores.reshape(matrix.shape[0], -1)[:, 1:]
+        return self._scorers["support"](matrix)[:, 1:]
+
+    @functools.cached_property
+    def _scorers(self) -> dict[str, ScorePredictor]:
+        """The boosters' predictors, with LightGBM's single-row fast path for one customer."""
+        threads = self.config.num_threads
+        scorers = {}
+        if self._acceptance is not None:
+            scorers["acceptance"] = ScorePredictor(
+                self._acceptance, num_threads=threads, raw_score=True
+            )
+        if self._support is not None:
+            scorers["support"] = ScorePredictor(self._support, num_threads=threads, raw_score=False)
+        return scorers
+
+    def __getstate__(self) -> dict[str, Any]:
+        # what is computed from the fitted state (cached properties) is not pickled
+        return {k: v for k, v in self.__dict__.items() if k not in _CACHED}
+
+
+_CACHED = ("_kind_table", "_scorers")
 
 
 # --- fitting --------------------------------------------------------------------------------------

@@ -267,6 +267,13 @@ def assert_records_match(model: OfferResponseModel, rows: pl.DataFrame) -> None:
 
 def test_records_give_the_same_predictions_as_frames(fitted: Fitted) -> None:
     assert_records_match(fitted.model, fitted.snapshot.head(500))
+    # one record at a time (the API's case: LightGBM's single-row path) gives the same bits
+    rows = fitted.snapshot.head(60)
+    risk = np.linspace(0.05, 0.5, rows.height)
+    frame = fitted.model.predict(rows, risk)
+    for i, record in enumerate(rows.to_dicts()):
+        for name, (value,) in fitted.model.predict_records([record], [risk[i]]).items():
+            assert value == frame[name][i], (name, i)
     assert fitted.model.predict_records([]) == {
         name: [] for name in fitted.model.output_columns[1:]
     }
