@@ -357,7 +357,7 @@ def _validate(inputs: Mapping[str, TablePart | Problem]) -> LoadResult:
         valid = item.typed
         if not rejected.is_empty():
             valid = valid.join(rejected.to_frame(_ROW), on=_ROW, how="anti")
-        result.tables[name] = valid.drop(_ROW).lazy()
+        result.tables[name] = valid.lazy().drop(_ROW)  # lazy: dropping eagerly copies the rows
         result.rejects[name] = _rejects(item)
         logger.info(
             "%s: %d rows valid, %d rejected, %d problems",
@@ -420,10 +420,15 @@ def _castable(source: pl.DataType, target: pl.DataType) -> bool:
 def _cast(table: Table, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Cast contract columns to their dtypes; also return the values that would not cast."""
     contract = {c.name: c.dtype for c in table.columns if c.name in frame.columns}
-    typed = frame.with_columns(
-        _cast_expr(name, frame.schema[name], dtype).alias(name) for name, dtype in contract.items()
-    ).with_row_index(_ROW)
-    typed = typed.with_columns(pl.col(_ROW).cast(pl.Int64))
+    typed = frame.select(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias(_ROW),
+        *(
+            _cast_expr(name, frame.schema[name], dtype).alias(name)
+            if name in contract
+            else pl.col(name)
+            for name, dtype in ((n, contract.get(n)) for n in frame.columns)
+        ),
+    )
 
     numbered = frame.with_row_index(_ROW)
     failures = []
@@ -595,26 +600,22 @@ def _check_customer_ids(checked: dict[str, _Checked]) -> None:
         logger.warning("customers is unusable: customer ids of other tables are not checked")
         return
     rejected = customers.rejected_rows().implode()
-    status = (
-        customers.typed.select("customer_id", valid=~pl.col(_ROW).is_in(rejected))
-        .filter(pl.col("customer_id").is_not_null())
-        .group_by("customer_id")
-        .agg(pl.col("valid").any())
-    )
+    ids = customers.typed.select("customer_id", valid=~pl.col(_ROW).is_in(rejected))
+    known = ids.get_column("customer_id").drop_nulls().implode()
+    accepted = ids.filter("valid").get_column("customer_id").drop_nulls().implode()
     for name, item in checked.items():
         if name == "customers" or "customer_id" not in item.typed.columns:
             continue
+        # a hash-set membership test per row; only the few rows that fail are looked at again
         orphans = (
             item.typed.select(_ROW, "customer_id")
-            .filter(pl.col("customer_id").is_not_null())
-            .join(status, on="customer_id", how="left")
-            .filter(~pl.col("valid").fill_null(False))
+            .filter(pl.col("customer_id").is_not_null() & ~pl.col("customer_id").is_in(accepted))
             .select(
                 row=pl.col(_ROW),
                 column=pl.lit("customer_id"),
-                check=pl.when(pl.col("valid").is_null())
-                .then(pl.lit(UNKNOWN_CUSTOMER))
-                .otherwise(pl.lit(REJECTED_CUSTOMER)),
+                check=pl.when(pl.col("customer_id").is_in(known))
+                .then(pl.lit(REJECTED_CUSTOMER))
+                .otherwise(pl.lit(UNKNOWN_CUSTOMER)),
                 value="customer_id",
             )
         )
@@ -674,6 +675,9 @@ def _examples(
 
 def _rejects(item: _Checked) -> pl.DataFrame:
     """The rejected rows as given (original columns and values) plus why each was rejected."""
+    if item.failures.is_empty():
+        original = item.source.frame.drop(REJECT_REASON, strict=False)
+        return original.clear().with_columns(pl.lit(None, dtype=pl.String).alias(REJECT_REASON))
     phrase = {check: _reason_phrase(check) for check in item.failures.get_column("check").unique()}
     reasons = (
         item.failures.sort("row", maintain_order=True)

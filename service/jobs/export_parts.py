@@ -22,8 +22,10 @@ problems and examples still point into the file.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -70,12 +72,17 @@ class CustomerRange:
     high: str | None
 
     def mask(self, key: pl.Expr) -> pl.Expr:
-        inside = pl.lit(True)
+        """The rows of this range, as plain comparisons (a filter drops nulls by itself): the
+        Parquet reader answers them from row-group statistics, which any wrapping (a literal
+        ``True``, ``fill_null``) would prevent, reading every group instead."""
+        bounds = []
         if self.low is not None:
-            inside = inside & (key >= self.low)
+            bounds.append(key >= self.low)
         if self.high is not None:
-            inside = inside & (key < self.high)
-        return key.is_null() | inside if self.low is None else inside.fill_null(False)
+            bounds.append(key < self.high)
+        if self.low is not None:
+            return functools.reduce(operator.and_, bounds)
+        return key.is_null() | bounds[0] if bounds else pl.lit(True)
 
 
 @dataclass(frozen=True)
@@ -293,8 +300,8 @@ def _read_part(source: _Source, part: CustomerRange) -> TablePart | Problem:
         frame = scan.filter(wanted).collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
         return _fatal(source.table, f"{source.path.name} cannot be read: {exc}")
-    numbers = frame.get_column(_NUMBER).cast(pl.Int64)
-    return TablePart(frame.drop(_NUMBER), unit=source.unit, numbers=numbers)
+    numbers = frame.drop_in_place(_NUMBER).cast(pl.Int64)  # in place: drop() copies the rows
+    return TablePart(frame, unit=source.unit, numbers=numbers)
 
 
 def _raw_ids_sort_as_read(source: _Source, part: CustomerRange) -> bool:

@@ -25,7 +25,8 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from features.loader import Problem
+from features.loader import Problem, TablePart
 from model.budget import budget_candidates, fund_offers
 from model.bundle import ModelBundle
 from model.decide import withhold_offers
@@ -48,7 +49,7 @@ from model.registry import (
     log_scoring_run,
     previous_score_profile,
 )
-from service.jobs.export_parts import ExportError, ExportFolder
+from service.jobs.export_parts import CustomerRange, ExportError, ExportFolder
 from service.jobs.output import Staging, check_output_path, rejects_folder
 from service.jobs.problems import merge_problems
 from service.jobs.score_part import ScoringSettings, score_part
@@ -166,33 +167,15 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
         language=job.language,
     )
     budget = job.budget if job.budget is not None else job.policy.guardrails.offer_budget
-    profile = job.bundle.feature_profile
-    drift = DriftTally(profile) if profile is not None else None
-    tally = PortfolioTally()
-    fingerprint = _Fingerprint()
-    problems: list[list[Problem]] = []
-    rejected: dict[str, int] = {}
     staging = Staging(job.out)
     try:
-        for index, part in enumerate(ranges):
-            scored = score_part(export.read(part), settings)
-            problems.append(scored.load.problems)
-            if scored.fatal:
-                return ScoreResult(problems=merge_problems(problems), fatal=True)
-            for table, rows in scored.load.rejects.items():
-                staging.add_rejects(table, rows)
-                rejected[table] = rejected.get(table, 0) + rows.height
-            if scored.recommendations.height:
-                staging.add_part(scored.recommendations)
-                fingerprint.add(scored.recommendations)
-                tally.add_profits(scored.features.get_column("net_margin_12m"))
-                if drift is not None:
-                    drift.add(scored.features)
-            if on_progress is not None:
-                on_progress(index + 1, len(ranges))
-
-        run_id = fingerprint.run_id(as_of, job.model_version, job.policy.version, budget)
+        scored = _score_parts(export, ranges, settings, staging, on_progress)
+        if scored.fatal:
+            return ScoreResult(problems=scored.problems, fatal=True)
+        run_id = scored.fingerprint.run_id(as_of, job.model_version, job.policy.version, budget)
+        stepped = time.perf_counter()
         budget_outcome = _apply_budget(staging, budget, job.policy, job.language)
+        stepped = _lap(scored, "budget", stepped)
 
         def finish(frame: pl.DataFrame) -> pl.DataFrame:
             return frame.with_columns(
@@ -200,12 +183,13 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
             )
 
         def finish_and_count(frame: pl.DataFrame) -> pl.DataFrame:
-            tally.add(frame)
+            scored.tally.add(frame)
             return finish(frame)
 
         staging.publish(finish_and_count)
-        result = ScoreResult(written=True, problems=merge_problems(problems))
-        scores = tally.churn_scores
+        stepped = _lap(scored, "write", stepped)
+        result = ScoreResult(written=True, problems=scored.problems)
+        scores = scored.tally.churn_scores
         summary = {
             "run_id": run_id,
             "as_of": as_of.isoformat(),
@@ -214,32 +198,140 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
             "model_version": job.model_version,
             "policy_version": job.policy.version,
             "parts": len(ranges),
-            **tally.summary(),
+            **scored.tally.summary(),
             "offer_budget": budget_outcome,
-            "rejected_rows": {t: n for t, n in sorted(rejected.items()) if n},
+            "rejected_rows": {t: n for t, n in sorted(scored.rejected.items()) if n},
             "rejects": str(rejects_folder(job.out)) if staging.rejected_tables else None,
             "problems": [str(p) for p in result.problems],
-            "drift": _drift_summary(drift, scores, job.tracking),
+            "drift": _drift_summary(scored.drift, scores, job.tracking),
         }
+        stepped = _lap(scored, "drift", stepped)
         if job.database_url is not None:
             try:
                 summary["published"] = _publish(job.database_url, staging, finish, run_id)
             except StoreError as error:
                 result.publish_error = f"publishing to the store failed: {error}"
+            stepped = _lap(scored, "publish", stepped)
+        summary["step_seconds"] = scored.step_seconds()
         summary["seconds"] = round(time.perf_counter() - started, 2)
         summary["customers_per_second"] = (
-            round(tally.customers / summary["seconds"], 1) if summary["seconds"] > 0 else None
+            round(scored.tally.customers / summary["seconds"], 1)
+            if summary["seconds"] > 0
+            else None
         )
-        _write_report(job.out, summary, tally.profits)
+        _write_report(job.out, summary, scored.tally.profits)
         if job.tracking is not None:
             try:
                 summary["mlflow_run_id"] = _record_run(job, summary, scores)
             except RegistryError as error:
                 result.publish_error = str(error)
+            else:
+                _lap(scored, "report_and_record", stepped)
+                summary["step_seconds"] = scored.step_seconds()
+                _write_summary(job.out, summary)  # now with the MLflow run it belongs to
         result.summary = summary
         return result
     finally:
         staging.close()
+
+
+@dataclass
+class _Scored:
+    """What scoring the parts one after another adds up (the rows themselves are staged)."""
+
+    tally: PortfolioTally
+    drift: DriftTally | None
+    fingerprint: _Fingerprint
+    rejected: dict[str, int]
+    problems: list[Problem]
+    fatal: bool
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def took(self, step: str, seconds: float) -> None:
+        self.seconds[step] = self.seconds.get(step, 0.0) + seconds
+
+    def step_seconds(self) -> dict[str, float]:
+        """Wall seconds per step, rounded. ``read`` is the time spent waiting for a part to be
+        read (reading overlaps scoring of the part before); the rest run one after another.
+        ``report_and_record`` (the whale curve and the MLflow run) is known only once the run is
+        recorded, so it appears in the summary of recorded runs only."""
+        return {step: round(seconds, 2) for step, seconds in self.seconds.items()}
+
+
+def _lap(scored: _Scored, step: str, since: float) -> float:
+    now = time.perf_counter()
+    scored.took(step, now - since)
+    return now
+
+
+def _score_parts(
+    export: ExportFolder,
+    ranges: list[CustomerRange],
+    settings: ScoringSettings,
+    staging: Staging,
+    on_progress: Progress | None,
+) -> _Scored:
+    """Score every part, staging its recommendations and rejects; stop at an unusable table."""
+    profile = settings.bundle.feature_profile
+    scored = _Scored(
+        tally=PortfolioTally(),
+        drift=DriftTally(profile) if profile is not None else None,
+        fingerprint=_Fingerprint(),
+        rejected={},
+        problems=[],
+        fatal=False,
+    )
+    found: list[list[Problem]] = []
+    for index, rows in enumerate(_timed(_read_ahead(export, ranges), scored)):
+        part = score_part(rows, settings)
+        for step, seconds in part.seconds.items():
+            scored.took(step, seconds)
+        found.append(part.load.problems)
+        if part.fatal:
+            scored.fatal = True
+            break
+        for table, rejects in part.load.rejects.items():
+            staging.add_rejects(table, rejects)
+            scored.rejected[table] = scored.rejected.get(table, 0) + rejects.height
+        if part.recommendations.height:
+            staging.add_part(part.recommendations)
+            scored.fingerprint.add(part.recommendations)
+            scored.tally.add_profits(part.features.get_column("net_margin_12m"))
+            if scored.drift is not None:
+                scored.drift.add(part.features)
+        if on_progress is not None:
+            on_progress(index + 1, len(ranges))
+    scored.problems = merge_problems(found)
+    return scored
+
+
+def _timed(parts: Iterator[Any], scored: _Scored) -> Iterator[Any]:
+    """``parts`` as they come, the time spent waiting for each added to ``scored``."""
+    while True:
+        waited = time.perf_counter()
+        rows = next(parts, None)
+        scored.took("read", time.perf_counter() - waited)
+        if rows is None:
+            return
+        yield rows
+
+
+def _read_ahead(
+    export: ExportFolder, ranges: list[CustomerRange]
+) -> Iterator[dict[str, TablePart | Problem]]:
+    """The parts' rows in order, each read while the one before is being scored.
+
+    Reading is polars' work and releases the GIL; scoring has single-threaded stretches
+    (LightGBM, the decision kernel), so the second core reads the next part meanwhile. At most
+    two parts are in memory at once.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="keepwise-read") as reader:
+        pending = reader.submit(export.read, ranges[0])
+        for following in [*ranges[1:], None]:
+            rows = pending.result()
+            if following is not None:
+                pending = reader.submit(export.read, following)
+            yield rows
 
 
 class _Fingerprint:
@@ -328,20 +420,31 @@ def _drift_summary(
     return result
 
 
-def _write_report(out: Path, summary: dict[str, Any], profits: np.ndarray) -> None:
-    from experiments.plots import whale_curve_png
-
+def _write_summary(out: Path, summary: dict[str, Any]) -> None:
     path = summary_path(out)
     partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
+    partial.replace(path)
+
+
+def _write_report(out: Path, summary: dict[str, Any], profits: np.ndarray) -> None:
+    """The whale curve of trailing 12-month net margin (when its total is positive: shares of
+    a loss are meaningless) and the summary JSON."""
+    from experiments.plots import whale_curve_png, whale_curve_points
+
+    summary["whale_curve"] = summary["whale_curve_peak"] = None
     if profits.size and np.isfinite(profits).all() and profits.sum() > 0:
         whale_curve_png(
             profits, whale_path(out), title=f"Customer profitability, {summary['as_of']}"
         )
+        _, _, customers, profit = whale_curve_points(profits)
         summary["whale_curve"] = str(whale_path(out))
-    else:
-        summary["whale_curve"] = None
-    partial.write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
-    partial.replace(path)
+        summary["whale_curve_peak"] = {
+            "share_of_customers": round(customers, 4),
+            "share_of_profit": round(profit, 4),
+            "basis": "trailing 12-month net margin as booked (realised)",
+        }
+    _write_summary(out, summary)
 
 
 def _record_run(job: ScoreJob, summary: dict[str, Any], scores: np.ndarray) -> str:

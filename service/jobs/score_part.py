@@ -15,8 +15,9 @@ range order is the same table whatever the part size.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import polars as pl
@@ -69,11 +70,13 @@ class ScoredPart:
             declares its output schema from an empty part).
         features: The feature rows they were made from, same order.
         load: Validation outcome (rejected rows with reasons, problems).
+        seconds: Wall seconds per step (``validate``, ``features``, ``decide``).
     """
 
     recommendations: pl.DataFrame
     features: pl.DataFrame
     load: LoadResult
+    seconds: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def fatal(self) -> list[Problem]:
@@ -91,14 +94,25 @@ def score_part(parts: Mapping[str, TablePart | Problem], settings: ScoringSettin
         The part's recommendations, features and validation outcome. When a table is unusable
         (a fatal problem), nothing is scored and ``fatal`` lists why.
     """
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[step] = now - clock
+        clock = now
+
     load = validate_parts(parts)
+    lap("validate")
     empty = pl.DataFrame()
     if any(p.fatal for p in load.problems):
-        return ScoredPart(empty, empty, load)
+        return ScoredPart(empty, empty, load, seconds)
     table = (
         build_features(load.tables, settings.as_of, settings.features).collect().sort("customer_id")
     )
     validate_feature_table(table)
+    lap("features")
     explained = recommend(
         table,
         settings.bundle,
@@ -111,4 +125,5 @@ def score_part(parts: Mapping[str, TablePart | Problem], settings: ScoringSettin
     )
     owners = load.tables["customers"].select("customer_id", *OWNER_COLUMNS).collect()
     recommendations = explained.join(owners, on="customer_id", how="left", maintain_order="left")
-    return ScoredPart(recommendations, table, load)
+    lap("decide")
+    return ScoredPart(recommendations, table, load, seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -60,7 +61,10 @@ def test_a_clean_export_exits_0_and_records_the_run(registry, export, tmp_path):
     assert '"published"' in result.output and '"mlflow_run_id"' in result.output
     from mlflow import MlflowClient
 
-    run = MlflowClient().get_run(result.output.split('"mlflow_run_id": "')[1].split('"')[0])
+    run_id = result.output.split('"mlflow_run_id": "')[1].split('"')[0]
+    run = MlflowClient().get_run(run_id)
+    written = json.loads((tmp_path / "recs.summary.json").read_text())
+    assert written["mlflow_run_id"] == run_id
     assert run.data.tags["model_version"] == "1"
     assert run.data.params["model_uri"] == "models:/keepwise/1"
     # the second run compares its churn scores with the first

@@ -213,6 +213,10 @@ def test_the_summary_and_whale_curve_are_written_next_to_the_output(single):
     assert written["expected_value"]["basis"].startswith("model estimate")
     assert sum(written["actions"].values()) == written["customers"]
     assert Path(written["whale_curve"]).read_bytes()[:4] == b"\x89PNG"
+    steps = written["step_seconds"]
+    assert {"read", "validate", "features", "decide", "budget", "write", "drift"} <= steps.keys()
+    assert all(seconds >= 0 for seconds in steps.values())
+    assert sum(steps.values()) <= written["seconds"] + 0.05
 
 
 def test_drift_names_the_features_that_moved(export, bundle, policy, tmp_path, single):
