@@ -848,10 +848,10 @@ def _print_score_summary(summary: dict) -> None:
         f"version {summary['model_version']} and policy {summary['policy_version']} in "
         f"{summary['seconds']:.1f} s ({summary['customers_per_second']:,.0f} customers/s)"
     )
-    console.print(
-        "time by step: "
-        + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in summary["step_seconds"].items())
-    )
+    if steps := summary.get("step_seconds"):  # the Spark engine's steps overlap: not timed
+        console.print(
+            "time by step: " + ", ".join(f"{step} {sec:.1f} s" for step, sec in steps.items())
+        )
     actions = pl.DataFrame(
         {
             "action": list(summary["actions"]),

@@ -9,6 +9,11 @@ the same bundle carrying the former per-forecast-band error (a table lookup). Th
 alternately, ``--rounds`` times, each the best of five repeats of ``--calls`` calls, so the
 ratio is measured against a baseline of the same session; the batch path (``score`` on the whole
 test snapshot) is timed the same way.
+
+The value forecast's residual scale (:mod:`model.value`: ``m = b + s · g``, ``s`` computed from
+three money columns and the tenure) is timed the same way: the bundle as trained against the
+same bundle whose value model skips the scale (same booster, ``scale_flow_columns=None``; its
+forecasts differ, its cost is that of the unscaled model).
 """
 
 from __future__ import annotations
@@ -55,11 +60,19 @@ def main() -> None:
         bundle,
         margin_uncertainty=fit_margin_uncertainty(bundle.value.predict(rows), actual),
     )
+    unscaled = dataclasses.replace(
+        bundle,
+        value=dataclasses.replace(
+            bundle.value,
+            params=dataclasses.replace(bundle.value.params, scale_flow_columns=None),
+        ),
+    )
     test = result.split.test
     records = test.head(200).to_dicts()
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {test.height:,} rows")
     print(
         "round  online per-customer  online per-band  ratio   batch per-customer  per-band  ratio"
+        "   online unscaled value  ratio   batch unscaled  ratio"
     )
     for round_ in range(args.rounds):
         one = [records[round_ % len(records)]]
@@ -67,10 +80,14 @@ def main() -> None:
         online_band = _best(lambda one=one: banded.score_records(one), args.calls)
         batch = _best(lambda: bundle.score(test), 3)
         batch_band = _best(lambda: banded.score(test), 3)
+        online_unscaled = _best(lambda one=one: unscaled.score_records(one), args.calls)
+        batch_unscaled = _best(lambda: unscaled.score(test), 3)
         print(
             f"{round_:>5}  {online * 1e3:>15.3f} ms  {online_band * 1e3:>11.3f} ms  "
             f"{online / online_band:>5.2f}   {batch * 1e3:>14.1f} ms  {batch_band * 1e3:>6.1f} ms"
-            f"  {batch / batch_band:>5.2f}"
+            f"  {batch / batch_band:>5.2f}   {online_unscaled * 1e3:>17.3f} ms  "
+            f"{online / online_unscaled:>5.2f}   {batch_unscaled * 1e3:>11.1f} ms"
+            f"  {batch / batch_unscaled:>5.2f}"
         )
 
 
