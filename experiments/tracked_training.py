@@ -160,6 +160,20 @@ def _value_by_archetype(
     return metrics, report.to_dicts()
 
 
+def _offer_evidence_params(rows: list[dict[str, object]]) -> dict[str, object]:
+    """MLflow params naming, per offer kind and stratum, the evidence and the prior's move."""
+    params: dict[str, object] = {}
+    for row in rows:
+        name = f"offers.{row['kind']}.{row['stratum']}"
+        params[f"{name}.effect_source"] = row["effect_source"]
+        params[f"{name}.offered_held_out"] = f"{row['offered']}/{row['held_out']}"
+        for quantity in ("churn_reduction", "complaint_reduction"):
+            value, moved = row[f"{quantity}_value"], row[f"{quantity}_moved"]
+            params[f"{name}.{quantity}"] = f"{value:.4g} (moved {moved:+.4g})"
+        params[f"offers.{row['kind']}.acceptance"] = row["acceptance_source"]
+    return params
+
+
 def run_tracked_training(
     tables: dict[str, pl.LazyFrame],
     *,
@@ -245,6 +259,11 @@ def run_tracked_training(
         }
         if value_report:
             documents["value_by_archetype.json"] = value_report
+        offer_evidence = result.bundle.summary.get("offer_response") or []
+        if offer_evidence:
+            # per kind and stratum: evidence size, estimate, prior, weight and how far it moved
+            documents["offer_evidence.json"] = offer_evidence
+            params |= _offer_evidence_params(offer_evidence)
         registered: RegisteredModel = log_and_register(
             bundle_dir,
             settings=settings,

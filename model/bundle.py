@@ -10,8 +10,9 @@ equal). A bundle is a folder:
     margin_error/          model.uncertainty.MarginErrorModel.save, the per-customer
                            ``monthly_margin_se`` (absent: ``bundle.json`` holds the older
                            per-band MarginUncertainty)
-    offer_response.pkl     optional: an object with ``predict(features) -> pl.DataFrame``
-                           giving ``accept_<kind>`` and ``uplift_<kind>`` per offer kind
+    offer_response.pkl     optional: an object with ``predict(features, p_churn)``
+                           ``-> pl.DataFrame`` giving ``accept_<kind>``, ``uplift_<kind>``
+                           and ``complaint_saving_<kind>`` per offer kind
 """
 
 from __future__ import annotations
@@ -40,18 +41,24 @@ _MARGIN_ERROR_FOLDER = "margin_error"
 
 
 class OfferResponse(Protocol):
-    """Predicts, per offer kind, the acceptance probability and the churn reduction if accepted."""
+    """Predicts, per offer kind, the acceptance probability and the effects if accepted
+    (``accept_<kind>``, ``uplift_<kind>``, optionally ``complaint_saving_<kind>``); given the
+    customers' churn risk, it can express a relative churn reduction as ``uplift_<kind>``."""
 
-    def predict(self, features: pl.DataFrame) -> pl.DataFrame: ...
+    def predict(
+        self, features: pl.DataFrame, p_churn: np.ndarray | None = None
+    ) -> pl.DataFrame: ...
 
 
 def _offer_records(
-    model: OfferResponse, records: Sequence[Mapping[str, Any]]
+    model: OfferResponse, records: Sequence[Mapping[str, Any]], p_churn: Sequence[float]
 ) -> Mapping[str, Sequence[Any]]:
     """Offer-response estimates for records; a model without a records path scores a frame."""
     if hasattr(model, "predict_records"):
-        return model.predict_records(records)
-    frame = model.predict(pl.DataFrame(list(records), infer_schema_length=None))
+        return model.predict_records(records, p_churn)
+    frame = model.predict(
+        pl.DataFrame(list(records), infer_schema_length=None), np.asarray(p_churn)
+    )
     return {name: frame[name].to_list() for name in frame.columns if name != "customer_id"}
 
 
@@ -129,7 +136,7 @@ class ModelBundle:
             }
         )
         if self.offer_response is not None:
-            offers = self.offer_response.predict(features)
+            offers = self.offer_response.predict(features, scores["p_churn"].to_numpy())
             scores = pl.concat([scores, offers.drop("customer_id", strict=False)], how="horizontal")
         return scores
 
@@ -165,7 +172,7 @@ class ModelBundle:
             ).tolist(),
         }
         if self.offer_response is not None:
-            columns.update(_offer_records(self.offer_response, records))
+            columns.update(_offer_records(self.offer_response, records, columns["p_churn"]))
         return [
             {"customer_id": record["customer_id"], **{k: v[i] for k, v in columns.items()}}
             for i, record in enumerate(records)

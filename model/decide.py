@@ -38,6 +38,7 @@ from model.decision_inputs import (
     NULL_SEGMENT,
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
+    SAVING_PREFIX,
     UNKNOWN_SEGMENT,
     UPLIFT_PREFIX,
     DecisionInputError,
@@ -59,6 +60,7 @@ __all__ = [
     "DECISION_COLUMNS",
     "OPTIONAL_COLUMNS",
     "REQUIRED_COLUMNS",
+    "SAVING_PREFIX",
     "UPLIFT_PREFIX",
     "DecisionInputError",
     "allocate_budget",
@@ -118,7 +120,8 @@ def decide(
         customers: One row per customer with :data:`REQUIRED_COLUMNS`, optionally
             :data:`OPTIONAL_COLUMNS` and ``uplift_<kind>`` (absolute reduction of the horizon
             churn probability if the offer is accepted) / ``accept_<kind>`` (acceptance
-            probability) per offer kind; nulls there fall back to the policy priors. Other
+            probability) / ``complaint_saving_<kind>`` (complaint cost saved per month if
+            accepted) per offer kind; nulls there fall back to the policy priors. Other
             columns are passed through. Not modified.
         policy: The retention policy.
         language: Language of ``reasons`` and ``blocked_reason`` (see :mod:`model.reason_text`).
@@ -285,7 +288,8 @@ def _validate(frame: pl.DataFrame, policy: Policy) -> Inputs:
     if problem:
         raise DecisionInputError(problem)
     inputs = inputs_of(frame.columns)
-    ignored = sorted(set(inputs.uplift_kinds + inputs.accept_kinds) - set(policy.offer_kinds))
+    given = {*inputs.uplift_kinds, *inputs.accept_kinds, *inputs.saving_kinds}
+    ignored = sorted(given - set(policy.offer_kinds))
     if ignored:
         logger.debug("offer kinds %s are not in policy %s: ignored", ignored, policy.version)
     # an all-null column has dtype Null; it is numeric enough (nulls are checked later)

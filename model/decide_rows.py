@@ -65,9 +65,9 @@ def decide_records(
     Args:
         records: One mapping per customer with :data:`model.decide.REQUIRED_COLUMNS`,
             optionally :data:`model.decide.OPTIONAL_COLUMNS` and ``accept_<kind>`` /
-            ``uplift_<kind>`` values (None falls back to the policy prior). An optional input
-            counts as given when any record has it (as a frame column would be); records
-            without it read as null. Not modified.
+            ``uplift_<kind>`` / ``complaint_saving_<kind>`` values (None falls back to the
+            policy prior). An optional input counts as given when any record has it (as a
+            frame column would be); records without it read as null. Not modified.
         policy: The retention policy.
         language: Language of ``reasons`` and ``blocked_reason``.
 

@@ -40,6 +40,8 @@ OPTIONAL_COLUMNS: tuple[str, ...] = (
 )
 UPLIFT_PREFIX = "uplift_"
 ACCEPT_PREFIX = "accept_"
+SAVING_PREFIX = "complaint_saving_"
+OFFER_PREFIXES: tuple[str, ...] = (ACCEPT_PREFIX, UPLIFT_PREFIX, SAVING_PREFIX)
 # Required inputs that may be null: an unknown margin uncertainty blocks "end".
 NULLABLE_REQUIRED = frozenset({"monthly_margin_se"})
 NON_NEGATIVE: tuple[str, ...] = (
@@ -50,6 +52,23 @@ NON_NEGATIVE: tuple[str, ...] = (
 )
 # Segment codes for values outside the policy's segments.
 UNKNOWN_SEGMENT, NULL_SEGMENT = -1, -2
+
+
+def months_in_window(tenure_days: np.ndarray) -> np.ndarray:
+    """The months of the trailing 12-month window a customer existed: tenure in months, 1 to 12.
+
+    Trailing 12-month sums divided by this are per-month figures (monthly revenue, monthly
+    complaint cost). Computed in numpy, elementwise: see
+    :func:`model.recommend._with_months`.
+    """
+    months = np.asarray(tenure_days, dtype=np.float64) * 12 / 365
+    return np.clip(months, 1.0, 12.0)
+
+
+def monthly_complaint_cost(tenure_days: np.ndarray, cost_to_serve_12m: np.ndarray) -> np.ndarray:
+    """``monthly_complaint_cost`` of the decision inputs: trailing 12-month cost to serve per
+    month the customer existed in that window."""
+    return np.asarray(cost_to_serve_12m, dtype=np.float64) / months_in_window(tenure_days)
 
 
 class DecisionInputError(ValueError):
@@ -65,11 +84,13 @@ class Inputs:
         optional: The optional inputs present, in :data:`OPTIONAL_COLUMNS` order.
         accept_kinds: Offer kinds with an ``accept_<kind>`` input, sorted.
         uplift_kinds: Offer kinds with an ``uplift_<kind>`` input, sorted.
+        saving_kinds: Offer kinds with a ``complaint_saving_<kind>`` input, sorted.
     """
 
     optional: tuple[str, ...]
     accept_kinds: tuple[str, ...]
     uplift_kinds: tuple[str, ...]
+    saving_kinds: tuple[str, ...] = ()
 
     @functools.cached_property
     def numeric(self) -> tuple[str, ...]:
@@ -79,20 +100,22 @@ class Inputs:
             *sorted(self.optional),
             *(f"{UPLIFT_PREFIX}{kind}" for kind in self.uplift_kinds),
             *(f"{ACCEPT_PREFIX}{kind}" for kind in self.accept_kinds),
+            *(f"{SAVING_PREFIX}{kind}" for kind in self.saving_kinds),
         )
 
 
 def inputs_of(names: Iterable[str]) -> Inputs:
     """The inputs named by a frame's columns or the union of records' keys."""
     names = set(names)
+
+    def kinds(prefix: str) -> tuple[str, ...]:
+        return tuple(sorted(c.removeprefix(prefix) for c in names if c.startswith(prefix)))
+
     return Inputs(
         optional=tuple(c for c in OPTIONAL_COLUMNS if c in names),
-        accept_kinds=tuple(
-            sorted(c.removeprefix(ACCEPT_PREFIX) for c in names if c.startswith(ACCEPT_PREFIX))
-        ),
-        uplift_kinds=tuple(
-            sorted(c.removeprefix(UPLIFT_PREFIX) for c in names if c.startswith(UPLIFT_PREFIX))
-        ),
+        accept_kinds=kinds(ACCEPT_PREFIX),
+        uplift_kinds=kinds(UPLIFT_PREFIX),
+        saving_kinds=kinds(SAVING_PREFIX),
     )
 
 
@@ -110,8 +133,8 @@ def structure_problem(
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
         return f"{table}: missing required {noun}(s) {missing}; {noun}s present: {list(names)}"
-    prefixed = [c for c in names if c.startswith((ACCEPT_PREFIX, UPLIFT_PREFIX))]
-    kinds = {c: c.removeprefix(ACCEPT_PREFIX).removeprefix(UPLIFT_PREFIX) for c in prefixed}
+    prefixed = [c for c in names if c.startswith(OFFER_PREFIXES)]
+    kinds = {c: _kind_of(c) for c in prefixed}
     unknown = [c for c in prefixed if kinds[c] not in OFFER_KINDS]
     if unknown:
         return (
@@ -123,6 +146,14 @@ def structure_problem(
     if clashes:
         return f"{table}: {noun}(s) {clashes} clash with decision output or private names"
     return None
+
+
+def _kind_of(column: str) -> str:
+    """The offer kind an ``accept_`` / ``uplift_`` / ``complaint_saving_`` input names."""
+    for prefix in OFFER_PREFIXES:
+        if column.startswith(prefix):
+            return column.removeprefix(prefix)
+    raise ValueError(f"{column!r} is not an offer input")
 
 
 def segment_codes(segments: Sequence[str]) -> dict[str, int]:
@@ -226,7 +257,7 @@ def to_customers(
         segment: Segment codes (:func:`segment_codes`).
         policy: The policy (its offer catalogue).
     """
-    scalars, acceptance, uplift = per_policy(
+    scalars, acceptance, uplift, gain = per_policy(
         policy, ("columns", inputs), lambda: _customer_columns(inputs, policy)
     )
     (p, margin, se, revenue, cost, months, receivables, extra, overdue, made, declined) = [
@@ -247,12 +278,11 @@ def to_customers(
         offers_declined=declined,
         acceptance=[unknown if j is None else column(j) for j in acceptance],
         uplift=[unknown if j is None else column(j) for j in uplift],
+        complaint_saving=[unknown if j is None else column(j) for j in gain],
     )
 
 
-def _customer_columns(
-    inputs: Inputs, policy: Policy
-) -> tuple[tuple[int | None, ...], tuple[int | None, ...], tuple[int | None, ...]]:
+def _customer_columns(inputs: Inputs, policy: Policy) -> tuple[tuple[int | None, ...], ...]:
     """Where each kernel input is in ``inputs.numeric`` (None: not carried)."""
     index = {column: j for j, column in enumerate(inputs.numeric)}
     pair = "offers_made_12m" in index and "offers_declined_12m" in index
@@ -274,6 +304,7 @@ def _customer_columns(
         scalars,
         tuple(index.get(f"{ACCEPT_PREFIX}{kind}") for kind in policy.offer_kinds),
         tuple(index.get(f"{UPLIFT_PREFIX}{kind}") for kind in policy.offer_kinds),
+        tuple(index.get(f"{SAVING_PREFIX}{kind}") for kind in policy.offer_kinds),
     )
 
 

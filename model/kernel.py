@@ -21,9 +21,10 @@ Actions:
 
 - **retain**: ``V_retain = sum_{k=1..H} m * S_p(k) * delta^k = m * A(p)``.
 - **compensate** with offer o (acceptance ``a_o``, unit cost ``c_o`` paid only when accepted,
-  churn reduction ``u_o`` *if accepted*, complaint-cost reduction share ``rho_o``)::
+  churn reduction ``u_o`` *if accepted*, complaint cost saved per month ``s_o`` *if
+  accepted*)::
 
-      p'_o = clip(p - u_o, 0, 1)          m'_o = m + rho_o * cc
+      p'_o = clip(p - u_o, 0, 1)          m'_o = m + s_o
       V_o  = a_o * [ m'_o * A(p'_o) - c_o ] + (1 - a_o) * V_retain
       dV_o = V_o - V_retain = a_o * [ m'_o * A(p'_o) - m * A(p) - c_o ]
 
@@ -31,6 +32,9 @@ Actions:
   ``a_o`` and ``u_o`` come from the ``accept_<kind>`` / ``uplift_<kind>`` inputs (the
   offer-response model); a missing input or a null value falls back to the policy prior
   (``u_o = churn_reduction * p`` for a relative prior, ``churn_reduction`` for an absolute one).
+  ``s_o`` comes from the ``complaint_saving_<kind>`` input (the offer-response model's
+  randomised estimate, :mod:`model.offer_effects`); missing or null falls back to the prior
+  ``rho_o * cc`` with the policy's ``complaint_cost_reduction`` share ``rho_o``.
 - **end**: ``V_end = -exit_cost`` with ``exit_cost = fixed + revenue_months * monthly_revenue
   + receivables_write_off_share * receivables_open + exit_cost_extra`` (the last two optional
   inputs; missing or null counts as 0).
@@ -290,6 +294,8 @@ class Customers(NamedTuple):
         offers_declined: Remedies declined in the last 12 months (reasons only; NaN: not known).
         acceptance: Per catalogue offer, the model's acceptance; NaN falls back to the prior.
         uplift: Per catalogue offer, the model's churn reduction if accepted; NaN: the prior.
+        complaint_saving: Per catalogue offer, the model's complaint cost saved per month while
+            the customer stays, if accepted; NaN (or no entry): the prior ``rho_o * cc``.
     """
 
     p_churn: Value
@@ -306,6 +312,7 @@ class Customers(NamedTuple):
     offers_declined: Value
     acceptance: Sequence[Value]
     uplift: Sequence[Value]
+    complaint_saving: Sequence[Value] = ()
 
 
 class Decisions(NamedTuple):
@@ -323,7 +330,7 @@ class Decisions(NamedTuple):
         offer_expected_cost: ``a_o * c_o``.
         offer_churn_reduction: ``p - p'_o``.
         churn_after_offer: ``p'_o``.
-        offer_complaint_saving: ``rho_o * cc``.
+        offer_complaint_saving: ``s_o``, the monthly complaint cost saved if accepted.
         exit_cost: The exit cost.
         margin_upper: ``m + z * se`` (NaN when ``se`` is unknown).
         certain_upper: ``m + z_c * se`` (NaN when ``se`` is unknown or the policy has no
@@ -409,7 +416,12 @@ def decide_arrays(
         after = p - where(isnan(given_uplift), prior_uplift, given_uplift)
         p_after.append(where(after < 0.0, 0.0, where(after > 1.0, 1.0, after)))
         cost.append(offer.cost_fixed + offer.cost_revenue_multiple * c.revenue)
-        saving.append(offer.complaint_cost_reduction * c.complaint_cost)
+        prior_saving = offer.complaint_cost_reduction * c.complaint_cost
+        if c.complaint_saving:
+            gain = c.complaint_saving[j]
+            saving.append(where(isnan(gain), prior_saving, gain))
+        else:
+            saving.append(prior_saving)
 
     annuities = xp.annuities([p, *p_after], policy.horizon_months, policy.discount_factor)
     ev_retain = margin * annuities[0]

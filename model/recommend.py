@@ -26,6 +26,7 @@ from model.bundle import ModelBundle
 from model.churn import ChurnModel
 from model.decide import decide
 from model.decide_rows import decide_records
+from model.decision_inputs import months_in_window
 from model.explain import explain_records, explain_rows, reason_column, reason_text
 from model.leaf_contributions import ContributionMethod
 from model.policy import Policy
@@ -67,7 +68,7 @@ def _with_months(features: pl.DataFrame) -> pl.DataFrame:
     months = days * MONTHS_PER_YEAR / DAYS_PER_YEAR
     return features.with_columns(
         pl.Series("_months", months, dtype=pl.Float64),
-        pl.Series("_per_month", np.clip(months, 1.0, 12.0), dtype=pl.Float64),
+        pl.Series("_per_month", months_in_window(days), dtype=pl.Float64),
     )
 
 

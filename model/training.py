@@ -44,6 +44,7 @@ from model.drift import build_profile
 from model.gbm import categorical_columns_of
 from model.leak_guard import WARN_THRESHOLD, LeakReport, LeakReview, review_features
 from model.metrics import churn_metrics
+from model.offer_history import build_offer_history
 from model.offer_response import fit_offer_response
 from model.policy import Policy
 from model.recommend import decision_inputs
@@ -312,10 +313,14 @@ def train_from_tables(
     )
     step("fitting the per-customer error band of the value forecast")
     uncertainty = _fit_margin_error(value, split, first_event, config)
-    step("learning offer acceptance and effect from the offers history")
-    history = pl.concat([split.train, split.validation, split.calibration])
+    step("learning offer acceptance and effects from the offers history (randomised holdouts)")
+    offer_history = build_offer_history(tables, plan.test[0], config.horizon_days, config.features)
     offer_response = fit_offer_response(
-        history, tables["offers"], feature_columns=kept, categorical_columns=categorical
+        offer_history,
+        pl.concat([split.train, split.validation, split.calibration]),
+        policy=policy,
+        feature_columns=kept,
+        categorical_columns=categorical,
     )
 
     step(f"evaluating on the test snapshot {plan.test[0]} ({split.test.height:,} customers)")

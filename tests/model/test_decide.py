@@ -26,6 +26,7 @@ from model.decide import (
     fund_offers,
     withhold_offers,
 )
+from model.decide_rows import decide_records
 from model.kernel import SCALARS
 from model.policy import (
     AuthorityTier,
@@ -410,19 +411,44 @@ def test_small_stable_account_is_retained(policy: Policy) -> None:
 
 
 def test_training_is_credited_with_lower_complaint_cost(policy: Policy) -> None:
+    share = policy.offer("training").complaint_cost_reduction
+    assert share > 0  # the policy's prior credits training with a saving
     row = customer(
-        monthly_complaint_cost=1_000.0,
+        monthly_complaint_cost=6_000.0,
         monthly_margin=200.0,
         accept_training=0.9,
         uplift_training=0.0,
     )
     result = one(decide(frame(row), policy))
     assert result["offer_kind"] == "training"
-    assert result["offer_complaint_saving"] == pytest.approx(600.0)  # 60% of 1,000
+    assert result["offer_complaint_saving"] == pytest.approx(share * 6_000.0)
     assert result["action"] == "compensate"
+    saving = f"{share * 6_000.0:,.0f}"
     assert (
-        "If accepted, training for their staff should save about 600 a month in complaint handling"
+        f"If accepted, training for their staff should save about {saving} a month in "
+        "complaint handling"
     ) in result["reasons"]
+
+
+def test_a_learned_complaint_saving_replaces_the_prior(policy: Policy) -> None:
+    row = customer(
+        monthly_complaint_cost=1_000.0,
+        monthly_margin=200.0,
+        accept_training=0.9,
+        uplift_training=0.0,
+        complaint_saving_training=600.0,
+    )
+    result = one(decide(frame(row), policy))
+    assert result["offer_kind"] == "training"
+    assert result["offer_complaint_saving"] == 600.0
+    assert result["action"] == "compensate"
+    # null falls back to the prior, on the frame and the one-record path alike
+    prior = one(decide(frame({**row, "complaint_saving_training": None}), policy))
+    assert prior["offer_complaint_saving"] == pytest.approx(
+        policy.offer("training").complaint_cost_reduction * 1_000.0
+    )
+    (record,) = decide_records([row], policy)
+    assert record["offer_complaint_saving"] == 600.0
 
 
 # --- output shape, invariance, validation ------------------------------------------------------

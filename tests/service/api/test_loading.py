@@ -22,7 +22,7 @@ def test_bundle_folder_is_served_under_its_folder_name(
     assert (serving.version, serving.source, serving.alias) == ("2025-01-model", "path", None)
     assert serving.bundle.churn.params.num_threads == 2
     assert serving.bundle.churn.booster is not None
-    assert serving.policy.version == "2024.1"
+    assert serving.policy.version == "2024.2"
 
 
 def test_missing_bundle_or_policy_is_a_load_error(

@@ -1,0 +1,100 @@
+"""Per-kind offer effects from randomised holdouts, shrunk to the policy's priors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from model.offer_effects import EvidenceConfig, Priors, cost_ratio, kind_evidence, shrink
+
+PRIORS = Priors(acceptance=0.4, churn_reduction=0.2, complaint_reduction=0.3)
+
+
+def _experiment(n: int, seed: int, *, acceptance: float, cut: float, saving: float):
+    """A randomised campaign: 80% offered, 20% held out; an accepted offer cuts churn by the
+    relative share ``cut`` (from 0.2) and the complaint cost (in units of the base, 1.0 when
+    untreated) by ``saving``; a declined offer changes nothing."""
+    rng = np.random.default_rng(seed)
+    treated = rng.random(n) < 0.8
+    took = treated & (rng.random(n) < acceptance)
+    accepted = np.where(treated, took.astype(float), np.nan)
+    churned = (rng.random(n) < 0.2 * np.where(took, 1 - cut, 1.0)).astype(float)
+    cost = rng.gamma(2.0, 0.5, n) * np.where(took, 1 - saving, 1.0)
+    return treated, accepted, churned, cost
+
+
+def test_shrinkage_is_the_precision_weighted_mean() -> None:
+    result = shrink(0.5, 0.1, 0.2, 0.2)
+    assert result.weight == pytest.approx(0.04 / (0.04 + 0.01))
+    assert result.value == pytest.approx(0.8 * 0.5 + 0.2 * 0.2)
+    assert result.moved == pytest.approx(result.value - 0.2)
+    # thin evidence (large se) barely moves the prior; no usable estimate does not move it
+    assert shrink(0.5, 10.0, 0.2, 0.2).weight < 0.001
+    for estimate, se in ((math.nan, 0.1), (0.5, math.nan), (0.5, 0.0)):
+        assert shrink(estimate, se, 0.2, 0.2).value == 0.2
+
+
+def test_randomised_campaign_recovers_the_effect_on_those_who_accept() -> None:
+    treated, accepted, churned, cost = _experiment(
+        200_000, seed=1, acceptance=0.5, cut=0.4, saving=0.6
+    )
+    evidence = kind_evidence("refund", treated, accepted, churned, cost, PRIORS, EvidenceConfig())
+    assert evidence.source == "randomised"
+    assert evidence.acceptance.value == pytest.approx(0.5, abs=0.01)
+    churn, complaints = evidence.churn_reduction, evidence.complaint_reduction
+    # the Wald estimate is within three standard errors of the truth (the se treats the
+    # acceptance rate as known, so it is a little too small), and the data dominate
+    assert abs(churn.estimate - 0.4) < 3 * churn.se
+    assert abs(complaints.estimate - 0.6) < 3 * complaints.se
+    assert churn.weight > 0.9 and complaints.weight > 0.9
+    assert churn.value == pytest.approx(0.4, abs=0.05)
+
+
+def test_thin_arms_and_missing_holdouts_keep_the_prior_and_say_why() -> None:
+    treated, accepted, churned, cost = _experiment(100, seed=2, acceptance=0.5, cut=0.4, saving=0.6)
+    config = EvidenceConfig(min_rows_per_arm=30)
+    thin = kind_evidence("gift", treated, accepted, churned, cost, PRIORS, config)
+    assert thin.source == "prior"
+    assert f"{thin.held_out} held-out" in thin.reason and "fewer than 30" in thin.reason
+    assert thin.churn_reduction.value == PRIORS.churn_reduction
+    assert thin.complaint_reduction.weight == 0.0
+    big = _experiment(5_000, seed=3, acceptance=0.5, cut=0.4, saving=0.6)
+    confounded = kind_evidence("gift", *big, PRIORS, config, holdouts_recorded=False)
+    assert confounded.source == "prior" and "confounded" in confounded.reason
+    # acceptance is still learned from the answers (beta prior worth 20 offers)
+    assert confounded.acceptance.weight > 0.99
+
+
+def test_a_noisy_estimate_moves_the_prior_less_than_a_precise_one() -> None:
+    small = kind_evidence(
+        "service",
+        *_experiment(800, seed=4, acceptance=0.5, cut=0.4, saving=0.6),
+        PRIORS,
+        EvidenceConfig(),
+    )
+    large = kind_evidence(
+        "service",
+        *_experiment(50_000, seed=4, acceptance=0.5, cut=0.4, saving=0.6),
+        PRIORS,
+        EvidenceConfig(),
+    )
+    assert small.churn_reduction.se > large.churn_reduction.se
+    assert small.churn_reduction.weight < large.churn_reduction.weight
+    row = large.to_dict()
+    assert row["churn_reduction_moved"] == pytest.approx(large.churn_reduction.moved)
+    assert row["offered"] + row["held_out"] == 50_000
+
+
+def test_cost_ratio_floors_the_base_and_winsorises() -> None:
+    config = EvidenceConfig(cost_base_floor=10.0, winsorise_at=10.0)
+    ratio = cost_ratio(np.array([120.0, 0.0, 1e9]), np.array([0.0, 50.0, 1.0]), 12.0, config)
+    assert ratio.tolist() == [1.0, 0.0, 10.0]
+
+
+def test_bad_configuration_is_refused() -> None:
+    with pytest.raises(ValueError, match="min_rows_per_arm"):
+        EvidenceConfig(min_rows_per_arm=1)
+    with pytest.raises(ValueError, match="churn_reduction_sd"):
+        EvidenceConfig(churn_reduction_sd=0.0)
