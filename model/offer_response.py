@@ -451,18 +451,21 @@ class OfferResponseModel:
             fit = self.fits[kind]
             learned = fit.acceptance_source == "learned"
             table["shift"].append(fit.acceptance_shift if learned else math.nan)
-            supported = fit.support_threshold is not None and kind in self._support_classes
+            threshold = fit.support_threshold
+            supported = threshold is not None and kind in self._support_classes
             table["column"].append(self._support_classes.index(kind) if supported else 0)
-            table["threshold"].append(fit.support_threshold if supported else math.nan)
+            table["threshold"].append(
+                threshold if threshold is not None and supported else math.nan
+            )
             for stratum in (ALL, ACCEPTORS, REFUSERS):
                 evidence = fit.strata.get(stratum)
-                use = evidence is not None and fit.effect_source(stratum) == "learned"
-                table[f"churn_{stratum}"].append(
-                    evidence.churn_reduction.value if use else math.nan
-                )
-                table[f"complaints_{stratum}"].append(
-                    evidence.complaint_reduction.value if use else math.nan
-                )
+                if evidence is not None and fit.effect_source(stratum) == "learned":
+                    churn = evidence.churn_reduction.value
+                    complaints = evidence.complaint_reduction.value
+                else:
+                    churn = complaints = math.nan
+                table[f"churn_{stratum}"].append(churn)
+                table[f"complaints_{stratum}"].append(complaints)
         arrays = {name: np.array(values, dtype=np.float64) for name, values in table.items()}
         arrays["column"] = arrays["column"].astype(np.int64)
         return arrays
