@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from model.policy import load_policy
 from service.cli import EXIT_USAGE, app
 
 pytestmark = pytest.mark.slow
@@ -70,7 +71,9 @@ def test_a_cdnow_log_trains_and_scores_from_the_cli(tmp_path: Path) -> None:
     )  # fmt: skip
     assert mismatch.exit_code == EXIT_USAGE
     text = " ".join(mismatch.output.split())
-    assert "horizon is 90 days but policy 2024.1 prices decisions over 12 months" in text
+    default = load_policy(REPO / "policies" / "default.toml")
+    expected = f"horizon is 90 days but policy {default.version} prices decisions over 12 months"
+    assert expected in text
     assert not (tmp_path / "x.parquet").exists()
 
 
