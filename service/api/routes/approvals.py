@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from service.api import authority
 from service.api.deps import AgentKey, PolicyDep, StoreDep, ViewerKey
-from service.api.feature_row import ID_MAX_LENGTH
+from service.api.feature_row import ID_MAX_LENGTH, ID_PATTERN
 from service.api.schemas import (
     ApprovalListPublic,
     ApprovalPublic,
@@ -168,7 +168,7 @@ async def decided(
         Query(
             min_length=1,
             max_length=ID_MAX_LENGTH,
-            pattern=r"\S",
+            pattern=ID_PATTERN,
             description="Only this customer's verdicts.",
         ),
     ] = None,

@@ -106,6 +106,7 @@ async def what_if_for_customer(
         Path(
             min_length=1,
             max_length=ID_MAX_LENGTH,
+            pattern=ID_PATTERN,
             description="The customer's key in the CRM.",
             examples=["C0000870"],
         ),

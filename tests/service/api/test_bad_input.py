@@ -79,6 +79,12 @@ def test_a_nul_character_in_a_path_or_query_id_is_refused_on_postgresql(
     assert _locs(listed) == [["query", "customer_id"]]
     read = postgres_client.get("/v1/customers/C%00/recommendation", headers=viewer)
     assert _locs(read) == [["path", "customer_id"]]
+    verdicts = postgres_client.get(
+        "/v1/approvals/decided", headers=viewer, params={"customer_id": "C\x00"}
+    )
+    assert _locs(verdicts) == [["query", "customer_id"]]
+    what_if = postgres_client.post("/v1/customers/C%00/what-if", headers=viewer, json={})
+    assert ["path", "customer_id"] in _locs(what_if)
     fine = postgres_client.get("/v1/decisions", headers=viewer, params={"customer_id": "C1"})
     assert fine.status_code == 200 and fine.json()["decisions"] == []
 
