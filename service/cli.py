@@ -56,7 +56,7 @@ from features.table_import import (
 from features.wide_import import MappingError, WideImportError, import_wide_table, load_mapping
 from model.bundle import BundleError, ModelBundle
 from model.decision_inputs import DecisionInputError
-from model.policy import PolicyError, check_horizon, load_policy
+from model.policy import Policy, PolicyError, check_horizon, load_policy
 from model.registry import (
     CHALLENGER,
     CHAMPION,
@@ -995,6 +995,24 @@ class Engine(StrEnum):
     spark = "spark"
 
 
+def _scoring_model(
+    model: str, tracking_uri: str | None, policy: Path
+) -> tuple[ModelBundle, str, Policy, MlflowSettings]:
+    """The registered model NAME@ALIAS, its version, the decision policy (checked to agree on
+    the horizon) and the MLflow settings it came from; a usage error (exit 2) names what is
+    wrong."""
+    name, alias = _model_reference(model)
+    settings = MlflowSettings(tracking_uri=tracking_uri, model_name=name)
+    try:
+        decision_policy = load_policy(policy)
+        bundle_dir, version = download_bundle(settings, alias)
+        bundle = ModelBundle.load(bundle_dir)
+        check_horizon(decision_policy, bundle.horizon_days)
+    except (RegistryError, PolicyError, BundleError) as error:
+        raise _fail(str(error)) from None
+    return bundle, str(version), decision_policy, settings
+
+
 def _model_reference(value: str) -> tuple[str, str]:
     name, at, alias = value.partition("@")
     if not (name and at and alias):
@@ -1109,20 +1127,12 @@ def score(
         raise _fail(str(error)) from None
     if engine == Engine.spark and (budget is not None or out.suffix.lower() != ".parquet"):
         raise _fail("--engine spark writes a .parquet folder and takes no --budget yet")
-    name, alias = _model_reference(model)
-    settings = MlflowSettings(tracking_uri=tracking_uri, model_name=name)
-    try:
-        decision_policy = load_policy(policy)
-        bundle_dir, version = download_bundle(settings, alias)
-        bundle = ModelBundle.load(bundle_dir)
-        check_horizon(decision_policy, bundle.horizon_days)
-    except (RegistryError, PolicyError, BundleError) as error:
-        raise _fail(str(error)) from None
+    bundle, version, decision_policy, settings = _scoring_model(model, tracking_uri, policy)
     job = ScoreJob(
         data=data,
         out=out,
         bundle=bundle,
-        model_version=str(version),
+        model_version=version,
         policy=decision_policy,
         as_of=snapshot,
         budget=budget,
@@ -1161,21 +1171,13 @@ def _score_table(
         check_output_path(out)
     except OutputError as error:
         raise _fail(str(error)) from None
-    name, alias = _model_reference(model)
-    settings = MlflowSettings(tracking_uri=tracking_uri, model_name=name)
-    try:
-        decision_policy = load_policy(policy)
-        bundle_dir, version = download_bundle(settings, alias)
-        bundle = ModelBundle.load(bundle_dir)
-        check_horizon(decision_policy, bundle.horizon_days)
-    except (RegistryError, PolicyError, BundleError) as error:
-        raise _fail(str(error)) from None
+    bundle, version, decision_policy, settings = _scoring_model(model, tracking_uri, policy)
     job = TableScoreJob(
         table=table,
         mapping=mapping,
         out=out,
         bundle=bundle,
-        model_version=str(version),
+        model_version=version,
         policy=decision_policy,
         as_of=snapshot or date.today(),
         drivers=drivers,
@@ -1196,7 +1198,7 @@ def _score_table(
         return
     console.print(
         f"scored {summary['customers']:,} customers of {table.name} as of {summary['as_of']} "
-        f"with {name} version {summary['model_version']} and policy "
+        f"with {settings.model_name} version {summary['model_version']} and policy "
         f"{summary['policy_version']}: "
         + ", ".join(f"{action} {n:,}" for action, n in summary["actions"].items())
     )
