@@ -44,10 +44,10 @@ def save_recommendations(store: Store, parts: Iterable[pl.DataFrame], run_id: st
     Returns:
         Rows saved.
     """
-    return store.save_recommendation_batches((_rows(part) for part in parts), run_id=run_id)
+    return store.save_recommendation_frames((_rows(part) for part in parts), run_id=run_id)
 
 
-def _rows(recommendations: pl.DataFrame) -> list[dict[str, object]]:
+def _rows(recommendations: pl.DataFrame) -> pl.DataFrame:
     if "recommendation_id" not in recommendations.columns:
         recommendations = recommendations.with_columns(
             recommendation_id=recommendation_ids(recommendations)
@@ -56,9 +56,9 @@ def _rows(recommendations: pl.DataFrame) -> list[dict[str, object]]:
         "recommendation_id",
         "customer_id",
         *OWNER_COLUMNS,
-        pl.col("as_of").cast(pl.String),
+        pl.col("as_of").cast(pl.Date),
         "action",
         pl.col("model_version").cast(pl.String),
         pl.col("policy_version").cast(pl.String),
         payload=recommendation_payloads_json(recommendations),
-    ).to_dicts()
+    )
