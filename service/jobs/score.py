@@ -185,9 +185,13 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
                 recommendation_id=recommendation_ids(frame), run_id=pl.lit(run_id)
             )
 
+        ids: list[pl.Series] = []  # per part, for publishing: made once (a uuid5 per row)
+
         def finish_and_count(frame: pl.DataFrame) -> pl.DataFrame:
             scored.tally.add(frame)
-            return finish(frame)
+            finished = finish(frame)
+            ids.append(finished.get_column("recommendation_id"))
+            return finished
 
         staging.publish(finish_and_count)
         stepped = _lap(scored, "write", stepped)
@@ -211,7 +215,7 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
         stepped = _lap(scored, "drift", stepped)
         if job.database_url is not None:
             try:
-                summary["published"] = _publish(job.database_url, staging, finish, run_id)
+                summary["published"] = _publish(job.database_url, staging, ids, run_id)
             except StoreError as error:
                 result.publish_error = f"publishing to the store failed: {error}"
             stepped = _lap(scored, "publish", stepped)
@@ -405,10 +409,15 @@ def _apply_budget(
     }
 
 
-def _publish(database_url: str, staging: Staging, finish: Callable, run_id: str) -> int:
+def _publish(database_url: str, staging: Staging, ids: list[pl.Series], run_id: str) -> int:
+    """Save the staged parts, with the recommendation ids the output was written with."""
+    parts = (
+        part.with_columns(recommendation_id=part_ids, run_id=pl.lit(run_id))
+        for part, part_ids in zip(staging.parts(), ids, strict=True)
+    )
     with Store(database_url) as store:
         store.migrate()
-        return save_recommendations(store, (finish(part) for part in staging.parts()), run_id)
+        return save_recommendations(store, parts, run_id)
 
 
 def _drift_summary(
