@@ -81,6 +81,8 @@ class ScoreJob:
         drivers: Churn drivers explained per non-"retain" customer (0: none).
         explain_retained: Explain "retain" customers too.
         language: Language of reasons and drivers.
+        decide_threads: Threads deciding each part (see
+            :class:`service.jobs.score_part.ScoringSettings`).
     """
 
     data: Path
@@ -96,6 +98,7 @@ class ScoreJob:
     drivers: int = 3
     explain_retained: bool = False
     language: str = "en"
+    decide_threads: int = 2
 
 
 @dataclass
@@ -165,6 +168,7 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
         drivers=job.drivers,
         explain_retained=job.explain_retained,
         language=job.language,
+        decide_threads=job.decide_threads,
     )
     budget = job.budget if job.budget is not None else job.policy.guardrails.offer_budget
     staging = Staging(job.out)

@@ -306,3 +306,17 @@ def test_a_budget_funds_the_best_offers_across_parts_and_is_never_exceeded(
         else:
             assert cost > left - 1e-9
     assert all("budget" in " ".join(r) for r in dropped["reasons"])
+
+
+def test_deciding_a_part_on_several_threads_gives_the_same_bytes(
+    single, export, bundle, policy, tmp_path, monkeypatch
+):
+    from service.jobs import score_part
+
+    monkeypatch.setattr(score_part, "_MIN_ROWS_PER_THREAD", 50)  # the small world's parts
+    _, whole = single  # decide_threads=2 by default, but too few rows to split
+    out = {}
+    for threads in (1, 3):
+        out[threads] = tmp_path / f"threads-{threads}.parquet"
+        run_score_job(job(export, out[threads], bundle, policy, decide_threads=threads))
+    assert out[3].read_bytes() == out[1].read_bytes() == whole.read_bytes()
