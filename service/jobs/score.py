@@ -83,6 +83,8 @@ class ScoreJob:
         language: Language of reasons and drivers.
         decide_threads: Threads deciding each part (see
             :class:`service.jobs.score_part.ScoringSettings`).
+        keep_runs: After publishing, keep the store's history to this many newest runs
+            (:meth:`service.storage.Store.prune_runs`); None keeps every run.
     """
 
     data: Path
@@ -99,6 +101,7 @@ class ScoreJob:
     explain_retained: bool = False
     language: str = "en"
     decide_threads: int = 2
+    keep_runs: int | None = None
 
 
 @dataclass
@@ -219,7 +222,9 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
         stepped = _lap(scored, "drift", stepped)
         if job.database_url is not None:
             try:
-                summary["published"] = _publish(job.database_url, staging, ids, run_id)
+                summary["published"], summary["pruned"] = _publish(
+                    job.database_url, staging, ids, run_id, job.keep_runs
+                )
             except StoreError as error:
                 result.publish_error = f"publishing to the store failed: {error}"
             stepped = _lap(scored, "publish", stepped)
@@ -413,15 +418,19 @@ def _apply_budget(
     }
 
 
-def _publish(database_url: str, staging: Staging, ids: list[pl.Series], run_id: str) -> int:
-    """Save the staged parts, with the recommendation ids the output was written with."""
+def _publish(
+    database_url: str, staging: Staging, ids: list[pl.Series], run_id: str, keep: int | None
+) -> tuple[int, int | None]:
+    """Save the staged parts, with the recommendation ids the output was written with, then
+    prune the history to ``keep`` runs if asked: (rows saved, rows pruned or None)."""
     parts = (
         part.with_columns(recommendation_id=part_ids, run_id=pl.lit(run_id))
         for part, part_ids in zip(staging.parts(), ids, strict=True)
     )
     with Store(database_url) as store:
         store.migrate()
-        return save_recommendations(store, parts, run_id)
+        saved = save_recommendations(store, parts, run_id)
+        return saved, None if keep is None else store.prune_runs(keep)
 
 
 def _drift_summary(

@@ -32,6 +32,7 @@ from sqlalchemy import (
     Text,
     case,
     cast,
+    delete,
     func,
     literal,
     select,
@@ -268,6 +269,53 @@ class Store:
             writer.finish()
         logger.info("saved %d recommendations of run %s", writer.saved, run)
         return writer.saved
+
+    def prune_runs(self, keep: int) -> int:
+        """Delete the recommendations of all but the ``keep`` newest batch runs, except those
+        still needed: the one in force for each customer, and any that a decision or an
+        approval cites. Each nightly run adds its full payloads (about 1.6 GB of SQLite per
+        million customers); history older than the runs kept is then only in the runs'
+        Parquet outputs.
+
+        Args:
+            keep: Runs to keep whole (at least 1), newest first by when they were saved.
+
+        Returns:
+            Recommendations deleted.
+
+        Raises:
+            StoreError: ``keep`` is below 1, or the database failed.
+        """
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise StoreError(
+                f"keep must be a whole number of runs >= 1, got {keep!r}", field="keep"
+            )
+        runs = (
+            select(recommendations.c.run_id)
+            .group_by(recommendations.c.run_id)
+            .order_by(
+                func.max(recommendations.c.created_at).desc(), recommendations.c.run_id.desc()
+            )
+        )
+        cited = [
+            select(latest_recommendations.c.recommendation_id),
+            select(decisions.c.recommendation_id).where(decisions.c.recommendation_id.is_not(None)),
+            select(approvals.c.recommendation_id),
+        ]
+        with self._database_errors("prune old runs"), self._transaction(write=True) as conn:
+            old = [row.run_id for row in conn.execute(runs.offset(keep))]
+            if not old:
+                return 0
+            deleted = conn.execute(
+                delete(recommendations).where(
+                    recommendations.c.run_id.in_(old),
+                    *[recommendations.c.recommendation_id.not_in(query) for query in cited],
+                )
+            ).rowcount
+        logger.info(
+            "pruned %d recommendations of %d runs older than the newest %d", deleted, len(old), keep
+        )
+        return int(deleted)
 
     def latest_recommendation(self, customer_id: str) -> StoredRecommendation | None:
         """The recommendation in force for a customer.

@@ -320,3 +320,27 @@ def test_deciding_a_part_on_several_threads_gives_the_same_bytes(
         out[threads] = tmp_path / f"threads-{threads}.parquet"
         run_score_job(job(export, out[threads], bundle, policy, decide_threads=threads))
     assert out[3].read_bytes() == out[1].read_bytes() == whole.read_bytes()
+
+
+def test_keeping_the_last_run_prunes_the_one_before(export, bundle, policy, tmp_path):
+    url = f"sqlite:///{tmp_path / 'keepwise.db'}"
+    first = run_score_job(
+        job(export, tmp_path / "first.parquet", bundle, policy, database_url=url, keep_runs=1)
+    )
+    assert first.summary["pruned"] == 0
+    newer = ScoreJob(  # another model version: new recommendation ids, a new run
+        data=export,
+        out=tmp_path / "second.parquet",
+        bundle=bundle,
+        model_version="8",
+        policy=policy,
+        database_url=url,
+        keep_runs=1,
+    )
+    second = run_score_job(newer)
+    assert second.summary["pruned"] == first.summary["published"]
+    old = pl.read_parquet(tmp_path / "first.parquet")["recommendation_id"][0]
+    with Store(url) as store:
+        assert store.recommendation_by_id(old) is None
+        customer = pl.read_parquet(tmp_path / "second.parquet")["customer_id"][0]
+        assert store.latest_recommendation(customer).model_version == "8"  # type: ignore[union-attr]
