@@ -82,7 +82,8 @@ class ScoreJob:
         explain_retained: Explain "retain" customers too.
         language: Language of reasons and drivers.
         decide_threads: Threads deciding each part (see
-            :class:`service.jobs.score_part.ScoringSettings`).
+            :class:`service.jobs.score_part.ScoringSettings`); 1 until a quiet machine shows
+            that 2 pay off (docs/benchmarks.md: not measurable under the load it was tried).
         keep_runs: After publishing, keep the store's history to this many newest runs
             (:meth:`service.storage.Store.prune_runs`); None keeps every run.
     """
@@ -100,7 +101,7 @@ class ScoreJob:
     drivers: int = 3
     explain_retained: bool = False
     language: str = "en"
-    decide_threads: int = 2
+    decide_threads: int = 1
     keep_runs: int | None = None
 
 

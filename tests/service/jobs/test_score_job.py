@@ -314,7 +314,7 @@ def test_deciding_a_part_on_several_threads_gives_the_same_bytes(
     from service.jobs import score_part
 
     monkeypatch.setattr(score_part, "_MIN_ROWS_PER_THREAD", 50)  # the small world's parts
-    _, whole = single  # decide_threads=2 by default, but too few rows to split
+    _, whole = single  # one thread
     out = {}
     for threads in (1, 3):
         out[threads] = tmp_path / f"threads-{threads}.parquet"
