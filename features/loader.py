@@ -641,7 +641,7 @@ def _normalised_by_value(text: pl.Series) -> pl.Series:
     out once per distinct value: an enumeration has a handful of them in millions of rows, and
     the string work per row was the costliest part of reading the complaints table."""
     distinct = text.drop_nulls().unique()
-    read = distinct.to_frame().select(_normalised(_parse_text(pl.col(text.name), pl.String)))
+    read = distinct.to_frame().select(_normalised(_parse_text(pl.col(text.name), pl.String())))
     return text.replace_strict(distinct, read.to_series(), default=None, return_dtype=pl.String)
 
 

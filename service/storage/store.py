@@ -754,8 +754,9 @@ class Store:
             self._lock if self._lock is not None else nullcontext()
         )
         with serial, self._write_engine.connect() as conn:
-            raw = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
-            earlier = {} if raw is None else {n: _sqlite_setting(raw, n) for n in _BULK_SQLITE}
+            raw: Any = conn.connection.driver_connection
+            on_sqlite = conn.dialect.name == "sqlite"
+            earlier = {n: _sqlite_setting(raw, n) for n in _BULK_SQLITE} if on_sqlite else {}
             try:
                 for name in earlier:
                     raw.execute(f"PRAGMA {name} = {_BULK_SQLITE[name]}")
