@@ -33,7 +33,10 @@ from service.settings import Settings
 
 def _body(features: Path) -> bytes:
     world = json.loads(Path("keepwise-data/world/world.json").read_text())
-    row = json.loads(pl.read_parquet(features).sort("customer_id").head(1).write_json())
+    # the load benchmark's customer (experiments/benchmarks/api/bodies.py)
+    row = json.loads(
+        pl.read_parquet(features).sort("customer_id").drop_nulls().head(1).write_json()
+    )
     return json.dumps({"as_of": world["export_date"], "customers": row}).encode()
 
 
@@ -135,6 +138,8 @@ async def _main(args: argparse.Namespace) -> None:
         for _ in range(args.requests):
             await _request(app, body, token, args.query)
         profiler.disable()
+        if args.save:
+            profiler.dump_stats(args.save)
         stats = pstats.Stats(profiler)
         stats.sort_stats(args.sort).print_stats(args.lines)
     await inbox.put({"type": "lifespan.shutdown"})
@@ -148,6 +153,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print a cProfile")
     parser.add_argument("--sort", default="cumulative", help="cProfile sort key")
     parser.add_argument("--lines", type=int, default=60, help="cProfile lines shown")
+    parser.add_argument("--save", type=Path, help="write the cProfile data here (pstats)")
     parser.add_argument("--dump", type=Path, help="write the first answer's bytes here")
     args = parser.parse_args()
     asyncio.run(_main(args))
