@@ -12,8 +12,8 @@ Every dependency here is ``async def``: they only read app state or hash a key, 
 would run a plain ``def`` dependency in the thread pool, one thread hop each, which cost more
 than the scoring itself. Even on the loop each dependency costs FastAPI some 15 µs of CPU per
 request, so the chains are short: the role check authenticates the key itself and the model
-dependency reads the holder itself (a scoring request solves six: key and role, bearer
-credentials, store, model, explainer).
+dependency reads the holder itself (a scoring request's tree has six nodes: the endpoint, the
+role check, the bearer credentials under it, the store, the model and the explainer).
 """
 
 from __future__ import annotations

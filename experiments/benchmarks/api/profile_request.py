@@ -7,8 +7,10 @@ Run from the repository after ``python3 dev.py demo --no-serve``. Builds the app
 ``keepwise serve`` does (API keys on, the demo champion from ``./mlflow.db``, a scratch store),
 runs its lifespan, then sends the benchmark's one-customer body straight through the ASGI app
 (no sockets, no HTTP parsing: uvicorn's share is not in these figures) and prints the CPU time
-per request of the fastest and the median of ``--batches`` batches (the machine may be shared). ``--profile`` adds a cProfile of the same loop, sorted by cumulative time;
-``--stages`` times the scoring stages of one request outside the app.
+per request of the fastest and the median of ``--batches`` batches (the machine may be
+shared). ``--profile`` adds a cProfile of another loop as long (``--sort``, ``--lines``;
+``--save FILE`` keeps it for ``pstats``); ``--dump FILE`` writes the first answer's bytes, to
+compare two trees' answers.
 """
 
 from __future__ import annotations
