@@ -175,9 +175,11 @@ def _oracle_metrics(
         archetypes = truth_customers.select("customer_id", "archetype").collect()
         per_archetype = by_archetype(chosen_true_values(decided, values, policy), archetypes)
         table = per_archetype.to_dicts()
-        for row in table:
-            for name in ("oracle_gain", "true_gain", "offer_true_gain", "model_gain"):
-                metrics[f"oracle.{row['archetype']}.{name}"] = float(row[name])
+        for name in ("oracle_gain", "true_gain", "offer_true_gain", "model_gain"):
+            for archetype, value in zip(
+                per_archetype["archetype"], per_archetype[name].cast(pl.Float64), strict=True
+            ):
+                metrics[f"oracle.{archetype}.{name}"] = float(value)
     return metrics, table
 
 
