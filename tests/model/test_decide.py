@@ -410,6 +410,30 @@ def test_small_stable_account_is_retained(policy: Policy) -> None:
     assert any(r.startswith("No offer pays for itself") for r in result["reasons"])
 
 
+def test_a_share_of_the_bill_is_priced_on_at_least_the_margin(policy: Policy) -> None:
+    # a customer in their first weeks: nothing invoiced yet, but the forecast margin is 300 a
+    # month, so the bill a refund is half of is at least 300
+    new = recoverable_complainer(0.0) | {
+        "monthly_margin": 300.0,
+        "monthly_margin_se": 30.0,
+        "months_of_history": 1,
+    }
+    result = one(decide(frame(new), policy), "rc0")
+    horizon, delta = policy.horizon_months, policy.discount_factor
+
+    def annuity(p: float) -> float:
+        return sum((1 - p) ** (k / horizon) * delta**k for k in range(1, horizon + 1))
+
+    refund_cost = policy.offer("refund").cost_revenue_multiple * 300.0
+    assert refund_cost > 0
+    expected = 0.6 * (300.0 * annuity(0.45 - 0.25) - refund_cost) + 0.4 * 300.0 * annuity(0.45)
+    assert result["ev_offer_refund"] == pytest.approx(expected, rel=1e-12)
+    # where revenue exceeds the margin, revenue prices it (half a month's billing, as before)
+    assert one(decide(frame(recoverable_complainer(1_000.0)), policy), "rc1000")[
+        "offer_cost"
+    ] == pytest.approx(500.0)
+
+
 def test_training_is_credited_with_lower_complaint_cost(policy: Policy) -> None:
     share = policy.offer("training").complaint_cost_reduction
     assert share > 0  # the policy's prior credits training with a saving
@@ -799,7 +823,8 @@ def reference(row: dict[str, Any], policy: Policy) -> dict[str, Any]:
             u = offer.churn_reduction * (p if offer.churn_reduction_mode == "relative" else 1)
         p_after = min(max(p - u, 0.0), 1.0)
         m_after = m + offer.complaint_cost_reduction * row["monthly_complaint_cost"]
-        cost = offer.cost_fixed + offer.cost_revenue_multiple * row["monthly_revenue"]
+        billed = max(row["monthly_revenue"], m)  # a bill is at least the margin it carries
+        cost = offer.cost_fixed + offer.cost_revenue_multiple * billed
         offers[offer.kind] = (a * (m_after * annuity(p_after) - cost) + (1 - a) * v_retain, cost)
     best_kind = max(offers, key=lambda kind: offers[kind][0])  # first on ties, like decide()
     v_best, cost = offers[best_kind]
