@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +36,8 @@ from service.api.schemas import EXAMPLE_FEATURES, recommendation_from_row
 from service.api.serving import load_serving_model
 from service.cli import EXIT_USAGE
 from service.cli import app as cli
-from service.settings import Settings, get_settings
-from tests.service.api.support import AppFactory, Keys, start
+from service.settings import Settings
+from tests.service.api.support import AppFactory, Keys, serve_in_process, start
 
 runner = CliRunner()
 NAME = "keepwise-mine"
@@ -418,36 +417,11 @@ def test_fuzzed_table_rows_get_documented_answers_and_no_500(
         asgi.shutdown_lifespans()
 
 
-def _serve(monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str, **env: str) -> tuple[int, str]:
-    """`keepwise serve ARGS` in this process, up to the point where uvicorn would start."""
-    import service.cli as cli_module
-
-    started: dict[str, int] = {}
-    monkeypatch.setattr(cli_module, "api_run", lambda host, port: started.update(port=port))
-    for name in [n for n in os.environ if n.startswith("KEEPWISE_")]:
-        monkeypatch.delenv(name)
-    for name in ("MODEL_NAME", "MODEL_ALIAS", "POLICY", "MLFLOW_TRACKING_URI", "API_KEYS_FILE"):
-        monkeypatch.setenv(f"KEEPWISE_{name}", "set-by-serve")  # so monkeypatch restores it
-        monkeypatch.delenv(f"KEEPWISE_{name}")
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.chdir(cwd)
-    get_settings.cache_clear()
-    try:
-        result = runner.invoke(cli, ["serve", *args])
-    finally:
-        get_settings.cache_clear()
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    said = " ".join(result.output.split())
-    assert (result.exit_code == 0) == bool(started), said
-    return result.exit_code, said
-
-
 def test_serve_refuses_a_model_whose_horizon_the_policy_does_not_price(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, wide: Wide, repo: Path
 ) -> None:
     folder = str(_save_as(wide, tmp_path / "quarterly-model", horizon_days=90))
-    code, said = _serve(monkeypatch, tmp_path, KEEPWISE_MODEL_PATH=folder)
+    code, said = serve_in_process(monkeypatch, tmp_path, KEEPWISE_MODEL_PATH=folder)
     assert code == EXIT_USAGE
     assert "cannot serve: model bundle" in said
     assert (
@@ -455,9 +429,11 @@ def test_serve_refuses_a_model_whose_horizon_the_policy_does_not_price(
     )
     assert "Serve a fitting policy with --policy FILE" in said
     quarterly = str(repo / "policies" / "quarterly.toml")
-    code, said = _serve(monkeypatch, tmp_path, "--policy", quarterly, KEEPWISE_MODEL_PATH=folder)
+    code, said = serve_in_process(
+        monkeypatch, tmp_path, "--policy", quarterly, KEEPWISE_MODEL_PATH=folder
+    )
     assert code == 0, said
-    code, said = _serve(monkeypatch, tmp_path, "--policy", "nowhere.toml")
+    code, said = serve_in_process(monkeypatch, tmp_path, "--policy", "nowhere.toml")
     assert code == EXIT_USAGE and "--policy nowhere.toml is not a file" in said
 
 
@@ -467,10 +443,10 @@ def test_serve_refuses_a_wide_model_that_does_not_say_which_columns_it_takes(
     registered = ModelBundle.load(_save_as(wide, tmp_path / "new"))
     summary = {k: v for k, v in registered.summary.items() if k != "wide_table"}
     folder = str(_save_as(wide, tmp_path / "old", summary=summary))
-    code, said = _serve(monkeypatch, tmp_path, KEEPWISE_MODEL_PATH=folder)
+    code, said = serve_in_process(monkeypatch, tmp_path, KEEPWISE_MODEL_PATH=folder)
     assert code == EXIT_USAGE
     assert "was trained on a wide table (keepwise train --table) before keepwise recorded" in said
-    code, said = _serve(
+    code, said = serve_in_process(
         monkeypatch, tmp_path, "--model", f"{NAME}@champion", "--tracking-uri", wide.uri
     )
     assert code == 0, said  # the registered model records them
