@@ -37,6 +37,7 @@ import polars as pl
 
 from features.wide_import import (
     COMPLAINTS,
+    MARGIN,
     REVENUE,
     ColumnRule,
     Dtype,
@@ -273,13 +274,18 @@ def spec_from_import(
     if mapping.id is not None:
         columns.append(WideColumn(mapping.id, "id", None, nullable=False, example="example-1"))
     roles: dict[str, Role] = {}
-    for role, name in mapping.roles:
-        if role in ("revenue", "cost", "complaints", "tenure", "segment"):
-            roles[name] = cast(Role, role)
+    for mapped, name in mapping.roles:
+        if mapped in ("revenue", "cost", "complaints", "tenure", "segment"):
+            roles[name] = cast(Role, mapped)
     if mapping.revenue is not None:
         columns.append(_numeric(mapping.revenue, "revenue", frame, REVENUE, used, nullable=False))
     if mapping.cost is not None:
-        columns.append(WideColumn(mapping.cost, "cost", "float64", nullable=False, example=0.0))
+        cost = frame.get_column(REVENUE) - frame.get_column(MARGIN)
+        columns.append(
+            WideColumn(
+                mapping.cost, "cost", "float64", nullable=False, example=_median(cost, "float64")
+            )
+        )
     if mapping.complaints is not None:
         columns.append(_numeric(mapping.complaints, "complaints", frame, COMPLAINTS, used))
     skip = {REVENUE, COMPLAINTS}

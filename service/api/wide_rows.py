@@ -189,7 +189,7 @@ def _request_model(
 ) -> type[BaseModel]:
     """The request body: ``as_of`` and 1 to MAX_BATCH rows, ids unique when there are ids."""
     id_column = spec.mapping.id
-    validators = {}
+    validators: dict[str, Any] = {}
     if id_column is not None:
 
         def unique_customers(self: Any) -> Any:
