@@ -24,6 +24,7 @@ Magnitudes are bounded as for the CRM feature rows (:mod:`service.api.feature_ro
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -128,7 +129,7 @@ class TableRows:
         ignored = [f"`{c.name}`" for c in self.spec.columns if not c.read]
         text = f"Each row takes {', '.join(read)}"
         if ignored:
-            text += f"; {', '.join(ignored)} may be sent and are ignored"
+            text += f"; it may also hold {', '.join(ignored)}, which the model does not read"
         return text + "."
 
 
@@ -284,6 +285,8 @@ def _field(column: WideColumn, policy: Policy, tenure_unit: str) -> tuple[Any, A
         ]
     elif column.kind == "boolean":
         annotation = Annotated[bool, Field(strict=True)]
+    elif column.role == "segment":
+        annotation = _text_type(max_length=TEXT_MAX_LENGTH, pattern=segment_pattern(policy))
     else:
         annotation = _text_type(max_length=TEXT_MAX_LENGTH)
     if column.nullable:
@@ -292,6 +295,20 @@ def _field(column: WideColumn, policy: Policy, tenure_unit: str) -> tuple[Any, A
     return annotation, Field(
         ..., alias=column.name, title=column.name, description=description, examples=examples
     )
+
+
+def segment_pattern(policy: Policy) -> str:
+    """A pattern matching the policy's segments as the import reads them: any case, spaces
+    or hyphens for the underscore, blanks around (``Small Business``, ``mid-market``)."""
+
+    def letters(word: str) -> str:
+        return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+    alternatives = [
+        r"(?:[\s-]+|_)".join(letters(part) for part in segment.split("_"))
+        for segment in policy.segments
+    ]
+    return rf"^\s*(?:{'|'.join(alternatives)})\s*$"
 
 
 def _describe(column: WideColumn, policy: Policy, tenure_unit: str) -> str:

@@ -91,6 +91,12 @@ def parse_table_request(body: bytes, table: TableRows) -> BaseModel:
         ) from None
 
 
+def customer_ids(request: Any, table: TableRows) -> list[str | None]:
+    """The id of each row of a validated request (None for a table without an id column)."""
+    column = table.spec.mapping.id
+    return [None if column is None else row.record()[column] for row in request.customers]
+
+
 def score_table_rows(
     request: Any,
     serving: ServingModel,
@@ -164,7 +170,11 @@ def score_table_rows(
 
 
 def _check_segments(segments: list[str | None], table: TableRows, serving: ServingModel) -> None:
+    """422 items for rows whose segment the policy does not know (none without a segment
+    column: an assumed segment was checked when the model was loaded)."""
     column = table.spec.mapping.segment
+    if column is None:
+        return
     allowed = set(serving.policy.segments)
     problems = [
         {
@@ -176,7 +186,7 @@ def _check_segments(segments: list[str | None], table: TableRows, serving: Servi
         for index, segment in enumerate(segments)
         if segment not in allowed
     ]
-    if problems and column is not None:
+    if problems:
         raise RowsRejected(problems)
 
 

@@ -46,6 +46,7 @@ from service.api.wide_rows import REQUEST_SCHEMA
 from service.api.wide_scoring import (
     TABLE_PATH,
     NotATableModel,
+    customer_ids,
     parse_table_request,
     score_table_rows,
     table_of,
@@ -207,7 +208,7 @@ async def recommend_for_table_rows(
     try:
         parsed = await run_in_threadpool(parse_table_request, body, table)
         if key.scoped:
-            ids = [row.record().get(table.spec.mapping.id or "") for row in parsed.customers]  # type: ignore[attr-defined]
+            ids = customer_ids(parsed, table)
             if outside := await store_call(_ids_outside_scope, ids, key, store):
                 shown = ", ".join(f"'{c}'" for c in outside[:20])
                 raise HTTPException(404, detail=f"customer(s) {shown} not found for this key")
