@@ -482,3 +482,34 @@ def test_serve_refuses_a_wide_model_that_does_not_say_which_columns_it_takes(
         monkeypatch, tmp_path, "--model", f"{NAME}@champion", "--tracking-uri", wide.uri
     )
     assert code == 0, said  # the registered model records them
+
+
+def test_a_table_without_ids_numbers_the_rows_and_says_so(
+    tmp_path: Path, make_app: AppFactory, keys: Keys
+) -> None:
+    export, _ = _export(n=400, seed=9)
+    export = export.drop("Account", "Fee")  # no id, no revenue: both assumed
+    mapping = MAPPING.replace('id = "Account"\n', "").replace(
+        'revenue = "Fee"', "assumed_monthly_revenue = 50.0"
+    )
+    table, mapping_file = tmp_path / "plain.csv", tmp_path / "plain.toml"
+    export.write_csv(table)
+    mapping_file.write_text(mapping)
+    uri = f"sqlite:///{tmp_path}/m.db"
+    trained = runner.invoke(
+        cli,
+        ["train", "--table", str(table), "--mapping", str(mapping_file), "--cv", "2",
+         "--tracking-uri", uri],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    app = make_app(loader=load_serving_model, mlflow_tracking_uri=uri, model_name="keepwise-plain",
+                   model_alias="challenger")  # fmt: skip
+    rows = export.drop("Left").head(3).to_dicts()
+    with start(app) as client:
+        answer = _post(client, keys, rows)
+    assert answer.status_code == 200, answer.text
+    served = answer.json()["recommendations"]
+    assert [r["customer_id"] for r in served] == ["1", "2", "3"]
+    said = " ".join(served[0]["assumptions"])
+    assert "customer_id is the data row number" in said and "50.00 a month" in said
+    assert {r["monthly_revenue"] for r in served} == {50.0}
