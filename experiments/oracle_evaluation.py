@@ -24,6 +24,12 @@ Totals over the snapshot's customers are compared with "retain everyone" (``sum 
 0 means no better than doing nothing, 1 as good as the oracle. The offer-decision share credits
 only the customers the policy compensated (ended or retained customers add nothing), so it
 measures the offers alone.
+
+The model's own promise is put next to the truth: ``model_gain_i = EV_chosen - EV_retain``
+from the decision's expected values (``ev_retain``, ``ev_best_offer``, ``ev_end``), and
+``sum model_gain`` is compared with the true gain ``sum (policy_i - V_retain)``. Per archetype of
+the world (:func:`by_archetype`) the same sums show where the gain comes from and where offers
+lose money in truth.
 """
 
 from __future__ import annotations
@@ -54,6 +60,17 @@ class OracleComparison:
     offer_only_oracle: float
     policy_offer_gain: float  # true gain of the policy's offers over retaining those customers
     compensated: int
+    model_expected_gain: float = float("nan")  # the decisions' own EV gain over retain-all
+
+    @property
+    def true_gain(self) -> float:
+        """The policy's true gain over "retain everyone"."""
+        return self.policy - self.retain_all
+
+    @property
+    def model_over_true_gain(self) -> float:
+        """The model's expected gain over the true gain (1 is an honest promise)."""
+        return self.model_expected_gain / self.true_gain if self.true_gain else float("nan")
 
     def share_of_oracle_gain(self, value: float) -> float:
         gain = self.oracle - self.retain_all
@@ -123,7 +140,9 @@ def chosen_true_values(
 
     Returns:
         customer_id, action, offer_kind, true_retain, true_policy, true_top_decile,
-        true_oracle, true_offer_only, true_offer_gain (0 unless compensated).
+        true_oracle, true_offer_only, true_offer_gain (0 unless compensated), true_end and
+        model_gain (the decision's expected gain over retain; null without the ``ev_``
+        columns).
 
     Raises:
         OracleError: the oracle does not cover the snapshot or some of its customers.
@@ -131,8 +150,19 @@ def chosen_true_values(
     as_of = recommendations["as_of"][0]
     kinds = offer_kinds(policy)
     values = true_action_values(action_values, as_of, policy)
+    has_values = all(c in recommendations.columns for c in ("ev_retain", "ev_best_offer", "ev_end"))
+    model_gain = (
+        pl.when(pl.col("action") == "compensate")
+        .then(pl.col("ev_best_offer"))
+        .when(pl.col("action") == "end")
+        .then(pl.col("ev_end"))
+        .otherwise(pl.col("ev_retain"))
+        - pl.col("ev_retain")
+        if has_values
+        else pl.lit(None, dtype=pl.Float64)
+    )
     chosen = recommendations.select(
-        "customer_id", "action", "offer_kind", "segment", "p_churn"
+        "customer_id", "action", "offer_kind", "segment", "p_churn", model_gain=model_gain
     ).join(values, on="customer_id", how="left")
     unknown = chosen.filter(pl.col("true_retain").is_null())
     if unknown.height:
@@ -167,6 +197,8 @@ def chosen_true_values(
         true_offer_gain=pl.when(pl.col("action") == "compensate")
         .then(offer_value - pl.col("true_retain"))
         .otherwise(0.0),
+        true_end=pl.col("true_end"),
+        model_gain=pl.col("model_gain"),
     )
 
 
@@ -195,6 +227,8 @@ def compare_with_oracle(
         offer_only=pl.col("true_offer_only").sum(),
         offer_gain=pl.col("true_offer_gain").sum(),
         compensated=(pl.col("action") == "compensate").sum(),
+        model_gain=pl.col("model_gain").sum(),
+        model_gain_known=pl.col("model_gain").is_not_null().all(),
     ).row(0, named=True)
     return OracleComparison(
         customers=int(row["customers"]),
@@ -205,4 +239,34 @@ def compare_with_oracle(
         offer_only_oracle=float(row["offer_only"]),
         policy_offer_gain=float(row["offer_gain"]),
         compensated=int(row["compensated"]),
+        model_expected_gain=float(row["model_gain"]) if row["model_gain_known"] else float("nan"),
+    )
+
+
+def by_archetype(per_customer: pl.DataFrame, archetypes: pl.DataFrame) -> pl.DataFrame:
+    """Where the gain comes from: the sums of :func:`chosen_true_values` per archetype.
+
+    Args:
+        per_customer: Output of :func:`chosen_true_values`.
+        archetypes: customer_id, archetype (the world's ``truth_customers``).
+
+    Returns:
+        One row per archetype (sorted): customers, compensated, ended, oracle_gain (the oracle's
+        gain over retaining them), offer_only_gain, true_gain (the policy's), offer_true_gain
+        (its offers' alone) and model_gain (what the decisions expected).
+    """
+    return (
+        per_customer.join(archetypes.select("customer_id", "archetype"), on="customer_id")
+        .group_by("archetype")
+        .agg(
+            customers=pl.len(),
+            compensated=(pl.col("action") == "compensate").sum(),
+            ended=(pl.col("action") == "end").sum(),
+            oracle_gain=(pl.col("true_oracle") - pl.col("true_retain")).sum(),
+            offer_only_gain=(pl.col("true_offer_only") - pl.col("true_retain")).sum(),
+            true_gain=(pl.col("true_policy") - pl.col("true_retain")).sum(),
+            offer_true_gain=pl.col("true_offer_gain").sum(),
+            model_gain=pl.col("model_gain").sum(),
+        )
+        .sort("archetype")
     )

@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from experiments import plots
-from experiments.oracle_evaluation import compare_with_oracle
+from experiments.oracle_evaluation import by_archetype, chosen_true_values, compare_with_oracle
 from features.wide_import import import_wide_table, load_mapping
 from features.wide_spec import SPEC_KEY, spec_from_import
 from model.bundle import ModelBundle
@@ -30,7 +30,7 @@ from model.recommend import recommend
 from model.registry import MlflowSettings, RegisteredModel, log_and_register
 from model.training import TrainingConfig, TrainingResult, train_from_tables
 from model.uncertainty import MarginUncertainty
-from model.value_report import margin_report, report_metrics
+from model.value_report import margin_report, report_metrics, true_margins
 from model.wide_training import WideTrainingConfig, WideTrainingResult, train_wide
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,16 +123,19 @@ def _plots(result: TrainingResult, folder: Path) -> dict[str, Path]:
 
 
 def _oracle_metrics(
-    result: TrainingResult, policy: Policy, truth_action_values: pl.LazyFrame
-) -> dict[str, float]:
+    result: TrainingResult,
+    policy: Policy,
+    truth_action_values: pl.LazyFrame,
+    truth_customers: pl.LazyFrame | None = None,
+    truth_monthly: pl.LazyFrame | None = None,
+) -> tuple[dict[str, float], list[dict[str, object]]]:
+    """The test snapshot's decisions judged by the simulated oracle: metrics, archetype table."""
     test = result.split.test
-    decided = recommend(test, result.bundle, policy, as_of=test["as_of"][0], model_version="")
-    comparison = compare_with_oracle(
-        decided,
-        truth_action_values.filter(pl.col("as_of") == test["as_of"][0]).collect(),
-        policy,
-    )
-    return {
+    as_of = test["as_of"][0]
+    decided = recommend(test, result.bundle, policy, as_of=as_of, model_version="", drivers=0)
+    values = truth_action_values.filter(pl.col("as_of") == as_of).collect()
+    comparison = compare_with_oracle(decided, values, policy)
+    metrics = {
         "oracle_true_profit": comparison.oracle,
         "offer_only_oracle_true_profit": comparison.offer_only_oracle,
         "policy_true_profit": comparison.policy,
@@ -142,7 +145,43 @@ def _oracle_metrics(
         "policy_share_of_oracle_gain": comparison.share_of_oracle_gain(comparison.policy),
         "top_decile_share_of_oracle_gain": comparison.share_of_oracle_gain(comparison.top_decile),
         "offer_share_of_offer_only_oracle_gain": comparison.offer_share_of_offer_only_gain,
+        "policy_true_gain": comparison.true_gain,
+        "policy_model_expected_gain": comparison.model_expected_gain,
+        "policy_model_over_true_gain": comparison.model_over_true_gain,
+        # guard-rails: protected customers are never ended; a blocked "end" always says why
+        "guardrail_protected_ended": float(
+            decided.filter(
+                (pl.col("action") == "end")
+                & pl.col("segment").is_in(list(policy.guardrails.protected_segments))
+            ).height
+        ),
+        "guardrail_blocked_end_without_reason": float(
+            decided.filter(
+                ~pl.col("end_allowed")
+                & (pl.col("action") != "end")
+                & (pl.col("ev_end") > pl.max_horizontal("ev_retain", "ev_best_offer"))
+                & pl.col("blocked_reason").is_null()
+            ).height
+        ),
     }
+    if truth_monthly is not None:
+        margins = true_margins(truth_monthly, as_of, result.bundle.horizon_days)
+        positive = decided.join(margins, on="customer_id").filter(pl.col("truth_horizon") > 0)
+        ended = positive.filter(pl.col("action") == "end").height
+        metrics["ended_share_of_positive_true_margin"] = (
+            ended / positive.height if positive.height else float("nan")
+        )
+    table: list[dict[str, object]] = []
+    if truth_customers is not None:
+        archetypes = truth_customers.select("customer_id", "archetype").collect()
+        per_archetype = by_archetype(chosen_true_values(decided, values, policy), archetypes)
+        table = per_archetype.to_dicts()
+        for name in ("oracle_gain", "true_gain", "offer_true_gain", "model_gain"):
+            for archetype, value in zip(
+                per_archetype["archetype"], per_archetype[name].cast(pl.Float64), strict=True
+            ):
+                metrics[f"oracle.{archetype}.{name}"] = float(value)
+    return metrics, table
 
 
 def _value_by_archetype(
@@ -217,10 +256,14 @@ def run_tracked_training(
         trained_at=trained_at,
         on_step=on_step,
     )
+    oracle_table: list[dict[str, object]] = []
     if truth_action_values is not None:
         if on_step:
             on_step("judging the test snapshot's decisions against the simulated oracle (truth)")
-        result.metrics |= _oracle_metrics(result, policy, truth_action_values)
+        oracle_metrics, oracle_table = _oracle_metrics(
+            result, policy, truth_action_values, truth_customers, truth_monthly
+        )
+        result.metrics |= oracle_metrics
     value_metrics, value_report = (
         _value_by_archetype(result, truth_customers) if truth_customers is not None else ({}, [])
     )
@@ -260,6 +303,8 @@ def run_tracked_training(
         }
         if value_report:
             documents["value_by_archetype.json"] = value_report
+        if oracle_table:
+            documents["oracle_by_archetype.json"] = oracle_table
         offer_evidence = result.bundle.summary.get("offer_response") or []
         if offer_evidence:
             # per kind and stratum: evidence size, estimate, prior, weight and how far it moved

@@ -17,6 +17,7 @@ equal). A bundle is a folder:
 
 from __future__ import annotations
 
+import functools
 import json
 import pickle
 from collections.abc import Mapping, Sequence
@@ -96,12 +97,14 @@ class ModelBundle:
     @property
     def feature_columns(self) -> list[str]:
         """Every feature column any component reads, in first-seen order."""
-        seen: dict[str, None] = {}
+        return list(self._feature_columns)
+
+    @functools.cached_property
+    def _feature_columns(self) -> tuple[str, ...]:
+        # computed once: the API checks every request's records against it
         value_columns = self.value.input_columns if self.value else [MARGIN_COLUMN]
         error_columns = self.margin_uncertainty.feature_columns
-        for name in [*self.churn.feature_columns, *value_columns, *error_columns]:
-            seen.setdefault(name, None)
-        return list(seen)
+        return tuple(dict.fromkeys([*self.churn.feature_columns, *value_columns, *error_columns]))
 
     def score(self, features: pl.DataFrame) -> pl.DataFrame:
         """Score feature rows: churn probability, monthly margin and its standard error, offers.

@@ -66,6 +66,7 @@ from model.leaf_contributions import (
     ContributionMethod,
     LeafPredictor,
     LeafTable,
+    ScorePredictor,
     fit_leaf_shap_table,
     saabas_table,
 )
@@ -319,6 +320,12 @@ class ChurnModel(BoosterArtefact):
     def _leaves(self) -> LeafPredictor:
         return LeafPredictor(self.booster, num_threads=self.params.num_threads)
 
+    @functools.cached_property
+    def _raw_scores(self) -> ScorePredictor:
+        # one record (the API) through LightGBM's single-row C API: the same scores, without
+        # the ~15 µs predictor set-up of every Booster.predict call
+        return ScorePredictor(self.booster, num_threads=self.params.num_threads, raw_score=True)
+
     def _contributions(self, matrix: np.ndarray, method: ContributionMethod | None) -> np.ndarray:
         """``(rows, features + 1)`` contributions then bias, by ``method`` (None: the default)."""
         method = method or self.contribution_method
@@ -380,9 +387,7 @@ class ChurnModel(BoosterArtefact):
 
     def predict_proba_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """:meth:`predict_proba` for records (one mapping per row; the online path)."""
-        matrix = self.encoding.matrix_from_records(records)
-        raw = predict(self.booster, matrix, num_threads=self.params.num_threads, raw_score=True)
-        return self.calibrator.apply(raw)
+        return self.calibrator.apply(self._raw_scores(self.encoding.matrix_from_records(records)))
 
     def contributions_records(
         self, records: Sequence[Mapping[str, Any]], method: ContributionMethod | None = None

@@ -44,17 +44,41 @@ Acceptance is shrunk by a beta prior worth ``n_0`` answered offers:
 ``a = (accepted + n_0 a_0) / (answered + n_0)``. A kind with too few rows in either arm, or
 without holdouts (the effect of a targeted offer is then confounded with whom the company chose
 to target), keeps its prior (``w = 0``) and says why.
+
+**Pooling across kinds.** The kinds' experiments select much the same customers (a remedy after a
+company-side fault), and each held-out arm is small, so a kind's own estimate is noisy and the
+decision's choice of the kind with the highest estimate is biased upwards (the optimiser's curse:
+Smith & Winkler 2006, *Management Science* 52(3)). Within a stratum, the effects of the ``K >= 3``
+kinds with an estimate are modelled as draws ``theta_k ~ N(mu, tau^2)`` (Efron & Morris 1975,
+JASA 70(350); Gelman et al. 2013, ch. 5); ``tau^2`` is the DerSimonian-Laird moment estimate
+(DerSimonian & Laird 1986, *Controlled Clinical Trials* 7(3)) and, for kind ``k``, the other
+kinds give ``mu_-k`` (their precision-weighted mean with weights ``1 / (s_j^2 + tau^2)``) with
+variance ``tau^2 + v_-k`` (``v_-k`` the variance of that mean; leaving ``k`` out uses its data
+once). The posterior combines the three normal sources by precision::
+
+    theta = (theta_0 / sigma_0^2 + mu_-k / (tau^2 + v_-k) + theta_hat / s^2)
+            / (1 / sigma_0^2 + 1 / (tau^2 + v_-k) + 1 / s^2)
+
+and ``w`` is then the data's share of the precision. A kind whose experiment measured a very
+different effect (large ``tau^2``) keeps most of its own estimate; kinds that agree within their
+noise borrow from each other. On two 20,000-customer development worlds (seeds 2718, 4242)
+pooling moved the offer decisions' share of the offer-only oracle's gain from 0.592 to 0.592 and
+from 0.575 to 0.658, and the model's expected gain over the true gain from 1.12 to 1.10 and from
+1.15 to 1.14.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 Source = Literal["randomised", "prior"]
+# Fewest kinds with an estimate of an effect for the kinds to be pooled (tau^2 needs a few).
+MIN_POOLED_KINDS = 3
 
 
 @dataclass(frozen=True)
@@ -107,6 +131,8 @@ class Shrunk:
         prior_sd: ``sigma_0``.
         weight: ``w``, the data's weight (0: the prior alone).
         value: The posterior ``theta`` used by the decisions.
+        pooled: ``mu_-k``, what the other kinds' experiments say (NaN: not pooled).
+        pooled_sd: ``sqrt(tau^2 + v_-k)``, its uncertainty as a statement about this kind.
     """
 
     estimate: float
@@ -115,6 +141,18 @@ class Shrunk:
     prior_sd: float
     weight: float
     value: float
+    pooled: float = math.nan
+    pooled_sd: float = math.nan
+
+    @property
+    def posterior_sd(self) -> float:
+        """The posterior standard deviation of ``theta`` (normal sources, precision-weighted)."""
+        precision = 1 / self.prior_sd**2
+        if math.isfinite(self.pooled_sd) and self.pooled_sd > 0:
+            precision += 1 / self.pooled_sd**2
+        if math.isfinite(self.se) and self.se > 0 and self.weight > 0:
+            precision += 1 / self.se**2
+        return 1 / math.sqrt(precision)
 
     @property
     def moved(self) -> float:
@@ -122,7 +160,51 @@ class Shrunk:
         return self.value - self.prior
 
 
-def shrink(estimate: float, se: float, prior: float, prior_sd: float) -> Shrunk:
+def pool_kinds(quantities: Sequence[Shrunk]) -> list[Shrunk]:
+    """Partial pooling of one effect across offer kinds (module docstring, "Pooling").
+
+    Kinds without a usable estimate are returned unchanged; with fewer than
+    :data:`MIN_POOLED_KINDS` usable estimates nothing is pooled.
+    """
+    usable = [
+        i
+        for i, q in enumerate(quantities)
+        if math.isfinite(q.estimate) and math.isfinite(q.se) and q.se > 0 and q.weight > 0
+    ]
+    if len(usable) < MIN_POOLED_KINDS:
+        return list(quantities)
+    estimates = np.array([quantities[i].estimate for i in usable])
+    variances = np.array([quantities[i].se ** 2 for i in usable])
+    tau2 = _between_kind_variance(estimates, variances)
+    pooled = list(quantities)
+    for position, i in enumerate(usable):
+        others = np.arange(len(usable)) != position
+        weights = 1 / (variances[others] + tau2)
+        mean = float((weights * estimates[others]).sum() / weights.sum())
+        sd = math.sqrt(tau2 + 1 / float(weights.sum()))
+        q = quantities[i]
+        pooled[i] = shrink(q.estimate, q.se, q.prior, q.prior_sd, pooled=mean, pooled_sd=sd)
+    return pooled
+
+
+def _between_kind_variance(estimates: np.ndarray, variances: np.ndarray) -> float:
+    """``tau^2`` by the DerSimonian-Laird method of moments (floored at 0)."""
+    weights = 1 / variances
+    mean = (weights * estimates).sum() / weights.sum()
+    q = float((weights * (estimates - mean) ** 2).sum())
+    scale = float(weights.sum() - (weights**2).sum() / weights.sum())
+    return max(0.0, (q - (len(estimates) - 1)) / scale) if scale > 0 else 0.0
+
+
+def shrink(
+    estimate: float,
+    se: float,
+    prior: float,
+    prior_sd: float,
+    *,
+    pooled: float = math.nan,
+    pooled_sd: float = math.nan,
+) -> Shrunk:
     """The normal-normal posterior mean of an estimate and a prior (module docstring).
 
     An estimate or standard error that is not finite, or a standard error of 0, gives the data
@@ -130,8 +212,15 @@ def shrink(estimate: float, se: float, prior: float, prior_sd: float) -> Shrunk:
     """
     if not (math.isfinite(estimate) and math.isfinite(se) and se > 0):
         return Shrunk(estimate, se, prior, prior_sd, 0.0, prior)
-    weight = prior_sd**2 / (prior_sd**2 + se**2)
-    return Shrunk(estimate, se, prior, prior_sd, weight, weight * estimate + (1 - weight) * prior)
+    # precision-weighted normal sources: the prior, the other kinds (if pooled), the data
+    sources = [(prior, prior_sd**-2)]
+    if math.isfinite(pooled) and math.isfinite(pooled_sd) and pooled_sd > 0:
+        sources.append((pooled, pooled_sd**-2))
+    data_precision = se**-2
+    total = sum(p for _, p in sources) + data_precision
+    weight = data_precision / total
+    value = (sum(m * p for m, p in sources) + estimate * data_precision) / total
+    return Shrunk(estimate, se, prior, prior_sd, weight, value, pooled, pooled_sd)
 
 
 @dataclass(frozen=True)

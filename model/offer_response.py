@@ -94,6 +94,7 @@ from model.offer_effects import (
     Priors,
     cost_ratio,
     kind_evidence,
+    pool_kinds,
 )
 from model.offer_history import ARM, COST_COLUMN, OfferHistory
 from model.policy import Policy
@@ -195,6 +196,7 @@ class OfferResponseConfig:
         )
     )
     backfitting_rounds: int = 1
+    pool_kinds: bool = True
     acceptor_threshold: float = 0.2
     support_quantile: float = 0.05
     max_population_rows: int = 60_000
@@ -581,6 +583,8 @@ def fit_offer_response(
             strata=strata,
             support_threshold=None,
         )
+    if config.pool_kinds:
+        fits = _pooled(fits)
     learned_effects = [
         kind for kind in kinds if any(e.source == "randomised" for e in fits[kind].strata.values())
     ]
@@ -611,6 +615,27 @@ def fit_offer_response(
         _support=support[0],
         _support_classes=support[1],
     )
+
+
+def _pooled(fits: Mapping[str, KindFit]) -> dict[str, KindFit]:
+    """The fits with each stratum's effects partially pooled across the kinds that have
+    randomised evidence in that stratum (:func:`model.offer_effects.pool_kinds`)."""
+    strata: dict[str, dict[str, KindEvidence]] = {
+        kind: dict(fit.strata) for kind, fit in fits.items()
+    }
+    for stratum in (ALL, ACCEPTORS, REFUSERS):
+        members = [
+            kind
+            for kind, fit in fits.items()
+            if stratum in fit.strata and fit.strata[stratum].source == "randomised"
+        ]
+        churn = pool_kinds([strata[k][stratum].churn_reduction for k in members])
+        complaints = pool_kinds([strata[k][stratum].complaint_reduction for k in members])
+        for kind, r, rho in zip(members, churn, complaints, strict=True):
+            strata[kind][stratum] = replace(
+                strata[kind][stratum], churn_reduction=r, complaint_reduction=rho
+            )
+    return {kind: replace(fit, strata=strata[kind]) for kind, fit in fits.items()}
 
 
 def _kind_evidence(

@@ -48,6 +48,7 @@ before the per-customer model.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -63,9 +64,9 @@ from model.gbm import (
     BoosterSettings,
     FeatureEncoding,
     load_booster,
-    predict,
     train_booster,
 )
+from model.leaf_contributions import ScorePredictor
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +220,12 @@ class MarginErrorModel(BoosterArtefact):
     params: MarginErrorParams
     summary: Mapping[str, float] = field(default_factory=dict)
 
+    @functools.cached_property
+    def _scores(self) -> ScorePredictor:
+        # Booster.predict, but one record (the API) goes through LightGBM's single-row C API:
+        # the same scores, without the ~15 µs predictor set-up of every Booster.predict call
+        return ScorePredictor(self.booster, num_threads=self.params.num_threads, raw_score=False)
+
     @property
     def feature_columns(self) -> tuple[str, ...]:
         """Feature columns it reads (besides the forecast)."""
@@ -230,11 +237,7 @@ class MarginErrorModel(BoosterArtefact):
             raise ValueError(
                 f"margin error model: {forecast.size} forecasts for {matrix.shape[0]} rows"
             )
-        scale = predict(
-            self.booster,
-            np.column_stack([matrix, forecast]),
-            num_threads=self.params.num_threads,
-        )
+        scale = self._scores(np.column_stack([matrix, forecast]))
         return self.scale_factor * np.maximum(scale, self.floor)
 
     def standard_errors(self, features: pl.DataFrame, forecast: np.ndarray) -> np.ndarray:

@@ -9,8 +9,11 @@ Authentication: ``Authorization: Bearer <key>``. No or an unknown key answers 40
 ``WWW-Authenticate: Bearer``; a known key whose role is too low answers 403.
 
 Every dependency here is ``async def``: they only read app state or hash a key, and FastAPI
-would run a plain ``def`` dependency in the thread pool, one thread hop each (six on a scoring
-request), which cost more than the scoring itself.
+would run a plain ``def`` dependency in the thread pool, one thread hop each, which cost more
+than the scoring itself. Even on the loop each dependency costs FastAPI some 15 µs of CPU per
+request, so the chains are short: the role check authenticates the key itself and the model
+dependency reads the holder itself (a scoring request's tree has six nodes: the endpoint, the
+role check, the bearer credentials under it, the store, the model and the explainer).
 """
 
 from __future__ import annotations
@@ -129,12 +132,16 @@ ModelHolderDep = Annotated[ModelHolder, Depends(get_model_holder)]
 ModelLoaderDep = Annotated[ModelLoader, Depends(get_model_loader)]
 
 
-async def get_serving_model(holder: ModelHolderDep) -> ServingModel:
+async def get_serving_model(request: Request) -> ServingModel:
     """The model to serve this request with, fixed for the whole request.
+
+    Reads the holder itself rather than depending on :func:`get_model_holder`: every
+    dependency FastAPI solves costs some 15 µs of CPU per request.
 
     Raises:
         HTTPException: 503 while no model is loaded.
     """
+    holder: ModelHolder = request.app.state.models
     serving = holder.current
     if serving is None:
         why = f" ({holder.last_error})" if holder.last_error else ""
@@ -184,21 +191,13 @@ bearer = HTTPBearer(
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="keepwise"'}
 
 
-async def get_keyring(request: Request) -> KeyRing:
-    """The configured API keys."""
-    keyring: KeyRing = request.app.state.keyring
-    return keyring
-
-
-async def current_key(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    keyring: Annotated[KeyRing, Depends(get_keyring)],
-) -> ApiKeyEntry:
-    """The key the request authenticates with.
+def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> ApiKeyEntry:
+    """The key the request authenticates with, among the app's configured keys.
 
     Raises:
         HTTPException: 401 when the key is missing or unknown.
     """
+    keyring: KeyRing = request.app.state.keyring
     if credentials is None:
         raise HTTPException(
             401, detail="missing API key: send 'Authorization: Bearer <key>'", headers=_CHALLENGE
@@ -213,10 +212,19 @@ async def current_key(
     return entry
 
 
-def require_role(role: Role) -> Callable[[ApiKeyEntry], Awaitable[ApiKeyEntry]]:
-    """A dependency admitting keys whose role includes ``role`` (403 otherwise)."""
+def require_role(role: Role) -> Callable[..., Awaitable[ApiKeyEntry]]:
+    """A dependency admitting keys whose role includes ``role`` (401 without a known key,
+    403 when its role is too low).
 
-    async def dependency(key: Annotated[ApiKeyEntry, Depends(current_key)]) -> ApiKeyEntry:
+    It authenticates itself (:func:`authenticate`) instead of depending on a key dependency:
+    one dependency fewer for FastAPI to solve on every request.
+    """
+
+    async def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> ApiKeyEntry:
+        key = authenticate(request, credentials)
         if not key.role.includes(role):
             raise HTTPException(
                 403, detail=f"this API key has role '{key.role}'; this needs role '{role}'"

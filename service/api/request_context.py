@@ -4,7 +4,7 @@ Both middlewares are pure ASGI (no ``BaseHTTPMiddleware``): they wrap ``receive`
 never buffer a body.
 
 Request id. A client's ``X-Request-ID`` is kept when it is 1-128 characters of
-``[A-Za-z0-9._:-]``; otherwise a new one (32 hex digits) is made. It is answered in the
+``[A-Za-z0-9._:-]``; otherwise a new one (32 random hex digits) is made. It is answered in the
 ``X-Request-ID`` response header, held in a context variable for the request (threads started
 with ``run_in_threadpool`` inherit it) and put on every log record by :class:`RequestIdFilter`.
 One access line per request is logged with method, path, status and duration. An unhandled
@@ -22,13 +22,13 @@ them, failing with 413 as soon as the count passes the limit (chunked uploads wi
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
-import uuid
 from contextvars import ContextVar
 from typing import Any
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -87,6 +87,20 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The first value of header ``name`` (lower-case bytes), as Starlette's ``Headers`` reads
+    it (latin-1), without building a ``Headers`` object on every request."""
+    for key, value in scope["headers"]:
+        if key == name:  # ASGI servers send header names in lower case
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _new_request_id() -> str:
+    """32 random hex digits, the form of ``uuid4().hex`` (ids name requests; not secrets)."""
+    return f"{random.getrandbits(128):032x}"
+
+
 class RequestIdMiddleware:
     """Reads or makes the request id, answers it in ``X-Request-ID`` and logs one access line."""
 
@@ -97,8 +111,8 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = Headers(scope=scope).get(REQUEST_ID_HEADER, "")
-        rid = given if _VALID_ID.match(given) else uuid.uuid4().hex
+        given = _header(scope, b"x-request-id")
+        rid = given if given is not None and _VALID_ID.match(given) else _new_request_id()
         token = request_id_var.set(rid)
         started = time.perf_counter()
         status, started_response = 500, False
@@ -156,7 +170,7 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = Headers(scope=scope).get("content-length")
+        length = _header(scope, b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             status, detail = (
                 (413, too_large_detail(self.max_bytes))

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date
 
 import polars as pl
 import pytest
 
-from experiments.oracle_evaluation import OracleError, compare_with_oracle, true_action_values
+from experiments.oracle_evaluation import (
+    OracleError,
+    by_archetype,
+    chosen_true_values,
+    compare_with_oracle,
+    true_action_values,
+)
 from experiments.synthetic.world import default_policy
 from features.contract import OFFER_KINDS
 
@@ -99,3 +106,38 @@ def test_wide_values_have_one_column_per_action():
         "true_end",
     ]
     assert wide.sort("customer_id")["true_end"].to_list() == [-2000, -3000, -1000, -2500]
+
+
+def test_the_model_promise_is_set_against_the_true_gain_per_archetype():
+    decided = _recommendations(
+        [
+            ("A", "end", None, "enterprise", 0.2),
+            ("B", "compensate", "refund", "mid_market", 0.5),
+            ("C", "retain", None, "public_sector", 0.1),
+            ("D", "compensate", "discount", "small_business", 0.05),
+        ]
+    ).with_columns(
+        # the decisions' own expected values: A's end promises 2,500, B's refund 400, D's 50
+        ev_retain=pl.Series([-4500.0, 900.0, -3900.0, 450.0]),
+        ev_best_offer=pl.Series([-4600.0, 1300.0, -3800.0, 500.0]),
+        ev_end=pl.Series([-2000.0, -3000.0, -1000.0, -2500.0]),
+    )
+    result = compare_with_oracle(decided, VALUES, POLICY)
+    assert result.model_expected_gain == pytest.approx(2500 + 400 + 0 + 50)
+    assert result.true_gain == pytest.approx(3000 + 200 + 0 - 100)
+    assert result.model_over_true_gain == pytest.approx(2950 / 3100)
+    archetypes = pl.DataFrame(
+        {"customer_id": ["A", "B", "C", "D"], "archetype": ["difficult", "complainer"] * 2}
+    )
+    table = by_archetype(chosen_true_values(decided, VALUES, POLICY), archetypes)
+    rows = {row["archetype"]: row for row in table.to_dicts()}
+    assert rows["difficult"]["ended"] == 1 and rows["complainer"]["compensated"] == 2
+    # D's discount loses 100 in truth although the model expected 50: the table shows it
+    assert rows["complainer"]["offer_true_gain"] == pytest.approx(200 - 100)
+    assert rows["complainer"]["model_gain"] == pytest.approx(400 + 50)
+    # the oracle may not end protected C (a "difficult" row here): its best is the service offer
+    assert rows["difficult"]["oracle_gain"] == pytest.approx(3000 + 500)
+    # without the decisions' expected values the promise is unknown, not zero
+    assert math.isnan(
+        compare_with_oracle(decided.drop("ev_end"), VALUES, POLICY).model_expected_gain
+    )

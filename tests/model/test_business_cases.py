@@ -13,6 +13,7 @@ from experiments.oracle_evaluation import compare_with_oracle
 from model.policy import load_policy
 from model.recommend import recommend
 from model.training import TrainingConfig, train_from_tables
+from model.value_report import true_margins
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -34,9 +35,10 @@ def decided(world):
     recommendations = recommend(
         test, result.bundle, POLICY, as_of=test["as_of"][0], model_version="test"
     )
+    margins = true_margins(world.truth_monthly.lazy(), test["as_of"][0], 365)
     return recommendations.join(
         world.truth_customers.select("customer_id", "archetype"), on="customer_id"
-    )
+    ).join(margins.select("customer_id", "truth_horizon"), on="customer_id", how="left")
 
 
 def _of(decided: pl.DataFrame, archetype: str) -> pl.DataFrame:
@@ -53,7 +55,11 @@ def test_the_unprofitable_client_who_declines_remedies_is_ended_by_a_director(de
     assert (clear_cut["action"] == "end").mean() > 0.6
     ended = decided.filter(pl.col("action") == "end")
     assert ended["approval_tier"].unique().to_list() == ["director"]
-    assert (ended["archetype"] == "difficult_client").mean() > 0.9
+    # mostly difficult clients, and nearly all ended lose money in truth (on the demo world 94%
+    # with policy 2024.2, 93% with 2024.3, which also ends recoverable complainers whose
+    # complaints cost more than they bring)
+    assert (ended["archetype"] == "difficult_client").mean() > 0.8
+    assert (ended["truth_horizon"] < 0).mean() > 0.9
     reasons = " ".join(ended["reasons"].explode().to_list())
     assert "Declined" in reasons and "forecast to lose about" in reasons.lower()
 

@@ -284,17 +284,17 @@ def test_difficult_client_in_a_protected_segment_is_not_ended(policy: Policy) ->
 @pytest.mark.parametrize(
     ("overrides", "blocked"),
     [
-        # 95% upper bound -2300 + 1.645 * 1200 = -326 < 0, but the 99% bound
-        # -2300 + 2.326 * 1200 = +492 is not: the loss is not certain enough to end sooner
+        # 90% upper bound -2300 + 1.282 * 1600 = -250 < 0, but the 95% bound
+        # -2300 + 1.645 * 1600 = +332 is not: the loss is not certain enough to end sooner
         (
-            {"months_of_history": 5, "monthly_margin_se": 1_200.0},
+            {"months_of_history": 5, "monthly_margin_se": 1_600.0},
             "end blocked: 5 months of history, policy needs 12 unless the loss is certain at "
-            "99% (upper bound 490 a month)",
+            "95% (upper bound 330 a month)",
         ),
-        # upper bound -2300 + 1.645 * 1500 = +167 >= 0: the loss is not certain enough
+        # upper bound -2300 + 1.282 * 2000 = +263 >= 0: the loss is not certain enough
         (
-            {"monthly_margin_se": 1_500.0},
-            "end blocked: margin not negative with 95% confidence (upper bound 170 a month)",
+            {"monthly_margin_se": 2_000.0},
+            "end blocked: margin not negative with 90% confidence (upper bound 260 a month)",
         ),
         ({"monthly_margin_se": None}, "end blocked: margin uncertainty unknown"),
         (
@@ -303,10 +303,10 @@ def test_difficult_client_in_a_protected_segment_is_not_ended(policy: Policy) ->
             "end blocked: margin uncertainty unknown",
         ),
         (
-            {"segment": "public_sector", "months_of_history": 2, "monthly_margin_se": 1_200.0},
+            {"segment": "public_sector", "months_of_history": 2, "monthly_margin_se": 1_600.0},
             "end blocked: protected segment public_sector; "
             "end blocked: 2 months of history, policy needs 12 unless the loss is certain at "
-            "99% (upper bound 490 a month)",
+            "95% (upper bound 330 a month)",
         ),
     ],
 )
@@ -326,14 +326,14 @@ def without_certain_loss_rule(policy: Policy) -> Policy:
 
 
 def test_a_certain_loss_is_ended_despite_a_short_history(policy: Policy) -> None:
-    # 5 months of history; the 99% upper bound -2300 + 2.326 * 300 = -1602 is a loss
+    # 5 months of history; the 95% upper bound -2300 + 1.645 * 300 = -1807 is a loss
     result = one(decide(frame(difficult_client(months_of_history=5)), policy), "difficult")
     assert result["action"] == "end"
     assert result["approval_tier"] == "director"
     assert result["blocked_reason"] is None
     assert (
-        "Only 5 months of history, but the loss is certain: even the 99% upper bound is a loss "
-        "of about 1,600 a month"
+        "Only 5 months of history, but the loss is certain: even the 95% upper bound is a loss "
+        "of about 1,800 a month"
     ) in result["reasons"]
     # a long history needs no such sentence
     settled = one(decide(frame(difficult_client()), policy), "difficult")

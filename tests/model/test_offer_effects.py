@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from model.offer_effects import EvidenceConfig, Priors, cost_ratio, kind_evidence, shrink
+from model.offer_effects import (
+    EvidenceConfig,
+    Priors,
+    cost_ratio,
+    kind_evidence,
+    pool_kinds,
+    shrink,
+)
 
 PRIORS = Priors(acceptance=0.4, churn_reduction=0.2, complaint_reduction=0.3)
 
@@ -34,6 +41,41 @@ def test_shrinkage_is_the_precision_weighted_mean() -> None:
     assert shrink(0.5, 10.0, 0.2, 0.2).weight < 0.001
     for estimate, se in ((math.nan, 0.1), (0.5, math.nan), (0.5, 0.0)):
         assert shrink(estimate, se, 0.2, 0.2).value == 0.2
+
+
+def test_pooling_pulls_a_noisy_outlier_toward_kinds_that_agree() -> None:
+    # four kinds share one true effect of 0.3; one arm is small and came out high by chance
+    kinds = [
+        shrink(e, s, 0.0, 0.5) for e, s in ((0.28, 0.1), (0.32, 0.1), (0.30, 0.1), (0.9, 0.35))
+    ]
+    pooled = pool_kinds(kinds)
+    # tau^2 is 0 (the spread is within the noise): the outlier moves most of the way to 0.3
+    assert pooled[3].pooled == pytest.approx(0.30, abs=1e-9)
+    assert abs(pooled[3].value - 0.3) < 0.3 * abs(kinds[3].value - 0.3)
+    # the precise kinds stay near the common effect, and every value is the three-source
+    # precision mean
+    for after in pooled[:3]:
+        assert abs(after.value - 0.3) < 0.05
+    q = pooled[3]
+    precisions = (q.prior_sd**-2, q.pooled_sd**-2, q.se**-2)
+    expected = (
+        q.prior * precisions[0] + q.pooled * precisions[1] + q.estimate * precisions[2]
+    ) / sum(precisions)
+    assert q.value == pytest.approx(expected)
+    assert q.weight == pytest.approx(precisions[2] / sum(precisions))
+    assert q.posterior_sd == pytest.approx(sum(precisions) ** -0.5)
+
+
+def test_pooling_leaves_kinds_alone_when_they_truly_differ_or_are_too_few() -> None:
+    # effects 0.1 and 0.8 measured precisely: tau^2 is large, each keeps its own estimate
+    kinds = [shrink(e, 0.02, 0.0, 0.5) for e in (0.1, 0.8, 0.1, 0.8)]
+    for before, after in zip(kinds, pool_kinds(kinds), strict=True):
+        assert after.value == pytest.approx(before.value, abs=0.01)
+    # two kinds, or kinds without an estimate, are not pooled
+    two = [shrink(0.2, 0.1, 0.0, 0.5), shrink(0.9, 0.3, 0.0, 0.5)]
+    assert pool_kinds(two) == two
+    prior_only = [shrink(math.nan, math.nan, 0.1, 0.25)] * 3
+    assert pool_kinds(prior_only) == prior_only
 
 
 def test_randomised_campaign_recovers_the_effect_on_those_who_accept() -> None:

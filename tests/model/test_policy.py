@@ -70,11 +70,11 @@ def test_default_policy_loads_with_the_company_strategy() -> None:
     assert [tier.role for tier in policy.authority] == ["front_line", "manager", "director"]
     assert policy.guardrails.end_requires == "director"
     assert policy.guardrails.protected_segments == ("public_sector",)
-    assert policy.guardrails.end_margin_z == pytest.approx(1.6449, abs=1e-4)
+    assert policy.guardrails.end_margin_z == pytest.approx(1.2816, abs=1e-4)
     assert policy.discount_factor == pytest.approx(1 / 1.008)
     assert policy.guardrails.offer_budget is None
-    assert policy.guardrails.certain_loss_confidence == 0.99
-    assert policy.guardrails.certain_loss_z == pytest.approx(2.3263, abs=1e-4)
+    assert policy.guardrails.certain_loss_confidence == 0.95
+    assert policy.guardrails.certain_loss_z == pytest.approx(1.6449, abs=1e-4)
 
 
 def test_tiers_map_amounts_to_the_lowest_role_allowed() -> None:
@@ -138,8 +138,8 @@ def test_unknown_offer_kind_is_an_error_with_a_suggestion(document: dict[str, An
         ("guardrails.end_margin_confidence", 0.3, r"guardrails\.end_margin_confidence"),
         ("guardrails.min_history_months_to_end", -1, r"min_history_months_to_end: -1"),
         ("guardrails.offer_budget", -10.0, r"guardrails\.offer_budget: -10\.0 is below"),
-        # a certain loss needs at least the confidence that ending needs (0.95 here)
-        ("guardrails.certain_loss_confidence", 0.9, r"certain_loss_confidence: 0\.9 is not in"),
+        # a certain loss needs at least the confidence that ending needs (0.90 here)
+        ("guardrails.certain_loss_confidence", 0.85, r"certain_loss_confidence: 0\.85 is not in"),
         ("guardrails.certain_loss_confidence", 1.0, r"certain_loss_confidence: 1\.0 is not in"),
         ("guardrails.certain_loss_confidence", "high", r"certain_loss_confidence: expected a"),
         ("guardrails.end_requires", "ceo", r"guardrails\.end_requires: 'ceo' is not an"),

@@ -33,6 +33,17 @@ for _ in $(seq 1 120); do
 done
 curl -sf "http://127.0.0.1:$KEEPWISE_PORT/v1/model" -H "Authorization: Bearer $token" \
     | "$BIN/python" -c "import json, sys; m = json.load(sys.stdin); print('serving', m['model_name'], 'version', m['model_version'])"
+keepwise="http://127.0.0.1:$KEEPWISE_PORT/v1/recommendations"
+mlflow="http://127.0.0.1:$MLFLOW_PORT/invocations"
+# both servers must answer the benchmark's customer with 200, else the rates time error paths
+for check in "$keepwise $work/one.json" "$mlflow $work/mlflow_one.json"; do
+    set -- $check
+    status=$(curl -s -o "$work/check.out" -w '%{http_code}' -X POST "$1" -H "Authorization: Bearer $token" \
+        -H "Content-Type: application/json" --data-binary @"$2")
+    if [[ $status != 200 ]]; then
+        echo "$1 answered $status to the benchmark body:" >&2; head -c 2000 "$work/check.out" >&2; exit 1
+    fi
+done
 
 tree() {  # a process and all its descendants
     local pid=$1 child
@@ -54,14 +65,13 @@ run() {  # key, label, url, body, token, threads, connections, delay_ms
     local requests=${line##*requests=}; requests=${requests%% *}
     printf '%-48s %s server_cpu_ms/request=%.3f\n' "$label" "$line" \
         "$(awk -v u="$used" -v r="$requests" 'BEGIN {print (r > 0 ? u / r : 0)}')"
+    [[ $line == *"errors=0"* ]] || echo "    !! errors in this row: its rate and CPU are not comparable"
     echo "$key ${line##*rps=} $used $requests" | awk '{print $1, $2, $4, $5}' >> "$work/rps.$round"
 }
-keepwise="http://127.0.0.1:$KEEPWISE_PORT/v1/recommendations"
-mlflow="http://127.0.0.1:$MLFLOW_PORT/invocations"
 server_pid=$(pgrep -f "keepwise serve --port $KEEPWISE_PORT" | head -1)
 mlflow_pid=$(pgrep -f "mlflow models serve .*-p $MLFLOW_PORT" | head -1)
 for round in $(seq 1 "$ROUNDS"); do
-    echo "--- round $round of $ROUNDS"
+    echo "--- round $round of $ROUNDS (load average $(cut -d' ' -f1-3 /proc/loadavg))"
     run ml1 "mlflow models serve, 1 customer, conc. 1" "$mlflow" mlflow_one.json "" 1 1 0
     run kw1 "keepwise, 1 customer, concurrency 1" "$keepwise" one.json "$token" 1 1 0
     run kw32 "keepwise, 1 customer, concurrency 32" "$keepwise" one.json "$token" 2 32 0

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from model.bundle import ModelBundle
+from model.policy import load_policy
 from model.registry import CHAMPION, MlflowSettings, log_and_register, promote
 from service.api.scoring import prepare_model
 from service.api.serving import ModelLoadError, load_serving_model
-from service.settings import Settings
+from service.settings import DEFAULT_POLICY, Settings
 
 
 def test_bundle_folder_is_served_under_its_folder_name(
@@ -22,7 +23,7 @@ def test_bundle_folder_is_served_under_its_folder_name(
     assert (serving.version, serving.source, serving.alias) == ("2025-01-model", "path", None)
     assert serving.bundle.churn.params.num_threads == 2
     assert serving.bundle.churn.booster is not None
-    assert serving.policy.version == "2024.2"
+    assert serving.policy.version == load_policy(DEFAULT_POLICY).version
 
 
 def test_missing_bundle_or_policy_is_a_load_error(

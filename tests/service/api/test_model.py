@@ -10,9 +10,10 @@ import polars as pl
 import pytest
 
 from model.bundle import ModelBundle
+from model.policy import load_policy
 from service.api.request_context import RequestIdFilter
 from service.api.serving import ServingModel
-from service.settings import Settings
+from service.settings import DEFAULT_POLICY, Settings
 from tests.service.api.support import (
     AS_OF,
     AppFactory,
@@ -45,7 +46,7 @@ def test_model_facts(make_app: AppFactory, keys: Keys) -> None:
     assert got["trained_at"] == "2025-01-01T00:00:00+00:00"
     assert got["horizon_days"] == 365 and got["feature_count"] > 50
     assert got["metrics"] == {"roc_auc": 0.81, "empc": 12.5}
-    assert got["policy_version"] == "2024.2"
+    assert got["policy_version"] == load_policy(DEFAULT_POLICY).version
 
 
 def test_reload_swaps_to_the_champion_and_a_failed_reload_keeps_the_old(

@@ -32,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
 from typer.testing import CliRunner
 
 from model.bundle import ModelBundle
+from model.policy import load_policy
 from model.registry import MlflowSettings, download_bundle
 from service.api.schemas import EXAMPLE_FEATURES, recommendation_from_row
 from service.api.serving import load_serving_model
@@ -41,6 +42,7 @@ from service.settings import Settings
 from tests.service.api.support import AppFactory, Keys, serve_in_process, start
 
 runner = CliRunner()
+DEFAULT = load_policy(Path(__file__).resolve().parents[3] / "policies" / "default.toml")
 NAME = "keepwise-mine"
 TABLE = "/v1/recommendations/table"
 MAPPING = """
@@ -457,7 +459,8 @@ def test_serve_refuses_a_model_whose_horizon_the_policy_does_not_price(
     assert code == EXIT_USAGE
     assert "cannot serve: model bundle" in said
     assert (
-        "the churn model's horizon is 90 days but policy 2024.2 prices decisions over 12 " in said
+        f"the churn model's horizon is 90 days but policy {DEFAULT.version} prices decisions "
+        "over 12 months" in said
     )
     assert "Serve a fitting policy with --policy FILE" in said
     quarterly = str(repo / "policies" / "quarterly.toml")
