@@ -521,6 +521,11 @@ def _castable(source: pl.DataType, target: pl.DataType) -> bool:
 def _cast(table: Table, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Cast contract columns to their dtypes; also return the values that would not cast."""
     contract = {c.name: c.dtype for c in table.columns if c.name in frame.columns}
+    enumerated = {
+        name
+        for name, dtype in contract.items()
+        if (table.name, name) in NORMALISED and dtype == frame.schema[name] == pl.String
+    }
     typed = frame.select(
         pl.int_range(pl.len(), dtype=pl.Int64).alias(_ROW),
         *(
@@ -529,11 +534,11 @@ def _cast(table: Table, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
                 if (table.name, name) in NORMALISED
                 else _cast_expr(name, frame.schema[name], dtype)
             ).alias(name)
-            if dtype is not None
+            if dtype is not None and name not in enumerated
             else pl.col(name)
             for name, dtype in ((n, contract.get(n)) for n in frame.columns)
         ),
-    )
+    ).with_columns(_normalised_by_value(frame.get_column(name)) for name in enumerated)
 
     numbered = frame.with_row_index(_ROW)
     failures = []
@@ -629,6 +634,15 @@ def _parse_datetime(text: pl.Expr, time_unit: str) -> pl.Expr:
 def _normalised(column: pl.Expr) -> pl.Expr:
     """An enumerated value as an identifier: lower case, spaces and hyphens as underscores."""
     return column.str.to_lowercase().str.replace_all(r"[\s\-]+", "_")
+
+
+def _normalised_by_value(text: pl.Series) -> pl.Series:
+    """Text read as an enumerated value (trimmed, blank as missing, :func:`_normalised`), worked
+    out once per distinct value: an enumeration has a handful of them in millions of rows, and
+    the string work per row was the costliest part of reading the complaints table."""
+    distinct = text.drop_nulls().unique()
+    read = distinct.to_frame().select(_normalised(_parse_text(pl.col(text.name), pl.String())))
+    return text.replace_strict(distinct, read.to_series(), default=None, return_dtype=pl.String)
 
 
 def _whole(number: pl.Expr) -> pl.Expr:
@@ -791,9 +805,9 @@ def _examples(
 
 def _rejects(item: _Checked) -> pl.DataFrame:
     """The rejected rows as given (original columns and values) plus why each was rejected."""
-    if item.failures.is_empty():
-        original = item.source.frame.drop(REJECT_REASON, strict=False)
-        return original.clear().with_columns(pl.lit(None, dtype=pl.String).alias(REJECT_REASON))
+    if item.failures.is_empty():  # the empty frame, made from the schema: no copy of the rows
+        columns = {n: t for n, t in item.source.frame.schema.items() if n != REJECT_REASON}
+        return pl.DataFrame(schema={**columns, REJECT_REASON: pl.String})
     phrase = {check: _reason_phrase(check) for check in item.failures.get_column("check").unique()}
     reasons = (
         item.failures.sort("row", maintain_order=True)

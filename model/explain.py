@@ -450,19 +450,33 @@ def reason_column(
     """:func:`reason_texts` as a ``List(String)`` column, one row per row of ``drivers``.
 
     Built from one flat list of sentences and the row offsets through Arrow: polars builds a
-    list column from nested Python lists about fifteen times slower.
+    list column from nested Python lists about fifteen times slower. A sentence depends on the
+    driver's feature, value and direction only, and a batch repeats them (counts, flags,
+    categories): each distinct one is worded once.
     """
-    sentences = [
-        reason_text(driver, language, with_direction=with_direction)
-        for row in drivers
-        for driver in row
-    ]
+    worded: dict[tuple[object, ...], str] = {}
+    sentences = []
+    for row in drivers:
+        for driver in row:
+            value = driver.value
+            # the value's type and, for a float, its exact bits: 1, 1.0 and True, or 0.0 and
+            # -0.0, are equal keys but may read differently
+            key = (driver.feature, driver.direction, type(value), _bits(value))
+            sentence = worded.get(key)
+            if sentence is None:
+                sentence = reason_text(driver, language, with_direction=with_direction)
+                worded[key] = sentence
+            sentences.append(sentence)
     offsets = np.zeros(len(drivers) + 1, dtype=np.int64)
     np.cumsum([len(row) for row in drivers], out=offsets[1:])
     column = pa.LargeListArray.from_arrays(
         pa.array(offsets), pa.array(sentences, type=pa.large_string())
     )
     return pl.Series("churn_drivers", column).cast(pl.List(pl.String))
+
+
+def _bits(value: FeatureValue) -> object:
+    return value.hex() if isinstance(value, float) else value
 
 
 def reason_texts(

@@ -1066,6 +1066,15 @@ def score(
         str,
         typer.Option(envvar="KEEPWISE_DATABASE_URL", help="Store to publish to (SQLAlchemy URL)."),
     ] = "sqlite:///keepwise.db",
+    keep_runs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="After publishing, keep the store's history to the N newest runs "
+            "(recommendations in force or cited by a decision or approval are always kept). "
+            "Default: keep every run.",
+        ),
+    ] = None,
     chunk_customers: Annotated[
         int | None,
         typer.Option(
@@ -1140,6 +1149,7 @@ def score(
         as_of=snapshot,
         budget=budget,
         database_url=database_url if publish else None,
+        keep_runs=keep_runs,
         tracking=settings,
         customers_per_part=chunk_customers,
         drivers=drivers,
@@ -1307,6 +1317,8 @@ def _print_score_summary(summary: dict) -> None:
         console.print(
             f"published {summary['published']:,} recommendations (run {summary['run_id']})"
         )
+    if summary.get("pruned"):
+        console.print(f"pruned {summary['pruned']:,} recommendations of older runs (--keep-runs)")
 
 
 class Role(StrEnum):

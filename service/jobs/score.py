@@ -81,6 +81,11 @@ class ScoreJob:
         drivers: Churn drivers explained per non-"retain" customer (0: none).
         explain_retained: Explain "retain" customers too.
         language: Language of reasons and drivers.
+        decide_threads: Threads deciding each part (see
+            :class:`service.jobs.score_part.ScoringSettings`); 1 until a quiet machine shows
+            that 2 pay off (docs/benchmarks.md: not measurable under the load it was tried).
+        keep_runs: After publishing, keep the store's history to this many newest runs
+            (:meth:`service.storage.Store.prune_runs`); None keeps every run.
     """
 
     data: Path
@@ -96,6 +101,8 @@ class ScoreJob:
     drivers: int = 3
     explain_retained: bool = False
     language: str = "en"
+    decide_threads: int = 1
+    keep_runs: int | None = None
 
 
 @dataclass
@@ -165,6 +172,7 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
         drivers=job.drivers,
         explain_retained=job.explain_retained,
         language=job.language,
+        decide_threads=job.decide_threads,
     )
     budget = job.budget if job.budget is not None else job.policy.guardrails.offer_budget
     staging = Staging(job.out)
@@ -185,9 +193,13 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
                 recommendation_id=recommendation_ids(frame), run_id=pl.lit(run_id)
             )
 
+        ids: list[pl.Series] = []  # per part, for publishing: made once (a uuid5 per row)
+
         def finish_and_count(frame: pl.DataFrame) -> pl.DataFrame:
             scored.tally.add(frame)
-            return finish(frame)
+            finished = finish(frame)
+            ids.append(finished.get_column("recommendation_id"))
+            return finished
 
         staging.publish(finish_and_count)
         stepped = _lap(scored, "write", stepped)
@@ -211,7 +223,9 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
         stepped = _lap(scored, "drift", stepped)
         if job.database_url is not None:
             try:
-                summary["published"] = _publish(job.database_url, staging, finish, run_id)
+                summary["published"], summary["pruned"] = _publish(
+                    job.database_url, staging, ids, run_id, job.keep_runs
+                )
             except StoreError as error:
                 result.publish_error = f"publishing to the store failed: {error}"
             stepped = _lap(scored, "publish", stepped)
@@ -405,10 +419,19 @@ def _apply_budget(
     }
 
 
-def _publish(database_url: str, staging: Staging, finish: Callable, run_id: str) -> int:
+def _publish(
+    database_url: str, staging: Staging, ids: list[pl.Series], run_id: str, keep: int | None
+) -> tuple[int, int | None]:
+    """Save the staged parts, with the recommendation ids the output was written with, then
+    prune the history to ``keep`` runs if asked: (rows saved, rows pruned or None)."""
+    parts = (
+        part.with_columns(recommendation_id=part_ids, run_id=pl.lit(run_id))
+        for part, part_ids in zip(staging.parts(), ids, strict=True)
+    )
     with Store(database_url) as store:
         store.migrate()
-        return save_recommendations(store, (finish(part) for part in staging.parts()), run_id)
+        saved = save_recommendations(store, parts, run_id)
+        return saved, None if keep is None else store.prune_runs(keep)
 
 
 def _drift_summary(

@@ -134,6 +134,8 @@ def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int, wal: bool) -> Non
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+            # only takes effect on a database not yet written (a no-op afterwards)
+            cursor.execute(f"PRAGMA page_size = {SQLITE_PAGE_SIZE}")
             if wal:
                 _enable_wal(cursor, timeout_s=busy_timeout_ms / 1000)
             cursor.execute("PRAGMA foreign_keys = ON")
@@ -165,3 +167,7 @@ def _enable_wal(cursor: Any, *, timeout_s: float) -> None:
 
 
 _WAL_RETRY_S = 0.01
+# Page size of a new SQLite database. A stored recommendation is ~2.5 kB of JSON: on 4 kB
+# pages only one fits per page (40% of the file was empty space); on 16 kB pages six do, and
+# the file of a million-customer night is 30% smaller (measured: docs/benchmarks.md).
+SQLITE_PAGE_SIZE = 16_384

@@ -23,31 +23,33 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from sqlalchemy import (
-    Column,
     Connection,
-    Date,
     Float,
-    MetaData,
     Row,
     String,
-    Table,
     Text,
     case,
     cast,
+    delete,
     func,
-    insert,
     literal,
-    or_,
     select,
     text,
     true,
-    type_coerce,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
+from service.storage.bulk import (
+    RECOMMENDATION_FIELDS,
+    BulkWriter,
+    checked_frame,
+    frame_of_rows,
+    refuse_repeats,
+)
 from service.storage.engine import (
     WRITE_OPTION,
     create_store_engine,
@@ -92,20 +94,8 @@ from service.storage.schema import (
 logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-RECOMMENDATION_FIELDS = (
-    "recommendation_id",
-    "customer_id",
-    "account_manager",
-    "region",
-    "as_of",
-    "action",
-    "model_version",
-    "policy_version",
-    "payload",
-)
 MAX_PAGE = 1000  # largest ``limit`` list_decisions accepts
 DEFAULT_BUSY_TIMEOUT_S = 30.0
-_PAYLOAD_TEXT = "payload_text"  # bind name of a payload given as JSON text
 _WRITE_ATTEMPTS = 3  # for a decision whose connection was lost mid-write
 _MIGRATION_LOCK_KEY = 0x6B77_6D69  # "kwmi": PostgreSQL advisory lock held while migrating
 
@@ -249,27 +239,83 @@ class Store:
         Raises:
             StoreError: as :meth:`save_recommendations`; rows are numbered across batches.
         """
+        return self._save(((rows, False) for rows in batches), run_id)
+
+    def save_recommendation_frames(self, frames: Iterable[pl.DataFrame], *, run_id: str) -> int:
+        """:meth:`save_recommendation_batches` for batches given as polars frames, as a nightly
+        run of hundreds of thousands of rows has them: the columns are exactly the row keys of
+        :meth:`save_recommendations`, with ``payload`` as JSON text and ``as_of`` a date.
+        Rows are checked column by column (row by row, with the same messages, only when
+        something looks wrong) and written with the driver's ``executemany``.
+
+        Raises:
+            StoreError: as :meth:`save_recommendations`; a missing or unknown column too.
+        """
+        return self._save(((frame, True) for frame in frames), run_id)
+
+    def _save(self, batches: Iterable[tuple[Any, bool]], run_id: str) -> int:
         run = _text(run_id, "run_id", max_length=ID_LENGTH)
         created_at = datetime.now(UTC)
         seen: dict[str, dict[str, int]] = {"customer_id": {}, "recommendation_id": {}}
-        saved = 0
-        with self._database_errors("save recommendations"), self._transaction(write=True) as conn:
-            staging = _staging_table(conn)
-            for rows in batches:
-                values = [
-                    _recommendation_values(row, saved + index) for index, row in enumerate(rows)
-                ]
+        with self._database_errors("save recommendations"), self._bulk_transaction() as conn:
+            writer = BulkWriter(conn, run, created_at, portfolio_values)
+            for batch, is_frame in batches:
+                check = checked_frame if is_frame else frame_of_rows
+                frame = check(batch, writer.saved, _recommendation_values)
                 for field_name, first in seen.items():
-                    _refuse_repeats(values, field_name, first, offset=saved)
-                if values:
-                    conn.execute(insert(staging), values)
-                saved += len(values)
-            if saved:
-                _refuse_reassigned_ids(conn, staging)
-                _upsert_from_staging(conn, staging, run, created_at)
-            staging.drop(conn)
-        logger.info("saved %d recommendations of run %s", saved, run)
-        return saved
+                    keys = frame.get_column(field_name).to_list()
+                    refuse_repeats(keys, field_name, first, writer.saved)
+                writer.write(frame)
+            writer.finish()
+        logger.info("saved %d recommendations of run %s", writer.saved, run)
+        return writer.saved
+
+    def prune_runs(self, keep: int) -> int:
+        """Delete the recommendations of all but the ``keep`` newest batch runs, except those
+        still needed: the one in force for each customer, and any that a decision or an
+        approval cites. Each nightly run adds its full payloads (about 1.6 GB of SQLite per
+        million customers); history older than the runs kept is then only in the runs'
+        Parquet outputs.
+
+        Args:
+            keep: Runs to keep whole (at least 1), newest first by when they were saved.
+
+        Returns:
+            Recommendations deleted.
+
+        Raises:
+            StoreError: ``keep`` is below 1, or the database failed.
+        """
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise StoreError(
+                f"keep must be a whole number of runs >= 1, got {keep!r}", field="keep"
+            )
+        runs = (
+            select(recommendations.c.run_id)
+            .group_by(recommendations.c.run_id)
+            .order_by(
+                func.max(recommendations.c.created_at).desc(), recommendations.c.run_id.desc()
+            )
+        )
+        cited = [
+            select(latest_recommendations.c.recommendation_id),
+            select(decisions.c.recommendation_id).where(decisions.c.recommendation_id.is_not(None)),
+            select(approvals.c.recommendation_id),
+        ]
+        with self._database_errors("prune old runs"), self._transaction(write=True) as conn:
+            old = [row.run_id for row in conn.execute(runs.offset(keep))]
+            if not old:
+                return 0
+            deleted = conn.execute(
+                delete(recommendations).where(
+                    recommendations.c.run_id.in_(old),
+                    *[recommendations.c.recommendation_id.not_in(query) for query in cited],
+                )
+            ).rowcount
+        logger.info(
+            "pruned %d recommendations of %d runs older than the newest %d", deleted, len(old), keep
+        )
+        return int(deleted)
 
     def latest_recommendation(self, customer_id: str) -> StoredRecommendation | None:
         """The recommendation in force for a customer.
@@ -692,6 +738,35 @@ class Store:
             yield conn
 
     @contextmanager
+    def _bulk_transaction(self) -> Iterator[Connection]:
+        """:meth:`_transaction` for a batch run's bulk write.
+
+        On SQLite the connection commits it with ``synchronous = NORMAL`` and a 64 MiB page
+        cache, then goes back to its settings. In WAL mode NORMAL cannot corrupt the database;
+        a power cut right after the commit may lose this one transaction (the run is then
+        simply not published and can be published again), and it halved the time to publish a
+        million-customer run here (the default, FULL, syncs the multi-gigabyte log at commit).
+        Neither can change inside a transaction, hence outside it, on the raw connection.
+        """
+        if self._closed:
+            raise StoreError(f"the store for {self._safe_url} is closed")
+        serial: AbstractContextManager[Any] = (
+            self._lock if self._lock is not None else nullcontext()
+        )
+        with serial, self._write_engine.connect() as conn:
+            raw: Any = conn.connection.driver_connection
+            on_sqlite = conn.dialect.name == "sqlite"
+            earlier = {n: _sqlite_setting(raw, n) for n in _BULK_SQLITE} if on_sqlite else {}
+            try:
+                for name in earlier:
+                    raw.execute(f"PRAGMA {name} = {_BULK_SQLITE[name]}")
+                with conn.begin():
+                    yield conn
+            finally:
+                for name, value in earlier.items():
+                    raw.execute(f"PRAGMA {name} = {value}")
+
+    @contextmanager
     def _database_errors(
         self, action: str, *, passing: tuple[type[Exception], ...] = ()
     ) -> Iterator[None]:
@@ -777,14 +852,17 @@ def _replay(earlier: Row[Any], fingerprint: str, key: str) -> RecordedDecision:
     return RecordedDecision(_decision_from_row(earlier), replayed=True)
 
 
+# SQLite settings while a batch run is written (see Store._bulk_transaction)
+_BULK_SQLITE = {"synchronous": "NORMAL", "cache_size": -65_536}
+
+
+def _sqlite_setting(raw: Any, name: str) -> Any:
+    return raw.execute(f"PRAGMA {name}").fetchone()[0]
+
+
 def _database_error(action: str, exc: SQLAlchemyError) -> StoreError:
     cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     return StoreError(f"could not {action}: {type(cause).__name__}: {cause}".rstrip())
-
-
-def _dialect_insert(conn: Connection) -> Any:
-    """The INSERT construct with ON CONFLICT support for this connection's backend."""
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 def _text(value: object, field: str, *, max_length: int | None = None, where: str = "") -> str:
@@ -890,111 +968,8 @@ def _recommendation_values(row: object, index: int) -> dict[str, Any]:
         "policy_version": _text(
             row["policy_version"], "policy_version", max_length=ID_LENGTH, where=where
         ),
-        _PAYLOAD_TEXT: _payload(row["payload"], where),
+        "payload": _payload(row["payload"], where),
     }
-
-
-def _refuse_repeats(
-    values: list[dict[str, Any]], field: str, seen: dict[str, int], *, offset: int = 0
-) -> None:
-    """Refuse a ``field`` value already in ``seen`` (value -> row number); add the new ones."""
-    for index, row in enumerate(values, start=offset):
-        key = row[field]
-        if key in seen:
-            raise StoreError(
-                f"recommendation rows {seen[key]} and {index} repeat {field} {key!r} "
-                "(one recommendation per customer per run)",
-                field=field,
-            )
-        seen[key] = index
-
-
-def _staging_table(conn: Connection) -> Table:
-    """A temporary table for one save: rows are loaded into it in plain batches, then checked
-    and merged with set-based statements, which is many times faster than row-wise upserts
-    against the indexed tables for the hundreds of thousands of rows of a nightly run."""
-    staging = Table(
-        "keepwise_recommendations_staging",
-        MetaData(),
-        Column("recommendation_id", String(ID_LENGTH), primary_key=True),
-        Column("customer_id", String(ID_LENGTH), nullable=False),
-        Column("account_manager", String(ID_LENGTH)),
-        Column("region", String(ID_LENGTH)),
-        Column("as_of", Date, nullable=False),
-        Column("action", String(ACTION_LENGTH), nullable=False),
-        Column("model_version", String(ID_LENGTH), nullable=False),
-        Column("policy_version", String(ID_LENGTH), nullable=False),
-        Column(_PAYLOAD_TEXT, Text, nullable=False),
-        prefixes=["TEMPORARY"],
-    )
-    staging.drop(conn, checkfirst=True)
-    staging.create(conn)
-    return staging
-
-
-def _refuse_reassigned_ids(conn: Connection, staging: Table) -> None:
-    """A recommendation id, once saved, stays with its customer."""
-    found = conn.execute(
-        select(
-            staging.c.recommendation_id,
-            recommendations.c.customer_id.label("owner"),
-            staging.c.customer_id,
-        )
-        .join(
-            recommendations,
-            recommendations.c.recommendation_id == staging.c.recommendation_id,
-        )
-        .where(recommendations.c.customer_id != staging.c.customer_id)
-        .limit(1)
-    ).first()
-    if found is not None:
-        raise StoreError(
-            f"recommendation_id {found.recommendation_id!r} already belongs to customer "
-            f"{found.owner!r}, not {found.customer_id!r}",
-            field="recommendation_id",
-        )
-
-
-def _upsert_from_staging(conn: Connection, staging: Table, run: str, created_at: datetime) -> None:
-    """Merge the staged rows into the recommendations and move each customer's pointer."""
-    upsert_into = _dialect_insert(conn)
-    payload: Any = staging.c[_PAYLOAD_TEXT]
-    if conn.dialect.name == "postgresql":
-        payload = cast(payload, JSONB)
-    else:
-        payload = type_coerce(payload, recommendations.c.payload.type)
-    copies = portfolio_values(conn, staging.c[_PAYLOAD_TEXT], staging.c.action)
-    columns = [*RECOMMENDATION_FIELDS, "run_id", "created_at"]
-    rows = select(
-        *[staging.c[name] for name in RECOMMENDATION_FIELDS[:-1]],
-        payload,
-        literal(run, String(ID_LENGTH)),
-        literal(created_at, recommendations.c.created_at.type),
-    ).where(true())  # SQLite needs a WHERE to read ON CONFLICT after INSERT ... SELECT
-    upsert = upsert_into(recommendations).from_select(columns, rows)
-    conn.execute(
-        upsert.on_conflict_do_update(
-            index_elements=[recommendations.c.recommendation_id],
-            set_={name: upsert.excluded[name] for name in columns[1:]},
-        )
-    )
-    carried = ["recommendation_id", "as_of", "account_manager", "region", "action"]
-    pointer = upsert_into(latest_recommendations).from_select(
-        ["customer_id", *carried, *copies],
-        select(
-            staging.c.customer_id, *[staging.c[name] for name in carried], *copies.values()
-        ).where(true()),
-    )
-    conn.execute(
-        pointer.on_conflict_do_update(
-            index_elements=[latest_recommendations.c.customer_id],
-            set_={name: pointer.excluded[name] for name in [*carried, *copies]},
-            where=or_(
-                pointer.excluded.as_of >= latest_recommendations.c.as_of,
-                pointer.excluded.recommendation_id == latest_recommendations.c.recommendation_id,
-            ),
-        )
-    )
 
 
 def _payload_field(conn: Connection, payload_text: Any, path: tuple[str, ...], text_: bool) -> Any:

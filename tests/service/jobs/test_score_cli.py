@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -156,3 +157,23 @@ def test_the_budget_option_reaches_the_run(registry, export, tmp_path):
     assert "offer budget 500:" in " ".join(result.output.split())
     spent = pl.read_parquet(tmp_path / "recs.parquet").filter(pl.col("action") == "compensate")
     assert spent["offer_expected_cost"].sum() <= 500
+
+
+def test_keep_runs_prunes_the_older_run_from_the_store(registry, export, tmp_path):
+    first = score(registry, export, tmp_path / "first.parquet", "--json")
+    assert first.exit_code == EXIT_OK, first.output
+    published = json.loads((tmp_path / "first.summary.json").read_text())
+    later = date.fromisoformat(published["as_of"]) + timedelta(days=31)  # a newer run
+    second = score(
+        registry,
+        export,
+        tmp_path / "second.parquet",
+        "--as-of",
+        later.isoformat(),
+        "--keep-runs",
+        "1",
+    )
+    assert second.exit_code == EXIT_OK, second.output
+    pruned = json.loads((tmp_path / "second.summary.json").read_text())["pruned"]
+    assert pruned == published["published"] > 0
+    assert f"pruned {pruned:,} recommendations" in " ".join(second.output.split())

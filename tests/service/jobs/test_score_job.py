@@ -306,3 +306,41 @@ def test_a_budget_funds_the_best_offers_across_parts_and_is_never_exceeded(
         else:
             assert cost > left - 1e-9
     assert all("budget" in " ".join(r) for r in dropped["reasons"])
+
+
+def test_deciding_a_part_on_several_threads_gives_the_same_bytes(
+    single, export, bundle, policy, tmp_path, monkeypatch
+):
+    from service.jobs import score_part
+
+    monkeypatch.setattr(score_part, "_MIN_ROWS_PER_THREAD", 50)  # the small world's parts
+    _, whole = single  # one thread
+    out = {}
+    for threads in (1, 3):
+        out[threads] = tmp_path / f"threads-{threads}.parquet"
+        run_score_job(job(export, out[threads], bundle, policy, decide_threads=threads))
+    assert out[3].read_bytes() == out[1].read_bytes() == whole.read_bytes()
+
+
+def test_keeping_the_last_run_prunes_the_one_before(export, bundle, policy, tmp_path):
+    url = f"sqlite:///{tmp_path / 'keepwise.db'}"
+    first = run_score_job(
+        job(export, tmp_path / "first.parquet", bundle, policy, database_url=url, keep_runs=1)
+    )
+    assert first.summary["pruned"] == 0
+    newer = ScoreJob(  # another model version: new recommendation ids, a new run
+        data=export,
+        out=tmp_path / "second.parquet",
+        bundle=bundle,
+        model_version="8",
+        policy=policy,
+        database_url=url,
+        keep_runs=1,
+    )
+    second = run_score_job(newer)
+    assert second.summary["pruned"] == first.summary["published"]
+    old = pl.read_parquet(tmp_path / "first.parquet")["recommendation_id"][0]
+    with Store(url) as store:
+        assert store.recommendation_by_id(old) is None
+        customer = pl.read_parquet(tmp_path / "second.parquet")["customer_id"][0]
+        assert store.latest_recommendation(customer).model_version == "8"  # type: ignore[union-attr]
