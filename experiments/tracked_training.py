@@ -23,6 +23,7 @@ import polars as pl
 from experiments import plots
 from experiments.oracle_evaluation import by_archetype, chosen_true_values, compare_with_oracle
 from features.wide_import import import_wide_table, load_mapping
+from features.wide_spec import SPEC_KEY, spec_from_import
 from model.bundle import ModelBundle
 from model.policy import Policy, load_policy
 from model.recommend import recommend
@@ -365,7 +366,12 @@ def run_tracked_wide_training(
         value=None,
         margin_uncertainty=MarginUncertainty((), (0.0,)),
         horizon_days=365,
-        summary={"trained_at": trained_at, "source": str(table)},
+        summary={
+            "trained_at": trained_at,
+            "source": str(table),
+            # what the model reads, so it can score rows without the table (API, small tables)
+            SPEC_KEY: spec_from_import(mapping, imported, result.feature_columns).to_dict(),
+        },
     )
     metrics = dict(result.metrics)
     final = result.oof

@@ -788,10 +788,12 @@ def _convert(values: pl.Series, rule: ColumnRule, context: _Context) -> _Convert
     """Type one column following its rule (or its values) and report blank cells."""
     name = values.name
     blank = _is_blank(values)
-    if blank.all():
+    if blank.all() and rule.dtype is None:
         return _Converted(
             None, "categorical", (f"{name}: all {values.len()} values are blank; column left out",)
         )
+    # A declared type keeps an all-blank column (all null): a model trained on it, scoring a
+    # few rows whose cells are all blank, still finds it (features.wide_spec pins the types).
     kind = rule.dtype or _infer_kind(values, blank)
     if kind == "categorical":
         text = _text(values)

@@ -20,6 +20,7 @@ from typing import Annotated
 
 import polars as pl
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 
 from experiments.synthetic.config import WorldConfig
@@ -72,6 +73,7 @@ from model.wide_training import WideTrainingConfig, WideTrainingError, evaluate_
 from service.api.keys import KeyConfigError, KeyScope, new_api_key
 from service.api.main import ServeError
 from service.api.main import run as api_run
+from service.api.serving import ModelLoadError, ServingConfigError, load_serving_model
 from service.console import frame_table, make_console, progress
 from service.files import write_parquet_atomically
 from service.jobs.output import OutputError, check_output_path
@@ -83,6 +85,7 @@ from service.jobs.score import (
     summary_path,
 )
 from service.jobs.score_table import TableScoreJob, run_table_score_job, table_summary_path
+from service.settings import get_settings
 
 EXIT_OK, EXIT_INVALID_DATA, EXIT_USAGE, EXIT_WITH_REJECTS, EXIT_NOT_PUBLISHED = 0, 1, 2, 3, 4
 EXIT_NOT_PROMOTED = 5
@@ -1344,12 +1347,27 @@ def serve(
         str | None,
         typer.Option(
             help="Registered model as NAME@ALIAS (default: $KEEPWISE_MODEL_NAME@"
-            "$KEEPWISE_MODEL_ALIAS, else keepwise@champion). The API takes the CRM pipeline's "
-            "feature rows: a --table model is scored with keepwise score --table."
+            "$KEEPWISE_MODEL_ALIAS, else keepwise@champion). A model of the CRM pipeline "
+            "(train --data or --transactions) takes feature rows at POST /v1/recommendations; "
+            "a --table model takes rows of its own table at POST /v1/recommendations/table "
+            "(their columns are in /docs)."
+        ),
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            help="Decision policy TOML (default: $KEEPWISE_POLICY, else "
+            f"{DEFAULT_POLICY.relative_to(DEFAULT_POLICY.parents[1])}); its horizon must be "
+            "the model's churn horizon."
         ),
     ] = None,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs) with the champion model from MLflow.
+
+    Before serving, the model is loaded once to check that it fits the policy (the model's
+    churn horizon must be the policy's pricing horizon) and the API; if not, nothing is served
+    (exit 2) and the message says why. A model that cannot be loaded at all (no champion yet)
+    does not stop the service: it answers 503 until an admin reloads.
 
     Other settings come from KEEPWISE_* environment variables: DATABASE_URL (default
     sqlite:///keepwise.db), MODEL_NAME, MODEL_ALIAS (champion), MODEL_PATH, POLICY,
@@ -1367,7 +1385,27 @@ def serve(
     if model is not None:
         name, alias = _model_reference(model)
         os.environ["KEEPWISE_MODEL_NAME"], os.environ["KEEPWISE_MODEL_ALIAS"] = name, alias
+    if policy is not None:
+        if not policy.is_file():
+            raise _fail(f"--policy {policy} is not a file")
+        os.environ["KEEPWISE_POLICY"] = str(policy)
+    _check_served_model()
     _serve_api(host, port)
+
+
+def _check_served_model() -> None:
+    """Load the model the settings name once and refuse to serve one that cannot be served
+    with the policy (exit 2); a model that cannot be loaded at all is left to the service."""
+    try:
+        settings = get_settings()
+    except ValidationError:
+        return  # the server names the bad setting
+    try:
+        load_serving_model(settings)
+    except ServingConfigError as error:
+        raise _fail(f"cannot serve: {error}") from None
+    except ModelLoadError:
+        return  # e.g. no champion yet: the service starts and answers 503 until a reload
 
 
 def _serve_api(host: str, port: int) -> None:

@@ -46,6 +46,7 @@ from service.api.routes.model import api_version
 from service.api.schemas import MAX_BATCH
 from service.api.scoring import prepare_model
 from service.api.serving import ModelHolder, ModelLoadError, settle_heap
+from service.api.wide_scoring import install_openapi as install_table_openapi
 from service.settings import Settings, get_settings
 from service.storage import StoreError
 from service.storage.engine import parse_url
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.keyring = keyring
     errors.install(app)
+    install_table_openapi(app)  # /openapi.json shows the served wide-table model's columns
     # added last = outermost: the request id wraps everything, including 413 answers
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

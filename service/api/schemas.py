@@ -292,6 +292,27 @@ class RecommendationBatchPublic(BaseModel):
     )
 
 
+class TableRecommendationPublic(RecommendationPublic):
+    """A recommendation for a row of a wide table, with what its money figures assume."""
+
+    assumptions: list[str] = Field(
+        description="What the model's mapping assumed rather than read from the row (an "
+        "assumed monthly revenue or margin rate, the segment, no tenure, a complaint cost of "
+        "0, a generated id), in words, as `keepwise score --table` writes them: the money "
+        "figures rest on these."
+    )
+
+
+class TableRecommendationBatchPublic(BaseModel):
+    """Recommendations for the request's rows, in request order."""
+
+    model_version: str = Field(description="Registry version of the model that scored them.")
+    policy_version: str = Field(description="Version of the decision policy applied.")
+    recommendations: list[TableRecommendationPublic] = Field(
+        description="One recommendation per row, in request order."
+    )
+
+
 class StoredRecommendationPublic(RecommendationPublic):
     """The latest recommendation the batch run stored for a customer."""
 

@@ -251,6 +251,11 @@ def prepare_model(loader: ModelLoader, settings: Settings) -> ServingModel:
     except Exception as error:  # noqa: BLE001 - a loader bug must not take the service down
         logger.exception("the model loader failed")
         raise ModelLoadError(f"the model loader failed: {type(error).__name__}: {error}") from error
+    if serving.table is not None:  # a wide-table model takes its own table's rows
+        from service.api.wide_scoring import warm_up_table_model  # it imports this module
+
+        warm_up_table_model(serving)
+        return serving
     example = FeatureRow.model_validate(EXAMPLE_FEATURES)
     try:
         # the Saabas table (from the booster structure, ~0.1 s) now, not on a request

@@ -4,6 +4,11 @@ A request takes the current :class:`ServingModel` once (a single attribute read)
 it to the end; :meth:`ModelHolder.swap` replaces the reference. So a reload never mixes two
 models or two policies inside one request, and in-flight requests finish on the model they
 started with. Reloads are serialised by a lock so two admins cannot interleave.
+
+A model is served only with a policy it fits (:class:`ServingConfigError` otherwise): its churn
+horizon must be the policy's pricing horizon (:func:`model.policy.check_horizon`), and a model
+trained on a wide table must carry the record of the columns its rows take
+(:mod:`service.api.wide_rows`), which :attr:`ServingModel.table` holds.
 """
 
 from __future__ import annotations
@@ -16,15 +21,16 @@ import math
 import re
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from model.bundle import BundleError, ModelBundle
 from model.gbm import ModelFileError, check_model_files
-from model.policy import Policy, PolicyError, load_policy
+from model.policy import Policy, PolicyError, check_horizon, load_policy
 from model.registry import MlflowSettings, RegistryError, download_bundle, version_metrics
+from service.api.wide_rows import TableModelError, TableRows, table_rows_for
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -42,6 +48,13 @@ class ModelLoadError(RuntimeError):
     """No model could be loaded; the message says where it looked and what to do."""
 
 
+class ServingConfigError(ModelLoadError):
+    """Loading failed for a reason in the configuration, not in the registry: the policy file
+    cannot be read, or the model does not fit the policy or the API (e.g. a 90-day churn model
+    with a policy priced over 12 months). The message says why and what to do.
+    ``keepwise serve`` refuses to start on it; a reload answers 503 and keeps the old model."""
+
+
 @dataclass(frozen=True)
 class ServingModel:
     """Everything one request needs to score, fixed for the life of the request.
@@ -55,6 +68,11 @@ class ServingModel:
         source: ``registry`` or ``path``.
         loaded_at: When this service loaded it (UTC).
         metrics: Holdout metrics stored with the registry version (finite values only).
+        table: For a model trained on a wide table (``keepwise train --table``), the request
+            models of its rows; None for a model of the CRM pipeline (derived from the bundle).
+
+    Raises:
+        ServingConfigError: The bundle is a wide-table model whose rows cannot be served.
     """
 
     bundle: ModelBundle
@@ -65,6 +83,16 @@ class ServingModel:
     source: ModelSource
     loaded_at: datetime
     metrics: Mapping[str, float]
+    table: TableRows | None = field(init=False, default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        try:
+            table = table_rows_for(self.bundle, self.policy)
+        except TableModelError as error:
+            raise ServingConfigError(
+                f"model {self.model_name} version {self.version} cannot be served: {error}"
+            ) from None
+        object.__setattr__(self, "table", table)
 
 
 ModelLoader = Callable[[Settings], ServingModel]
@@ -116,11 +144,13 @@ def load_serving_model(settings: Settings) -> ServingModel:
 
     Raises:
         ModelLoadError: The policy, the registry or the bundle cannot be read.
+        ServingConfigError: The policy cannot be read, the model's churn horizon is not the
+            policy's, or it is a wide-table model whose rows cannot be served.
     """
     try:
         policy = load_policy(settings.policy)
     except (PolicyError, OSError) as error:
-        raise ModelLoadError(
+        raise ServingConfigError(
             f"cannot load the decision policy {settings.policy}: {error}"
         ) from error
     loaded_at = datetime.now(UTC)
@@ -132,6 +162,7 @@ def load_serving_model(settings: Settings) -> ServingModel:
             raise ModelLoadError(
                 f"cannot load the model bundle {settings.model_path}: {error}"
             ) from error
+        _check_fits(bundle, policy, f"model bundle {settings.model_path}", settings.policy)
         return ServingModel(
             bundle=with_scoring_threads(bundle, settings.scoring_threads),
             policy=policy,
@@ -157,6 +188,12 @@ def load_serving_model(settings: Settings) -> ServingModel:
                 f"{mlflow.resolved_uri()}: {error}"
             )
         ) from error
+    _check_fits(
+        bundle,
+        policy,
+        f"model {settings.model_name}@{settings.model_alias} (version {version})",
+        settings.policy,
+    )
     return ServingModel(
         bundle=with_scoring_threads(bundle, settings.scoring_threads),
         policy=policy,
@@ -167,6 +204,17 @@ def load_serving_model(settings: Settings) -> ServingModel:
         loaded_at=loaded_at,
         metrics=_finite(metrics),
     )
+
+
+def _check_fits(bundle: ModelBundle, policy: Policy, model: str, policy_file: Path) -> None:
+    """Refuse a model whose churn horizon the policy does not price (ServingConfigError)."""
+    try:
+        check_horizon(policy, bundle.horizon_days)
+    except PolicyError as error:
+        raise ServingConfigError(
+            f"{model} cannot be served with the policy {policy_file}: {error}. Serve a fitting "
+            "policy with --policy FILE (or KEEPWISE_POLICY)"
+        ) from None
 
 
 def _finite(metrics: object) -> dict[str, float]:

@@ -1,12 +1,14 @@
 """Score a wide table (one row per customer) with a model trained on such a table.
 
 ``keepwise score --table FILE --mapping M.toml`` reads the table through the same mapping as
-training (:func:`features.wide_import.import_wide_table`, without requiring the label), scores
-and decides every row with :func:`model.recommend.recommend` — the one scoring function of the
-batch and the API — and writes one recommendation per customer. What the mapping assumed rather
-than read (a monthly revenue, a margin rate, the segment, history, complaint cost, a generated
-id) is repeated in every row (``assumptions``), in the summary and on the console: the money
-figures rest on it.
+training (:func:`features.wide_import.import_wide_table`, without requiring the label; where
+the values alone suggest another type for a model feature than training gave it, the table is
+read again with the training type: :meth:`features.wide_spec.WideTableSpec.retype`), scores and
+decides every row with :func:`model.wide_recommend.recommend_wide` — the function the API's
+``POST /v1/recommendations/table`` calls too — and writes one recommendation per customer.
+What the mapping assumed rather than read (a monthly revenue, a margin rate, the segment,
+history, complaint cost, a generated id) is repeated in every row (``assumptions``), in the
+summary and on the console: the money figures rest on it.
 
 A wide table has no dates: ``as_of`` is given by the caller (the day the table was exported).
 The whole table is scored at once (public churn tables are thousands of rows, not millions).
@@ -22,12 +24,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
-from features.wide_import import DECISION_COLUMNS, ID, import_wide_table, load_mapping
-from model.bundle import ModelBundle
+from features.wide_import import import_wide_table, load_mapping
+from features.wide_spec import SpecError, spec_of
+from model.bundle import BundleError, ModelBundle
 from model.policy import Policy
-from model.recommend import recommend
+from model.wide_recommend import recommend_wide
 from service.files import write_parquet_atomically
 from service.jobs.output import flatten_for_csv
 
@@ -79,27 +80,28 @@ def run_table_score_job(job: TableScoreJob) -> TableScoreResult:
     Raises:
         features.wide_import.MappingError: The mapping is invalid.
         features.wide_import.WideImportError: The table cannot be read as mapped.
-        model.bundle.BundleError: The table lacks columns the model needs.
+        model.bundle.BundleError: The table lacks columns the model needs, or the model's
+            record of its table cannot be read.
         model.decision_inputs.DecisionInputError: A decision input breaks its rule (e.g. a
             segment the policy does not know).
     """
     started = time.perf_counter()
-    imported = import_wide_table(job.table, load_mapping(job.mapping), labelled=False)
-    assert imported.decisions is not None
-    added = [c for c in DECISION_COLUMNS if c == ID or c not in imported.features.columns]
-    rows = imported.features.join(
-        imported.decisions.select(added), on=ID, how="left", maintain_order="left"
-    )
-    recommendations = recommend(
-        rows,
+    mapping = load_mapping(job.mapping)
+    imported = import_wide_table(job.table, mapping, labelled=False)
+    try:
+        spec = spec_of(job.bundle.summary)
+    except SpecError as error:
+        raise BundleError(f"the model's record of its table cannot be read: {error}") from None
+    if spec is not None:
+        imported = spec.retype(imported, job.table, mapping)
+    recommendations = recommend_wide(
+        imported,
         job.bundle,
         job.policy,
         as_of=job.as_of,
         model_version=job.model_version,
         drivers=job.drivers,
         explain="non_retain",
-    ).with_columns(
-        pl.lit(list(imported.assumptions), dtype=pl.List(pl.String)).alias("assumptions")
     )
     if job.out.suffix.lower() == ".csv":
         job.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,7 @@
-"""``POST /v1/recommendations``: score feature rows sent in the request.
+"""``POST /v1/recommendations`` (feature rows of the CRM pipeline) and
+``POST /v1/recommendations/table`` (rows of the table a wide-table model was trained on): score
+the rows sent in the request. Each answers 409 naming the other when the served model takes the
+other kind of row.
 
 Scope rule for keys limited to an account manager and/or a region (see
 :mod:`service.api.keys`): a row's owner is the store's (the last batch run: authoritative).
@@ -15,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -27,6 +30,7 @@ from service.api.schemas import (
     MAX_BATCH,
     RecommendationBatchPublic,
     RecommendationRequest,
+    TableRecommendationBatchPublic,
     error_responses,
 )
 from service.api.scoring import (
@@ -38,6 +42,15 @@ from service.api.scoring import (
     score_rows_async,
 )
 from service.api.storage_errors import store_call
+from service.api.wide_rows import REQUEST_SCHEMA
+from service.api.wide_scoring import (
+    TABLE_PATH,
+    NotATableModel,
+    customer_ids,
+    parse_table_request,
+    score_table_rows,
+    table_of,
+)
 
 router = APIRouter(prefix="/v1/recommendations", tags=["recommendations"])
 
@@ -70,9 +83,11 @@ def _outside_scope(
         "action, the best offer and its cost, the approval tier, the value waterfall, the churn "
         "drivers and plain-language reasons. Nothing is stored. Any role may call it. Keys "
         "limited to an account manager or region may score only the customers the last batch "
-        "run attributes to them; any other id, known or not, answers 404."
+        "run attributes to them; any other id, known or not, answers 404. For a model trained "
+        "on CRM tables (`keepwise train --data` or `--transactions`); a model trained on a "
+        "wide table takes its table's rows at `POST /v1/recommendations/table` (409 here)."
     ),
-    responses=error_responses(400, 401, 404, 413, 503),
+    responses=error_responses(400, 401, 404, 409, 413, 503),
 )
 async def recommend_for_rows(
     body: RecommendationRequest,
@@ -100,6 +115,13 @@ async def recommend_for_rows(
     ] = None,
 ) -> Response:
     """Score the rows in the body."""
+    if serving.table is not None:
+        raise HTTPException(
+            409,
+            detail=f"the served model {serving.model_name} version {serving.version} was "
+            "trained on a wide table: send rows of that table to POST /v1/recommendations/table "
+            "(their columns are in /docs)",
+        )
     if key.scoped and (outside := await store_call(_outside_scope, body.customers, key, store)):
         shown = ", ".join(f"'{c}'" for c in outside[:20])
         raise HTTPException(404, detail=f"customer(s) {shown} not found for this key")
@@ -126,3 +148,93 @@ async def recommend_for_rows(
         ) from None
     # serialised once here; returned as a model, FastAPI would validate it a second time
     return Response(result.model_dump_json(), media_type="application/json")
+
+
+@router.post(
+    TABLE_PATH.removeprefix(router.prefix),
+    response_model=TableRecommendationBatchPublic,
+    summary="Recommend retain, compensate or end for rows of the served model's own table",
+    description=(
+        f"For a model trained on a wide table (`keepwise train --table FILE --mapping M.toml`): "
+        f"scores 1 to {MAX_BATCH:,} rows of that table, sent as the export holds them, one JSON "
+        "object per customer keyed by the table's column names (the body's schema below lists "
+        "the served model's columns and types; columns the model does not read, such as the "
+        "churn label, may be sent and are ignored). The answer is what `keepwise score --table` "
+        "writes for the same rows: the action, the expected value of every action, the best "
+        "offer, the approval tier, the value waterfall, the churn drivers, the reasons, and "
+        "`assumptions`: what the model's mapping assumed rather than read (an assumed revenue "
+        "or margin rate, the segment, ...). Nothing is stored. Keys limited to an account "
+        "manager or region may score only customers the last batch run attributes to them "
+        "(404 otherwise). A model trained on CRM tables answers 409 here."
+    ),
+    responses=error_responses(400, 401, 404, 409, 413, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{REQUEST_SCHEMA}"}}
+            },
+        }
+    },
+)
+async def recommend_for_table_rows(
+    request: Request,
+    key: ViewerKey,
+    store: StoreDep,
+    serving: ServingModelDep,
+    drivers: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_DRIVERS,
+            description="Churn drivers to explain per row, strongest first; 0 returns none.",
+        ),
+    ] = DEFAULT_DRIVERS,
+    drivers_method: Annotated[
+        ContributionMethod | None,
+        Query(description="How the drivers are attributed (as for POST /v1/recommendations)."),
+    ] = None,
+) -> Response:
+    """Score the table rows in the body."""
+    try:
+        table = table_of(serving)
+    except NotATableModel as error:
+        raise HTTPException(409, detail=str(error)) from None
+    body = await request.body()
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:  # as FastAPI answers for its own bodies
+        raise HTTPException(400, detail="There was an error parsing the body") from None
+    try:
+        parsed = await run_in_threadpool(parse_table_request, body, table)
+        if key.scoped:
+            ids = customer_ids(parsed, table)
+            if outside := await store_call(_ids_outside_scope, ids, key, store):
+                shown = ", ".join(f"'{c}'" for c in outside[:20])
+                raise HTTPException(404, detail=f"customer(s) {shown} not found for this key")
+        result = await run_in_threadpool(score_table_rows, parsed, serving, drivers, drivers_method)
+    except RowsRejected as rejected:
+        raise RequestValidationError(rejected.errors) from None
+    except DriversMethodUnavailable as unavailable:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "drivers_method",
+                    "loc": ["query", "drivers_method"],
+                    "msg": str(unavailable),
+                }
+            ]
+        ) from None
+    return Response(result.model_dump_json(), media_type="application/json")
+
+
+def _ids_outside_scope(
+    ids: Sequence[str | None], key: ApiKeyEntry, store: StoreProtocol
+) -> list[str]:
+    """The ids the key may not score (a row without an id is nobody's; blocking)."""
+    outside = []
+    for index, customer_id in enumerate(ids):
+        stored = store.customer_scope(customer_id) if customer_id is not None else None
+        if stored is None or not key.owns(*stored):
+            outside.append(customer_id if customer_id is not None else f"row {index + 1}")
+    return outside

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import polars as pl
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from experiments.synthetic.world import World
 from features.config import FeatureConfig
@@ -144,3 +148,32 @@ def start(app: FastAPI) -> TestClient:
     client = TestClient(app)
     client.event_hooks = {"request": [], "response": [no_server_errors]}
     return client
+
+
+def serve_in_process(
+    monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str, **env: str
+) -> tuple[int, str]:
+    """`keepwise serve ARGS` in this process, up to the point where uvicorn would start."""
+    import service.cli as cli_module
+    from service.cli import app as cli
+    from service.settings import get_settings
+
+    started: dict[str, int] = {}
+    monkeypatch.setattr(cli_module, "api_run", lambda host, port: started.update(port=port))
+    for name in [n for n in os.environ if n.startswith("KEEPWISE_")]:
+        monkeypatch.delenv(name)
+    for name in ("MODEL_NAME", "MODEL_ALIAS", "POLICY", "MLFLOW_TRACKING_URI", "API_KEYS_FILE"):
+        monkeypatch.setenv(f"KEEPWISE_{name}", "set-by-serve")  # so monkeypatch restores it
+        monkeypatch.delenv(f"KEEPWISE_{name}")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(cwd)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli, ["serve", *args])
+    finally:
+        get_settings.cache_clear()
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    said = " ".join(result.output.split())
+    assert (result.exit_code == 0) == bool(started), said
+    return result.exit_code, said

@@ -13,6 +13,7 @@ from tests.service.api.support import AppFactory, Keys
 
 PROTECTED = {
     "/v1/recommendations",
+    "/v1/recommendations/table",
     "/v1/customers/{customer_id}/recommendation",
     "/v1/decisions",
     "/v1/model",

@@ -55,6 +55,7 @@ OPERATIONS = [
     ("POST", "/v1/approvals"),
     ("GET", "/v1/approvals/decided"),
     ("POST", "/v1/customers/{customer_id}/what-if"),
+    ("POST", "/v1/recommendations/table"),  # 409 here: a CRM model is served (see test_table_rows)
 ]
 
 
