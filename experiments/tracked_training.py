@@ -22,7 +22,7 @@ import polars as pl
 
 from experiments import plots
 from experiments.oracle_evaluation import by_archetype, chosen_true_values, compare_with_oracle
-from features.wide_import import import_wide_table, load_mapping
+from features.wide_import import ASSUMED_HORIZON_DAYS, import_wide_table, load_mapping
 from features.wide_spec import SPEC_KEY, spec_from_import
 from model.bundle import ModelBundle
 from model.policy import Policy, load_policy
@@ -365,7 +365,7 @@ def run_tracked_wide_training(
         churn=result.model,
         value=None,
         margin_uncertainty=MarginUncertainty((), (0.0,)),
-        horizon_days=365,
+        horizon_days=mapping.horizon_days or ASSUMED_HORIZON_DAYS,
         summary={
             "trained_at": trained_at,
             "source": str(table),

@@ -28,6 +28,8 @@ so a typo can never silently fall back to a default::
     tenure = "tenure"          # optional: tenure column (stays a feature under its own name;
     #                          #   used to explain blank values and as months of history)
     tenure_unit = "months"     # optional: days, months (default) or years
+    # horizon_days = 30        # optional: the window the label covers ("churned within N
+    #                          #   days"); without it 365 is assumed, and said (see below)
     # segment = "Segment"      # optional: segment column (values: the policy's segments,
     #                          #   compared ignoring case); stays a feature
     # assumed_segment = "small_business"  # or one segment for every customer (the default,
@@ -51,9 +53,10 @@ file's ``True``, ``TRUE`` or ``true``); declared boolean columns accept true/fal
 y/n and 1/0 in any case. Files: ``.csv`` (and ``.txt``), ``.parquet`` and ``.xlsx`` (the first
 sheet, read with polars' calamine engine, package ``fastexcel``; every cell as text, as a CSV).
 
-Assumptions are not facts: an assumed monthly revenue, an assumed margin rate and a generated
-row id are listed in :attr:`WideImport.assumptions`, which every output built on the import
-repeats.
+Assumptions are not facts: an assumed monthly revenue, an assumed margin rate, an assumed
+label window (``horizon_days``; the model's churn horizon, which the policy's must match) and
+a generated row id are listed in :attr:`WideImport.assumptions`, which every output built on
+the import repeats.
 Every mapped column, ``drop`` entry and ``[columns.<name>]`` table must name a column that
 exists in the data; otherwise the import fails naming the column and listing those found.
 """
@@ -90,6 +93,8 @@ DECISION_COLUMNS = (ID, "segment", "months_of_history", "monthly_revenue", "mont
 TENURE_UNITS: dict[str, float] = {"days": 12 / 365, "months": 1.0, "years": 12.0}
 DEFAULT_SEGMENT = "small_business"
 
+ASSUMED_HORIZON_DAYS = 365  # the label window when the mapping does not say
+
 _TOP_KEYS = (
     "description",
     "id",
@@ -102,6 +107,7 @@ _TOP_KEYS = (
     "margin_rate",
     "complaints",
     "tenure",
+    "horizon_days",
     "drop",
     "label",
     "columns",
@@ -170,6 +176,9 @@ class WideMapping:
         complaints: Optional complaint-count column.
         tenure: Optional tenure column, used to explain blank values and as history.
         tenure_unit: Unit of the tenure column: days, months or years.
+        horizon_days: The window the label covers (churned within so many days); None
+            assumes 365 (an assumption, reported). It becomes the model's churn horizon, which
+            the decision policy's horizon must match.
         segment: Optional segment column (decisions; stays a feature).
         assumed_segment: The segment of every customer when there is no segment column.
         drop: Columns left out of the import.
@@ -188,6 +197,7 @@ class WideMapping:
     complaints: str | None = None
     tenure: str | None = None
     tenure_unit: str = "months"
+    horizon_days: int | None = None
     segment: str | None = None
     assumed_segment: str | None = None
     drop: tuple[str, ...] = ()
@@ -213,6 +223,14 @@ class WideMapping:
         if self.tenure_unit not in TENURE_UNITS:
             raise MappingError(
                 f"tenure_unit: {self.tenure_unit!r} is not one of {', '.join(TENURE_UNITS)}"
+            )
+        if self.horizon_days is not None and (
+            isinstance(self.horizon_days, bool)
+            or not isinstance(self.horizon_days, int)
+            or self.horizon_days <= 0
+        ):
+            raise MappingError(
+                f"horizon_days: {self.horizon_days!r} is not a whole number of days > 0"
             )
         if self.segment is not None and self.assumed_segment is not None:
             raise MappingError("give segment (a column) or assumed_segment (a value), not both")
@@ -370,6 +388,7 @@ def parse_mapping(data: Mapping[str, Any]) -> WideMapping:
         complaints=_optional_str(data, "complaints", ""),
         tenure=_optional_str(data, "tenure", ""),
         tenure_unit=_optional_str(data, "tenure_unit", "") or "months",
+        horizon_days=data.get("horizon_days"),
         segment=_optional_str(data, "segment", ""),
         assumed_segment=_optional_str(data, "assumed_segment", ""),
         drop=tuple(drop),
@@ -456,6 +475,12 @@ def import_wide_table(
         out[COMPLAINTS] = _complaint_counts(frame, mapping.complaints, mapping, context, problems)
         feature_columns.append(COMPLAINTS)
 
+    if mapping.horizon_days is None:
+        assumptions.append(
+            f"no horizon_days in the mapping: the churn label is taken to cover "
+            f"{ASSUMED_HORIZON_DAYS} days (the model's horizon, which the policy's must match); "
+            "set horizon_days to the window the label really covers"
+        )
     decisions = _decisions(frame, mapping, ids, revenue, context, assumptions)
     skip = {_ROW, mapping.id, mapping.label, mapping.revenue, mapping.cost, mapping.complaints}
     categorical: list[str] = []

@@ -189,6 +189,10 @@ def test_top_level_key_after_a_table_gets_a_hint(tmp_path: Path) -> None:
         (MINIMAL_TOML + '\n[columns.fee]\nblank = "mean"\n', "'mean' is not one of"),
         (MINIMAL_TOML + '\n[columns.plan]\ndtype = "categorical"\nblank = "zero"\n', "numeric"),
         (MINIMAL_TOML.replace("margin_rate = 0.25", 'drop = ["fee"]'), "mapped columns"),
+        ("horizon_days = 0\n" + MINIMAL_TOML, "horizon_days: 0 is not a whole number of days"),
+        ("horizon_days = 30.5\n" + MINIMAL_TOML, "horizon_days: 30.5 is not a whole number"),
+        ('horizon_days = "30"\n' + MINIMAL_TOML, "horizon_days: '30' is not a whole number"),
+        ("horizon_days = true\n" + MINIMAL_TOML, "horizon_days: True is not a whole number"),
     ],
 )
 def test_invalid_mapping_is_an_error(tmp_path: Path, text: str, message: str) -> None:
@@ -423,3 +427,12 @@ def test_a_broken_workbook_is_reported_with_its_name(tmp_path: Path) -> None:
     broken.write_bytes(b"not a zip file")
     with pytest.raises(WideImportError, match="broken.xlsx: not a readable .xlsx workbook"):
         import_wide_table(broken, _mapping(tmp_path, MINIMAL_TOML))
+
+
+def test_the_label_window_is_read_from_the_mapping_or_assumed_and_said(tmp_path: Path) -> None:
+    assumed = import_wide_table(_csv(tmp_path), _mapping(tmp_path, MINIMAL_TOML))
+    assert any("label is taken to cover 365 days" in text for text in assumed.assumptions)
+    monthly = _mapping(tmp_path, "horizon_days = 30\n" + MINIMAL_TOML)
+    assert monthly.horizon_days == 30
+    stated = import_wide_table(_csv(tmp_path), monthly)
+    assert not any("horizon_days" in text for text in stated.assumptions)

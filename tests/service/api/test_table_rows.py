@@ -515,4 +515,42 @@ def test_a_table_without_ids_numbers_the_rows_and_says_so(
     assert [r["customer_id"] for r in served] == ["1", "2", "3"]
     said = " ".join(served[0]["assumptions"])
     assert "customer_id is the data row number" in said and "50.00 a month" in said
+    assert "label is taken to cover 365 days" in said  # the mapping gives no horizon_days
     assert {r["monthly_revenue"] for r in served} == {50.0}
+
+
+def test_the_mappings_label_window_is_the_models_horizon_and_the_policy_must_match(
+    tmp_path: Path,
+) -> None:
+    export, _ = _export(n=400, seed=11)
+    table, mapping_file = tmp_path / "quarter.csv", tmp_path / "quarter.toml"
+    export.write_csv(table)
+    mapping_file.write_text("horizon_days = 91\n" + MAPPING)  # "left within the quarter"
+    uri = f"sqlite:///{tmp_path}/m.db"
+    trained = runner.invoke(
+        cli,
+        ["train", "--table", str(table), "--mapping", str(mapping_file), "--cv", "2",
+         "--tracking-uri", uri],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    rows = tmp_path / "rows.csv"
+    export.drop("Left").head(20).write_csv(rows)
+
+    def score(*extra: str) -> Any:
+        return runner.invoke(
+            cli,
+            ["score", "--table", str(rows), "--mapping", str(mapping_file),
+             "--out", str(tmp_path / "out.parquet"), "--model", "keepwise-quarter@challenger",
+             "--tracking-uri", uri, *extra],
+        )  # fmt: skip
+
+    refused = score()
+    assert refused.exit_code == EXIT_USAGE, refused.output
+    assert "the churn model's horizon is 91 days" in " ".join(refused.output.split())
+    quarterly = Path(__file__).resolve().parents[3] / "policies" / "quarterly.toml"
+    priced = score("--policy", str(quarterly))
+    assert priced.exit_code == 0, priced.output
+    assert not any(
+        "horizon_days" in text
+        for text in pl.read_parquet(tmp_path / "out.parquet")["assumptions"][0]
+    )
