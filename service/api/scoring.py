@@ -72,6 +72,24 @@ class RowsRejected(ValueError):
         self.errors = errors
 
 
+def decision_inputs_rejected(error: DecisionInputError) -> RowsRejected:
+    """The 422 for rows whose derived monthly figures the decision policy cannot take.
+
+    The detail is logged, not answered: it may quote the client's figures.
+    """
+    logger.warning("decision inputs rejected: %s", error)
+    return RowsRejected(
+        [
+            {
+                "type": "decision_input",
+                "loc": ["body", "customers"],
+                "msg": "the decision policy cannot decide on these rows (the derived monthly "
+                "figures are out of range); check the revenue, cost and tenure figures",
+            }
+        ]
+    )
+
+
 def _rule_text(check: str) -> str:
     if "_not_above_" in check:
         smaller, larger = check.split("_not_above_", 1)
@@ -128,17 +146,7 @@ def _decide(
             records, serving.bundle, serving.policy, as_of=as_of, model_version=serving.version
         )
     except DecisionInputError as error:
-        logger.warning("decision inputs rejected: %s", error)
-        raise RowsRejected(
-            [
-                {
-                    "type": "decision_input",
-                    "loc": ["body", "customers"],
-                    "msg": "the decision policy cannot decide on these rows (the derived monthly "
-                    "figures are out of range); check revenue, cost and tenure figures",
-                }
-            ]
-        ) from None
+        raise decision_inputs_rejected(error) from None
 
 
 def _body(rows: Sequence[Mapping[str, Any]], serving: ServingModel) -> RecommendationBatchPublic:

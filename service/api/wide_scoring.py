@@ -44,6 +44,7 @@ from service.api.scoring import (
     DEFAULT_DRIVERS,
     WARM_UP_AS_OF,
     RowsRejected,
+    decision_inputs_rejected,
     drivers_method_for,
 )
 from service.api.serving import ModelLoadError, ServingModel
@@ -146,17 +147,7 @@ def score_table_rows(
             drivers_method=method,
         )
     except DecisionInputError as error:
-        logger.warning("decision inputs rejected: %s", error)
-        raise RowsRejected(
-            [
-                {
-                    "type": "decision_input",
-                    "loc": ["body", "customers"],
-                    "msg": "the decision policy cannot decide on these rows (the monthly "
-                    "figures are out of range); check the revenue, cost and tenure columns",
-                }
-            ]
-        ) from None
+        raise decision_inputs_rejected(error) from None
     return TableRecommendationBatchPublic(
         model_version=serving.version,
         policy_version=serving.policy.version,

@@ -134,18 +134,8 @@ async def recommend_for_rows(
             result = await run_in_threadpool(
                 score_rows, body.customers, body.as_of, serving, drivers, drivers_method
             )
-    except RowsRejected as rejected:
-        raise RequestValidationError(rejected.errors) from None
-    except DriversMethodUnavailable as unavailable:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "drivers_method",
-                    "loc": ["query", "drivers_method"],
-                    "msg": str(unavailable),
-                }
-            ]
-        ) from None
+    except (RowsRejected, DriversMethodUnavailable) as error:
+        raise _unprocessable(error) from None
     # serialised once here; returned as a model, FastAPI would validate it a second time
     return Response(result.model_dump_json(), media_type="application/json")
 
@@ -213,19 +203,18 @@ async def recommend_for_table_rows(
                 shown = ", ".join(f"'{c}'" for c in outside[:20])
                 raise HTTPException(404, detail=f"customer(s) {shown} not found for this key")
         result = await run_in_threadpool(score_table_rows, parsed, serving, drivers, drivers_method)
-    except RowsRejected as rejected:
-        raise RequestValidationError(rejected.errors) from None
-    except DriversMethodUnavailable as unavailable:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "drivers_method",
-                    "loc": ["query", "drivers_method"],
-                    "msg": str(unavailable),
-                }
-            ]
-        ) from None
+    except (RowsRejected, DriversMethodUnavailable) as error:
+        raise _unprocessable(error) from None
     return Response(result.model_dump_json(), media_type="application/json")
+
+
+def _unprocessable(error: RowsRejected | DriversMethodUnavailable) -> RequestValidationError:
+    """The 422 for rows that break a table rule, or a drivers method the model cannot give."""
+    if isinstance(error, RowsRejected):
+        return RequestValidationError(error.errors)
+    return RequestValidationError(
+        [{"type": "drivers_method", "loc": ["query", "drivers_method"], "msg": str(error)}]
+    )
 
 
 def _ids_outside_scope(
