@@ -115,6 +115,16 @@ def _export(n: int = 900, seed: int = 5) -> tuple[pl.DataFrame, np.ndarray]:
     return frame, risk
 
 
+def _train(table: Path, mapping: Path, uri: str) -> None:
+    """`keepwise train --table` as a user runs it (2 folds: the tests need a model, not CV)."""
+    trained = runner.invoke(
+        cli,
+        ["train", "--table", str(table), "--mapping", str(mapping), "--cv", "2",
+         "--tracking-uri", uri],
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+
+
 @pytest.fixture(scope="module")
 def wide(tmp_path_factory: pytest.TempPathFactory) -> Wide:
     folder = tmp_path_factory.mktemp("wide")
@@ -123,12 +133,7 @@ def wide(tmp_path_factory: pytest.TempPathFactory) -> Wide:
     export.write_csv(table)
     mapping.write_text(MAPPING)
     uri = f"sqlite:///{folder}/m.db"
-    trained = runner.invoke(
-        cli,
-        ["train", "--table", str(table), "--mapping", str(mapping), "--cv", "2",
-         "--tracking-uri", uri],
-    )  # fmt: skip
-    assert trained.exit_code == 0, trained.output
+    _train(table, mapping, uri)
     promoted = runner.invoke(cli, ["promote", "--model", NAME, "--tracking-uri", uri])
     assert promoted.exit_code == 0, promoted.output
     return Wide(folder, export, risk, uri)
@@ -499,12 +504,7 @@ def test_a_table_without_ids_numbers_the_rows_and_says_so(
     export.write_csv(table)
     mapping_file.write_text(mapping)
     uri = f"sqlite:///{tmp_path}/m.db"
-    trained = runner.invoke(
-        cli,
-        ["train", "--table", str(table), "--mapping", str(mapping_file), "--cv", "2",
-         "--tracking-uri", uri],
-    )  # fmt: skip
-    assert trained.exit_code == 0, trained.output
+    _train(table, mapping_file, uri)
     app = make_app(loader=load_serving_model, mlflow_tracking_uri=uri, model_name="keepwise-plain",
                    model_alias="challenger")  # fmt: skip
     rows = export.drop("Left").head(3).to_dicts()
@@ -527,12 +527,7 @@ def test_the_mappings_label_window_is_the_models_horizon_and_the_policy_must_mat
     export.write_csv(table)
     mapping_file.write_text("horizon_days = 91\n" + MAPPING)  # "left within the quarter"
     uri = f"sqlite:///{tmp_path}/m.db"
-    trained = runner.invoke(
-        cli,
-        ["train", "--table", str(table), "--mapping", str(mapping_file), "--cv", "2",
-         "--tracking-uri", uri],
-    )  # fmt: skip
-    assert trained.exit_code == 0, trained.output
+    _train(table, mapping_file, uri)
     rows = tmp_path / "rows.csv"
     export.drop("Left").head(20).write_csv(rows)
 
