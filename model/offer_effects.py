@@ -347,49 +347,34 @@ def kind_evidence(
         reason = f"{n_answered} answered offers, {n_accepted} accepted: no acceptor; prior"
     else:
         reason = ""
-    if reason:
-        none = math.nan
-        return KindEvidence(
-            kind=kind,
-            stratum=stratum,
-            source="prior",
-            reason=reason,
-            offered=n1,
-            held_out=n0,
-            answered=n_answered,
-            accepted=n_accepted,
-            churn_offered=c1,
-            churn_held_out=c0,
-            cost_offered=y1,
-            cost_held_out=y0,
-            acceptance=acceptance,
-            churn_reduction=shrink(none, none, priors.churn_reduction, config.churn_reduction_sd),
-            complaint_reduction=shrink(
-                none, none, priors.complaint_reduction, config.complaint_reduction_sd
-            ),
-        )
-
-    rate = n_accepted / n_answered
-    # complaint cost: rho = (y0 - y1) / a, se from the two arms' variances
-    rho = (y0 - y1) / rate
-    rho_se = math.sqrt(_var_mean(cost_ratio[treated]) + _var_mean(cost_ratio[~treated])) / rate
-    # churn: r = (1 - c1 / c0) / a, delta method on the ratio c1 / c0
-    if c0 > 0:
-        ratio = c1 / c0
-        ratio_var = (_var_mean(churned[treated]) + ratio**2 * _var_mean(churned[~treated])) / (
-            c0**2
-        )
-        r, r_se = (1.0 - ratio) / rate, math.sqrt(ratio_var) / rate
+    source: Source
+    if reason:  # no evidence: the priors stand (shrink() of NaN returns the prior)
+        source = "prior"
+        r = r_se = rho = rho_se = math.nan
     else:
-        r, r_se = math.nan, math.nan
+        source = "randomised"
+        reason = (
+            f"randomised: {n1} offered ({n_answered} answered, {n_accepted} accepted) vs "
+            f"{n0} held out"
+        )
+        rate = n_accepted / n_answered
+        # complaint cost: rho = (y0 - y1) / a, se from the two arms' variances
+        rho = (y0 - y1) / rate
+        rho_se = math.sqrt(_var_mean(cost_ratio[treated]) + _var_mean(cost_ratio[~treated])) / rate
+        # churn: r = (1 - c1 / c0) / a, delta method on the ratio c1 / c0
+        if c0 > 0:
+            ratio = c1 / c0
+            ratio_var = (_var_mean(churned[treated]) + ratio**2 * _var_mean(churned[~treated])) / (
+                c0**2
+            )
+            r, r_se = (1.0 - ratio) / rate, math.sqrt(ratio_var) / rate
+        else:
+            r, r_se = math.nan, math.nan
     return KindEvidence(
         kind=kind,
         stratum=stratum,
-        source="randomised",
-        reason=(
-            f"randomised: {n1} offered ({n_answered} answered, {n_accepted} accepted) vs "
-            f"{n0} held out"
-        ),
+        source=source,
+        reason=reason,
         offered=n1,
         held_out=n0,
         answered=n_answered,
