@@ -53,6 +53,9 @@ class RunSummary:
     leak_guard: dict[str, object] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     assumptions: tuple[str, ...] = ()
+    # offer rows by source (CRM export, decision log, dropped, rejected): model.reported_offers
+    offer_sources: dict[str, int] = field(default_factory=dict)
+    offer_source_lines: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
@@ -225,6 +228,8 @@ def run_tracked_training(
     truth_customers: pl.LazyFrame | None = None,
     on_step: Callable[[str], None] | None = None,
     truth_action_values: pl.LazyFrame | None = None,
+    offer_reports: pl.DataFrame | None = None,
+    decision_log: str | None = None,
 ) -> tuple[RunSummary, TrainingResult]:
     """Train, evaluate, plot, log and register.
 
@@ -240,6 +245,9 @@ def run_tracked_training(
         on_step: progress callback.
         truth_action_values: the world's simulated oracle (``truth_action_values.parquet``);
             when given, the policy's decisions on the test snapshot are judged against it.
+        offer_reports: the decision log's reports with an offer, joined to the CRM's offers
+            history (:func:`model.training.train_from_tables`).
+        decision_log: where they were read from (logged as a param; None: no store).
 
     Returns:
         The run summary and the full training result.
@@ -255,7 +263,9 @@ def run_tracked_training(
         truth_monthly=truth_monthly,
         trained_at=trained_at,
         on_step=on_step,
+        offer_reports=offer_reports,
     )
+    sources = result.offer_sources
     oracle_table: list[dict[str, object]] = []
     if truth_action_values is not None:
         if on_step:
@@ -305,6 +315,17 @@ def run_tracked_training(
             documents["value_by_archetype.json"] = value_report
         if oracle_table:
             documents["oracle_by_archetype.json"] = oracle_table
+        params["decision_log"] = decision_log or "none"
+        source_metrics: dict[str, float] = {}
+        if sources is not None:
+            # offer rows by source; the rejected reports with their reasons in the document
+            documents["offer_sources.json"] = sources.to_dict()
+            params["offer_rows.match_tolerance_days"] = sources.tolerance_days
+            source_metrics = {
+                f"offer_rows.{name}": float(n)
+                for name, n in sources.counts().items()
+                if not name.startswith("rejected: ")
+            }
         offer_evidence = result.bundle.summary.get("offer_response") or []
         if offer_evidence:
             # per kind and stratum: evidence size, estimate, prior, weight and how far it moved
@@ -314,7 +335,7 @@ def run_tracked_training(
             bundle_dir,
             settings=settings,
             params=params,
-            metrics=result.metrics | value_metrics,
+            metrics=result.metrics | value_metrics | source_metrics,
             tags=tags,
             artifacts=figures,
             dicts=documents,
@@ -333,6 +354,8 @@ def run_tracked_training(
         fingerprint=result.fingerprint,
         leak_guard=result.review.to_dict(),
         warnings=tuple(result.review.messages()),
+        offer_sources=sources.counts() if sources is not None else {},
+        offer_source_lines=tuple(sources.lines()) if sources is not None else (),
     )
     return summary, result
 

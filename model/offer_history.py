@@ -25,6 +25,10 @@ up by few: the Pentium lesson) and are left out of both tables; a null ``targete
 targeted. Without a ``holdout`` column there is no randomised control group: the experiments
 table is then empty and :func:`has_holdouts` says so.
 
+The offers may come from more than the CRM export: ``keepwise train`` passes the CRM's offers
+joined with the decision log's reported offers (:func:`model.reported_offers.merge_reported_offers`)
+as ``offers``; features and outcomes still come from ``tables`` alone, as at scoring time.
+
 Building features at one date per month touches only the selected customers (the tables are
 restricted to them first), so the cost grows with the number of selections, not with the base.
 """
@@ -85,6 +89,8 @@ def build_offer_history(
     cutoff: date,
     horizon_days: int,
     config: FeatureConfig,
+    *,
+    offers: pl.DataFrame | None = None,
 ) -> OfferHistory:
     """Experiments (selections with holdouts and outcomes) and answers, known before ``cutoff``.
 
@@ -94,11 +100,14 @@ def build_offer_history(
             an answer is given before it.
         horizon_days: ``H``, the outcome window of an experiment (the policy horizon).
         config: Feature configuration.
+        offers: The offers to read selections and answers from, in the ``offers`` contract's
+            shape; ``tables["offers"]`` when omitted. Features and outcomes always come from
+            ``tables``.
 
     Returns:
         The offer history.
     """
-    offers = tables["offers"].collect()
+    offers = tables["offers"].collect() if offers is None else offers
     schema = offers.schema
     targeted = pl.col("targeted").fill_null(True) if "targeted" in schema else pl.lit(True)
     holdout = pl.col("holdout").fill_null(False) if "holdout" in schema else pl.lit(False)

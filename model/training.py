@@ -48,6 +48,7 @@ from model.offer_history import build_offer_history
 from model.offer_response import fit_offer_response
 from model.policy import Policy
 from model.recommend import decision_inputs
+from model.reported_offers import OfferSources, crm_only_sources, merge_reported_offers
 from model.splits import SplitError, TimeSplit, time_split
 from model.uncertainty import MarginErrorModel, MarginErrorParams, fit_margin_error_model
 from model.value import (
@@ -127,6 +128,8 @@ class TrainingResult:
     policy_curve: pl.DataFrame  # share targeted vs expected profit, for the profit plot
     # per test customer: value forecasts, se, realised (+ true) margins (model.value_report)
     value_forecasts: pl.DataFrame | None = None
+    # where the offers history's rows came from: CRM export, decision log (model.reported_offers)
+    offer_sources: OfferSources | None = None
 
 
 class TrainingError(ValueError):
@@ -232,6 +235,7 @@ def train_from_tables(
     truth_monthly: pl.LazyFrame | None = None,
     trained_at: str,
     on_step: Callable[[str], None] | None = None,
+    offer_reports: pl.DataFrame | None = None,
 ) -> TrainingResult:
     """Build the stacked training set, split it by time, train, calibrate and evaluate.
 
@@ -243,6 +247,10 @@ def train_from_tables(
         truth_monthly: the synthetic world's truth, to score the true hazard on the test period.
         trained_at: ISO timestamp recorded in the bundle (passed in: no clock in here).
         on_step: called with a short description before each step (progress display).
+        offer_reports: the decision log's reports that record an offer
+            (:meth:`service.storage.Store.offer_reports`); joined to the CRM's offers history
+            for the offer-response model (:mod:`model.reported_offers`). None or empty: the
+            CRM's offers alone, exactly as without a log.
 
     Returns:
         The bundle and its evaluation.
@@ -314,7 +322,10 @@ def train_from_tables(
     step("fitting the per-customer error band of the value forecast")
     uncertainty = _fit_margin_error(value, split, first_event, config)
     step("learning offer acceptance and effects from the offers history (randomised holdouts)")
-    offer_history = build_offer_history(tables, plan.test[0], config.horizon_days, config.features)
+    offers, sources = _offer_sources(tables, offer_reports, plan.test[0])
+    offer_history = build_offer_history(
+        tables, plan.test[0], config.horizon_days, config.features, offers=offers
+    )
     offer_response = fit_offer_response(
         offer_history,
         pl.concat([split.train, split.validation, split.calibration]),
@@ -363,7 +374,19 @@ def train_from_tables(
         test_predictions=predictions,
         policy_curve=curve,
         value_forecasts=forecasts,
+        offer_sources=sources,
     )
+
+
+def _offer_sources(
+    tables: Mapping[str, pl.LazyFrame], reports: pl.DataFrame | None, cutoff: date
+) -> tuple[pl.DataFrame, OfferSources]:
+    """The offers the history reads (the CRM's, joined with reports if any) and their sources."""
+    crm = tables["offers"].collect()
+    if reports is None or reports.is_empty():
+        return crm, crm_only_sources(crm, cutoff)
+    customers = tables["customers"].select("customer_id").collect().get_column("customer_id")
+    return merge_reported_offers(crm, reports, customers, cutoff)
 
 
 def _fit_margin_error(

@@ -75,6 +75,7 @@ from service.api.main import ServeError
 from service.api.main import run as api_run
 from service.api.serving import ModelLoadError, ServingConfigError, load_serving_model
 from service.console import frame_table, make_console, progress
+from service.decision_log import DecisionLog, DecisionLogError, read_decision_log
 from service.files import write_parquet_atomically
 from service.jobs.output import OutputError, check_output_path
 from service.jobs.score import (
@@ -440,6 +441,22 @@ def train(
             "--json", help="Print one JSON object (run id, model version, metrics) instead."
         ),
     ] = False,
+    database_url: Annotated[
+        str,
+        typer.Option(
+            envvar="KEEPWISE_DATABASE_URL",
+            help="Store whose decision log (after-action reports with an offer) joins the CRM's "
+            "offers history, as keepwise score and serve find it; a SQLite file that does not "
+            "exist is no log.",
+        ),
+    ] = "sqlite:///keepwise.db",
+    decision_log: Annotated[
+        bool,
+        typer.Option(
+            "--decision-log/--no-decision-log",
+            help="Learn from the decision log's reported offers too (--data and --transactions).",
+        ),
+    ] = True,
 ) -> None:
     """Train churn, value and offer models, log the run to MLflow, register a challenger."""
     say = errors.print if as_json else console.print
@@ -469,6 +486,10 @@ def train(
     definition = churn_definition or (
         ChurnDefinition.non_contractual if transactions is not None else ChurnDefinition.contractual
     )
+    try:
+        log = read_decision_log(database_url) if decision_log else DecisionLog(None, "not read")
+    except DecisionLogError as error:
+        raise _fail(f"{error} (--no-decision-log trains without it)") from None
     if transactions is not None:
         with tempfile.TemporaryDirectory(prefix="keepwise-transactions-") as scratch:
             folder = _import_transactions_to(
@@ -483,6 +504,7 @@ def train(
                 model_name,
                 tracking_uri,
                 as_json,
+                log,
             )
         return
     if data is None:
@@ -491,7 +513,15 @@ def train(
             "FILE.toml"
         )
     _train_folder(
-        data, policy, horizon_days, keep_feature, definition, model_name, tracking_uri, as_json
+        data,
+        policy,
+        horizon_days,
+        keep_feature,
+        definition,
+        model_name,
+        tracking_uri,
+        as_json,
+        log,
     )
 
 
@@ -504,6 +534,7 @@ def _train_folder(
     model_name: str | None,
     tracking_uri: str | None,
     as_json: bool,
+    log: DecisionLog,
 ) -> None:
     if not data.is_dir():
         raise _fail(f"--data {data} is not a folder")
@@ -515,6 +546,7 @@ def _train_folder(
     has_truth = (data / "truth_monthly.parquet").exists()
     truth_customers, truth = scan_truth(data) if has_truth else (None, None)
     say = errors.print if as_json else console.print
+    say(f"- decision log: {log.source}")
     try:
         summary, _ = run_tracked_training(
             result.tables,
@@ -530,6 +562,8 @@ def _train_folder(
             truth_customers=truth_customers,
             on_step=lambda text: say(f"- {text}"),
             truth_action_values=scan_truth_action_values(data) if has_truth else None,
+            offer_reports=log.reports,
+            decision_log=log.source,
         )
     except TrainingError as error:
         raise _fail(str(error), EXIT_INVALID_DATA) from None
@@ -558,6 +592,7 @@ def _report_run(summary: RunSummary, as_json: bool) -> None:
                     "leak_guard": summary.leak_guard,
                     "warnings": list(summary.warnings),
                     "assumptions": list(summary.assumptions),
+                    "offer_sources": summary.offer_sources,
                 },
                 sort_keys=True,
             )
@@ -854,6 +889,8 @@ def _print_training_summary(summary: RunSummary) -> None:
             f"[bold yellow]leak guard:[/] excluded {', '.join(summary.excluded_features)}"
             " (single-feature AUC above the threshold)"
         )
+    for line in summary.offer_source_lines:
+        console.print(escape(line), highlight=False)
 
 
 @app.command()

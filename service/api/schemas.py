@@ -36,6 +36,8 @@ from service.api.feature_row import (
     FeatureRow,
     FeatureRowBase,
 )
+from service.storage.offer_columns import EARLIEST_OFFER, latest_allowed_day
+from service.storage.records import ReportedOffer
 
 # FeatureRow is generated at import; type checkers see its static base class.
 if TYPE_CHECKING:
@@ -499,6 +501,118 @@ def _finite(column: pl.Expr) -> pl.Expr:
 # --- decisions ----------------------------------------------------------------------------------
 
 
+def _not_a_future_day(value: date | None, name: str) -> date | None:
+    """``value`` unless it lies before 1970 or after today in every time zone (UTC+14)."""
+    if value is None:
+        return None
+    if value < EARLIEST_OFFER:
+        raise ValueError(f"{name} is before {EARLIEST_OFFER.isoformat()}")
+    if value > latest_allowed_day(datetime.now(UTC)):
+        raise ValueError(f"{name} is in the future; report what has happened")
+    return value
+
+
+class ReportedOfferRequest(BaseModel):
+    """The offer made (or held out) in a report, in the terms of the CRM's ``offers`` table."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "replacement",
+                    "offered_on": "2025-01-14",
+                    "accepted": True,
+                    "cost": 180.0,
+                    "responded_on": "2025-01-14",
+                }
+            ]
+        },
+    )
+
+    kind: OfferKind = Field(
+        description="The offer kind, one of the data contract's (`offers.kind`); the policy's "
+        "catalogue names the ones keepwise recommends."
+    )
+    offered_on: IsoDate = Field(
+        description="The day the offer was made (for a holdout: the day the customer was "
+        "selected), YYYY-MM-DD, from 1970-01-01 up to today (in the time zone furthest ahead)."
+    )
+    accepted: bool | None = Field(
+        default=None,
+        description="true accepted, false declined, null no answer yet. Must be null for a "
+        "holdout.",
+    )
+    cost: float | None = Field(
+        default=None,
+        ge=0,
+        le=1e15,
+        allow_inf_nan=False,
+        description="What the offer costs the company if accepted, as `offers.cost` (for an "
+        "accepted offer, what it did cost), 0 to 10^15. Required for an offer made; leave it "
+        "out (or 0) for a holdout, which costs nothing.",
+    )
+    responded_on: IsoDate | None = Field(
+        default=None,
+        description="The day of the answer, if known: only with `accepted` true or false, not "
+        "before `offered_on`, not in the future. Training counts an answer from this day (from "
+        "the day the report was recorded when it is left out).",
+    )
+    holdout: bool = Field(
+        default=False,
+        description="true: the customer was selected for the offer but held out at random as "
+        "the control group, so not contacted (no answer, no cost). Holdouts let training "
+        "measure what the offer changes.",
+    )
+
+    @field_validator("offered_on")
+    @classmethod
+    def _offered_not_in_the_future(cls, value: date) -> date:
+        return cast(date, _not_a_future_day(value, "offered_on"))
+
+    @field_validator("responded_on")
+    @classmethod
+    def _responded_not_in_the_future(cls, value: date | None) -> date | None:
+        return _not_a_future_day(value, "responded_on")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReportedOfferRequest:
+        if self.holdout:
+            if self.accepted is not None:
+                raise ValueError(
+                    "a held-out customer was not contacted, so there is no answer: leave "
+                    "accepted null"
+                )
+            if self.cost:
+                raise ValueError(
+                    "a held-out customer was not contacted, so the offer cost nothing: leave "
+                    "cost out"
+                )
+        elif self.cost is None:
+            raise ValueError("cost is required for an offer made (its cost if accepted)")
+        if self.responded_on is not None:
+            if self.accepted is None:
+                raise ValueError("responded_on needs an answer (accepted true or false)")
+            if self.responded_on < self.offered_on:
+                raise ValueError("responded_on is before offered_on")
+        return self
+
+    def to_record(self) -> ReportedOffer:
+        """The store's record of this offer."""
+        return ReportedOffer(**self.model_dump())
+
+
+class ReportedOfferPublic(BaseModel):
+    """The offer a stored report records."""
+
+    kind: OfferKind = Field(description="The offer kind.")
+    offered_on: date = Field(description="The day it was made (holdout: selected).")
+    accepted: bool | None = Field(description="true accepted, false declined, null no answer.")
+    cost: float | None = Field(description="Its cost to the company if accepted (null: holdout).")
+    responded_on: date | None = Field(description="The day of the answer, if reported.")
+    holdout: bool = Field(description="Whether the customer was held out as the control group.")
+
+
 class DecisionRequest(BaseModel):
     """The after-action report of an exercised authority (DESIGN.md, business case 8)."""
 
@@ -514,6 +628,13 @@ class DecisionRequest(BaseModel):
                     "authority_used": "Front-line: replacement (cost 180) within the 500 limit",
                     "helped_by": "Technician on call (J. Peeters)",
                     "outcome": "Customer accepted the replacement and thanked us",
+                    "offer": {
+                        "kind": "replacement",
+                        "offered_on": "2025-01-14",
+                        "accepted": True,
+                        "cost": 180.0,
+                        "responded_on": "2025-01-14",
+                    },
                 }
             ]
         },
@@ -543,6 +664,12 @@ class DecisionRequest(BaseModel):
         default=None,
         description="True: followed it; false: overrode it. Required with "
         "recommendation_id, not allowed without it.",
+    )
+    offer: ReportedOfferRequest | None = Field(
+        default=None,
+        description="The offer made, or held out, if any (optional): its kind, the day, the "
+        "answer, its cost. `keepwise train` adds these to the CRM's offers history for the "
+        "offer-response model, leaving out those the CRM export already holds.",
     )
 
     @field_validator("occurred_at")
@@ -582,6 +709,9 @@ class DecisionPublic(BaseModel):
     followed_recommendation: bool | None = Field(description="Whether it was followed.")
     recorded_by: str = Field(description="Name of the API key that recorded it.")
     recorded_at: datetime = Field(description="When keepwise stored it.")
+    offer: ReportedOfferPublic | None = Field(
+        default=None, description="The offer the report records (null when it records none)."
+    )
 
 
 class DecisionListPublic(BaseModel):

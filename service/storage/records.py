@@ -5,12 +5,14 @@ the customer, what they asked for, time and place, the authority used, who helpe
 outcome. :class:`DecisionReport` is that report plus its links (the recommendation it followed
 or overrode, and who recorded it); :class:`StoredDecision` is the report as the decision log
 holds it. The log is also the training data for learning which remedies work, so the store
-refuses incomplete or ambiguous reports instead of guessing.
+refuses incomplete or ambiguous reports instead of guessing: a report may carry the offer made
+as structured fields (:class:`ReportedOffer`, revision 0005), which ``keepwise train`` joins to
+the CRM's offers history (:mod:`model.reported_offers`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -36,6 +38,31 @@ class StoreConflict(StoreError):
 
 
 @dataclass(frozen=True)
+class ReportedOffer:
+    """The offer an after-action report says was made, in the terms of the CRM's ``offers``.
+
+    Attributes:
+        kind: the offer kind, one of :data:`features.contract.OFFER_KINDS`.
+        offered_on: the day it was made (or, for a holdout, the day the customer was selected).
+        accepted: ``True`` accepted, ``False`` declined, ``None`` no answer yet (always ``None``
+            for a holdout).
+        cost: what it costs the company if accepted, as ``offers.cost`` (for an accepted offer,
+            what it did cost); ``None`` only for a holdout, which costs nothing.
+        responded_on: the day of the answer, if known; only with an answer, not before
+            ``offered_on``.
+        holdout: ``True`` when the customer was selected but held out at random as the control
+            group (not contacted: no answer, no cost).
+    """
+
+    kind: str
+    offered_on: date
+    accepted: bool | None = None
+    cost: float | None = None
+    responded_on: date | None = None
+    holdout: bool = False
+
+
+@dataclass(frozen=True)
 class DecisionReport:
     """The front line's after-action report: six items and the links that make it learnable.
 
@@ -51,6 +78,7 @@ class DecisionReport:
         followed_recommendation: ``True`` if it was followed, ``False`` if overridden; must be
             given exactly when ``recommendation_id`` is.
         recorded_by: the name of the API key that filed the report.
+        offer: the offer made (or held out), when the report records one.
     """
 
     customer_id: str
@@ -63,6 +91,7 @@ class DecisionReport:
     recommendation_id: str | None
     followed_recommendation: bool | None
     recorded_by: str
+    offer: ReportedOffer | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ compares the migrated database with this metadata so the two cannot drift.
   newest ``as_of``, and among equal ``as_of`` the last saved. Scope (account manager, region)
   is read through it, so it costs an index lookup, not a scan of the history.
 - ``decisions``: the decision log (after-action reports), append-only; a report sent with an
-  idempotency key is stored once per key and API key.
-- ``decisions``: the decision log (after-action reports), append-only.
+  idempotency key is stored once per key and API key. Revision 0005 adds the offer a report
+  records (``offer_<field>`` of :class:`service.storage.records.ReportedOffer`; all null on a
+  report without one), the evidence ``keepwise train`` adds to the CRM's offers history.
 - ``approvals``: the verdict (approved or rejected, with a note) on a recommendation above the
   front line's authority, one per recommendation, linked to the after-action report recorded
   with it (revision 0004).
@@ -173,6 +174,17 @@ latest_recommendations = Table(
     Index(None, "approval_tier"),
 )
 
+# revision 0005: a reported offer's fields (service.storage.records.ReportedOffer), column
+# "offer_<field>" each
+OFFER_COLUMN_TYPES: dict[str, Any] = {
+    "offer_kind": String(ACTION_LENGTH),
+    "offer_offered_on": Date(),
+    "offer_accepted": Boolean(),
+    "offer_cost": Float(),
+    "offer_responded_on": Date(),
+    "offer_holdout": Boolean(),
+}
+
 decisions = Table(
     "decisions",
     metadata,
@@ -198,6 +210,8 @@ decisions = Table(
     # revision 0003: the client's Idempotency-Key (unique per API key) and its report's hash
     Column("idempotency_key", String(IDEMPOTENCY_KEY_LENGTH), nullable=True),
     Column("request_sha256", String(64), nullable=True),
+    # revision 0005: the offer the report records (ReportedOffer; null without one)
+    *(Column(name, type_, nullable=True) for name, type_ in OFFER_COLUMN_TYPES.items()),
     # revision 0002: a customer's decision history, newest first, without a sort
     Index(None, "customer_id", "recorded_at"),
     Index(None, "recorded_by", "idempotency_key", unique=True),

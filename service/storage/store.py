@@ -56,6 +56,13 @@ from service.storage.engine import (
     is_memory_sqlite,
     parse_url,
 )
+from service.storage.offer_columns import (
+    checked_offer,
+    offer_fingerprint,
+    offer_from_row,
+    offer_values,
+    read_offer_reports,
+)
 from service.storage.portfolio import (
     ActionTally,
     PortfolioFilter,
@@ -438,6 +445,7 @@ class Store:
             report, decision_id=uuid.uuid4().hex, recorded_at=datetime.now(UTC)
         )
         values = {name: getattr(stored, name) for name in _DECISION_COLUMNS}
+        values.update(offer_values(stored.offer))
         fingerprint = _report_fingerprint(stored)
         if key is not None:
             values.update(idempotency_key=key, request_sha256=fingerprint)
@@ -531,6 +539,21 @@ class Store:
         with self._database_errors("list decisions"), self._transaction(write=False) as conn:
             rows = conn.execute(query).all()
         return [_decision_from_row(row) for row in rows]
+
+    def offer_reports(self) -> pl.DataFrame:
+        """Every report that records an offer, for training (oldest recorded first).
+
+        Returns:
+            One row per report (:data:`service.storage.offer_columns.REPORT_COLUMNS`: the
+            decision and customer ids, the offer under the CRM ``offers`` table's column names,
+            and ``recorded_at``); empty for a store before revision 0005 or without reports.
+            Nothing is migrated or written.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        with self._database_errors("read the decision log"), self._transaction(write=False) as conn:
+            return read_offer_reports(conn)
 
     # -- portfolio -------------------------------------------------------------------------
 
@@ -661,7 +684,9 @@ class Store:
                 )
             _check_recommendation_link(conn, decision)
             conn.execute(
-                decisions.insert(), {name: getattr(decision, name) for name in _DECISION_COLUMNS}
+                decisions.insert(),
+                {name: getattr(decision, name) for name in _DECISION_COLUMNS}
+                | offer_values(decision.offer),
             )
             stored = StoredApproval(
                 approval_id=uuid.uuid4().hex,
@@ -830,6 +855,7 @@ def _report_fingerprint(decision: StoredDecision) -> str:
     for own in ("decision_id", "recorded_at"):
         del fields[own]
     fields["occurred_at"] = decision.occurred_at.isoformat()
+    fields.update(offer_fingerprint(decision.offer))
     canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -1069,6 +1095,7 @@ def _stored_decision(
         recommendation_id=recommendation_id,
         followed_recommendation=followed,
         recorded_by=_text(report.recorded_by, "recorded_by", max_length=ID_LENGTH),
+        offer=checked_offer(report.offer, recorded_at),
         decision_id=decision_id,
         recorded_at=recorded_at,
     )
@@ -1097,4 +1124,6 @@ def _check_recommendation_link(conn: Connection, decision: StoredDecision) -> No
 
 
 def _decision_from_row(row: Row[Any]) -> StoredDecision:
-    return StoredDecision(**{name: getattr(row, name) for name in _DECISION_COLUMNS})
+    return StoredDecision(
+        **{name: getattr(row, name) for name in _DECISION_COLUMNS}, offer=offer_from_row(row)
+    )

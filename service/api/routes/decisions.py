@@ -55,8 +55,10 @@ _CREATED: dict[int | str, dict[str, Any]] = {
     summary="Record an after-action report",
     description=(
         "Records what the customer asked for, when and where, the authority exercised, who "
-        "helped and the outcome, with the recommendation it followed or overrode. Needs role "
-        "agent. `recorded_by` is the key's name. A key limited to an account manager or region "
+        "helped and the outcome, with the recommendation it followed or overrode, and, "
+        "optionally, the offer made in structured form (`offer`: kind, day, answer, cost, "
+        "holdout), which `keepwise train` learns from. Needs role agent. `recorded_by` is the "
+        "key's name. A key limited to an account manager or region "
         "may report only on its own customers (others, and customers the store does not know, "
         "answer 404); an unscoped key may also report on a customer the store does not know yet "
         "(signed up after the last batch run). 201 means the report is committed; 503 means "
@@ -90,7 +92,11 @@ async def record_decision(
         owner = await store_call(store.customer_scope, body.customer_id)
         if owner is None or not key.owns(*owner):
             raise HTTPException(404, detail=f"customer '{body.customer_id}' not found for this key")
-    report = DecisionReport(**body.model_dump(), recorded_by=key.name)
+    report = DecisionReport(
+        **body.model_dump(exclude={"offer"}),
+        recorded_by=key.name,
+        offer=None if body.offer is None else body.offer.to_record(),
+    )
     if idempotency_key is None:
         stored = await store_call(store.record_decision, report)
     else:
@@ -108,7 +114,8 @@ async def record_decision(
     response_model=DecisionListPublic,
     summary="List after-action reports",
     description=(
-        "The decision log, newest first, optionally for one customer. Any role may read it; a "
+        "The decision log, newest first, optionally for one customer, each report with the "
+        "offer it records (`offer`, null when none). Any role may read it; a "
         "key limited to an account manager or region sees only reports on its own customers "
         "(a customer outside the scope gives an empty list, as an unknown one does)."
     ),

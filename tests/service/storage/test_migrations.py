@@ -15,7 +15,7 @@ from service.storage.engine import parse_url
 from service.storage.schema import latest_recommendations, metadata, recommendations
 from tests.service.storage.factories import recommendation_row, report
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def _version(url: str) -> str | None:
