@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, insert, inspect, text
 
-from service.storage import PortfolioFilter, Store, StoreError
+from service.storage import DecisionReport, PortfolioFilter, ReportedOffer, Store, StoreError
 from service.storage.engine import parse_url
-from service.storage.schema import latest_recommendations, metadata, recommendations
+from service.storage.schema import decisions, latest_recommendations, metadata, recommendations
 from tests.service.storage.factories import recommendation_row, report
 
 HEAD = "0005"
@@ -174,3 +176,64 @@ def test_upgrade_to_idempotency_keys_keeps_reports_and_their_nulls(db_url: str) 
         assert not once.replayed
         assert store.record_decision_once(report("C001"), "k-1").replayed
         assert store.list_decisions() == [once.decision, before]
+
+
+def _decision_columns(url: str) -> set[str]:
+    engine = create_engine(parse_url(url))
+    try:
+        return {column["name"] for column in inspect(engine).get_columns("decisions")}
+    finally:
+        engine.dispose()
+
+
+def _save_keyed_report_at_0004(url: str, stored: DecisionReport, key: str) -> None:
+    """A report with an idempotency key as the 0003/0004 store wrote it, with its fingerprint:
+    SHA-256 of the report's fields as sorted compact JSON, ``occurred_at`` in ISO UTC."""
+    fields = {name: getattr(stored, name) for name in DecisionReport.__dataclass_fields__}
+    del fields["offer"]
+    fields["occurred_at"] = stored.occurred_at.astimezone(UTC).isoformat()
+    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    engine = create_engine(parse_url(url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(decisions),
+                {
+                    **{k: v for k, v in vars(stored).items() if k != "offer"},
+                    "decision_id": "d-old-keyed",
+                    "recorded_at": datetime.now(UTC),
+                    "idempotency_key": key,
+                    "request_sha256": hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
+                },
+            )
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_to_reported_offers_keeps_old_reports_without_an_offer(db_url: str) -> None:
+    with Store(db_url) as store:
+        store.migrate("0004")
+        _save_at_first_revision(db_url, "C001", "R1")
+        before = [
+            store.record_decision(
+                report("C001", recommendation_id="R1", followed_recommendation=True)
+            ),
+        ]
+        _save_keyed_report_at_0004(db_url, report("C002"), "k-old")
+        assert "offer_kind" not in _decision_columns(db_url)
+
+        store.migrate()
+
+        assert _version(db_url) == HEAD
+        assert {f"offer_{name}" for name in ReportedOffer.__dataclass_fields__} <= (
+            _decision_columns(db_url)
+        )
+        assert store.list_decisions()[1:] == list(reversed(before))
+        assert all(decision.offer is None for decision in store.list_decisions())
+        assert store.offer_reports().is_empty()
+        # a retry of a report stored before the upgrade is still recognised as the same report
+        assert store.record_decision_once(report("C002"), "k-old").replayed
+        offer = ReportedOffer(kind="training", offered_on=date(2025, 3, 1), cost=900.0)
+        new = store.record_decision(report("C001", offer=offer))
+        assert store.list_decisions()[0] == new and new.offer == offer
+        assert store.offer_reports()["decision_id"].to_list() == [new.decision_id]
