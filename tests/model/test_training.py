@@ -71,14 +71,20 @@ def test_features_and_fingerprint_are_recorded(trained):
     assert len(str(trained.fingerprint["sha256"])) == 64
 
 
-def test_training_is_deterministic(small_world, trained):
+def test_training_is_deterministic_and_an_empty_decision_log_changes_nothing(
+    small_world, trained
+):
+    import pickle
+
     from model.churn import ChurnParams
     from model.policy import load_policy
     from model.training import train_from_tables
     from model.value import ValueParams
+    from service.storage.offer_columns import REPORT_COLUMNS
     from tests.conftest import REPO
 
     config = TrainingConfig(churn=ChurnParams(n_estimators=60), value=ValueParams(n_estimators=60))
+    # `trained` had no decision log at all; this run reads an empty one
     again = train_from_tables(
         {n: f.lazy() for n, f in small_world.tables.items()},
         small_world.config.end,
@@ -86,9 +92,21 @@ def test_training_is_deterministic(small_world, trained):
         config,
         truth_monthly=small_world.truth_monthly.lazy(),
         trained_at="2026-01-01T00:00:00+00:00",
+        offer_reports=pl.DataFrame(schema=REPORT_COLUMNS),
     )
     assert again.test_predictions.equals(trained.test_predictions)
     assert again.metrics == trained.metrics
+    assert again.bundle.summary == trained.bundle.summary
+    for part in ("churn", "value", "offer_response"):
+        assert pickle.dumps(getattr(again.bundle, part)) == pickle.dumps(
+            getattr(trained.bundle, part)
+        ), part
+    offers = small_world.tables["offers"]
+    assert again.offer_sources.counts() == trained.offer_sources.counts()
+    assert trained.offer_sources.counts()["crm_export"] == (
+        offers.filter(pl.col("offered_at") < trained.plan.test[0]).height
+    )
+    assert trained.offer_sources.counts()["decision_log"] == 0
 
 
 def test_value_forecast_is_scored_against_realised_and_true_margins(trained):
