@@ -1,4 +1,4 @@
-"""The offer part of an after-action report: stored, listed, refused with a clear 422, documented."""
+"""The offer part of an after-action report: stored, listed, refused with clear 422s, documented."""
 
 from __future__ import annotations
 
@@ -79,7 +79,8 @@ FUTURE = (datetime.now(UTC) + timedelta(days=2)).date().isoformat()
         ({**OFFER, "responded_on": FUTURE}, ["body", "offer", "responded_on"], "value_error"),
         ({**OFFER, "offered_on": "1969-12-31"}, ["body", "offer", "offered_on"], "value_error"),
         ({**OFFER, "offered_on": 1736812800}, ["body", "offer", "offered_on"], "value_error"),
-        ({"offered_on": "2025-01-10", "accepted": True, "cost": 10.0}, ["body", "offer", "kind"], "missing"),
+        ({"offered_on": "2025-01-10", "accepted": True, "cost": 10.0}, ["body", "offer", "kind"],
+         "missing"),
         ({"kind": "gift", "cost": 10.0}, ["body", "offer", "offered_on"], "missing"),
         ({**OFFER, "cost": None}, ["body", "offer"], "value_error"),
         ({**OFFER, "responded_on": "2025-01-13"}, ["body", "offer"], "value_error"),
