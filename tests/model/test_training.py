@@ -71,9 +71,7 @@ def test_features_and_fingerprint_are_recorded(trained):
     assert len(str(trained.fingerprint["sha256"])) == 64
 
 
-def test_training_is_deterministic_and_an_empty_decision_log_changes_nothing(
-    small_world, trained
-):
+def test_training_is_deterministic_and_an_empty_decision_log_changes_nothing(small_world, trained):
     import pickle
 
     from model.churn import ChurnParams
