@@ -605,7 +605,7 @@ class ReportedOfferRequest(BaseModel):
 class ReportedOfferPublic(BaseModel):
     """The offer a stored report records."""
 
-    kind: OfferKind = Field(description="The offer kind.")
+    kind: str = Field(description="The offer kind (one of the data contract's `offers.kind`).")
     offered_on: date = Field(description="The day it was made (holdout: selected).")
     accepted: bool | None = Field(description="true accepted, false declined, null no answer.")
     cost: float | None = Field(description="Its cost to the company if accepted (null: holdout).")
