@@ -381,6 +381,16 @@ def _as_reports(offers: pl.DataFrame) -> pl.DataFrame:
     ).cast(REPORT_COLUMNS)
 
 
+def test_a_log_reporting_every_crm_offer_again_adds_nothing(small_world) -> None:
+    offers = small_world.tables["offers"]
+    ids = small_world.tables["customers"]["customer_id"]
+    merged, sources = merge_reported_offers(offers, _as_reports(offers), ids, CUTOFF)
+    assert merged.equals(offers)
+    before = offers.filter(pl.col("offered_at") < CUTOFF).height
+    assert (sources.duplicates_of_crm, sources.from_log) == (before, 0)
+    assert sources.after_cutoff == offers.height - before
+
+
 def test_a_kind_without_crm_evidence_gains_it_from_reports(small_world, trained) -> None:
     """Gift offers missing from the CRM export but reported in the log give the same evidence."""
     policy = load_policy(REPO / "policies" / "default.toml")
