@@ -65,6 +65,7 @@ NOISE_SEED = 20_240_917
 SCORED_COLUMNS = ("customer_id", "p_churn", "segment", "region", "model_version", "run_id")
 LABEL_COLUMNS = ("customer_id", "churned", "realised_net_margin")
 FOLLOWED, OVERRIDDEN, NOT_REPORTED = "followed", "overridden", "no report"
+NO_DECISION_LOG = "no decision log"
 
 
 class MonitoringError(ValueError):
@@ -241,7 +242,7 @@ def require_columns(frame: pl.DataFrame, columns: Sequence[str], what: str) -> N
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise MonitoringError(
-            f"{what} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+            f"no column{'s' if len(missing) > 1 else ''} {', '.join(missing)} in {what}"
         )
 
 
@@ -273,7 +274,8 @@ def join_outcomes(scored: pl.DataFrame, labels: pl.DataFrame) -> tuple[pl.DataFr
     if missing_p.any():
         bad = joined.filter(missing_p)["customer_id"].head(3).to_list()
         raise MonitoringError(
-            f"the scores hold {int(missing_p.sum())} rows without a churn probability "
+            f"the scores hold {int(missing_p.sum())} row{'s' if missing_p.sum() > 1 else ''} "
+            "without a churn probability "
             f"(p_churn), e.g. customer_id {', '.join(map(str, bad))}"
         )
     return joined, scored.height - joined.height
@@ -536,7 +538,7 @@ def _notes(report: MonitoringReport) -> list[str]:
     if report.drift.churn_score_psi is None and report.drift.features is not None:
         notes.append("no earlier scoring run to compare the churn scores with")
     if report.decisions is None:
-        notes.append("no decision log was read: followed and overridden are not reported")
+        notes.append(f"{NO_DECISION_LOG} was read: followed and overridden are not reported")
     else:
         notes.append(
             "followed against overridden is observational: who is overridden is not random, "

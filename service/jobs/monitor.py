@@ -29,6 +29,7 @@ from features.config import FeatureConfig
 from features.labels import build_labels
 from features.loader import Problem, load_tables
 from model.monitoring import (
+    NO_DECISION_LOG,
     SCORED_COLUMNS,
     MonitoringError,
     MonitoringReport,
@@ -155,7 +156,11 @@ def run_monitor_job(job: MonitorJob) -> MonitorResult:
         policy_version=summary.get("policy_version"),
     )
     if job.database_url and decisions is None:
-        report.notes.append(f"no decision log at {_safe(job.database_url)}: nothing to compare")
+        report.notes = [n for n in report.notes if not n.startswith(NO_DECISION_LOG)]
+        report.notes.append(
+            f"{NO_DECISION_LOG} at {_safe(job.database_url)} (no such store): followed and "
+            "overridden are not reported"
+        )
     result = MonitorResult(report=report, problems=problems)
     result.report_path, result.plot_path = _write_report(job.scores, report)
     if job.tracking is not None and job.record:

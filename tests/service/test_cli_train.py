@@ -64,6 +64,14 @@ def test_train_json_then_promote_then_models(tmp_path):
     assert "version 1 promoted: there was no champion yet" in promoted.output
     shown = runner.invoke(app, ["models", "--tracking-uri", uri])
     assert shown.exit_code == 0 and "champion (v1)" in shown.output and "empc" in shown.output
+    # training wrote the version's model card; the promotion is in the history
+    card = runner.invoke(app, ["models", "--tracking-uri", uri, "--card", "1"])
+    assert card.exit_code == 0, card.output
+    assert card.stdout.startswith("# Model card: keepwise version 1\n")
+    for section in ("## Data window", "## Leak guard", "## Performance by segment on the holdout"):
+        assert section in card.stdout, section
+    history = runner.invoke(app, ["models", "--tracking-uri", uri, "--history"])
+    assert history.exit_code == 0 and "there was no champion yet" in history.output
 
 
 def test_train_on_the_telco_mapping_reaches_the_reference_auc(tmp_path, shared_data):
