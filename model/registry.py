@@ -625,8 +625,9 @@ def model_card_text(settings: MlflowSettings, version: int) -> str:
         ) from error
     if MODEL_CARD_TAG not in found.tags or not found.run_id:
         raise RegistryError(
-            f"version {version} of {settings.model_name!r} has no model card: it was registered "
-            "before cards were written (train again to get one)"
+            f"version {version} of {settings.model_name!r} has no model card: cards are written "
+            "by `keepwise train --data` (or --transactions); a --table model, or a version "
+            "registered before cards existed, has none"
         )
     with tempfile.TemporaryDirectory() as folder:
         try:
