@@ -51,7 +51,11 @@ import polars as pl
 from sklearn.metrics import roc_auc_score
 
 from model.drift import SIGNIFICANT_PSI
-from model.metrics import calibration_curve_table, expected_calibration_error
+from model.metrics import (
+    calibration_curve_table,
+    equal_frequency_bins,
+    expected_calibration_error,
+)
 
 #: Default ECE above which retraining is recommended: 5 points of churn probability, about twice
 #: the noise floor of a 10-bin ECE on 2,000 customers with 10% churn (see the module docstring).
@@ -342,14 +346,21 @@ def calibration_noise_p95(
 ) -> float:
     """95th percentile of the ECE of a perfectly calibrated model on these predictions.
 
-    Each draw takes ``y*_i ~ Bernoulli(p_i)`` and computes ``ECE(y*, p)`` over the same bins;
-    the seed makes the figure reproducible.
+    Each draw takes ``y*_i ~ Bernoulli(p_i)`` and computes ``ECE(y*, p)`` over the same
+    equal-frequency bins (:func:`model.metrics.equal_frequency_bins`); the seed makes the
+    figure reproducible. With the bins fixed, ``ECE = Σ_b |Σ_{i∈b} y*_i − Σ_{i∈b} p_i| / n``,
+    so a draw costs one pass over the customers (a million customers take seconds, not the
+    minutes of 200 full ECE computations).
     """
+    bins = equal_frequency_bins(p, n_bins)
+    order = np.concatenate(bins)
+    starts = np.cumsum([0, *(b.size for b in bins[:-1])])
+    p_sums = np.add.reduceat(p[order], starts)
     rng = np.random.default_rng(seed)
-    values = [
-        expected_calibration_error((rng.random(p.size) < p).astype(np.int64), p, n_bins=n_bins)
-        for _ in range(draws)
-    ]
+    values = np.empty(draws)
+    for k in range(draws):
+        drawn = (rng.random(p.size) < p)[order]
+        values[k] = np.abs(np.add.reduceat(drawn, starts, dtype=np.float64) - p_sums).sum() / p.size
     return float(np.quantile(values, 0.95))
 
 
