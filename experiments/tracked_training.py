@@ -25,7 +25,7 @@ from experiments.oracle_evaluation import by_archetype, chosen_true_values, comp
 from features.wide_import import ASSUMED_HORIZON_DAYS, import_wide_table, load_mapping
 from features.wide_spec import SPEC_KEY, spec_from_import
 from model.bundle import ModelBundle
-from model.model_card import build_model_card
+from model.model_card import build_model_card, build_wide_model_card
 from model.policy import Policy, load_policy
 from model.recommend import recommend
 from model.registry import MlflowSettings, RegisteredModel, log_and_register
@@ -441,6 +441,13 @@ def run_tracked_wide_training(
                 "import_problems.json": list(imported.problems),
             },
             run_name=f"train wide {table.name} {trained_at}",
+            model_card=build_wide_model_card(
+                result,
+                imported,
+                table=str(table),
+                horizon_days=bundle.horizon_days,
+                trained_at=trained_at,
+            ),
         )
     summary = RunSummary(
         run_id=registered.run_id,

@@ -23,7 +23,9 @@ import polars as pl
 from model.monitoring import churn_by_group
 
 if TYPE_CHECKING:
+    from features.wide_import import WideImport
     from model.training import TrainingResult
+    from model.wide_training import WideTrainingResult
 
 #: Holdout figures shown first, with their meaning; every other metric follows in a second table.
 HEADLINE_METRICS: dict[str, str] = {
@@ -37,6 +39,11 @@ HEADLINE_METRICS: dict[str, str] = {
     "value_baseline_mae": "trailing 12-month baseline MAE per month",
     "test_churn_rate": "churn rate of the holdout snapshot",
     "true_hazard_roc_auc": "ROC AUC of the true hazard (synthetic world only)",
+    "cv_roc_auc_mean": "churn ROC AUC, cross-validated mean",
+    "cv_roc_auc_std": "churn ROC AUC, standard deviation over the folds",
+    "cv_brier_mean": "Brier score, cross-validated mean",
+    "cv_empc_mean": "EMPC per customer, cross-validated mean (the promotion metric)",
+    "cv_plain_roc_auc_mean": "ROC AUC of a plain LightGBM on the same folds",
 }
 INTENDED_USE = (
     "Rank and decide the customers of the company whose export it was trained on: churn "
@@ -73,13 +80,17 @@ class ModelCard:
         snapshots: Snapshot dates per partition (train, validation, calibration, test).
         horizon_days: The churn and value horizon.
         churn_definition: ``contractual`` or ``non_contractual``.
-        policy_version: The decision policy it was evaluated with.
+        policy_version: The decision policy it was evaluated with (None: none, e.g. a
+            ``--table`` model is judged by cross-validation only).
         features: Number of features the model reads.
         metrics: Holdout metrics.
         leak_guard: The leak guard's record (:meth:`model.leak_guard.LeakReview.to_dict`).
         by_segment: Holdout performance per segment (None: not available).
         by_region: Holdout performance per region (None: not available).
         limitations: Caveats beyond :data:`LIMITATIONS` (e.g. small groups).
+        evaluated_on: What the metrics and group tables were measured on, in words (None: the
+            holdout snapshot of ``snapshots["test"]``).
+        data_notes: Further facts of the data window (a table's file, rows, assumptions).
     """
 
     trained_at: str
@@ -90,13 +101,15 @@ class ModelCard:
     snapshots: Mapping[str, Sequence[str]]
     horizon_days: int
     churn_definition: str
-    policy_version: str
+    policy_version: str | None
     features: int
     metrics: Mapping[str, float]
     leak_guard: Mapping[str, Any]
     by_segment: pl.DataFrame | None
     by_region: pl.DataFrame | None
     limitations: tuple[str, ...] = field(default_factory=tuple)
+    evaluated_on: str | None = None
+    data_notes: tuple[str, ...] = ()
 
 
 def holdout_by_group(result: TrainingResult) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -156,8 +169,50 @@ def build_model_card(
     )
 
 
+def build_wide_model_card(
+    result: WideTrainingResult,
+    imported: WideImport,
+    *,
+    table: str,
+    horizon_days: int,
+    trained_at: str,
+) -> ModelCard:
+    """The card of a ``--table`` model: cross-validated metrics, out-of-fold churn by segment.
+
+    The segment is the table's own column, or the one assumed for every row (then the card
+    says so); such tables have no region.
+    """
+    segments = None
+    if imported.decisions is not None and "segment" in imported.decisions.columns:
+        predictions = result.oof.join(
+            imported.decisions.select("customer_id", "segment"), on="customer_id", how="left"
+        )
+        segments = churn_by_group(predictions, "segment")
+    folds = result.config.cv_folds
+    return ModelCard(
+        trained_at=trained_at,
+        source="one wide row per customer",
+        export_date=None,
+        orders_from=None,
+        orders_to=None,
+        snapshots={},
+        horizon_days=horizon_days,
+        churn_definition="as the table's label column says",
+        policy_version=None,
+        features=len(result.feature_columns),
+        metrics=dict(result.metrics),
+        leak_guard=result.review.to_dict(),
+        by_segment=segments,
+        by_region=None,
+        limitations=tuple(f"assumed: {text}" for text in imported.assumptions),
+        evaluated_on=f"out-of-fold predictions of {folds}-fold cross-validation",
+        data_notes=(f"table {table}: {imported.features.height:,} rows, one per customer",),
+    )
+
+
 def render_markdown(card: ModelCard, *, model_name: str, version: int | str) -> str:
     """The card as Markdown (the text stored with the version)."""
+    policy = card.policy_version or "none (cross-validated churn metrics only)"
     lines = [
         f"# Model card: {model_name} version {version}",
         "",
@@ -166,20 +221,23 @@ def render_markdown(card: ModelCard, *, model_name: str, version: int | str) -> 
         f"- trained at: {card.trained_at}",
         f"- trained on: {card.source}, {card.features} features",
         f"- churn horizon: {card.horizon_days} days ({card.churn_definition} churn)",
-        f"- decision policy evaluated with: {card.policy_version}",
+        f"- decision policy evaluated with: {policy}",
         "",
         "## Data window",
         "",
-        f"- export date: {card.export_date or 'not recorded'}",
-        f"- orders from {card.orders_from} to {card.orders_to}",
     ]
+    if card.export_date:
+        lines.append(f"- export date: {card.export_date}")
+    if card.orders_from and card.orders_to:
+        lines.append(f"- orders from {card.orders_from} to {card.orders_to}")
+    lines += [f"- {note}" for note in card.data_notes]
     for name in ("train", "validation", "calibration", "test"):
         dates = list(card.snapshots.get(name, ()))
         if dates:
             shown = ", ".join(dates) if len(dates) <= 4 else f"{dates[0]} .. {dates[-1]}"
             lines.append(f"- {name} snapshots (as_of): {shown} ({len(dates)})")
     test = list(card.snapshots.get("test", ()))
-    holdout = f"the holdout snapshot {test[0]}" if test else "the holdout"
+    holdout = card.evaluated_on or (f"the holdout snapshot {test[0]}" if test else "the holdout")
     lines += ["", f"## Metrics on {holdout}", "", "| metric | value |", "| --- | --- |"]
     lines += [
         f"| {label} | {card.metrics[key]:,.4f} |"
@@ -220,7 +278,7 @@ def _leak_lines(record: Mapping[str, Any]) -> list[str]:
 
 def _group_lines(table: pl.DataFrame | None, kind: str) -> list[str]:
     if table is None or table.is_empty():
-        return [f"Not available: the holdout has no {kind} column."]
+        return [f"Not available: the data have no {kind} column."]
     lines = [
         f"| {kind} | customers | predicted churn | realised churn | observed / expected "
         "| ROC AUC |",
