@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -66,6 +67,7 @@ import numpy as np
 import polars as pl
 
 from experiments.oracle_evaluation import chosen_true_values, compare_with_oracle
+from experiments.plots import learning_curve_png
 from experiments.synthetic.config import WorldConfig, add_months
 from experiments.synthetic.stepping import SteppedWorld
 from experiments.synthetic.world import default_policy
@@ -100,6 +102,9 @@ class LoopConfig:
         history_months: months of business as usual before the first cycle.
         oracle_draws: draws per customer and action of the simulated oracle.
         max_customers_for_training: the first training's sample size (None: everyone).
+        company_remedies: the company ran its own remedy programme with randomised holdouts
+            before the loop (the world's default ``targeted_offer_prob``), so the first training
+            already has evidence about offers: the reference of what that evidence is worth.
     """
 
     customers: int = 20_000
@@ -108,13 +113,15 @@ class LoopConfig:
     history_months: int = HISTORY_MONTHS
     oracle_draws: int = 12
     max_customers_for_training: int | None = None
+    company_remedies: bool = False
 
     def world(self) -> WorldConfig:
+        remedies = {} if self.company_remedies else {"targeted_offer_prob": 0.0}
         return WorldConfig(
             n_customers=self.customers,
             seed=self.seed,
             months=self.history_months + self.cycles,
-            targeted_offer_prob=0.0,
+            **remedies,
             oracle_draws=self.oracle_draws,
             oracle_dates=(),
         )
@@ -341,6 +348,81 @@ def figures_frame(figures: Sequence[CycleFigures]) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
+def _read_runs(run_dir: Path, pattern: str) -> pl.DataFrame:
+    # runs differ in which kinds have answers yet: the answers_<kind> columns are unioned
+    return pl.concat([pl.read_csv(p) for p in sorted(run_dir.glob(pattern))], how="diagonal")
+
+
+def summarise(run_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """The loop's runs in ``run_dir`` per cycle across seeds, and the reference runs' first cycle.
+
+    Returns:
+        Per cycle: seeds, mean / min / max of the offer share, the mean oracle share, the front
+        line's offer share, offers made and accepted, explored and exploration cost, seconds;
+        and the ``--company-remedies`` runs' cycle-0 rows (None without any).
+    """
+    loop = _read_runs(run_dir, "cycles_seed*[0-9].csv")
+    per_cycle = (
+        loop.group_by("cycle")
+        .agg(
+            seeds=pl.len(),
+            offer_share_mean=pl.col("offer_share").mean(),
+            offer_share_min=pl.col("offer_share").min(),
+            offer_share_max=pl.col("offer_share").max(),
+            oracle_share_mean=pl.col("oracle_share").mean(),
+            followed_offer_share_mean=pl.col("followed_offer_share").mean(),
+            compensated=pl.col("compensated").mean(),
+            ended=pl.col("ended").mean(),
+            offers_made=pl.col("offers_made").mean(),
+            offers_accepted=pl.col("offers_accepted").mean(),
+            explored=pl.col("explored").mean(),
+            exploration_cost=pl.col("exploration_cost").mean(),
+            seconds=pl.col("seconds").mean(),
+        )
+        .sort("cycle")
+    )
+    references = sorted(run_dir.glob("cycles_seed*_remedies.csv"))
+    reference = (
+        _read_runs(run_dir, "cycles_seed*_remedies.csv").filter(pl.col("cycle") == 0)
+        if references
+        else None
+    )
+    return per_cycle, reference
+
+
+def plot(run_dir: Path, png: Path) -> Path:
+    """The offer decisions' share of the offer-only oracle's gain per cycle, one line per seed."""
+    loop = _read_runs(run_dir, "cycles_seed*[0-9].csv")
+    seeds = loop["seed"].unique().sort().to_list()
+    # the cycles every seed has finished (a run still going has fewer)
+    common = loop.group_by("seed").agg(pl.col("cycle").max())["cycle"].min()
+    loop = loop.filter(pl.col("cycle") <= common)
+    cycles = loop.filter(pl.col("seed") == seeds[0]).sort("cycle")["cycle"].to_numpy()
+    shares = {
+        figure: {
+            f"seed {seed}": loop.filter(pl.col("seed") == seed).sort("cycle")[column].to_numpy()
+            for seed in seeds
+        }
+        for figure, column in (
+            ("offer decisions (offer-only oracle)", "offer_share"),
+            ("all decisions (oracle)", "oracle_share"),
+        )
+    }
+    _, reference = summarise(run_dir)
+    levels = (
+        {"offers, model trained on 42 months of holdouts": float(reference["offer_share"].mean())}
+        if reference is not None
+        else None
+    )
+    return learning_curve_png(
+        cycles,
+        shares,
+        png,
+        title="Closed loop from a priors-only offer model: share of the oracle's gain",
+        reference=levels,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=20_000)
@@ -348,21 +430,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--oracle-draws", type=int, default=12)
     parser.add_argument("--out", type=Path, default=Path("closed_loop_out"))
+    parser.add_argument(
+        "--company-remedies",
+        action="store_true",
+        help="reference: the company ran a remedy programme with holdouts before the loop",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         config = LoopConfig(
-            customers=args.customers, seed=seed, cycles=args.cycles, oracle_draws=args.oracle_draws
+            customers=args.customers,
+            seed=seed,
+            cycles=args.cycles,
+            oracle_draws=args.oracle_draws,
+            company_remedies=args.company_remedies,
         )
+        tag = "_remedies" if args.company_remedies else ""
         done: list[CycleFigures] = []
 
-        def save(row: CycleFigures, done: list[CycleFigures] = done, seed: int = seed) -> None:
+        def save(row: CycleFigures, done: list[CycleFigures] = done, name: str = "") -> None:
             done.append(row)
-            figures_frame(done).write_csv(args.out / f"cycles_seed{seed}.csv")
+            figures_frame(done).write_csv(args.out / f"cycles_{name}.csv")
 
-        _, facts = run_loop(config, on_cycle=save)
-        (args.out / f"facts_seed{seed}.json").write_text(
+        _, facts = run_loop(config, on_cycle=functools.partial(save, name=f"seed{seed}{tag}"))
+        (args.out / f"facts_seed{seed}{tag}.json").write_text(
             json.dumps(facts, indent=2, default=str) + "\n"
         )
 
