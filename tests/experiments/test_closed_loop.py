@@ -12,6 +12,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from experiments.closed_loop import ADHERENCE, LoopConfig, follow, run_loop
+from experiments.plots import learning_curve_png
 from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.oracle import policy_offer_cost
 from experiments.synthetic.stepping import SteppedWorld, SteppedWorldError
@@ -264,3 +265,24 @@ def test_a_tiny_loop_runs_end_to_end_and_learns_from_its_own_offers():
     for f in figures:
         assert np.isfinite(f.offer_share) and np.isfinite(f.oracle_share)
         assert f.explored == 0 or f.exploration_cost != 0
+
+
+def test_the_learning_curve_png_is_deterministic_and_refuses_ragged_runs(tmp_path):
+    shares = {
+        "offers": {"seed 1": [0.1, 0.2, 0.3], "seed 2": [0.12, 0.18, 0.33]},
+        "all": {"seed 1": [0.6, 0.5, 0.4], "seed 2": [0.62, 0.52, 0.41]},
+    }
+    first = learning_curve_png([0, 1, 2], shares, tmp_path / "a.png", reference={"ceiling": 0.4})
+    second = learning_curve_png([0, 1, 2], shares, tmp_path / "b.png", reference={"ceiling": 0.4})
+    assert first.read_bytes() == second.read_bytes()
+    assert first.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match=r"'seed 2'.* 2 value\(s\) but cycles has 3"):
+        learning_curve_png(
+            [0, 1, 2], {"offers": {"seed 1": [0.1] * 3, "seed 2": [0.1] * 2}}, tmp_path / "c.png"
+        )
+    with pytest.raises(ValueError, match="increasing"):
+        learning_curve_png([0, 2, 1], shares, tmp_path / "d.png")
+    with pytest.raises(ValueError, match=r"'seed 1'"):
+        learning_curve_png(
+            [0, 1, 2], {"offers": {"seed 1": [0.1, float("nan"), 0.2]}}, tmp_path / "e.png"
+        )
