@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from experiments.oracle_evaluation import chosen_true_values, compare_with_oracle
+from experiments.oracle_evaluation import by_archetype, chosen_true_values, compare_with_oracle
 from experiments.plots import learning_curve_png
 from experiments.synthetic.config import WorldConfig, add_months
 from experiments.synthetic.stepping import SteppedWorld
@@ -139,6 +139,7 @@ class CycleFigures:
     ended: int
     explored: int
     offer_share: float  # recommendations' offers: share of the offer-only oracle's gain
+    start_model_offer_share: float  # the same snapshot decided by the first (priors-only) model
     oracle_share: float  # recommendations: share of the oracle's gain
     followed_offer_share: float  # the front line's actual offers, same definition
     exploration_cost: float  # true value given up by the explored recommendations
@@ -248,6 +249,7 @@ def run_loop(
     config: LoopConfig,
     policy: Policy | None = None,
     on_cycle: Callable[[CycleFigures], None] | None = None,
+    on_archetypes: Callable[[pl.DataFrame], None] | None = None,
 ) -> tuple[list[CycleFigures], dict[str, Any]]:
     """Run the closed loop (module docstring) and return the figures of every cycle.
 
@@ -255,6 +257,9 @@ def run_loop(
         config: sizes, seed and cycles.
         policy: the decision policy (also prices the oracle); None reads ``policies/default.toml``.
         on_cycle: called with each cycle's figures as soon as they are known.
+        on_archetypes: when given, called each cycle with where the gain comes from:
+            :func:`experiments.oracle_evaluation.by_archetype` of the recommendations, with
+            ``seed`` and ``cycle`` columns.
 
     Returns:
         The cycles' figures and facts about the run (first training's metrics, timings).
@@ -271,6 +276,7 @@ def run_loop(
     facts["training_seconds"] = time.perf_counter() - began
     facts["training_metrics"] = metrics
     facts["offer_response_at_start"] = bundle.summary.get("offer_response")
+    start_bundle = bundle
     figures: list[CycleFigures] = []
     answers: dict[str, int] = {}
     learned: list[str] = []
@@ -283,6 +289,22 @@ def run_loop(
         recs = recommend(features, bundle, policy, as_of=as_of, model_version=version, drivers=0)
         truth = world.action_values()
         comparison = compare_with_oracle(recs, truth, policy)
+        # learning or a changed population? the first model decides the same snapshot
+        start_recs = (
+            recs
+            if bundle is start_bundle
+            else recommend(
+                features, start_bundle, policy, as_of=as_of, model_version=version, drivers=0
+            )
+        )
+        start_comparison = compare_with_oracle(start_recs, truth, policy)
+        if on_archetypes is not None:
+            archetypes = world.truth_tables()["truth_customers"]
+            on_archetypes(
+                by_archetype(chosen_true_values(recs, truth, policy), archetypes).with_columns(
+                    seed=pl.lit(config.seed), cycle=pl.lit(cycle)
+                )
+            )
         explored = recs.filter(pl.col("explored")).height if "explored" in recs.columns else 0
         exploration_cost, model_cost = 0.0, 0.0
         if explored and greedy_policy is not None:
@@ -320,6 +342,7 @@ def run_loop(
             ended=int((recs["action"] == "end").sum()),
             explored=explored,
             offer_share=comparison.offer_share_of_offer_only_gain,
+            start_model_offer_share=start_comparison.offer_share_of_offer_only_gain,
             oracle_share=comparison.share_of_oracle_gain(comparison.policy),
             followed_offer_share=followed.offer_share_of_offer_only_gain,
             exploration_cost=exploration_cost,
@@ -435,6 +458,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="reference: the company ran a remedy programme with holdouts before the loop",
     )
+    parser.add_argument(
+        "--archetypes", action="store_true", help="also write where the gain comes from per cycle"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -453,7 +479,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             done.append(row)
             figures_frame(done).write_csv(args.out / f"cycles_{name}.csv")
 
-        _, facts = run_loop(config, on_cycle=functools.partial(save, name=f"seed{seed}{tag}"))
+        parts: list[pl.DataFrame] = []
+
+        def save_archetypes(frame: pl.DataFrame, parts=parts, name: str = "") -> None:
+            parts.append(frame)
+            pl.concat(parts).write_csv(args.out / f"archetypes_{name}.csv")
+
+        name = f"seed{seed}{tag}"
+        _, facts = run_loop(
+            config,
+            on_cycle=functools.partial(save, name=name),
+            on_archetypes=functools.partial(save_archetypes, name=name)
+            if args.archetypes
+            else None,
+        )
         (args.out / f"facts_seed{seed}{tag}.json").write_text(
             json.dumps(facts, indent=2, default=str) + "\n"
         )

@@ -262,6 +262,9 @@ def test_a_tiny_loop_runs_end_to_end_and_learns_from_its_own_offers():
     # every offer made in the first cycle is evidence for the second
     assert sum(first.answers_by_kind.values()) == first.offers_made
     assert sum(second.answers_by_kind.values()) == first.offers_made + second.offers_made
+    # cycle 0 is decided by the first model itself; cycle 1 by the refitted one
+    assert first.start_model_offer_share == first.offer_share
+    assert np.isfinite(second.start_model_offer_share)
     for f in figures:
         assert np.isfinite(f.offer_share) and np.isfinite(f.oracle_share)
         assert f.explored == 0 or f.exploration_cost != 0
