@@ -61,7 +61,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -116,12 +116,11 @@ class LoopConfig:
     company_remedies: bool = False
 
     def world(self) -> WorldConfig:
-        remedies = {} if self.company_remedies else {"targeted_offer_prob": 0.0}
         return WorldConfig(
             n_customers=self.customers,
             seed=self.seed,
             months=self.history_months + self.cycles,
-            **remedies,
+            targeted_offer_prob=WorldConfig.targeted_offer_prob if self.company_remedies else 0.0,
             oracle_draws=self.oracle_draws,
             oracle_dates=(),
         )
@@ -157,11 +156,11 @@ def _lazy(tables: dict[str, pl.DataFrame]) -> dict[str, pl.LazyFrame]:
 
 def _without_exploration(policy: Policy) -> Policy | None:
     """The policy with exploration switched off; None when it does not explore."""
-    exploration = getattr(policy, "exploration", None)
-    share = getattr(exploration, "share", 0.0) if exploration is not None else 0.0
-    if not share:
+    exploration: Any = getattr(policy, "exploration", None)
+    if not getattr(exploration, "share", 0.0):
         return None
-    return dataclasses.replace(policy, exploration=dataclasses.replace(exploration, share=0.0))
+    switched_off: dict[str, Any] = {"exploration": dataclasses.replace(exploration, share=0.0)}
+    return dataclasses.replace(policy, **switched_off)
 
 
 def follow(recommendations: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
@@ -186,6 +185,10 @@ def follow(recommendations: pl.DataFrame, rng: np.random.Generator) -> pl.DataFr
     )
 
 
+def _total(values: pl.Series) -> float:
+    return float(cast(float, values.sum()))
+
+
 def _exploration_cost(
     recs: pl.DataFrame, greedy: pl.DataFrame, action_values: pl.DataFrame, policy: Policy
 ) -> tuple[float, float]:
@@ -198,8 +201,8 @@ def _exploration_cost(
     baseline = chosen_true_values(
         greedy.join(ids, on="customer_id", how="semi"), action_values, policy
     )
-    true_cost = float(baseline["true_policy"].sum() - chosen["true_policy"].sum())
-    model_cost = float(baseline["model_gain"].sum() - chosen["model_gain"].sum())
+    true_cost = _total(baseline["true_policy"]) - _total(chosen["true_policy"])
+    model_cost = _total(baseline["model_gain"]) - _total(chosen["model_gain"])
     return true_cost, model_cost
 
 
@@ -433,7 +436,11 @@ def plot(run_dir: Path, png: Path) -> Path:
     }
     _, reference = summarise(run_dir)
     levels = (
-        {"offers, model trained on 42 months of holdouts": float(reference["offer_share"].mean())}
+        {
+            "offers, model trained on 42 months of holdouts": float(
+                cast(float, reference["offer_share"].mean())
+            )
+        }
         if reference is not None
         else None
     )
