@@ -17,6 +17,7 @@ from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.oracle import policy_offer_cost
 from experiments.synthetic.stepping import SteppedWorld, SteppedWorldError
 from experiments.synthetic.world import default_policy, generate_world
+from features.loader import load_tables
 
 # two chunks, so that customer ids are mapped to the right chunk
 CONFIG = WorldConfig(
@@ -289,3 +290,24 @@ def test_the_learning_curve_png_is_deterministic_and_refuses_ragged_runs(tmp_pat
         learning_curve_png(
             [0, 1, 2], {"offers": {"seed 1": [0.1, float("nan"), 0.2]}}, tmp_path / "e.png"
         )
+
+
+def test_a_stepped_export_with_outside_actions_loads_like_a_generated_world(
+    policy, started, tmp_path
+):
+    world = _stepped(policy, started=started)
+    active = _truth_active(world)["customer_id"]
+    world.advance(
+        pl.DataFrame(
+            {
+                "customer_id": active.head(40),
+                "action": ["compensate"] * 30 + ["end"] * 10,
+                "offer_kind": ["training"] * 30 + [None] * 10,
+            }
+        )
+    )
+    counts = world.write(tmp_path)
+    result = load_tables(tmp_path)
+    assert [str(p) for p in result.problems] == []
+    for name, rows in counts.items():
+        assert result.tables[name].select(pl.len()).collect().item() == rows
