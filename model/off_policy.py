@@ -45,10 +45,12 @@ follows the skew (and is reproducible: the seed is an argument).
 
 Diagnostics (what to read before trusting a figure): rows where the log took the candidate's
 arm (only these carry information for IPS/SNIPS), the effective sample size
-``ESS = (sum w)^2 / sum w^2`` (Kish), the largest weight, and **support**: every arm the
-candidate picks for some customers but that the log never took for any of them. On those
-rows IPS and SNIPS have nothing to go on and DR rests on the model alone; a warning says so
-in plain words.
+``ESS = (sum w)^2 / sum w^2`` (Kish), the largest weight, and **support**: the rows where the
+candidate's arm had no chance of being logged -- the log took another arm with propensity 1
+(the policy in force never explores a customer it ends), or the arm was never taken for any
+customer the candidate gives it to. IPS and SNIPS assume ``pi_0(e_i | x_i) > 0``; on those rows
+they have nothing to go on and DR rests on the model alone, so all three are biased there by
+as much as the model is wrong; a warning says so in plain words.
 """
 
 from __future__ import annotations
@@ -118,9 +120,10 @@ class Overlap:
         matched: Rows where the log took the candidate's arm.
         effective_sample_size: ``(sum w)^2 / sum w^2`` (0 without a match).
         max_weight: The largest importance weight ``1 / p_i`` among matched rows (0 without).
-        unsupported_rows: Rows whose candidate arm the log never took for any customer the
-            candidate gives it to.
-        unsupported_arms: Those arms.
+        unsupported_rows: Rows whose candidate arm cannot have been logged: the log took
+            another arm with propensity 1 (e.g. "end", which is never explored), or the arm
+            is one the log never took for any customer the candidate gives it to.
+        unsupported_arms: Arms of the second kind.
     """
 
     rows: int
@@ -207,6 +210,7 @@ class Influence:
     terms: dict[str, np.ndarray]
     weights: np.ndarray
     reward: np.ndarray
+    propensity: np.ndarray
 
 
 def influence_terms(
@@ -248,6 +252,7 @@ def influence_terms(
         },
         weights=weights,
         reward=reward,
+        propensity=np.asarray(propensity, dtype=np.float64),
     )
 
 
@@ -587,7 +592,10 @@ def _overlap(influence: Influence, logged: np.ndarray, target: np.ndarray) -> Ov
     unsupported_arms = sorted(
         arm for arm in np.unique(target) if not (matched & (target == arm)).any()
     )
-    unsupported = np.isin(target, unsupported_arms)
+    # a logged propensity of 1 leaves nothing for any other action: where the candidate
+    # differs there, its action could not have been logged for that customer
+    certain = influence.propensity >= 1.0
+    unsupported = np.isin(target, unsupported_arms) | (~matched & certain)
     return Overlap(
         rows=int(weights.size),
         matched=int(matched.sum()),
@@ -605,12 +613,18 @@ def _overlap_warnings(overlap: Overlap, target: np.ndarray) -> list[str]:
             "no support: the log never took the candidate's action for any customer, so IPS "
             "and SNIPS cannot estimate anything and DR is the model's own estimate (DM) only"
         )
-    elif overlap.unsupported_arms:
+    elif overlap.unsupported_rows:
+        never = (
+            f" ({', '.join(overlap.unsupported_arms)} never taken for any of them)"
+            if overlap.unsupported_arms
+            else ""
+        )
         warnings.append(
-            f"no support for {', '.join(overlap.unsupported_arms)}: the candidate chooses it for "
-            f"{overlap.unsupported_rows} customer(s) but the log never took it for any of them; "
-            "there IPS and SNIPS count nothing and DR relies on the model alone (raise the "
-            "exploration share of the policy in force to measure it)"
+            f"no support for {overlap.unsupported_rows} customer(s): the candidate chooses an "
+            f"action the log could not have taken for them{never}, because the policy in force "
+            'chose another with certainty (it never explores an "end" or where exploration is '
+            "off); there IPS and SNIPS count nothing and DR relies on the model alone, so their "
+            "figures are biased by as much as the model is wrong on these customers"
         )
     if 0 < overlap.effective_sample_size < 100:
         warnings.append(

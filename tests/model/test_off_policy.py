@@ -249,6 +249,9 @@ def test_an_arm_never_logged_for_the_candidates_customers_is_reported_as_unsuppo
     ended = log.filter(pl.col("action") == "end").height
     assert result.overlap.matched == log.height - ended
     assert result.overlap.unsupported_arms == ()  # retain was logged for other customers
+    # ... but not for these: the log took "end" for them with certainty
+    assert result.overlap.unsupported_rows == ended > 0
+    assert any(w.startswith(f"no support for {ended} customer(s)") for w in result.warnings)
     assert result.candidate["ips"].value != result.in_force.value
 
 
