@@ -194,6 +194,29 @@ def build_setup(customers: int, world_seed: int, policy: Policy) -> Setup:
     return Setup(known, oracle, world.config.oracle_draws, policy, seconds)
 
 
+def cached_setup(folder: Path, customers: int, world_seed: int, policy: Policy) -> Setup:
+    """:func:`build_setup`, kept in ``folder`` (decisions, oracle, timings) for later runs with
+    the same world size, seed and policy version."""
+    stem = folder / f"ope-{customers}-{world_seed}-{policy.version}"
+    paths = {name: stem.with_name(f"{stem.name}.{name}.parquet") for name in ("log", "oracle")}
+    meta = stem.with_name(f"{stem.name}.json")
+    if all(p.exists() for p in paths.values()) and meta.exists():
+        info = json.loads(meta.read_text())
+        return Setup(
+            pl.read_parquet(paths["log"]),
+            pl.read_parquet(paths["oracle"]),
+            info["oracle_draws"],
+            policy,
+            info["seconds"],
+        )
+    setup = build_setup(customers, world_seed, policy)
+    folder.mkdir(parents=True, exist_ok=True)
+    setup.decisions.write_parquet(paths["log"])
+    setup.oracle.write_parquet(paths["oracle"])
+    meta.write_text(json.dumps({"oracle_draws": setup.oracle_draws, "seconds": setup.seconds}))
+    return setup
+
+
 def run_repeats(
     setup: Setup, share: float, seeds: Sequence[int], interval: str = "analytic"
 ) -> pl.DataFrame:
@@ -280,7 +303,7 @@ def _in_force_truth(setup: Setup, share: float) -> float:
 
 def summarise(results: pl.DataFrame) -> pl.DataFrame:
     """Coverage, bias, RMSE and interval width per (candidate, share, estimator)."""
-    return results.group_by("candidate", "share", "estimator", maintain_order=True).agg(
+    return results.group_by("candidate", "interval", "share", "estimator", maintain_order=True).agg(
         repeats=pl.len(),
         truth=pl.col("truth").mean(),
         covered=pl.col("covered").sum(),
@@ -308,13 +331,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--interval", choices=("analytic", "bootstrap"), nargs="+", default=["analytic"]
     )
     parser.add_argument("--out", type=Path, help="Write every repeat's figures here (JSON).")
+    parser.add_argument(
+        "--cache", type=Path, help="Keep the generated, trained and decided snapshot here."
+    )
     args = parser.parse_args(argv)
     policy = load_policy(DEFAULT_POLICY)
     started = time.perf_counter()
-    setup = build_setup(args.customers, args.world_seed, policy)
+    setup = (
+        cached_setup(args.cache, args.customers, args.world_seed, policy)
+        if args.cache
+        else build_setup(args.customers, args.world_seed, policy)
+    )
     seeds = list(range(args.first_seed, args.first_seed + args.repeats))
     repeats_started = time.perf_counter()
-    results = pl.concat([run_repeats(setup, share, seeds, args.interval) for share in args.share])
+    results = pl.concat(
+        [
+            run_repeats(setup, share, seeds, interval)
+            for share in args.share
+            for interval in args.interval
+        ]
+    )
     seconds = {
         **setup.seconds,
         "repeats": time.perf_counter() - repeats_started,
