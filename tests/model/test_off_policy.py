@@ -311,3 +311,14 @@ def test_logged_customers_without_outcomes_are_left_out_with_a_warning(log, poli
 def test_duplicate_customers_in_the_log_are_refused(log, policy):
     with pytest.raises(OffPolicyError, match="customer_id must be unique"):
         evaluate_policy(pl.concat([log, log.head(2)]), _outcomes(log, 1), policy)
+
+
+def test_a_candidate_offer_the_policy_in_force_never_priced_is_refused(policy):
+    gift_only = dataclasses.replace(
+        policy, version="gift-only", offers=tuple(o for o in policy.offers if o.kind == "gift")
+    )
+    log = decide(_inputs(500, seed=14), gift_only).with_columns(propensity=pl.lit(1.0))
+    assert "ev_offer_refund" not in log.columns
+    assert "offer_refund" in redecide(log, policy)["arm"].to_list()
+    with pytest.raises(OffPolicyError, match="no column ev_offer_[a-z]+: the candidate chooses"):
+        evaluate_policy(log, _outcomes(log, 15), policy)
