@@ -631,7 +631,7 @@ def _overlap_warnings(overlap: Overlap, target: np.ndarray) -> list[str]:
     if 0 < overlap.effective_sample_size < 100:
         warnings.append(
             f"effective sample size {overlap.effective_sample_size:.0f}: too few matching rows "
-            "for normal intervals; try --interval bootstrap and read the estimates with care"
+            "for the intervals to hold their coverage; read the estimates as rough"
         )
     return warnings
 

@@ -179,7 +179,8 @@ def evaluate_policy_command(
         str,
         typer.Option(
             help="analytic (normal, from per-customer influence terms) or bootstrap (seeded "
-            "percentile; better when few logged decisions agree with the candidate)."
+            "percentile). Neither covers as stated when few, heavily weighted decisions carry "
+            "the candidate's changes (docs/off_policy.md)."
         ),
     ] = "analytic",
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
