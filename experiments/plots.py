@@ -265,6 +265,61 @@ def profit_curve_png(
         return _save(fig, path)
 
 
+def learning_curve_png(
+    cycles: ArrayLike,
+    shares: Mapping[str, Mapping[str, ArrayLike]],
+    path: PathLike,
+    title: str = "Share of the oracle's gain, cycle by cycle",
+    y_label: str = "share of the oracle's gain",
+    reference: Mapping[str, float] | None = None,
+) -> Path:
+    """Shares (of an oracle's gain) per learning cycle: one colour per figure, one line per run.
+
+    Args:
+        cycles: Cycle numbers (the x axis), increasing.
+        shares: Figure name -> run name (e.g. a seed) -> share at each cycle, same length as
+            ``cycles``. Each figure's runs share a colour; its mean over runs is drawn bold.
+        path: Where to write the PNG.
+        title: Figure title.
+        y_label: Y-axis label.
+        reference: Optional name -> level drawn as a dashed horizontal line.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: If ``cycles`` is not increasing, ``shares`` is empty, or a run has the wrong
+            length or a non-finite value.
+    """
+    x = _vector("cycles", cycles)
+    if (np.diff(x) <= 0).any():
+        raise ValueError("cycles must be increasing")
+    if not shares:
+        raise ValueError("shares must name at least one figure")
+    runs = {
+        name: _named_vectors(f"shares[{name!r}]", by_run, len(x), "cycles")
+        for name, by_run in shares.items()
+    }
+    with _style():
+        fig, ax = _figure()
+        ax.axhline(0, color=_REFERENCE, lw=1)
+        for name, by_run in runs.items():
+            mean = np.mean(list(by_run.values()), axis=0)
+            (line,) = ax.plot(
+                x, mean, lw=2.5, label=f"{name}: mean {_pct(mean[0], 1)} -> {_pct(mean[-1], 1)}"
+            )
+            for y in by_run.values():
+                ax.plot(x, y, lw=1, alpha=0.45, color=line.get_color())
+        for name, level in (reference or {}).items():
+            ax.axhline(level, color=_TOTAL, lw=1, ls="--", label=f"{name}: {_pct(level, 1)}")
+        ax.set(title=title, xlabel="cycle (month)")
+        ax.set_ylabel(y_label)
+        ax.set_xticks(x)
+        _percent_axis(ax, "y")
+        ax.legend(loc="best", fontsize=9, title="thin lines: one run each", title_fontsize=9)
+        return _save(fig, path)
+
+
 def feature_importance_png(
     names: Sequence[str],
     importance: ArrayLike,

@@ -76,6 +76,7 @@ from service.api.keys import KeyConfigError, KeyScope, new_api_key
 from service.api.main import ServeError
 from service.api.main import run as api_run
 from service.api.serving import ModelLoadError, ServingConfigError, load_serving_model
+from service.commands.evaluate_policy import evaluate_policy_command
 from service.commands.monitor import (
     EXIT_RETRAIN_RECOMMENDED,
     RETRAIN_MEANING,
@@ -771,6 +772,9 @@ def _evaluate_table(table: Path, mapping: Path, settings: MlflowSettings, alias:
             formats={"value": ",.4f"},
         )
     )
+
+
+app.command("evaluate-policy")(evaluate_policy_command)
 
 
 @app.command()

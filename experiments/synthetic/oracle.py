@@ -64,6 +64,13 @@ def offer_action(kind: str) -> str:
     return f"offer_{kind}"
 
 
+def policy_offer_cost(policy: Policy, kind: str, revenue: np.ndarray) -> np.ndarray:
+    """What an accepted offer of ``kind`` costs under the policy's catalogue: ``cost_fixed +
+    cost_revenue_multiple * R`` with ``R`` the customer's true monthly revenue."""
+    offer = policy.offer(kind)
+    return offer.cost_fixed + offer.cost_revenue_multiple * revenue
+
+
 @dataclass(frozen=True)
 class ActionValues:
     """The oracle at one snapshot for one chunk: arrays per (customer, action).
@@ -135,8 +142,7 @@ def simulate_action_values(
     def snapshot_actions(kind: str | None, accept: bool) -> Actions:
         if kind is None:
             return Actions.none(size)
-        offer = policy.offer(kind)
-        cost = offer.cost_fixed + offer.cost_revenue_multiple * np.repeat(revenue, draws)
+        cost = policy_offer_cost(policy, kind, np.repeat(revenue, draws))
         return Actions(
             kind=np.full(size, KIND[kind], dtype=np.int64),
             personal=np.ones(size, dtype=bool),

@@ -28,6 +28,8 @@ from experiments.synthetic.archetypes import ARCHETYPES
 from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.dynamics import (
     NEVER,
+    Actions,
+    Selection,
     WorldState,
     business_as_usual,
     draw_month_randomness,
@@ -223,78 +225,231 @@ def simulate_chunk(config: WorldConfig, chunk_index: int, policy: Policy) -> Chu
     Returns:
         The chunk's five CRM tables and three truth tables.
     """
-    first_number = chunk_index * config.chunk_size + 1
-    n = min(config.chunk_size, config.n_customers - chunk_index * config.chunk_size)
-    numbers = np.arange(first_number, first_number + n)
-    width = max(7, len(str(config.n_customers)))
+    simulation = ChunkSimulation(config, chunk_index, policy)
     oracle_months = [config.month_index(day) for day in config.resolved_oracle_dates]
-    starts = month_starts(config, extra_months=policy.horizon_months)
-    export_day = int(starts[config.months])
-    population = draw_population(
-        config, np.random.default_rng([config.seed, chunk_index, 0]), n, starts
-    )
-    dynamics_rng = np.random.default_rng([config.seed, chunk_index, 1])
-    render_rng = np.random.default_rng([config.seed, chunk_index, 2])
-
-    state = WorldState.initial(population)
-    end_day = np.full(n, -1, dtype=np.int64)
-    events = _Events(*(Collector() for _ in range(5)))
-    values: list[tuple[date, ActionValues]] = []
     for t in range(config.months + 1):
-        state.alive |= population.join_month == t
-        idx = np.flatnonzero(state.alive)
-        # the oracle prices the customers active at the snapshot: signed up before it
-        active = idx[population.signup_day[idx] < starts[t]]
-        if t in oracle_months and len(active) > 0:
-            oracle_rng = np.random.default_rng([config.seed, chunk_index, 3, t])
-            receivables = _receivables_open(events.invoices, n, int(starts[t]))[active]
-            values.append(
-                (
-                    config.resolved_oracle_dates[oracle_months.index(t)],
-                    simulate_action_values(
-                        population,
-                        state,
-                        active,
-                        t,
-                        starts,
-                        receivables,
-                        policy,
-                        config,
-                        oracle_rng,
-                    ),
-                )
-            )
+        simulation.open_month()
+        if t in oracle_months:
+            simulation.price_actions(config.resolved_oracle_dates[oracle_months.index(t)])
         if t == config.months:
             break
-        u_all, z_all = draw_month_randomness(dynamics_rng, n)
-        if len(idx) == 0:
-            continue
-        _simulate_month(
-            config,
-            population,
-            state,
-            idx,
+        simulation.advance()
+    return simulation.tables(simulation.render_rng)
+
+
+@dataclass(frozen=True)
+class OutsideActions:
+    """Actions decided outside the world for one month, one entry per customer of a chunk.
+
+    Attributes:
+        kind: personal offer kind index (``OFFER_KINDS`` order) or -1 for none.
+        cost: what the offer costs the company if accepted.
+        end: the company ends the relationship at the start of the month.
+    """
+
+    kind: np.ndarray
+    cost: np.ndarray
+    end: np.ndarray
+
+    @classmethod
+    def none(cls, n: int) -> OutsideActions:
+        """No outside action for any of ``n`` customers."""
+        return cls(np.full(n, -1, dtype=np.int64), np.zeros(n), np.zeros(n, dtype=bool))
+
+
+class ChunkSimulation:
+    """One chunk of the world, run month by month (see the module docstring).
+
+    :func:`simulate_chunk` runs it from the first month to the export with business as usual
+    throughout. A closed loop runs it to a start month the same way, then supplies actions from
+    outside each month (:meth:`advance` with :class:`OutsideActions`), prices the actions at each
+    month's start (:meth:`price_actions`) and exports the CRM tables as of any month's start
+    (:meth:`tables`). An outside action replaces the company's business-as-usual action for that
+    customer in that month; customers without one keep business as usual. The month's random
+    numbers are drawn from the same streams in the same amounts whatever the actions are.
+    """
+
+    def __init__(
+        self, config: WorldConfig, chunk_index: int, policy: Policy, *, stable_text: bool = False
+    ) -> None:
+        """Draw the chunk's population; nothing is simulated yet.
+
+        Args:
+            config: the world's configuration (``months`` is the last month that can be run).
+            chunk_index: which chunk (0-based): the customer numbers and the random streams.
+            policy: prices the simulated oracle.
+            stable_text: draw each month's complaint texts, text gaps and open stages as the
+                month is simulated, from the stream ``[seed, chunk, 4, month]``, so that they do
+                not change from one export to the next (a closed loop exports every month);
+                False draws them at :meth:`tables` as the history generator always has.
+        """
+        self.config = config
+        self.stable_text = stable_text
+        self.chunk_index = chunk_index
+        self.policy = policy
+        first_number = chunk_index * config.chunk_size + 1
+        n = min(config.chunk_size, config.n_customers - chunk_index * config.chunk_size)
+        self.numbers = np.arange(first_number, first_number + n)
+        self.width = max(7, len(str(config.n_customers)))
+        self.starts = month_starts(config, extra_months=policy.horizon_months)
+        self.final_export_day = int(self.starts[config.months])
+        self.population = draw_population(
+            config, np.random.default_rng([config.seed, chunk_index, 0]), n, self.starts
+        )
+        self.dynamics_rng = np.random.default_rng([config.seed, chunk_index, 1])
+        self.render_rng = np.random.default_rng([config.seed, chunk_index, 2])
+        self.state = WorldState.initial(self.population)
+        self.end_day = np.full(n, -1, dtype=np.int64)
+        self.events = _Events(*(Collector() for _ in range(5)))
+        self.values: list[tuple[date, ActionValues]] = []
+        self.month = 0  # the next month to simulate
+        self._opened = -1
+        self._complaint_texts: list[pl.Series] = []
+
+    @property
+    def n(self) -> int:
+        return self.population.n
+
+    def open_month(self) -> None:
+        """Let the customers who join this month in (once per month)."""
+        if self._opened < self.month:
+            self.state.alive |= self.population.join_month == self.month
+            self._opened = self.month
+
+    def active_rows(self) -> np.ndarray:
+        """Customers active at the start of the current month: alive and signed up before it."""
+        self.open_month()
+        idx = np.flatnonzero(self.state.alive)
+        return idx[self.population.signup_day[idx] < self.starts[self.month]]
+
+    def price_actions(self, as_of: date) -> ActionValues | None:
+        """The simulated oracle at the current month's start for the active customers.
+
+        The values are kept for :meth:`tables` (``truth_action_values``) and returned; None when
+        nobody is active.
+        """
+        active = self.active_rows()
+        if len(active) == 0:
+            return None
+        t = self.month
+        oracle_rng = np.random.default_rng([self.config.seed, self.chunk_index, 3, t])
+        receivables = _receivables_open(self.events.invoices, self.n, int(self.starts[t]))[active]
+        values = simulate_action_values(
+            self.population,
+            self.state,
+            active,
             t,
-            starts,
+            self.starts,
+            receivables,
+            self.policy,
+            self.config,
+            oracle_rng,
+        )
+        self.values.append((as_of, values))
+        return values
+
+    def advance(self, outside: OutsideActions | None = None) -> None:
+        """Simulate the current month and move to the next.
+
+        Args:
+            outside: actions decided outside the world for this month; None is business as
+                usual for everyone.
+
+        Raises:
+            ValueError: the world's last month has already been simulated.
+        """
+        t = self.month
+        if t >= self.config.months:
+            raise ValueError(
+                f"the world ends after {self.config.months} months; configure more months to "
+                "run further"
+            )
+        self.open_month()
+        u_all, z_all = draw_month_randomness(self.dynamics_rng, self.n)
+        idx = np.flatnonzero(self.state.alive)
+        if len(idx):
+            complaints_before = len(self.events.complaints.get("customer", np.int64))
+            _simulate_month(
+                self.config,
+                self.population,
+                self.state,
+                idx,
+                t,
+                self.starts,
+                self.final_export_day,
+                u_all[idx],
+                z_all[idx],
+                self.render_rng,
+                self.events,
+                self.end_day,
+                outside,
+            )
+            if self.stable_text:
+                self._draw_complaint_details(t, complaints_before)
+        self.month = t + 1
+
+    def _draw_complaint_details(self, t: int, first: int) -> None:
+        rng = np.random.default_rng([self.config.seed, self.chunk_index, 4, t])
+        complaints = self.events.complaints
+        owner = complaints.get("customer", np.int64)[first:]
+        k = len(owner)
+        category = complaints.get("category", np.int64)[first:]
+        vents = complaints.get("vents", np.int64)[first:]
+        self._complaint_texts.append(
+            complaint_texts(self.population.language[owner], category, vents, rng)
+        )
+        complaints.add(silent_u=rng.random(k), stage_u=rng.random(k))
+
+    def tables(self, rng: np.random.Generator | None = None) -> ChunkTables:
+        """The CRM tables as of the current month's start, with the truth so far.
+
+        Args:
+            rng: draws the names and any complaint details not drawn month by month; None uses
+                a fresh ``[seed, chunk, 4]`` stream, so that names do not change between exports.
+        """
+        export_day = int(self.starts[self.month])
+        if rng is None:
+            rng = np.random.default_rng([self.config.seed, self.chunk_index, 4])
+        texts = pl.concat(self._complaint_texts) if self._complaint_texts else None
+        return _assemble(
+            self.config,
+            rng,
+            self.numbers,
+            self.width,
+            self.starts,
             export_day,
-            u_all[idx],
-            z_all[idx],
-            render_rng,
-            events,
-            end_day,
+            self.population,
+            self.end_day,
+            self.events,
+            self.values,
+            texts,
         )
 
-    return _assemble(
-        config,
-        render_rng,
-        numbers,
-        width,
-        starts,
-        export_day,
-        population,
-        end_day,
-        events,
-        values,
+
+def _with_outside(
+    selection: Selection, outside: OutsideActions, state: WorldState, idx: np.ndarray
+) -> Selection:
+    """Business as usual with the outside actions in place of it where there are some."""
+    kind, end = outside.kind[idx], outside.end[idx]
+    overridden = (kind >= 0) | end
+    if not overridden.any():
+        return selection
+    usual = selection.actions
+    offered = overridden & (kind >= 0) & ~end
+    actions = Actions(
+        kind=np.where(overridden, np.where(end, -1, kind), usual.kind),
+        personal=np.where(overridden, True, usual.personal),
+        cost=np.where(overridden, np.where(offered, outside.cost[idx], 0.0), usual.cost),
+        response=usual.response,
+        end=np.where(overridden, end, usual.end),
+    )
+    # a remedy answers the latest complaint when last month held a grievance
+    answers = np.where(state.grievance_month[idx], state.last_complaint[idx], 0)
+    return Selection(
+        actions=actions,
+        held_kind=np.where(overridden, -1, selection.held_kind),
+        targeted=np.where(overridden, offered, selection.targeted),
+        answers=np.where(overridden, np.where(offered, answers, 0), selection.answers),
     )
 
 
@@ -311,9 +466,12 @@ def _simulate_month(
     rng: np.random.Generator,
     events: _Events,
     end_day: np.ndarray,
+    outside: OutsideActions | None = None,
 ) -> None:
     month_start, month_len = int(starts[t]), int(starts[t + 1] - starts[t])
     selection = business_as_usual(population, state, idx, t, u, config)
+    if outside is not None:
+        selection = _with_outside(selection, outside, state, idx)
     first_complaint = state.last_complaint[idx].copy()
     since_fault = state.months_since_fault[idx].copy()
     context = month_context(population, idx, t, month_start, month_len, config)
@@ -339,6 +497,8 @@ def _simulate_month(
     )
     churned = idx[out.churned]
     end_day[churned] = month_start + out.churn_day[out.churned]
+    ended = idx[out.ended]
+    end_day[ended] = month_start + out.lo[out.ended]
 
 
 _ARCH = {a.name: i for i, a in enumerate(ARCHETYPES)}
@@ -366,6 +526,7 @@ def _assemble(
     end_day: np.ndarray,
     events: _Events,
     values: list[tuple[date, ActionValues]],
+    complaint_text: pl.Series | None = None,
 ) -> ChunkTables:
     n = len(numbers)
     customer_ids = _ids("C", numbers, width)
@@ -414,24 +575,36 @@ def _assemble(
     )
 
     p_customer = events.invoices.get("customer", np.int64)
+    p_invoice_day = events.invoices.get("invoice_day", np.int64)
+    # invoices are rendered against the world's last export; an earlier export (a closed loop's
+    # month) sees only those issued before it and payments made before it (else a no-op)
     p_sort = np.lexsort((events.invoices.get("month", np.int64), p_customer))
+    p_sort = p_sort[p_invoice_day[p_sort] < export_day]
     p_customer = p_customer[p_sort]
+    p_paid = events.invoices.get("paid_day", np.int64)[p_sort]
     payments = pl.DataFrame(
         {
             "invoice_id": _ids(
                 "I", numbers[p_customer], width, events.invoices.get("month", np.int64)[p_sort], 3
             ),
             "customer_id": customer_ids.gather(p_customer),
-            "invoice_date": _dates(events.invoices.get("invoice_day", np.int64)[p_sort]),
+            "invoice_date": _dates(p_invoice_day[p_sort]),
             "due_date": _dates(events.invoices.get("due_day", np.int64)[p_sort]),
             "amount": events.invoices.get("amount", np.float64)[p_sort],
-            "paid_date": _nullable_dates(events.invoices.get("paid_day", np.int64)[p_sort]),
+            "paid_date": _nullable_dates(np.where(p_paid >= export_day, -1, p_paid)),
             "disputed": events.invoices.get("disputed", bool)[p_sort],
         }
     )
 
     complaints_frame = _complaints_frame(
-        events.complaints, numbers, width, customer_ids, population.language, export_day, rng
+        events.complaints,
+        numbers,
+        width,
+        customer_ids,
+        population.language,
+        export_day,
+        rng,
+        complaint_text,
     )
     offers_frame = _offers_frame(events.offers, numbers, width, customer_ids, export_day)
 
@@ -493,7 +666,7 @@ def _assemble(
         offers_frame,
         truth_customers,
         truth_monthly,
-        _action_values_frame(values, customer_ids),
+        action_values_frame(values, customer_ids),
     )
 
 
@@ -509,7 +682,7 @@ ACTION_VALUE_SCHEMA = {
 }
 
 
-def _action_values_frame(
+def action_values_frame(
     values: list[tuple[date, ActionValues]], customer_ids: pl.Series
 ) -> pl.DataFrame:
     """The oracle in long form: one row per customer, as-of date and action."""
@@ -536,21 +709,48 @@ def _action_values_frame(
 
 
 def _complaints_frame(
-    complaints: Collector, numbers, width, customer_ids, language, export_day, rng
+    complaints: Collector,
+    numbers,
+    width,
+    customer_ids,
+    language,
+    export_day,
+    rng,
+    drawn_text: pl.Series | None = None,
 ) -> pl.DataFrame:
+    """The complaints table; the texts, text gaps and open stages come from ``rng`` unless
+    they were drawn month by month (``drawn_text`` and the ``silent_u``, ``stage_u`` columns,
+    in collection order)."""
     owner = complaints.get("customer", np.int64)
     sort = np.lexsort((complaints.get("number", np.int64), owner))
     owner = owner[sort]
     opened_s = complaints.get("opened_s", np.int64)[sort]
     resolved_s = complaints.get("resolved_s", np.int64)[sort]
     export_s = export_day * 86_400
+    # a closed loop's export sees only the complaints opened before it
+    seen = opened_s < export_s
+    sort, owner, opened_s, resolved_s = sort[seen], owner[seen], opened_s[seen], resolved_s[seen]
     still_open = resolved_s >= export_s
-    stage_code = np.where(still_open, rng.integers(0, len(STAGES) - 1, len(owner)), len(STAGES) - 1)
+    open_stages = len(STAGES) - 1
+    predrawn = drawn_text is not None
+    stage_draw = (
+        (complaints.get("stage_u", np.float64)[sort] * open_stages).astype(np.int64)
+        if predrawn
+        else rng.integers(0, open_stages, len(owner))
+    )
+    stage_code = np.where(still_open, stage_draw, len(STAGES) - 1)
     category = complaints.get("category", np.int64)[sort]
     channel = complaints.get("channel", np.int64)[sort]
     # phone notes are often not written down: no text for a third of phone complaints
-    has_text = ~((channel == CHANNELS.index("phone")) & (rng.random(len(owner)) < 0.33))
-    text = complaint_texts(language[owner], category, complaints.get("vents", np.int64)[sort], rng)
+    silent = complaints.get("silent_u", np.float64)[sort] if predrawn else rng.random(len(owner))
+    has_text = ~((channel == CHANNELS.index("phone")) & (silent < 0.33))
+    text = (
+        drawn_text.gather(sort)
+        if drawn_text is not None
+        else complaint_texts(
+            language[owner], category, complaints.get("vents", np.int64)[sort], rng
+        )
+    )
     to_ts = lambda seconds: pl.Series(seconds * 1_000_000).cast(pl.Datetime("us"))  # noqa: E731
     frame = pl.DataFrame(
         {
