@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scipy.stats import norm
 
 from model.decide import decide
 from model.kernel import annuity, fund_first_fit
@@ -115,7 +116,18 @@ def test_every_blocked_end_says_why_and_every_end_keeps_the_guard_rails(policy: 
     ended = decided.filter(pl.col("action") == "end")
     assert ended.height > 50
     assert not ended["segment"].is_in(list(guard.protected_segments)).any()
-    assert (ended["margin_upper"] < 0).all()
+    # the loss is negative at the policy's confidence, or the stake pays for the risk
+    staked = ended.filter(pl.col("margin_upper") >= 0)
+    assert staked.height > 0  # the stake rule is exercised ...
+    m, se = staked["monthly_margin"].to_numpy(), staked["monthly_margin_se"].to_numpy()
+    assert (m + guard.end_stake_z * se < 0).all()  # ... only on a likely loss ...
+    alternative = np.maximum(staked["ev_retain"].to_numpy(), staked["ev_best_offer"].to_numpy())
+    gain = staked["ev_end"].to_numpy() - alternative
+    assert (gain >= guard.end_risk_price * norm.cdf(m / se)).all()  # ... worth the risk
+    for reasons in staked["reasons"]:
+        assert any(r.startswith("The loss is likely, not certain") for r in reasons)
+    for reasons in ended.filter(pl.col("margin_upper") < 0)["reasons"]:
+        assert not any(r.startswith("The loss is likely, not certain") for r in reasons)
     short = ended.filter(pl.col("months_of_history") < guard.min_history_months_to_end)
     assert short.height > 0  # the certain-loss rule is exercised ...
     certain_upper = short["monthly_margin"] + guard.certain_loss_z * short["monthly_margin_se"]
