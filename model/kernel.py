@@ -302,7 +302,12 @@ class _Scalars(Backend):
         return annuity(np.array(risks, dtype=np.float64), horizon, delta).tolist()
 
     def profit_chance(self, margin, se):
-        return float(profit_chance(np.array([margin]), np.array([se]))[0])
+        # IEEE division and numpy's ndtr, as on arrays: the same bits; a zero or overflowing
+        # quotient (Python raises) is left to numpy's rules
+        try:
+            return float(ndtr(margin / se))
+        except (ZeroDivisionError, OverflowError):
+            return float(profit_chance(np.array([margin]), np.array([se]))[0])
 
 
 ARRAYS: Backend = _Arrays()

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from scipy.stats import norm
 
 from model.decide import decide
-from model.kernel import annuity, fund_first_fit
+from model.kernel import ARRAYS, SCALARS, annuity, fund_first_fit
 from model.policy import Policy, load_policy
 from tests.model.test_decide import random_customers
 
@@ -70,6 +70,23 @@ def test_annuity_of_a_customer_does_not_depend_on_its_neighbours() -> None:
             assert part.tobytes() == whole[start : start + size].tobytes()
     strided = annuity(p[::3], 12, 1 / 1.008)
     assert strided.tobytes() == whole[::3].tobytes()
+
+
+def test_profit_chance_is_the_same_bits_for_one_customer_and_for_many() -> None:
+    rng = np.random.default_rng(5)
+    margin = np.concatenate(
+        [rng.normal(0, 1_000, 2_000), [0.0, -5.0, 5.0, 1e308, -1e308, 0.0, 3.0, -2.0]]
+    )
+    se = np.concatenate(
+        [rng.uniform(0, 2_000, 2_000), [0, 0, 0, 1e-308, 1e-308, np.nan, np.inf, 1]]
+    )
+    many = ARRAYS.profit_chance(margin, se)
+    one = [SCALARS.profit_chance(float(m), float(s)) for m, s in zip(margin, se, strict=True)]
+    assert np.array(one).tobytes() == many.tobytes()
+    # Phi(m / se): a sure loss, a sure gain, unknown where se is unknown or 0 / 0
+    assert many[-8:].tolist()[1:5] == [0.0, 1.0, 1.0, 0.0]
+    assert math.isnan(many[-8]) and math.isnan(many[-3])
+    assert many[-1] == pytest.approx(0.02275, abs=1e-5)
 
 
 def test_first_fit_is_exact_in_the_floats_own_values() -> None:
