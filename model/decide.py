@@ -18,8 +18,10 @@ discount ``delta``, churn risk ``p``, monthly margin ``m`` and annuity
 ``V_o = a_o [ (m + rho_o cc) A(p'_o) - c_o ] + (1 - a_o) V_retain`` with ``p'_o = clip(p - u_o)``
 (the expectation over acceptance, not DESIGN.md's averaged effect); ``V_end = -exit_cost``.
 Guard-rails: protected segments are never ended; "end" needs ``m + z se < 0`` at
-``end_margin_confidence`` and ``min_history_months_to_end`` months of history unless the loss
-is certain (``m + z_c se < 0`` at ``certain_loss_confidence``).
+``end_margin_confidence`` -- or a likely loss (``m + z_s se < 0`` at ``end_stake_confidence``)
+where ending gains at least ``end_risk_price * P(m > 0)`` over the best alternative -- and
+``min_history_months_to_end`` months of history unless the loss is certain (``m + z_c se < 0``
+at ``certain_loss_confidence``).
 """
 
 from __future__ import annotations

@@ -64,7 +64,10 @@ different effect (large ``tau^2``) keeps most of its own estimate; kinds that ag
 noise borrow from each other. On two 20,000-customer development worlds (seeds 2718, 4242)
 pooling moved the offer decisions' share of the offer-only oracle's gain from 0.592 to 0.592 and
 from 0.575 to 0.658, and the model's expected gain over the true gain from 1.12 to 1.10 and from
-1.15 to 1.14.
+1.15 to 1.14. Only kinds that work alike are pooled: training, which fixes a client's misuse
+rather than remedying a company-side fault, is left out of the remedies' pool
+(``OfferResponseConfig.unpooled_kinds``; its estimate there inflated ``tau^2`` so much that the
+remedies were hardly pooled at all on one of the two worlds).
 """
 
 from __future__ import annotations

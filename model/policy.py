@@ -65,6 +65,13 @@ name the key. Keys marked *optional* have the stated default; all others are req
                                     #   stricter confidence, m + Phi^-1(0.99) * se = m + 2.326
                                     #   * se, is below 0. In [end_margin_confidence, 1); absent
                                     #   = the minimum history always applies
+    end_stake_confidence = 0.75     # optional, with end_risk_price: "end" is also allowed when
+    end_risk_price = 25000.0        #   the upper bound at this lower confidence is below 0 and
+                                    #   ending gains at least end_risk_price * P(margin > 0)
+                                    #   over the best alternative (P from the same normal
+                                    #   approximation): the stake pays for the risk of ending a
+                                    #   profitable customer. In [0.5, end_margin_confidence];
+                                    #   absent = only end_margin_confidence counts
     offer_budget = 100000.0         # optional: batch budget in expected offer cost
                                     #   (sum of a_o * c_o); absent = no budget
 
@@ -120,6 +127,8 @@ _GUARD_KEYS = (
     "min_history_months_to_end",
     "end_margin_confidence",
     "certain_loss_confidence",
+    "end_stake_confidence",
+    "end_risk_price",
     "offer_budget",
 )
 
@@ -232,6 +241,11 @@ class GuardRails:
         certain_loss_confidence: A loss is *certain* when the upper bound at this stricter
             confidence, ``m + z_c * se``, is below 0; the minimum history then does not block
             "end" (protected segments still do). None: the minimum history always applies.
+        end_stake_confidence: With :attr:`end_risk_price`, "end" is also allowed when the
+            upper bound at this lower confidence is below 0 and ending gains at least
+            ``end_risk_price * P(margin > 0)`` over the best alternative. None: no such rule.
+        end_risk_price: What the company counts as the cost of ending one customer whose
+            margin is in truth positive (money); None with :attr:`end_stake_confidence`.
     """
 
     end_requires: str
@@ -240,6 +254,8 @@ class GuardRails:
     end_margin_confidence: float
     offer_budget: float | None = None
     certain_loss_confidence: float | None = None
+    end_stake_confidence: float | None = None
+    end_risk_price: float | None = None
 
     def __post_init__(self) -> None:
         _check_range(self.min_history_months_to_end, "guardrails.min_history_months_to_end", 0)
@@ -263,6 +279,25 @@ class GuardRails:
                 "the confidence that ending needs (0.99 means the 99% upper bound of the margin "
                 "is below 0)"
             )
+        stake, price = self.end_stake_confidence, self.end_risk_price
+        if (stake is None) != (price is None):
+            raise PolicyError(
+                "guardrails.end_stake_confidence and guardrails.end_risk_price go together: "
+                "give both (ending when the stake pays for the risk) or neither"
+            )
+        if stake is not None and not (
+            isinstance(stake, int | float)
+            and not isinstance(stake, bool)
+            and 0.5 <= stake
+            and stake <= confidence
+        ):
+            raise PolicyError(
+                f"guardrails.end_stake_confidence: {stake!r} is not in "
+                f"[0.5, end_margin_confidence] = [0.5, {confidence}]: it is the lower confidence "
+                "at which a large enough stake may end a relationship"
+            )
+        if price is not None:
+            _check_range(price, "guardrails.end_risk_price", low=0.0)
 
     @property
     def end_margin_z(self) -> float:
@@ -275,6 +310,13 @@ class GuardRails:
         if self.certain_loss_confidence is None:
             return math.nan
         return NormalDist().inv_cdf(self.certain_loss_confidence)
+
+    @property
+    def end_stake_z(self) -> float:
+        """z of :attr:`end_stake_confidence` (NaN when the policy has no such rule)."""
+        if self.end_stake_confidence is None:
+            return math.nan
+        return NormalDist().inv_cdf(self.end_stake_confidence)
 
 
 @dataclass(frozen=True)
@@ -525,6 +567,8 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
             certain_loss_confidence=_optional_number(
                 guard, "certain_loss_confidence", "guardrails."
             ),
+            end_stake_confidence=_optional_number(guard, "end_stake_confidence", "guardrails."),
+            end_risk_price=_optional_number(guard, "end_risk_price", "guardrails."),
         ),
     )
 

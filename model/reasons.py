@@ -51,6 +51,7 @@ PERCENT: dict[str, Getter] = {
     "risk": lambda d, c, xp: c.p_churn,
     "risk_after": lambda d, c, xp: d.churn_after_offer,
     "acceptance": lambda d, c, xp: d.offer_acceptance,
+    "profit_chance": lambda d, c, xp: d.profit_chance,
 }
 # whole numbers, said as digits; NaN (unknown) leaves the message out
 COUNT: dict[str, Getter] = {

@@ -291,10 +291,11 @@ def test_difficult_client_in_a_protected_segment_is_not_ended(policy: Policy) ->
             "end blocked: 5 months of history, policy needs 12 unless the loss is certain at "
             "95% (upper bound 330 a month)",
         ),
-        # upper bound -2300 + 1.282 * 2000 = +263 >= 0: the loss is not certain enough
+        # upper bound -2300 + 1.282 * 4000 = +2826 >= 0: the loss is not certain enough, and
+        # not even likely enough for the stake rule (-2300 + 0.674 * 4000 = +398 >= 0)
         (
-            {"monthly_margin_se": 2_000.0},
-            "end blocked: margin not negative with 90% confidence (upper bound 260 a month)",
+            {"monthly_margin_se": 4_000.0},
+            "end blocked: margin not negative with 90% confidence (upper bound 2,800 a month)",
         ),
         ({"monthly_margin_se": None}, "end blocked: margin uncertainty unknown"),
         (
@@ -318,6 +319,40 @@ def test_each_end_guard_rail_blocks_and_says_why(
     assert result["end_allowed"] is False
     assert result["blocked_reason"] == blocked
     assert any(r.startswith("The numbers point to ending") for r in result["reasons"])
+
+
+def test_a_likely_loss_is_ended_when_the_stake_pays_for_the_risk(policy: Policy) -> None:
+    # upper bound -2300 + 1.282 * 2000 = +263: not negative at 90%; at 75% -2300 + 0.674 * 2000
+    # = -951 is; P(margin > 0) = Phi(-1.15) = 12.5%, priced 0.125 * 25,000 = 3,128, far below a
+    # year of losses saved
+    result = one(decide(frame(difficult_client(monthly_margin_se=2_000.0)), policy), "difficult")
+    assert result["action"] == "end"
+    assert result["approval_tier"] == "director"
+    assert "The loss is likely, not certain: about a 13% chance that it earns money" in " ".join(
+        result["reasons"]
+    )
+    # without the stake rule the 90% bound blocks
+    guard = dataclasses.replace(policy.guardrails, end_stake_confidence=None, end_risk_price=None)
+    strict = one(
+        decide(
+            frame(difficult_client(monthly_margin_se=2_000.0)),
+            dataclasses.replace(policy, guardrails=guard),
+        ),
+        "difficult",
+    )
+    assert strict["action"] != "end"
+    assert strict["blocked_reason"].startswith("end blocked: margin not negative with 90%")
+    # a stake too small for the risk is blocked: the price of the risk above the whole gain
+    costly = dataclasses.replace(policy.guardrails, end_risk_price=10_000_000.0)
+    held = one(
+        decide(
+            frame(difficult_client(monthly_margin_se=2_000.0)),
+            dataclasses.replace(policy, guardrails=costly),
+        ),
+        "difficult",
+    )
+    assert held["action"] != "end"
+    assert held["blocked_reason"].startswith("end blocked: margin not negative with 90%")
 
 
 def without_certain_loss_rule(policy: Policy) -> Policy:
@@ -836,16 +871,23 @@ def reference(row: dict[str, Any], policy: Policy) -> dict[str, Any]:
     se = row["monthly_margin_se"]
     guard = policy.guardrails
     certain_z = NormalDist().inv_cdf(guard.certain_loss_confidence or 0.5)
+    alternative = max(v_best, v_retain)
+    # the stake rule: a likely loss, and ending gains at least the price of the risk
+    staked = (
+        guard.end_stake_confidence is not None
+        and se is not None
+        and m + NormalDist().inv_cdf(guard.end_stake_confidence) * se < 0
+        and -exit_cost - alternative >= guard.end_risk_price * NormalDist().cdf(m / se)
+    )
     end_allowed = (
         row["segment"] not in guard.protected_segments
         and se is not None
-        and m + guard.end_margin_z * se < 0
+        and (m + guard.end_margin_z * se < 0 or staked)
         and (
             row["months_of_history"] >= guard.min_history_months_to_end
             or (guard.certain_loss_confidence is not None and m + certain_z * se < 0)
         )
     )
-    alternative = max(v_best, v_retain)
     if end_allowed and -exit_cost > alternative:
         action, tier = "end", guard.end_requires
     elif v_best > v_retain:

@@ -14,9 +14,10 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scipy.stats import norm
 
 from model.decide import decide
-from model.kernel import annuity, fund_first_fit
+from model.kernel import ARRAYS, SCALARS, annuity, fund_first_fit
 from model.policy import Policy, load_policy
 from tests.model.test_decide import random_customers
 
@@ -71,6 +72,23 @@ def test_annuity_of_a_customer_does_not_depend_on_its_neighbours() -> None:
     assert strided.tobytes() == whole[::3].tobytes()
 
 
+def test_profit_chance_is_the_same_bits_for_one_customer_and_for_many() -> None:
+    rng = np.random.default_rng(5)
+    margin = np.concatenate(
+        [rng.normal(0, 1_000, 2_000), [0.0, -5.0, 5.0, 1e308, -1e308, 0.0, 3.0, -2.0]]
+    )
+    se = np.concatenate(
+        [rng.uniform(0, 2_000, 2_000), [0, 0, 0, 1e-308, 1e-308, np.nan, np.inf, 1]]
+    )
+    many = ARRAYS.profit_chance(margin, se)
+    one = [SCALARS.profit_chance(float(m), float(s)) for m, s in zip(margin, se, strict=True)]
+    assert np.array(one).tobytes() == many.tobytes()
+    # Phi(m / se): a sure loss, a sure gain, unknown where se is unknown or 0 / 0
+    assert many[-8:].tolist()[1:5] == [0.0, 1.0, 1.0, 0.0]
+    assert math.isnan(many[-8]) and math.isnan(many[-3])
+    assert many[-1] == pytest.approx(0.02275, abs=1e-5)
+
+
 def test_first_fit_is_exact_in_the_floats_own_values() -> None:
     # 0.1 is 0.1000000000000000055511151231257827 as a float: ten of them exceed 1.0
     assert fund_first_fit([0.1] * 10, 1.0).tolist() == [True] * 9 + [False]
@@ -115,7 +133,18 @@ def test_every_blocked_end_says_why_and_every_end_keeps_the_guard_rails(policy: 
     ended = decided.filter(pl.col("action") == "end")
     assert ended.height > 50
     assert not ended["segment"].is_in(list(guard.protected_segments)).any()
-    assert (ended["margin_upper"] < 0).all()
+    # the loss is negative at the policy's confidence, or the stake pays for the risk
+    staked = ended.filter(pl.col("margin_upper") >= 0)
+    assert staked.height > 0  # the stake rule is exercised ...
+    m, se = staked["monthly_margin"].to_numpy(), staked["monthly_margin_se"].to_numpy()
+    assert (m + guard.end_stake_z * se < 0).all()  # ... only on a likely loss ...
+    alternative = np.maximum(staked["ev_retain"].to_numpy(), staked["ev_best_offer"].to_numpy())
+    gain = staked["ev_end"].to_numpy() - alternative
+    assert (gain >= guard.end_risk_price * norm.cdf(m / se)).all()  # ... worth the risk
+    for reasons in staked["reasons"]:
+        assert any(r.startswith("The loss is likely, not certain") for r in reasons)
+    for reasons in ended.filter(pl.col("margin_upper") < 0)["reasons"]:
+        assert not any(r.startswith("The loss is likely, not certain") for r in reasons)
     short = ended.filter(pl.col("months_of_history") < guard.min_history_months_to_end)
     assert short.height > 0  # the certain-loss rule is exercised ...
     certain_upper = short["monthly_margin"] + guard.certain_loss_z * short["monthly_margin_se"]

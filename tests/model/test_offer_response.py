@@ -136,6 +136,13 @@ def test_summary_reports_evidence_and_how_far_it_moved_the_prior(fitted: Fitted)
     assert "fewer than 200" in discount["acceptance_reason"]
     assert discount["effect_source"] == "prior"
     assert "fewer than 30 in an arm" in discount["effect_reason"]
+    # training (fixing misuse) is never pooled with the remedies of a company-side fault
+    assert "training" in fitted.model.config.unpooled_kinds
+    for row in by_kind["training"]:
+        assert row["complaint_reduction_pooled"] is None
+        assert row["churn_reduction_pooled"] is None
+    remedies = [r for k in ("refund", "replacement", "gift", "service") for r in by_kind[k]]
+    assert any(r["complaint_reduction_pooled"] is not None for r in remedies)  # they are
 
 
 def test_without_holdouts_the_effects_stay_on_the_prior_and_say_why(fitted: Fitted) -> None:

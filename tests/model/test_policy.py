@@ -75,6 +75,9 @@ def test_default_policy_loads_with_the_company_strategy() -> None:
     assert policy.guardrails.offer_budget is None
     assert policy.guardrails.certain_loss_confidence == 0.95
     assert policy.guardrails.certain_loss_z == pytest.approx(1.6449, abs=1e-4)
+    assert policy.guardrails.end_stake_confidence == 0.75
+    assert policy.guardrails.end_stake_z == pytest.approx(0.6745, abs=1e-4)
+    assert policy.guardrails.end_risk_price == 25_000.0
 
 
 def test_tiers_map_amounts_to_the_lowest_role_allowed() -> None:
@@ -142,6 +145,10 @@ def test_unknown_offer_kind_is_an_error_with_a_suggestion(document: dict[str, An
         ("guardrails.certain_loss_confidence", 0.85, r"certain_loss_confidence: 0\.85 is not in"),
         ("guardrails.certain_loss_confidence", 1.0, r"certain_loss_confidence: 1\.0 is not in"),
         ("guardrails.certain_loss_confidence", "high", r"certain_loss_confidence: expected a"),
+        # the stake rule's confidence lies between 0.5 and the confidence ending needs (0.90)
+        ("guardrails.end_stake_confidence", 0.95, r"end_stake_confidence: 0\.95 is not in"),
+        ("guardrails.end_stake_confidence", 0.4, r"end_stake_confidence: 0\.4 is not in"),
+        ("guardrails.end_risk_price", -1.0, r"guardrails\.end_risk_price: -1\.0 is below"),
         ("guardrails.end_requires", "ceo", r"guardrails\.end_requires: 'ceo' is not an"),
         ("guardrails.protected_segments", ["public_sectr"], r"unknown segment.*public_sectr"),
         ("guardrails.protected_segments", "public_sector", r"protected_segments: expected a list"),
@@ -186,12 +193,26 @@ def test_optional_keys_take_their_documented_defaults(document: dict[str, Any]) 
     changed = _with(changed, "offers.training.complaint_cost_reduction", ...)
     changed = _with(changed, "guardrails.offer_budget", 25_000)
     changed = _with(changed, "guardrails.certain_loss_confidence", ...)
+    changed = _with(changed, "guardrails.end_stake_confidence", ...)
+    changed = _with(changed, "guardrails.end_risk_price", ...)
     policy = parse_policy(changed)
     assert policy.guardrails.certain_loss_confidence is None  # the minimum history always holds
     assert math.isnan(policy.guardrails.certain_loss_z)
+    assert policy.guardrails.end_risk_price is None  # only the margin bound allows "end"
+    assert math.isnan(policy.guardrails.end_stake_z)
     assert policy.exit.receivables_write_off_share == 0.0
     assert policy.offer("training").complaint_cost_reduction == 0.0
     assert policy.guardrails.offer_budget == 25_000.0
+
+
+@pytest.mark.parametrize("given", ["guardrails.end_stake_confidence", "guardrails.end_risk_price"])
+def test_the_stake_rule_needs_both_its_numbers(document: dict[str, Any], given: str) -> None:
+    other = {
+        "guardrails.end_stake_confidence": "guardrails.end_risk_price",
+        "guardrails.end_risk_price": "guardrails.end_stake_confidence",
+    }[given]
+    with pytest.raises(PolicyError, match=r"end_stake_confidence and .*end_risk_price go together"):
+        parse_policy(_with(document, other, ...))
 
 
 def test_custom_segments_can_be_declared_and_protected(document: dict[str, Any]) -> None:
