@@ -4,6 +4,7 @@ JSON, outcomes from a file or a later export, and every bad input named with its
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from pathlib import Path
 
@@ -216,8 +217,7 @@ def test_a_candidate_never_supported_by_the_log_gets_a_plain_warning(tmp_path):
     )
     candidate = tmp_path / "never_end.toml"
     candidate.write_text(
-        DEFAULT.read_text()
-        .replace('version = "2024.4"', 'version = "never-end"')
+        re.sub(r'(?m)^version = ".*"$', 'version = "never-end"', DEFAULT.read_text(), count=1)
         .replace(
             'protected_segments = ["public_sector"]',
             'protected_segments = ["public_sector", "enterprise"]',
@@ -286,8 +286,7 @@ def test_the_candidate_is_judged_on_a_real_policy_change(world_log, tmp_path):
     assert ended > 0
     never_end = tmp_path / "never_end.toml"
     never_end.write_text(
-        DEFAULT.read_text()
-        .replace('version = "2024.4"', 'version = "never-end"')
+        re.sub(r'(?m)^version = ".*"$', 'version = "never-end"', DEFAULT.read_text(), count=1)
         .replace(
             'protected_segments = ["public_sector"]',
             'protected_segments = ["public_sector", "enterprise", "mid_market", "small_business"]',
