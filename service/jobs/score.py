@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import time
 import uuid
@@ -40,6 +41,7 @@ from model.budget import budget_candidates, fund_offers
 from model.bundle import ModelBundle
 from model.decide import withhold_offers
 from model.drift import SIGNIFICANT_PSI, DriftTally, Profile, build_profile, shifted
+from model.exploration import budget_left, drawn_count, explore, per_experiment_allowance
 from model.policy import Policy
 from model.portfolio import MODEL_ESTIMATE, PortfolioTally
 from model.registry import (
@@ -157,6 +159,7 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
     if as_of is None:
         raise ScoreJobError(f"{job.data} has no dated event to take the export date from")
     ranges = export.plan(customers_per_part=job.customers_per_part)
+    budget = job.budget if job.budget is not None else job.policy.guardrails.offer_budget
     for table in export.unclustered_tables(ranges):
         logger.warning(
             "%s is not sorted by customer_id: each of the %d parts reads it whole "
@@ -173,8 +176,8 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
         explain_retained=job.explain_retained,
         language=job.language,
         decide_threads=job.decide_threads,
+        explore=budget is None,
     )
-    budget = job.budget if job.budget is not None else job.policy.guardrails.offer_budget
     staging = Staging(job.out)
     try:
         scored = _score_parts(export, ranges, settings, staging, on_progress)
@@ -185,7 +188,7 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
             return ScoreResult(problems=scored.problems, fatal=True)
         run_id = scored.fingerprint.run_id(as_of, job.model_version, job.policy.version, budget)
         stepped = time.perf_counter()
-        budget_outcome = _apply_budget(staging, budget, job.policy, job.language)
+        budget_outcome = _apply_budget(staging, budget, job.policy, job.language, as_of)
         stepped = _lap(scored, "budget", stepped)
 
         def finish(frame: pl.DataFrame) -> pl.DataFrame:
@@ -390,9 +393,10 @@ def run_id_for(
 
 
 def _apply_budget(
-    staging: Staging, budget: float | None, policy: Policy, language: str
+    staging: Staging, budget: float | None, policy: Policy, language: str, as_of: date
 ) -> dict[str, Any] | None:
-    """Fund offers across every part from one budget (:mod:`model.budget`), in place."""
+    """Fund offers across every part from one budget (:mod:`model.budget`), then explore with
+    what the greedy allocation left (:mod:`model.exploration`), in place."""
     if budget is None:
         return None
     candidates = pl.concat([budget_candidates(part) for part in staging.parts()])
@@ -405,7 +409,8 @@ def _apply_budget(
                     index, withhold_offers(part, unfunded, policy, language=language)
                 )
     funded = funding.filter("funded")
-    return {
+    left = budget_left(budget, funded.get_column("expected_cost").to_list())
+    outcome: dict[str, Any] = {
         "budget": budget,
         "basis": MODEL_ESTIMATE,
         "candidates": funding.height,
@@ -417,6 +422,19 @@ def _apply_budget(
             float(funding.filter(~pl.col("funded"))["gain"].sum()), 2
         ),
     }
+    if policy.exploration.share > 0:
+        drawn = sum(drawn_count(part, policy, as_of) for part in staging.parts())
+        allowance = per_experiment_allowance(left, drawn)
+        for index, part in enumerate(staging.parts()):
+            staging.replace_part(
+                index,
+                explore(part, policy, as_of=as_of, allowance=allowance, language=language),
+            )
+        outcome["left_for_experiments"] = round(float(left), 2)
+        outcome["allowance_per_experiment"] = (
+            round(allowance[0], 2) if math.isfinite(allowance[0]) else None
+        )
+    return outcome
 
 
 def _publish(
