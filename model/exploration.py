@@ -132,6 +132,9 @@ class Choice:
         explored: The action was drawn by exploration.
         alternatives: ``|E_i|`` (0 when the customer is not explorable).
         greedy_slot: The kernel's action, as a slot.
+        distribution: (n, 1 + K): the probability of each slot (retain, then the catalogue
+            offers) under the policy; a row sums to one, or to zero when the kernel's action
+            is "end" (which then has probability one).
     """
 
     slot: np.ndarray
@@ -139,6 +142,7 @@ class Choice:
     explored: np.ndarray
     alternatives: np.ndarray
     greedy_slot: np.ndarray
+    distribution: np.ndarray
 
 
 def draws(customer_ids: Sequence[Any], as_of: date, policy_version: str) -> tuple[np.ndarray, ...]:
@@ -200,12 +204,16 @@ def choose(
         propensity = np.where(
             explored, share / np.maximum(count, 1), np.where(explorable, 1.0 - share, 1.0)
         )
+    epsilon = np.where(explorable, share, 0.0)
+    distribution = alternatives_mask * (epsilon / np.maximum(count, 1))[:, None]
+    distribution[rows[keep], greedy_slot[keep]] = 1.0 - epsilon[keep]
     return Choice(
         slot=slot,
         propensity=propensity,
         explored=explored,
         alternatives=np.where(explorable, count, 0),
         greedy_slot=greedy_slot,
+        distribution=distribution,
     )
 
 
