@@ -1045,14 +1045,21 @@ def score(
     model: Annotated[
         str, typer.Option(help="Registered model as NAME@ALIAS.")
     ] = f"keepwise@{CHAMPION}",
-    policy: Annotated[Path, typer.Option(help="Decision policy (TOML).")] = DEFAULT_POLICY,
+    policy: Annotated[
+        Path,
+        typer.Option(
+            help="Decision policy (TOML); its [exploration] share of customers is recommended "
+            "an allowed alternative at random, marked explored, with its propensity."
+        ),
+    ] = DEFAULT_POLICY,
     budget: Annotated[
         float | None,
         typer.Option(
             min=0,
             help="Portfolio offer budget in expected cost (acceptance x unit cost); offers are "
-            "funded where the expected gain per unit of cost is highest. Default: the "
-            "policy's guardrails.offer_budget, else no budget.",
+            "funded where the expected gain per unit of cost is highest; the policy's "
+            "experiments ([exploration] share) only from what that leaves, so the budget is "
+            "never overspent. Default: the policy's guardrails.offer_budget, else no budget.",
         ),
     ] = None,
     publish: Annotated[
@@ -1300,6 +1307,12 @@ def _print_score_summary(summary: dict) -> None:
             f"offer budget {spend['budget']:,.0f}: {spend['funded']:,} offers funded (expected "
             f"cost {spend['expected_cost_funded']:,.0f}), {spend['not_funded']:,} not funded "
             f"(expected gain forgone {spend['expected_gain_not_funded']:,.0f}, model estimate)"
+        )
+    if explored := summary["exploration"]["customers_explored"]:
+        given_up = summary["exploration"]["expected_value_given_up"] or 0.0
+        console.print(
+            f"exploration: {explored:,} customers recommended an alternative at random as a "
+            f"measured experiment; expected value given up {given_up:,.0f} (model estimate)"
         )
     drift = summary["drift"]
     if drift.get("shifted_features"):

@@ -6,7 +6,9 @@ nothing of their substance:
 1. open the export and split its customers into id ranges (:mod:`service.jobs.export_parts`);
 2. per range: validate, build point-in-time features, score, decide, explain
    (:func:`service.jobs.score_part.score_part`); rejected rows are kept aside with reasons;
-3. fund offers from the portfolio budget across all ranges, if there is one;
+3. fund offers from the portfolio budget across all ranges, if there is one, then explore with
+   what it leaves (:mod:`model.exploration`; without a budget each part explores as it is
+   decided);
 4. assemble the output and the rejects and put them in place atomically
    (:mod:`service.jobs.output`); write the summary JSON and the whale curve next to the output;
 5. publish the recommendations to the store the API reads, in one transaction;
@@ -522,6 +524,8 @@ def _log_run(job: ScoreJob, summary: dict[str, Any], profile_path: Path) -> str:
         "expected_value_recommended": summary["expected_value"]["recommended"] or 0.0,
         "expected_value_retain_everyone": summary["expected_value"]["retain_everyone"] or 0.0,
         "offer_expected_cost": summary["offer_spend"]["expected_cost"] or 0.0,
+        "explored_customers": summary["exploration"]["customers_explored"],
+        "exploration_value_given_up": summary["exploration"]["expected_value_given_up"] or 0.0,
         "rejected_rows": sum(summary["rejected_rows"].values()),
         "seconds": summary["seconds"],
     }
