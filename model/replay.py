@@ -71,7 +71,26 @@ def inputs_sha256(values: Mapping[str, Any], names: Sequence[str] | None = None)
 
 
 def inputs_sha256_column(frame: pl.DataFrame) -> pl.Series:
-    """:func:`inputs_sha256` of every row of a frame (a string column ``inputs_sha256``)."""
+    """:func:`inputs_sha256` of every row of a frame (a string column ``inputs_sha256``).
+
+    Column by column (each value's ``name=value`` text once), then row by row (join, hash):
+    the same text as :func:`canonical_inputs`, at a few microseconds a row.
+    """
     names = replay_inputs(frame.columns)
-    digests = [inputs_sha256(row, names) for row in frame.select(names).iter_rows(named=True)]
+    columns = []
+    for name in names:
+        values = frame.get_column(name).to_list()
+        if name in _TEXT_INPUTS:
+            columns.append([None if v is None else f"{name}={v}" for v in values])
+        else:
+            columns.append([None if v is None else f"{name}={float(v)!r}" for v in values])
+    sha256 = hashlib.sha256
+    digests = (
+        [
+            sha256("\n".join([line for line in row if line is not None]).encode()).hexdigest()
+            for row in zip(*columns, strict=True)
+        ]
+        if columns
+        else [sha256(b"").hexdigest()] * frame.height
+    )
     return pl.Series(INPUTS_SHA256, digests, dtype=pl.String)
