@@ -43,7 +43,13 @@ from model.budget import budget_candidates, fund_offers
 from model.bundle import ModelBundle
 from model.decide import withhold_offers
 from model.drift import SIGNIFICANT_PSI, DriftTally, Profile, build_profile, shifted
-from model.exploration import budget_left, drawn_count, explore, per_experiment_allowance
+from model.exploration import (
+    budget_left,
+    drawn_count,
+    explore,
+    not_explored,
+    per_experiment_allowance,
+)
 from model.policy import Policy
 from model.portfolio import MODEL_ESTIMATE, PortfolioTally
 from model.registry import (
@@ -407,8 +413,9 @@ def _apply_budget(
     if not unfunded.is_empty():
         for index, part in enumerate(staging.parts()):
             if part.get_column("customer_id").is_in(unfunded.implode()).any():
+                # the kernel's action is now the budgeted one (exploration, if any, below)
                 staging.replace_part(
-                    index, withhold_offers(part, unfunded, policy, language=language)
+                    index, not_explored(withhold_offers(part, unfunded, policy, language=language))
                 )
     funded = funding.filter("funded")
     left = budget_left(budget, funded.get_column("expected_cost").to_list())
