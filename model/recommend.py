@@ -32,7 +32,7 @@ from model.exploration import explore as explore_decided
 from model.exploration import explore_records, not_explored
 from model.leaf_contributions import ContributionMethod
 from model.policy import Policy
-from model.replay import INPUTS_SHA256, inputs_sha256, inputs_sha256_column, replay_inputs
+from model.replay import INPUTS_SHA256, inputs_sha256_column, inputs_sha256_records
 
 # Months of history: tenure_days * 12 / 365 (a customer of 365 days has exactly 12 months).
 MONTHS_PER_YEAR, DAYS_PER_YEAR = 12, 365
@@ -209,7 +209,7 @@ def recommend(
             model_version=pl.lit(model_version),
             as_of=pl.lit(as_of),
         )
-        .with_columns(inputs_sha256_column(decisions))
+        .with_columns(inputs_sha256_column(decisions, policy))
     )
 
 
@@ -298,7 +298,7 @@ def decide_records_for(
     decisions = explore_records(
         decide_records(inputs, policy, language=language), policy, as_of=as_of, language=language
     )
-    names = replay_inputs(dict.fromkeys(key for row in inputs for key in row))
+    digests = inputs_sha256_records(inputs, policy)
     return [
         {
             **decision,
@@ -306,9 +306,9 @@ def decide_records_for(
             "churn_drivers": [],
             "model_version": model_version,
             "as_of": as_of,
-            INPUTS_SHA256: inputs_sha256(row, names),
+            INPUTS_SHA256: digest,
         }
-        for record, row, decision in zip(records, inputs, decisions, strict=True)
+        for record, digest, decision in zip(records, digests, decisions, strict=True)
     ]
 
 

@@ -288,6 +288,9 @@ def test_a_budget_funds_the_best_offers_across_parts_and_is_never_exceeded(
 
     spent = budgeted.filter(pl.col("action") == "compensate")["offer_expected_cost"].sum()
     assert 0 < spent <= budget
+    # without exploration the kernel's budgeted action is the recommendation, with certainty
+    assert budgeted["greedy_action"].equals(budgeted["action"].alias("greedy_action"))
+    assert (budgeted["propensity"] == 1.0).all() and not budgeted["explored"].any()
     outcome = result.summary["offer_budget"]
     assert outcome["expected_cost_funded"] == pytest.approx(spent, abs=0.01)
     assert outcome["funded"] + outcome["not_funded"] == outcome["candidates"]
