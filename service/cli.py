@@ -58,6 +58,7 @@ from features.wide_import import MappingError, WideImportError, import_wide_tabl
 from model.bundle import BundleError, ModelBundle
 from model.decision_inputs import DecisionInputError
 from model.policy import Policy, PolicyError, check_horizon, load_policy
+from model.portfolio import chosen_value
 from model.registry import (
     CHALLENGER,
     CHAMPION,
@@ -1485,13 +1486,7 @@ def _print_recommendations(recommendations: pl.DataFrame, path: Path) -> None:
         recommendations.group_by("action", "approval_tier")
         .agg(
             customers=pl.len(),
-            expected_value=pl.max_horizontal(
-                pl.when(pl.col("action") == "retain")
-                .then(pl.col("ev_retain"))
-                .when(pl.col("action") == "compensate")
-                .then(pl.col("ev_best_offer"))
-                .otherwise(pl.col("ev_end"))
-            ).sum(),
+            expected_value=chosen_value(recommendations.columns).sum(),
             offer_spend=pl.col("offer_expected_cost")
             .filter(pl.col("action") == "compensate")
             .sum(),
@@ -1505,11 +1500,16 @@ def _print_recommendations(recommendations: pl.DataFrame, path: Path) -> None:
             formats={"customers": ",d", "expected_value": ",.0f", "offer_spend": ",.0f"},
         )
     )
-    for action, order in (("end", "ev_retain"), ("compensate", "ev_best_offer")):
+    experiments = pl.col("explored") if "explored" in recommendations.columns else pl.lit(False)
+    for action, order, explored in (
+        ("end", "ev_retain", False),
+        ("compensate", "ev_best_offer", False),
+        ("compensate", "ev_best_offer", True),  # one of the policy's experiments, if any
+    ):
         picked = (
-            recommendations.filter(pl.col("action") == action)
+            recommendations.filter((pl.col("action") == action) & (experiments == explored))
             .sort(order, descending=action == "compensate")
-            .head(3)
+            .head(1 if explored else 3)
         )
         for row in picked.iter_rows(named=True):
             offer = (
