@@ -3,7 +3,7 @@
 This is what ``keepwise train --data DIR`` runs. Every run logs parameters, the data
 fingerprint, the feature list (and any features the leak guard excluded), the git commit,
 holdout metrics and PNG plots, then registers one pyfunc model version with the alias
-``challenger``.
+``challenger`` and its model card (:mod:`model.model_card`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from experiments.oracle_evaluation import by_archetype, chosen_true_values, comp
 from features.wide_import import ASSUMED_HORIZON_DAYS, import_wide_table, load_mapping
 from features.wide_spec import SPEC_KEY, spec_from_import
 from model.bundle import ModelBundle
+from model.model_card import build_model_card, build_wide_model_card
 from model.policy import Policy, load_policy
 from model.recommend import recommend
 from model.registry import MlflowSettings, RegisteredModel, log_and_register
@@ -319,6 +320,12 @@ def run_tracked_training(
             artifacts=figures,
             dicts=documents,
             run_name=f"train {trained_at}",
+            model_card=build_model_card(
+                result,
+                policy_version=policy.version,
+                export_date=str(export),
+                churn_definition=config.features.churn_definition,
+            ),
         )
     summary = RunSummary(
         run_id=registered.run_id,
@@ -434,6 +441,13 @@ def run_tracked_wide_training(
                 "import_problems.json": list(imported.problems),
             },
             run_name=f"train wide {table.name} {trained_at}",
+            model_card=build_wide_model_card(
+                result,
+                imported,
+                table=str(table),
+                horizon_days=bundle.horizon_days,
+                trained_at=trained_at,
+            ),
         )
     summary = RunSummary(
         run_id=registered.run_id,

@@ -178,7 +178,7 @@ def calibration_curve_table(
         ValueError: On invalid inputs or an invalid ``n_bins``.
     """
     y, p = _validate_labels_and_probabilities(y_true, p_churn, require_both_classes=False)
-    bins = _equal_frequency_bins(p, n_bins)
+    bins = equal_frequency_bins(p, n_bins)
     rows = [
         {
             "bin": b,
@@ -232,12 +232,18 @@ def _ece(y: np.ndarray, p: np.ndarray, n_bins: int) -> float:
     return float(
         sum(
             idx.size / n * abs(y[idx].mean() - p[idx].mean())
-            for idx in _equal_frequency_bins(p, n_bins)
+            for idx in equal_frequency_bins(p, n_bins)
         )
     )
 
 
-def _equal_frequency_bins(p: np.ndarray, n_bins: int) -> list[np.ndarray]:
+def equal_frequency_bins(p: np.ndarray, n_bins: int) -> list[np.ndarray]:
+    """The bins of the ECE: row indices of ``p`` sorted by value (stable), cut into
+    ``min(n_bins, len(p))`` groups whose sizes differ by at most one (``numpy.array_split``).
+
+    Raises:
+        ValueError: ``n_bins`` is not an integer >= 1.
+    """
     if isinstance(n_bins, bool) or not isinstance(n_bins, int | np.integer):
         raise ValueError(f"n_bins must be an integer, got {n_bins!r}")
     if n_bins < 1:

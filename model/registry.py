@@ -11,6 +11,14 @@ whose artifact is a model bundle folder (:mod:`model.bundle`); ``code_paths`` sh
 alias ``challenger``; :func:`promote` moves ``champion`` and records on the version why, by whom
 and when.
 
+Audit trail: MLflow keeps only where an alias points now, so every promotion is also recorded
+durably as a registered-model tag ``keepwise.promotion.<UTC time>`` holding the version, the
+champion it replaced, when, by whom and why (:func:`promotion_history` reads them back, oldest
+first). Every version registered with a :class:`model.model_card.ModelCard` carries its model
+card as the Markdown artifact ``model_card.md`` of its training run (:func:`model_card_text`).
+Monitoring runs (:func:`log_monitoring_run`) go to the experiment ``keepwise-monitoring``,
+linked to the model version like scoring runs.
+
 Integrity: at registration the SHA-256 of every file of the bundle is recorded on the version
 (tag ``keepwise.bundle_sha256``); :func:`download_bundle` checks the downloaded files against
 it, so a truncated or altered artefact is refused with a message naming the file before
@@ -36,10 +44,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from model.leak_guard import promotion_refusal
+
+if TYPE_CHECKING:
+    from model.model_card import ModelCard
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +63,11 @@ PROMOTION_METRIC = "empc"
 CV_PROMOTION_METRIC = "cv_empc_mean"
 BUNDLE_DIGESTS_TAG = "keepwise.bundle_sha256"
 PROMOTION_TAGS = ("keepwise.promoted_at", "keepwise.promoted_by", "keepwise.promotion_reason")
+# One registered-model tag per promotion: the prefix, then the UTC time to the microsecond (keys
+# sort in time order).
+PROMOTION_HISTORY_PREFIX = "keepwise.promotion."
+MODEL_CARD_FILE = "model_card.md"
+MODEL_CARD_TAG = "keepwise.model_card"
 _MAX_TAG_LENGTH = 8000  # MLflow's limit on a tag value
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 _PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
@@ -165,6 +181,7 @@ def log_and_register(
     artifacts: Mapping[str, Path] | None = None,
     dicts: Mapping[str, Any] | None = None,
     run_name: str | None = None,
+    model_card: ModelCard | None = None,
 ) -> RegisteredModel:
     """Log one training run, register its pyfunc model and give it the alias ``challenger``.
 
@@ -177,6 +194,8 @@ def log_and_register(
         artifacts: extra files to log (plots, tables), name -> path.
         dicts: JSON documents to log, file name -> content (e.g. the feature list).
         run_name: MLflow run name.
+        model_card: The model card, rendered with the version number once it is known and
+            stored as the run's artifact :data:`MODEL_CARD_FILE`.
 
     Returns:
         The registered version.
@@ -191,7 +210,7 @@ def log_and_register(
         if bundle is not bundle_dir:
             shutil.copytree(bundle_dir, bundle)
         return _log_and_register(
-            bundle, digests, settings, params, metrics, tags, artifacts, dicts, run_name
+            bundle, digests, settings, params, metrics, tags, artifacts, dicts, run_name, model_card
         )
 
 
@@ -205,6 +224,7 @@ def _log_and_register(
     artifacts: Mapping[str, Path] | None,
     dicts: Mapping[str, Any] | None,
     run_name: str | None,
+    model_card: ModelCard | None,
 ) -> RegisteredModel:
     import mlflow
     from mlflow import MlflowClient
@@ -232,6 +252,14 @@ def _log_and_register(
     client.set_registered_model_alias(settings.model_name, CHALLENGER, str(version))
     for key, value in finite.items():  # metrics on the version too, for promote and the API
         client.set_model_version_tag(settings.model_name, str(version), f"metric.{key}", str(value))
+    if model_card is not None:
+        from model.model_card import render_markdown
+
+        text = render_markdown(model_card, model_name=settings.model_name, version=version)
+        client.log_text(run.info.run_id, text, MODEL_CARD_FILE)
+        client.set_model_version_tag(
+            settings.model_name, str(version), MODEL_CARD_TAG, MODEL_CARD_FILE
+        )
     return RegisteredModel(
         run.info.run_id, version, f"models:/{settings.model_name}/{version}", (CHALLENGER,)
     )
@@ -463,14 +491,155 @@ def promote(
     if promoted:
         client = MlflowClient()
         client.set_registered_model_alias(settings.model_name, CHAMPION, str(challenger))
+        now = datetime.now(UTC)
+        entry = PromotionRecord(
+            version=challenger,
+            previous=champion,
+            promoted_at=now.isoformat(timespec="seconds"),
+            promoted_by=_who(),
+            reason=why,
+            forced=force,
+        )
         record = {
-            "keepwise.promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "keepwise.promoted_by": _who(),
-            "keepwise.promotion_reason": why,
+            "keepwise.promoted_at": entry.promoted_at,
+            "keepwise.promoted_by": entry.promoted_by,
+            "keepwise.promotion_reason": entry.reason,
         }
         for key, value in record.items():
             client.set_model_version_tag(settings.model_name, str(challenger), key, value)
+        client.set_registered_model_tag(
+            settings.model_name,
+            f"{PROMOTION_HISTORY_PREFIX}{now.strftime('%Y%m%dT%H%M%S%fZ')}",
+            json.dumps(entry.to_dict(), sort_keys=True)[:_MAX_TAG_LENGTH],
+        )
     return PromotionResult(promoted, challenger, champion, new, old, why)
+
+
+@dataclass(frozen=True)
+class PromotionRecord:
+    """One promotion of the audit trail: ``version`` became champion, replacing ``previous``.
+
+    Attributes:
+        version: The version promoted.
+        previous: The champion it replaced (None: there was none, or not recorded).
+        promoted_at: When (UTC, ISO seconds).
+        promoted_by: The login name of whoever ran the promotion.
+        reason: Why, in the words :func:`promote` gave.
+        forced: Whether the comparison was overridden with ``--force``.
+        recorded_as: ``history`` (a registered-model tag) or ``version tag`` (a promotion made
+            before the history was kept: only the version's latest promotion is known).
+    """
+
+    version: int
+    previous: int | None
+    promoted_at: str
+    promoted_by: str
+    reason: str
+    forced: bool = False
+    recorded_as: str = "history"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "previous": self.previous,
+            "promoted_at": self.promoted_at,
+            "promoted_by": self.promoted_by,
+            "reason": self.reason,
+            "forced": self.forced,
+        }
+
+
+def promotion_history(settings: MlflowSettings) -> list[PromotionRecord]:
+    """Every recorded promotion of the model, oldest first.
+
+    Promotions made before the history was kept are recovered from the versions' own
+    promotion tags (each version's latest promotion only; ``recorded_as`` says so).
+
+    Raises:
+        RegistryError: The store does not exist, or the model is not registered in it.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    configure(settings)
+    client = MlflowClient()
+    try:
+        model = client.get_registered_model(settings.model_name)
+        versions = client.search_model_versions(f"name = '{settings.model_name}'")
+    except MlflowException as error:
+        raise RegistryError(
+            f"no registered model {settings.model_name!r} in {settings.resolved_uri()}: {error}"
+        ) from error
+    history = []
+    for key in sorted(k for k in model.tags if k.startswith(PROMOTION_HISTORY_PREFIX)):
+        try:
+            entry = json.loads(model.tags[key])
+            history.append(
+                PromotionRecord(
+                    version=int(entry["version"]),
+                    previous=None if entry.get("previous") is None else int(entry["previous"]),
+                    promoted_at=str(entry["promoted_at"]),
+                    promoted_by=str(entry["promoted_by"]),
+                    reason=str(entry["reason"]),
+                    forced=bool(entry.get("forced", False)),
+                )
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            logger.warning("promotion record %s is unreadable (%s): skipped", key, error)
+    known = {(r.version, r.promoted_at) for r in history}
+    for found in versions:
+        tags = found.tags
+        at = tags.get("keepwise.promoted_at")
+        if at is None or (int(found.version), at) in known:
+            continue
+        history.append(
+            PromotionRecord(
+                version=int(found.version),
+                previous=None,
+                promoted_at=at,
+                promoted_by=tags.get("keepwise.promoted_by", "unknown"),
+                reason=tags.get("keepwise.promotion_reason", ""),
+                recorded_as="version tag",
+            )
+        )
+    return sorted(history, key=lambda r: r.promoted_at)
+
+
+def model_card_text(settings: MlflowSettings, version: int) -> str:
+    """The Markdown model card stored with a version.
+
+    Raises:
+        RegistryError: The store or version does not exist, or the version has no card
+            (registered before cards were written, or by a run that wrote none).
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    configure(settings)
+    try:
+        found = MlflowClient().get_model_version(settings.model_name, str(version))
+    except MlflowException as error:
+        raise RegistryError(
+            f"model {settings.model_name!r} has no version {version} in {settings.resolved_uri()}"
+        ) from error
+    if MODEL_CARD_TAG not in found.tags or not found.run_id:
+        raise RegistryError(
+            f"version {version} of {settings.model_name!r} has no model card: cards are written "
+            "by `keepwise train --data` (or --transactions); a --table model, or a version "
+            "registered before cards existed, has none"
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=found.run_id, artifact_path=found.tags[MODEL_CARD_TAG], dst_path=folder
+            )
+        except MlflowException as error:
+            raise RegistryError(
+                f"the model card of version {version} cannot be read from "
+                f"{settings.resolved_uri()}: {error}"
+            ) from error
+        return Path(local).read_text(encoding="utf-8")
 
 
 def _who() -> str:
@@ -528,6 +697,7 @@ def download_bundle(
 
 
 SCORING_EXPERIMENT = "keepwise-scoring"
+MONITORING_EXPERIMENT = "keepwise-monitoring"
 SCORE_PROFILE_FILE = "churn_score_profile.json"
 
 
@@ -551,14 +721,77 @@ def log_scoring_run(
     Raises:
         RegistryError: The tracking store cannot be written.
     """
+    return _log_linked_run(
+        settings,
+        SCORING_EXPERIMENT,
+        "scoring run",
+        model_version=model_version,
+        run_name=run_name,
+        params=params,
+        metrics=metrics,
+        tags={},
+        artifacts=artifacts,
+    )
+
+
+def log_monitoring_run(
+    settings: MlflowSettings,
+    *,
+    model_version: int | str,
+    run_name: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str],
+    artifacts: list[Path],
+) -> str:
+    """Record one monitoring report in the ``keepwise-monitoring`` experiment.
+
+    Linked to the model version as scoring runs are (tag ``model_version``, param
+    ``model_uri``); ``tags`` add e.g. the scoring run it judged and the verdict.
+
+    Returns:
+        The MLflow run id.
+
+    Raises:
+        RegistryError: The tracking store cannot be written.
+    """
+    return _log_linked_run(
+        settings,
+        MONITORING_EXPERIMENT,
+        "monitoring run",
+        model_version=model_version,
+        run_name=run_name,
+        params=params,
+        metrics=metrics,
+        tags=tags,
+        artifacts=artifacts,
+    )
+
+
+def _log_linked_run(
+    settings: MlflowSettings,
+    experiment: str,
+    what: str,
+    *,
+    model_version: int | str,
+    run_name: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str],
+    artifacts: list[Path],
+) -> str:
     import mlflow
 
     uri = configure(settings, create=True)
     try:
-        use_experiment(SCORING_EXPERIMENT, uri)
+        use_experiment(experiment, uri)
         with mlflow.start_run(run_name=run_name) as run:
             mlflow.set_tags(
-                {"model_name": settings.model_name, "model_version": str(model_version)}
+                {
+                    "model_name": settings.model_name,
+                    "model_version": str(model_version),
+                    **dict(tags),
+                }
             )
             mlflow.log_params(
                 {
@@ -571,7 +804,7 @@ def log_scoring_run(
                 mlflow.log_artifact(str(path))
             return str(run.info.run_id)
     except Exception as error:  # noqa: BLE001 - any store failure becomes a readable error
-        raise RegistryError(f"cannot record the scoring run in {uri}: {error}") from error
+        raise RegistryError(f"cannot record the {what} in {uri}: {error}") from error
 
 
 def previous_score_profile(settings: MlflowSettings) -> dict[str, Any] | None:

@@ -65,6 +65,8 @@ from model.registry import (
     MlflowSettings,
     RegistryError,
     download_bundle,
+    model_card_text,
+    promotion_history,
     version_details,
     version_for_alias,
 )
@@ -75,6 +77,11 @@ from service.api.keys import KeyConfigError, KeyScope, new_api_key
 from service.api.main import ServeError
 from service.api.main import run as api_run
 from service.api.serving import ModelLoadError, ServingConfigError, load_serving_model
+from service.commands.monitor import (
+    EXIT_RETRAIN_RECOMMENDED,
+    RETRAIN_MEANING,
+    monitor_command,
+)
 from service.console import frame_table, make_console, progress
 from service.files import write_parquet_atomically
 from service.jobs.output import OutputError, check_output_path
@@ -99,10 +106,11 @@ EXIT_CODES = {
     "that cannot be opened; one sentence says which",
     EXIT_WITH_REJECTS: "the output was written, but some input rows were rejected: they and "
     "the reason for each are in <out stem>.rejects/",
-    EXIT_NOT_PUBLISHED: "(score) the output was written, but publishing it to the store or "
-    "recording the run in MLflow failed",
+    EXIT_NOT_PUBLISHED: "(score, monitor) the output was written, but publishing it to the "
+    "store or recording the run in MLflow failed",
     EXIT_NOT_PROMOTED: "(promote) nothing changed: the challenger is worse on the holdout "
     "profit metric (--force promotes anyway)",
+    EXIT_RETRAIN_RECOMMENDED: RETRAIN_MEANING,
 }
 
 # Where `keepwise serve` looks for API keys when none are configured: the file `keepwise
@@ -732,9 +740,43 @@ def _evaluate_table(table: Path, mapping: Path, settings: MlflowSettings, alias:
 
 
 @app.command()
-def models(model: ModelName = "keepwise", tracking_uri: TrackingUri = None) -> None:
-    """Show the champion and challenger versions and their holdout metrics side by side."""
+def models(
+    model: ModelName = "keepwise",
+    tracking_uri: TrackingUri = None,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help="Every promotion instead: which version was champion when, who promoted it "
+            "and why.",
+        ),
+    ] = False,
+    card: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Print the model card of this version (Markdown) instead.",
+            metavar="VERSION",
+        ),
+    ] = None,
+) -> None:
+    """Show the champion and challenger versions and their holdout metrics side by side.
+
+    --history lists every promotion (the audit trail); --card VERSION prints a version's model
+    card: data window, horizon, metrics, leak-guard flags, performance by segment and region.
+    """
     settings = MlflowSettings(tracking_uri=tracking_uri, model_name=model)
+    if history and card is not None:
+        raise _fail("give --history or --card VERSION, not both")
+    if card is not None:
+        try:
+            print(model_card_text(settings, card), end="")
+        except RegistryError as error:
+            raise _fail(str(error)) from None
+        return
+    if history:
+        _print_promotion_history(settings)
+        return
     try:
         versions = {alias: version_for_alias(settings, alias) for alias in (CHAMPION, CHALLENGER)}
     except Exception as error:  # noqa: BLE001 - any store failure is reported, not raised
@@ -775,6 +817,54 @@ def models(model: ModelName = "keepwise", tracking_uri: TrackingUri = None) -> N
     console.print(
         frame_table(table, title=f"Registered model {model!r} in {settings.resolved_uri()}")
     )
+
+
+def _print_promotion_history(settings: MlflowSettings) -> None:
+    try:
+        records = promotion_history(settings)
+        champion = version_for_alias(settings, CHAMPION)
+    except RegistryError as error:
+        raise _fail(str(error)) from None
+    if not records:
+        console.print(
+            f"model {settings.model_name!r} in {settings.resolved_uri()} has never been promoted "
+            "(`keepwise promote` records every promotion)"
+        )
+        return
+    ends = [r.promoted_at for r in records[1:]] + [None]
+    table = pl.DataFrame(
+        {
+            "version": [r.version for r in records],
+            "champion from": [r.promoted_at for r in records],
+            "until": [
+                end or ("now" if r.version == champion else "?")
+                for r, end in zip(records, ends, strict=True)
+            ],
+            "replaced": [r.previous for r in records],
+            "promoted by": [r.promoted_by for r in records],
+            "why": [r.reason for r in records],
+            "recorded as": [r.recorded_as for r in records],
+        },
+        schema_overrides={"replaced": pl.Int64},
+    )
+    console.print(
+        frame_table(
+            table,
+            title=f"Champions of {settings.model_name!r} in {settings.resolved_uri()}, oldest "
+            "first",
+        )
+    )
+    if champion is not None and champion != records[-1].version:
+        errors.print(
+            f"[bold yellow]note:[/] the alias champion points at version {champion}, but the last "
+            f"recorded promotion was of version {records[-1].version}: the alias was moved "
+            "outside `keepwise promote`"
+        )
+    elif champion is None:
+        errors.print("[bold yellow]note:[/] no version has the alias champion now")
+
+
+app.command("monitor")(monitor_command)
 
 
 def _print_training_summary(summary: RunSummary) -> None:

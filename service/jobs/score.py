@@ -223,6 +223,7 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
             "output": str(job.out),
             "model_version": job.model_version,
             "policy_version": job.policy.version,
+            "horizon_days": job.bundle.horizon_days,
             "parts": len(ranges),
             **scored.tally.summary(),
             "offer_budget": budget_outcome,

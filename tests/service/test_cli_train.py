@@ -64,6 +64,14 @@ def test_train_json_then_promote_then_models(tmp_path):
     assert "version 1 promoted: there was no champion yet" in promoted.output
     shown = runner.invoke(app, ["models", "--tracking-uri", uri])
     assert shown.exit_code == 0 and "champion (v1)" in shown.output and "empc" in shown.output
+    # training wrote the version's model card; the promotion is in the history
+    card = runner.invoke(app, ["models", "--tracking-uri", uri, "--card", "1"])
+    assert card.exit_code == 0, card.output
+    assert card.stdout.startswith("# Model card: keepwise version 1\n")
+    for section in ("## Data window", "## Leak guard", "## Performance by segment on the holdout"):
+        assert section in card.stdout, section
+    history = runner.invoke(app, ["models", "--tracking-uri", uri, "--history"])
+    assert history.exit_code == 0 and "there was no champion yet" in history.output
 
 
 def test_train_on_the_telco_mapping_reaches_the_reference_auc(tmp_path, shared_data):
@@ -193,6 +201,14 @@ def test_leak_guard_excludes_a_leaky_column_unless_kept(tmp_path):
     assert "leak_guard_kept_features" in listed.output and "cv_empc_mean" in listed.output
     forced = runner.invoke(app, ["promote", "--force", *wide])
     assert forced.exit_code == 0 and "version 2 promoted" in forced.output
+    # the card of the leaky version says so; the history keeps the forced promotion
+    card = runner.invoke(app, ["models", *wide, "--card", "2"])
+    assert card.exit_code == 0, card.output
+    assert "- leaks kept on request: cancel_flag" in card.stdout
+    assert "## Performance by segment on out-of-fold predictions of 5-fold" in card.stdout
+    assert "| small_business | 1,500 |" in card.stdout  # the segment every row was assumed in
+    history = runner.invoke(app, ["models", *wide, "--history"])
+    assert history.exit_code == 0 and "forced (--force)" in history.output
     assert _json_line(kept.stdout)["metrics"]["cv_roc_auc_mean"] > 0.95
 
 

@@ -1,0 +1,1 @@
+"""keepwise CLI commands kept out of service/cli.py, one module each."""
