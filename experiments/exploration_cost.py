@@ -58,8 +58,8 @@ def measure(
         offer_kind=pl.when(pl.col("explored")).then(best_kind).otherwise(pl.col("offer_kind"))
     )
     values = truth.filter(pl.col("as_of") == as_of).collect()
-    truly = chosen_true_values(decided, values, policy)["true_policy"].sum()
-    greedy_truly = chosen_true_values(greedy, values, policy)["true_policy"].sum()
+    truly = float(chosen_true_values(decided, values, policy)["true_policy"].sum())
+    greedy_truly = float(chosen_true_values(greedy, values, policy)["true_policy"].sum())
     comparison = compare_with_oracle(decided, values, policy)
     return {
         "share": policy.exploration.share,
@@ -69,7 +69,7 @@ def measure(
         "recommended": explored["recommended"],
         "model_value_given_up": explored["expected_value_given_up"],
         "explored_offer_expected_cost": explored["offer_expected_cost"],
-        "true_value_given_up": round(float(greedy_truly - truly), 2),
+        "true_value_given_up": round(greedy_truly - truly, 2),
         "policy_share_of_oracle_gain": round(comparison.share_of_oracle_gain(comparison.policy), 4),
     }
 
