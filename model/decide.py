@@ -264,6 +264,12 @@ def _check_decided(decisions: pl.DataFrame, policy: Policy) -> None:
         raise DecisionInputError(
             f"allocate_budget needs the output of decide(); missing column(s): {missing}"
         )
+    if "explored" in decisions.columns and decisions["explored"].any():
+        raise ValueError(
+            "these recommendations already include the policy's experiments (explored): fund "
+            "offers before exploring -- recommend(..., explore=False), then the budget, then "
+            "model.exploration.explore with the allowance the budget leaves"
+        )
     versions = decisions["policy_version"].unique().to_list()
     if decisions.height and versions != [policy.version]:
         raise ValueError(

@@ -75,6 +75,13 @@ name the key. Keys marked *optional* have the stated default; all others are req
     offer_budget = 100000.0         # optional: batch budget in expected offer cost
                                     #   (sum of a_o * c_o); absent = no budget
 
+    [exploration]                   # optional table (model/exploration.py); absent = share 0
+    share = 0.05                    # probability, in [0, 0.5], that a customer whose best
+                                    #   action is retain or compensate is recommended an allowed
+                                    #   alternative drawn at random (a measured experiment)
+    max_tier = "front_line"         # optional: the highest approval tier an explored offer may
+                                    #   need (an authority role); default: the lowest tier
+
 The shipped company policy is ``policies/default.toml`` at the top of the repository.
 """
 
@@ -85,7 +92,7 @@ import logging
 import math
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any, Literal
@@ -108,7 +115,12 @@ _TOP_KEYS = (
     "exit",
     "authority",
     "guardrails",
+    "exploration",
 )
+_EXPLORATION_KEYS = ("share", "max_tier")
+#: The largest exploration share a policy may set: beyond it the "experiment" is most of the
+#: decisions, and the greedy action would no longer be the one usually recommended.
+MAX_EXPLORATION_SHARE = 0.5
 _COST_KEYS = ("per_complaint_minute", "per_escalation")
 _OFFER_KEYS = (
     "cost_fixed",
@@ -320,6 +332,29 @@ class GuardRails:
 
 
 @dataclass(frozen=True)
+class Exploration:
+    """The share of decisions kept as a randomised experiment (see :mod:`model.exploration`).
+
+    Attributes:
+        share: Probability ``epsilon`` that a customer whose best action is retain or
+            compensate is recommended an allowed alternative drawn uniformly at random;
+            0 disables exploration.
+        max_tier: The highest authority role an explored offer's unit cost may need; None:
+            the lowest tier (an experiment the front line may grant on the spot).
+    """
+
+    share: float = 0.0
+    max_tier: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_range(self.share, "exploration.share", low=0.0, high=MAX_EXPLORATION_SHARE)
+        if self.max_tier is not None and (not isinstance(self.max_tier, str) or not self.max_tier):
+            raise PolicyError(
+                f"exploration.max_tier: expected an authority role, got {self.max_tier!r}"
+            )
+
+
+@dataclass(frozen=True)
 class Policy:
     """A validated, versioned retention policy (see the module docstring for the file format).
 
@@ -335,6 +370,7 @@ class Policy:
         guardrails: Guard-rails.
         segments: Known customer segments.
         description: Free text.
+        exploration: The exploration share and the authority explored offers may need.
     """
 
     version: str
@@ -348,6 +384,7 @@ class Policy:
     guardrails: GuardRails
     segments: tuple[str, ...] = SEGMENTS
     description: str = ""
+    exploration: Exploration = field(default_factory=Exploration)
 
     def __post_init__(self) -> None:
         if not isinstance(self.version, str) or not self.version.strip():
@@ -415,6 +452,11 @@ class Policy:
                 f"guardrails.end_requires: {self.guardrails.end_requires!r} is not an authority "
                 f"role; roles: {', '.join(roles)}"
             )
+        if self.exploration.max_tier is not None and self.exploration.max_tier not in roles:
+            raise PolicyError(
+                f"exploration.max_tier: {self.exploration.max_tier!r} is not an authority role; "
+                f"roles: {', '.join(roles)}"
+            )
 
     @property
     def discount_factor(self) -> float:
@@ -436,6 +478,14 @@ class Policy:
             if offer.kind == kind:
                 return offer
         raise KeyError(f"policy {self.version!r} has no offer of kind {kind!r}")
+
+    @property
+    def exploration_limit(self) -> float:
+        """The largest unit offer cost an explored offer may have: the ``max_amount`` of
+        ``exploration.max_tier`` (the lowest tier when unset; ``inf`` for the unlimited tier)."""
+        role = self.exploration.max_tier or self.authority[0].role
+        tier = next(tier for tier in self.authority if tier.role == role)
+        return math.inf if tier.max_amount is None else tier.max_amount
 
     def tier_for(self, amount: float) -> str:
         """The lowest role allowed to grant ``amount`` (a unit offer cost)."""
@@ -535,6 +585,7 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
         )
     segments = data.get("segments", list(SEGMENTS))
     budget = _optional_number(guard, "offer_budget", "guardrails.")
+    exploration = _exploration(data)
     return Policy(
         version=_required_str(data, "version", ""),
         description=_optional_str(data, "description", "") or "",
@@ -570,6 +621,18 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
             end_stake_confidence=_optional_number(guard, "end_stake_confidence", "guardrails."),
             end_risk_price=_optional_number(guard, "end_risk_price", "guardrails."),
         ),
+        exploration=exploration,
+    )
+
+
+def _exploration(data: Mapping[str, Any]) -> Exploration:
+    if "exploration" not in data:
+        return Exploration()
+    table = _table(data, "exploration", "")
+    _check_keys(table, _EXPLORATION_KEYS, "exploration.")
+    return Exploration(
+        share=_required_number(table, "share", "exploration."),
+        max_tier=_optional_str(table, "max_tier", "exploration."),
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,14 +24,41 @@ import polars as pl
 
 from model.decide import ACTIONS
 
+OFFER_VALUE_PREFIX = "ev_offer_"
 MODEL_ESTIMATE = (
     "model estimate: expected discounted profit over the policy horizon, not realised profit"
 )
 
 
-def chosen_value() -> pl.Expr:
-    """The expected value of each row's recommended action."""
+def chosen_value(columns: Sequence[str] = ()) -> pl.Expr:
+    """The expected value of each row's recommended action.
+
+    Args:
+        columns: The frame's columns. With its ``ev_offer_<kind>`` columns an offer is valued
+            by the kind recommended (an explored offer is not the best one,
+            :mod:`model.exploration`); without them, by ``ev_best_offer``.
+    """
     action = pl.col("action")
+    offer_value: pl.Expr = pl.col("ev_best_offer")
+    for column in columns:
+        if column.startswith(OFFER_VALUE_PREFIX):
+            kind = column.removeprefix(OFFER_VALUE_PREFIX)
+            offer_value = (
+                pl.when(pl.col("offer_kind") == kind).then(pl.col(column)).otherwise(offer_value)
+            )
+    return (
+        pl.when(action == "compensate")
+        .then(offer_value)
+        .when(action == "end")
+        .then(pl.col("ev_end"))
+        .otherwise(pl.col("ev_retain"))
+    )
+
+
+def greedy_value() -> pl.Expr:
+    """The expected value of the kernel's own action (``greedy_action``; before exploration):
+    an offer the kernel chose is always its best."""
+    action = pl.col("greedy_action")
     return (
         pl.when(action == "compensate")
         .then(pl.col("ev_best_offer"))
@@ -52,6 +80,10 @@ class PortfolioTally:
     value_recommended: float = 0.0
     value_retain_all: float = 0.0
     end_blocked: int = 0
+    explored: int = 0
+    explored_actions: Counter[str] = field(default_factory=Counter)
+    explored_value_given_up: float = 0.0
+    explored_offer_cost: float = 0.0
     _profits: list[np.ndarray] = field(default_factory=list)
     _scores: list[np.ndarray] = field(default_factory=list)
 
@@ -63,7 +95,7 @@ class PortfolioTally:
         """Add one part's recommendations."""
         if recommendations.is_empty():
             return
-        frame = recommendations.with_columns(_chosen=chosen_value())
+        frame = recommendations.with_columns(_chosen=chosen_value(recommendations.columns))
         self.customers += frame.height
         for action, n, value in (
             frame.group_by("action").agg(pl.len(), pl.col("_chosen").sum()).iter_rows()
@@ -76,7 +108,7 @@ class PortfolioTally:
         by_kind = made.group_by("offer_kind").agg(
             pl.len(),
             pl.col("offer_expected_cost").sum(),
-            (pl.col("ev_best_offer") - pl.col("ev_retain")).sum().alias("gain"),
+            (pl.col("_chosen") - pl.col("ev_retain")).sum().alias("gain"),
         )
         for kind, n, cost, gain in by_kind.iter_rows():
             entry = self.offers.setdefault(kind, {"count": 0, "expected_cost": 0.0, "gain": 0.0})
@@ -88,6 +120,21 @@ class PortfolioTally:
         end_wins = pl.col("ev_end") > pl.max_horizontal("ev_retain", "ev_best_offer")
         self.end_blocked += frame.select((end_wins & ~pl.col("end_allowed")).sum()).item()
         self._scores.append(frame.get_column("p_churn").to_numpy())
+        if "explored" in frame.columns:
+            self._add_explored(frame.filter(pl.col("explored")))
+
+    def _add_explored(self, explored: pl.DataFrame) -> None:
+        if explored.is_empty():
+            return
+        self.explored += explored.height
+        for action, kind, n in explored.group_by("action", "offer_kind").len().iter_rows():
+            self.explored_actions[kind if action == "compensate" else action] += n
+        self.explored_value_given_up += float(
+            explored.select((greedy_value() - pl.col("_chosen")).sum()).item()
+        )
+        self.explored_offer_cost += float(
+            explored.filter(pl.col("action") == "compensate")["offer_expected_cost"].sum()
+        )
 
     @property
     def profits(self) -> np.ndarray:
@@ -130,6 +177,16 @@ class PortfolioTally:
                 ),
             },
             "end_blocked_by_guardrails": self.end_blocked,
+            "exploration": {
+                "basis": MODEL_ESTIMATE,
+                "customers_explored": self.explored,
+                "share_of_customers": (
+                    round(self.explored / self.customers, 4) if self.customers else None
+                ),
+                "recommended": dict(sorted(self.explored_actions.items())),
+                "expected_value_given_up": _money(self.explored_value_given_up),
+                "offer_expected_cost": _money(self.explored_offer_cost),
+            },
         }
 
 

@@ -28,8 +28,11 @@ from model.decide import decide
 from model.decide_rows import decide_records
 from model.decision_inputs import months_in_window
 from model.explain import explain_records, explain_rows, reason_column, reason_text
+from model.exploration import explore as explore_decided
+from model.exploration import explore_records, not_explored
 from model.leaf_contributions import ContributionMethod
 from model.policy import Policy
+from model.replay import INPUTS_SHA256, inputs_sha256_column, inputs_sha256_records
 
 # Months of history: tenure_days * 12 / 365 (a customer of 365 days has exactly 12 months).
 MONTHS_PER_YEAR, DAYS_PER_YEAR = 12, 365
@@ -149,6 +152,7 @@ def recommend(
     language: str = "en",
     explain: Literal["all", "non_retain"] = "all",
     drivers_method: ContributionMethod | None = None,
+    explore: bool = True,
 ) -> pl.DataFrame:
     """Recommendations for feature rows (one per customer).
 
@@ -165,13 +169,23 @@ def recommend(
             is not "retain" (the others get an empty ``churn_drivers``).
         drivers_method: how drivers are attributed (see :mod:`model.explain`); None uses the
             churn model's default.
+        explore: apply the policy's exploration share (:mod:`model.exploration`); False
+            leaves every action the kernel's (``propensity`` 1), for a budgeted batch that
+            explores after funding its offers.
 
     Returns:
-        decide()'s columns plus ``churn_drivers`` (list of sentences), ``value_waterfall``
-        (struct), ``model_version`` and ``as_of``, in the order of ``features``.
+        decide()'s columns plus ``greedy_action``, ``propensity`` and ``explored``
+        (:mod:`model.exploration`), ``value_waterfall`` (struct), ``churn_drivers`` (list of
+        sentences), ``model_version``, ``as_of`` and ``inputs_sha256`` (:mod:`model.replay`),
+        in the order of ``features``.
     """
     scores = bundle.score(features)
     decisions = decide(decision_inputs(features, scores), policy, language=language)
+    decisions = (
+        explore_decided(decisions, policy, as_of=as_of, language=language)
+        if explore
+        else not_explored(decisions)
+    )
     if drivers < 0:
         raise ValueError(f"drivers must be >= 0, got {drivers}")
     if explain not in ("all", "non_retain"):
@@ -186,12 +200,16 @@ def recommend(
         rows = features if wanted.all() else features.filter(pl.Series(wanted))
         found = iter(explain_rows(bundle.churn, rows, drivers, method=drivers_method))
         explained = [next(found) if row_wanted else [] for row_wanted in wanted]
-    return decisions.join(
-        value_waterfall(features, scores), on="customer_id", how="left", maintain_order="left"
-    ).with_columns(
-        churn_drivers=reason_column(explained, language),
-        model_version=pl.lit(model_version),
-        as_of=pl.lit(as_of),
+    return (
+        decisions.join(
+            value_waterfall(features, scores), on="customer_id", how="left", maintain_order="left"
+        )
+        .with_columns(
+            churn_drivers=reason_column(explained, language),
+            model_version=pl.lit(model_version),
+            as_of=pl.lit(as_of),
+        )
+        .with_columns(inputs_sha256_column(decisions, policy))
     )
 
 
@@ -277,7 +295,10 @@ def decide_records_for(
     """
     scores = bundle.score_records(records)
     inputs = [_decision_input_record(r, s) for r, s in zip(records, scores, strict=True)]
-    decisions = decide_records(inputs, policy, language=language)
+    decisions = explore_records(
+        decide_records(inputs, policy, language=language), policy, as_of=as_of, language=language
+    )
+    digests = inputs_sha256_records(inputs, policy)
     return [
         {
             **decision,
@@ -285,8 +306,9 @@ def decide_records_for(
             "churn_drivers": [],
             "model_version": model_version,
             "as_of": as_of,
+            INPUTS_SHA256: digest,
         }
-        for record, decision in zip(records, decisions, strict=True)
+        for record, digest, decision in zip(records, digests, decisions, strict=True)
     ]
 
 

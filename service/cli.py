@@ -58,6 +58,7 @@ from features.wide_import import MappingError, WideImportError, import_wide_tabl
 from model.bundle import BundleError, ModelBundle
 from model.decision_inputs import DecisionInputError
 from model.policy import Policy, PolicyError, check_horizon, load_policy
+from model.portfolio import chosen_value
 from model.registry import (
     CHALLENGER,
     CHAMPION,
@@ -1176,14 +1177,21 @@ def score(
     model: Annotated[
         str, typer.Option(help="Registered model as NAME@ALIAS.")
     ] = f"keepwise@{CHAMPION}",
-    policy: Annotated[Path, typer.Option(help="Decision policy (TOML).")] = DEFAULT_POLICY,
+    policy: Annotated[
+        Path,
+        typer.Option(
+            help="Decision policy (TOML); its [exploration] share of customers is recommended "
+            "an allowed alternative at random, marked explored, with its propensity."
+        ),
+    ] = DEFAULT_POLICY,
     budget: Annotated[
         float | None,
         typer.Option(
             min=0,
             help="Portfolio offer budget in expected cost (acceptance x unit cost); offers are "
-            "funded where the expected gain per unit of cost is highest. Default: the "
-            "policy's guardrails.offer_budget, else no budget.",
+            "funded where the expected gain per unit of cost is highest; the policy's "
+            "experiments ([exploration] share) only from what that leaves, so the budget is "
+            "never overspent. Default: the policy's guardrails.offer_budget, else no budget.",
         ),
     ] = None,
     publish: Annotated[
@@ -1432,6 +1440,12 @@ def _print_score_summary(summary: dict) -> None:
             f"cost {spend['expected_cost_funded']:,.0f}), {spend['not_funded']:,} not funded "
             f"(expected gain forgone {spend['expected_gain_not_funded']:,.0f}, model estimate)"
         )
+    if explored := summary["exploration"]["customers_explored"]:
+        given_up = summary["exploration"]["expected_value_given_up"] or 0.0
+        console.print(
+            f"exploration: {explored:,} customers recommended an alternative at random as a "
+            f"measured experiment; expected value given up {given_up:,.0f} (model estimate)"
+        )
     drift = summary["drift"]
     if drift.get("shifted_features"):
         errors.print(
@@ -1603,13 +1617,7 @@ def _print_recommendations(recommendations: pl.DataFrame, path: Path) -> None:
         recommendations.group_by("action", "approval_tier")
         .agg(
             customers=pl.len(),
-            expected_value=pl.max_horizontal(
-                pl.when(pl.col("action") == "retain")
-                .then(pl.col("ev_retain"))
-                .when(pl.col("action") == "compensate")
-                .then(pl.col("ev_best_offer"))
-                .otherwise(pl.col("ev_end"))
-            ).sum(),
+            expected_value=chosen_value(recommendations.columns).sum(),
             offer_spend=pl.col("offer_expected_cost")
             .filter(pl.col("action") == "compensate")
             .sum(),
@@ -1623,11 +1631,16 @@ def _print_recommendations(recommendations: pl.DataFrame, path: Path) -> None:
             formats={"customers": ",d", "expected_value": ",.0f", "offer_spend": ",.0f"},
         )
     )
-    for action, order in (("end", "ev_retain"), ("compensate", "ev_best_offer")):
+    experiments = pl.col("explored") if "explored" in recommendations.columns else pl.lit(False)
+    for action, order, explored in (
+        ("end", "ev_retain", False),
+        ("compensate", "ev_best_offer", False),
+        ("compensate", "ev_best_offer", True),  # one of the policy's experiments, if any
+    ):
         picked = (
-            recommendations.filter(pl.col("action") == action)
+            recommendations.filter((pl.col("action") == action) & (experiments == explored))
             .sort(order, descending=action == "compensate")
-            .head(3)
+            .head(1 if explored else 3)
         )
         for row in picked.iter_rows(named=True):
             offer = (

@@ -26,7 +26,14 @@ from pydantic import (
 
 from features.contract import OFFER_KINDS, SEGMENTS
 from model.decide import ACTIONS
-from model.decision_inputs import ACCEPT_PREFIX, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, UPLIFT_PREFIX
+from model.decision_inputs import (
+    ACCEPT_PREFIX,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    SAVING_PREFIX,
+    UPLIFT_PREFIX,
+)
+from model.portfolio import chosen_value
 from service.api.feature_row import (
     ID_MAX_LENGTH,
     ID_PATTERN,
@@ -217,6 +224,12 @@ class ExpectedValuesPublic(BaseModel):
     best_offer: float = Field(description="Make the best offer in the catalogue.")
     end: float = Field(description="End the relationship (minus the exit cost).")
     offers: dict[OfferKind, float] = Field(description="Every catalogue offer, by kind.")
+    recommended: float | None = Field(
+        default=None,
+        description="The recommended action: `retain`, `end`, or the offer recommended (for "
+        "an experiment, `explored`, the explored offer, not the best one). Absent on "
+        "recommendations stored before it existed.",
+    )
 
 
 class ValueWaterfallPublic(BaseModel):
@@ -272,15 +285,47 @@ class RecommendationPublic(BaseModel):
     )
     horizon_months: int = Field(description="Horizon of the expected values, in months.")
     policy_version: str = Field(description="Version of the decision policy applied.")
-    model_version: str = Field(description="Registry version of the model that scored it.")
+    model_version: str = Field(
+        description="Registry version number of the model that scored it (never an alias)."
+    )
     as_of: date = Field(description="The date the features describe.")
+    greedy_action: Action | None = Field(
+        default=None,
+        description="The decision kernel's own action: `action` unless the recommendation is "
+        "an experiment (`explored`). Absent on recommendations stored before it existed.",
+    )
+    propensity: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Probability with which the policy chose the recommended action (action "
+        "and offer kind): 1 when the policy does not explore or the customer cannot be "
+        "explored, 1 - share for the kernel's action, share / alternatives for an experiment "
+        "(see the policy's `[exploration]`). Off-policy evaluation weighs logged outcomes by "
+        "it. Absent on recommendations stored before it existed.",
+    )
+    explored: bool | None = Field(
+        default=None,
+        description="True when the action was drawn at random among the allowed alternatives "
+        "(never end, within the policy's exploration authority): a measured experiment, so "
+        "that the effect of every offer stays measurable. Absent on recommendations stored "
+        "before it existed.",
+    )
+    inputs_sha256: str | None = Field(
+        default=None,
+        pattern="^[0-9a-f]{64}$",
+        description="SHA-256 (hex) of the canonical decision inputs (model/replay.py): the "
+        "same customer with the same inputs gives the same hash from the API and the batch. "
+        "Absent on recommendations stored before it existed.",
+    )
     decision_inputs: dict[str, float | None] | None = Field(
         default=None,
         description="What the decision kernel read for this customer (churn risk, margin and "
         "its standard error, monthly revenue and complaint cost, months of history, and per "
-        "offer kind the acceptance `accept_<kind>` and churn cut `uplift_<kind>` the models "
-        "estimated; null: the policy prior). A what-if re-decides from these. Absent on "
-        "recommendations stored before it existed.",
+        "offer kind the acceptance `accept_<kind>`, churn cut `uplift_<kind>` and monthly "
+        "complaint cost saved `complaint_saving_<kind>` the models estimated; null: the "
+        "policy prior). A what-if re-decides from these. Absent on recommendations stored "
+        "before it existed.",
     )
 
 
@@ -358,6 +403,10 @@ _FLAT_FIELDS: tuple[str, ...] = (
     "policy_version",
     "model_version",
     "as_of",
+    "greedy_action",
+    "propensity",
+    "explored",
+    "inputs_sha256",
 )
 _LIST_FIELDS: tuple[str, ...] = ("reasons", "churn_drivers")
 _EXPECTED_VALUES: dict[str, str] = {
@@ -375,7 +424,7 @@ _OFFER_FIELDS: dict[str, str] = {
     "complaint_saving": "offer_complaint_saving",
 }
 _OFFER_PREFIX = "ev_offer_"
-_INPUT_PREFIXES = (ACCEPT_PREFIX, UPLIFT_PREFIX)
+_INPUT_PREFIXES = (ACCEPT_PREFIX, UPLIFT_PREFIX, SAVING_PREFIX)
 
 
 def decision_input_names(columns: Sequence[str]) -> list[str]:
@@ -410,11 +459,20 @@ def recommendation_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
         "expected_values": {
             **{name: r.get(column) for name, column in _EXPECTED_VALUES.items()},
             "offers": offers,
+            "recommended": _recommended_value(r, offers),
         },
         "offer": {name: r.get(column) for name, column in _OFFER_FIELDS.items()},
         "value_waterfall": {key: _finite_or_none(value) for key, value in waterfall.items()},
         "decision_inputs": {name: _number_or_none(r[name]) for name in inputs} if inputs else None,
     }
+
+
+def _recommended_value(row: Mapping[str, Any], offers: Mapping[str, Any]) -> Any:
+    """The expected value of the recommended action (:func:`model.portfolio.chosen_value`)."""
+    action = row.get("action")
+    if action == "compensate":
+        return offers.get(row.get("offer_kind") or "", row.get("ev_best_offer"))
+    return row.get("ev_end") if action == "end" else row.get("ev_retain")
 
 
 def _number_or_none(value: Any) -> float | None:
@@ -445,6 +503,7 @@ def recommendation_payloads_json(rows: pl.DataFrame) -> pl.Series:
             pl.struct(
                 *[_json_value(rows, c).alias(c.removeprefix(_OFFER_PREFIX)) for c in offer_columns]
             ).alias("offers"),
+            _finite(chosen_value(rows.columns)).alias("recommended"),
         ).alias("expected_values"),
         pl.struct(
             *[_json_value(rows, column).alias(name) for name, column in _OFFER_FIELDS.items()]
@@ -486,6 +545,8 @@ _PAYLOAD_ORDER = (
 
 
 def _json_value(rows: pl.DataFrame, name: str) -> pl.Expr:
+    if name not in rows.columns:  # e.g. rows made before the replay fields existed
+        return pl.lit(None)
     dtype = rows.schema[name]
     if dtype.is_float():
         return _finite(pl.col(name))

@@ -6,7 +6,9 @@ nothing of their substance:
 1. open the export and split its customers into id ranges (:mod:`service.jobs.export_parts`);
 2. per range: validate, build point-in-time features, score, decide, explain
    (:func:`service.jobs.score_part.score_part`); rejected rows are kept aside with reasons;
-3. fund offers from the portfolio budget across all ranges, if there is one;
+3. fund offers from the portfolio budget across all ranges, if there is one, then explore with
+   what it leaves (:mod:`model.exploration`; without a budget each part explores as it is
+   decided);
 4. assemble the output and the rejects and put them in place atomically
    (:mod:`service.jobs.output`); write the summary JSON and the whale curve next to the output;
 5. publish the recommendations to the store the API reads, in one transaction;
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import time
 import uuid
@@ -40,6 +43,13 @@ from model.budget import budget_candidates, fund_offers
 from model.bundle import ModelBundle
 from model.decide import withhold_offers
 from model.drift import SIGNIFICANT_PSI, DriftTally, Profile, build_profile, shifted
+from model.exploration import (
+    budget_left,
+    drawn_count,
+    explore,
+    not_explored,
+    per_experiment_allowance,
+)
 from model.policy import Policy
 from model.portfolio import MODEL_ESTIMATE, PortfolioTally
 from model.registry import (
@@ -157,6 +167,7 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
     if as_of is None:
         raise ScoreJobError(f"{job.data} has no dated event to take the export date from")
     ranges = export.plan(customers_per_part=job.customers_per_part)
+    budget = job.budget if job.budget is not None else job.policy.guardrails.offer_budget
     for table in export.unclustered_tables(ranges):
         logger.warning(
             "%s is not sorted by customer_id: each of the %d parts reads it whole "
@@ -173,8 +184,8 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
         explain_retained=job.explain_retained,
         language=job.language,
         decide_threads=job.decide_threads,
+        explore=budget is None,
     )
-    budget = job.budget if job.budget is not None else job.policy.guardrails.offer_budget
     staging = Staging(job.out)
     try:
         scored = _score_parts(export, ranges, settings, staging, on_progress)
@@ -185,7 +196,7 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
             return ScoreResult(problems=scored.problems, fatal=True)
         run_id = scored.fingerprint.run_id(as_of, job.model_version, job.policy.version, budget)
         stepped = time.perf_counter()
-        budget_outcome = _apply_budget(staging, budget, job.policy, job.language)
+        budget_outcome = _apply_budget(staging, budget, job.policy, job.language, as_of)
         stepped = _lap(scored, "budget", stepped)
 
         def finish(frame: pl.DataFrame) -> pl.DataFrame:
@@ -391,9 +402,10 @@ def run_id_for(
 
 
 def _apply_budget(
-    staging: Staging, budget: float | None, policy: Policy, language: str
+    staging: Staging, budget: float | None, policy: Policy, language: str, as_of: date
 ) -> dict[str, Any] | None:
-    """Fund offers across every part from one budget (:mod:`model.budget`), in place."""
+    """Fund offers across every part from one budget (:mod:`model.budget`), then explore with
+    what the greedy allocation left (:mod:`model.exploration`), in place."""
     if budget is None:
         return None
     candidates = pl.concat([budget_candidates(part) for part in staging.parts()])
@@ -402,11 +414,13 @@ def _apply_budget(
     if not unfunded.is_empty():
         for index, part in enumerate(staging.parts()):
             if part.get_column("customer_id").is_in(unfunded.implode()).any():
+                # the kernel's action is now the budgeted one (exploration, if any, below)
                 staging.replace_part(
-                    index, withhold_offers(part, unfunded, policy, language=language)
+                    index, not_explored(withhold_offers(part, unfunded, policy, language=language))
                 )
     funded = funding.filter("funded")
-    return {
+    left = budget_left(budget, funded.get_column("expected_cost").to_list())
+    outcome: dict[str, Any] = {
         "budget": budget,
         "basis": MODEL_ESTIMATE,
         "candidates": funding.height,
@@ -418,6 +432,19 @@ def _apply_budget(
             float(funding.filter(~pl.col("funded"))["gain"].sum()), 2
         ),
     }
+    if policy.exploration.share > 0:
+        drawn = sum(drawn_count(part, policy, as_of) for part in staging.parts())
+        allowance = per_experiment_allowance(left, drawn)
+        for index, part in enumerate(staging.parts()):
+            staging.replace_part(
+                index,
+                explore(part, policy, as_of=as_of, allowance=allowance, language=language),
+            )
+        outcome["left_for_experiments"] = round(float(left), 2)
+        outcome["allowance_per_experiment"] = (
+            round(allowance[0], 2) if math.isfinite(allowance[0]) else None
+        )
+    return outcome
 
 
 def _publish(
@@ -505,6 +532,8 @@ def _log_run(job: ScoreJob, summary: dict[str, Any], profile_path: Path) -> str:
         "expected_value_recommended": summary["expected_value"]["recommended"] or 0.0,
         "expected_value_retain_everyone": summary["expected_value"]["retain_everyone"] or 0.0,
         "offer_expected_cost": summary["offer_spend"]["expected_cost"] or 0.0,
+        "explored_customers": summary["exploration"]["customers_explored"],
+        "exploration_value_given_up": summary["exploration"]["expected_value_given_up"] or 0.0,
         "rejected_rows": sum(summary["rejected_rows"].values()),
         "seconds": summary["seconds"],
     }

@@ -52,6 +52,9 @@ class ScoringSettings:
             customers (rows are independent: the result is the same). LightGBM predicts without
             the GIL, so two threads use both cores of a small machine; the Spark runner keeps 1
             (Spark already runs one task per core).
+        explore: Apply the policy's exploration share while deciding the part; a budgeted run
+            sets False and explores after funding its offers
+            (:func:`service.jobs.score.run_score_job`).
     """
 
     as_of: date
@@ -63,6 +66,7 @@ class ScoringSettings:
     language: str = "en"
     features: FeatureConfig = FeatureConfig()
     decide_threads: int = 1
+    explore: bool = True
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ def _recommend(table: pl.DataFrame, settings: ScoringSettings) -> pl.DataFrame:
             drivers=settings.drivers,
             explain="all" if settings.explain_retained else "non_retain",
             language=settings.language,
+            explore=settings.explore,
         )
 
     threads = max(1, min(settings.decide_threads, table.height // _MIN_ROWS_PER_THREAD))

@@ -24,10 +24,13 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from features.wide_import import import_wide_table, load_mapping
 from features.wide_spec import SpecError, spec_of
 from model.bundle import BundleError, ModelBundle
 from model.policy import Policy
+from model.portfolio import PortfolioTally
 from model.wide_recommend import recommend_wide
 from service.files import write_parquet_atomically
 from service.jobs.output import flatten_for_csv
@@ -125,6 +128,7 @@ def run_table_score_job(job: TableScoreJob) -> TableScoreResult:
             .value_counts(sort=True)
             .iter_rows()
         },
+        "exploration": _exploration(recommendations),
         "assumptions": list(imported.assumptions),
         "data_problems": list(imported.problems),
         "seconds": round(time.perf_counter() - started, 3),
@@ -132,3 +136,10 @@ def run_table_score_job(job: TableScoreJob) -> TableScoreResult:
     table_summary_path(job.out).write_text(json.dumps(summary, indent=2) + "\n")
     logger.info("scored %d rows of %s", recommendations.height, job.table)
     return TableScoreResult(summary, list(imported.problems))
+
+
+def _exploration(recommendations: pl.DataFrame) -> dict[str, Any]:
+    """The experiments among the rows and their cost (the batch summary's ``exploration``)."""
+    tally = PortfolioTally()
+    tally.add(recommendations)
+    return tally.summary()["exploration"]

@@ -138,6 +138,8 @@ CHOSEN_VALUE_PATHS: dict[str, tuple[str, ...]] = {
     "compensate": ("expected_values", "best_offer"),
     "end": ("expected_values", "end"),
 }
+# the recommended action's value, in payloads since exploration (read before the paths above)
+RECOMMENDED_VALUE_PATH: tuple[str, ...] = ("expected_values", "recommended")
 TEXT_PORTFOLIO_COLUMNS = frozenset({"segment", "approval_tier", "offer_kind"})
 
 latest_recommendations = Table(

@@ -91,6 +91,7 @@ from service.storage.schema import (
     ID_LENGTH,
     IDEMPOTENCY_KEY_LENGTH,
     PORTFOLIO_PATHS,
+    RECOMMENDED_VALUE_PATH,
     TEXT_PORTFOLIO_COLUMNS,
     approvals,
     decisions,
@@ -1015,12 +1016,17 @@ def portfolio_values(conn: Connection, payload_text: Any, action: Any) -> dict[s
         name: _payload_field(conn, payload_text, path, name in TEXT_PORTFOLIO_COLUMNS)
         for name, path in PORTFOLIO_PATHS.items()
     }
-    values["expected_value"] = case(
-        *[
-            (action == chosen, _payload_field(conn, payload_text, path, False))
-            for chosen, path in CHOSEN_VALUE_PATHS.items()
-        ],
-        else_=None,
+    # a payload that names the recommended action's value (since exploration: an explored
+    # offer is not the best one) is read first; older payloads by action
+    values["expected_value"] = func.coalesce(
+        _payload_field(conn, payload_text, RECOMMENDED_VALUE_PATH, False),
+        case(
+            *[
+                (action == chosen, _payload_field(conn, payload_text, path, False))
+                for chosen, path in CHOSEN_VALUE_PATHS.items()
+            ],
+            else_=None,
+        ),
     )
     return values
 

@@ -947,14 +947,21 @@ def test_vectorised_decisions_match_the_slow_reference(policy: Policy) -> None:
 
 
 def test_budget_steps_work_on_recommendations_chunk_by_chunk(trained, policy: Policy) -> None:
-    """What the nightly batch does: recommend() per chunk, fund once, withhold per chunk."""
+    """What the nightly batch does: recommend() per chunk (exploring after the budget), fund
+    once, withhold per chunk."""
     from model.recommend import recommend
 
     test = trained.split.test.head(600)
     as_of = test["as_of"][0]
     chunks = [
         recommend(
-            test[a : a + 200], trained.bundle, policy, as_of=as_of, model_version="t", drivers=0
+            test[a : a + 200],
+            trained.bundle,
+            policy,
+            as_of=as_of,
+            model_version="t",
+            drivers=0,
+            explore=False,
         )
         for a in range(0, 600, 200)
     ]
@@ -970,3 +977,20 @@ def test_budget_steps_work_on_recommendations_chunk_by_chunk(trained, policy: Po
     offered = chunked.filter(pl.col("action") == "compensate")
     assert math.fsum(offered["offer_expected_cost"].to_list()) <= budget
     assert not offered["customer_id"].is_in(unfunded.implode()).any()
+
+
+def test_a_budget_refuses_recommendations_that_already_explored(trained, policy: Policy) -> None:
+    # experiments are funded from what the greedy allocation leaves (model/exploration.py):
+    # withholding offers after exploring would re-decide the experiments and overspend
+    from model.recommend import recommend
+
+    assert policy.exploration.share > 0
+    test = trained.split.test.head(300)
+    explored = recommend(
+        test, trained.bundle, policy, as_of=test["as_of"][0], model_version="t", drivers=0
+    )
+    assert explored["explored"].any()
+    with pytest.raises(ValueError, match="explore=False"):
+        allocate_budget(explored, 1_000.0, policy)
+    with pytest.raises(ValueError, match="explore=False"):
+        withhold_offers(explored, [], policy)

@@ -14,6 +14,7 @@ import pytest
 
 from model.policy import (
     AuthorityTier,
+    Exploration,
     GuardRails,
     Offer,
     Policy,
@@ -247,11 +248,15 @@ def test_dataclasses_validate_when_built_in_code() -> None:
         dataclasses.replace(policy, authority=())
     with pytest.raises(PolicyError, match=r"offers: an offer kind appears more than once"):
         dataclasses.replace(policy, offers=(offer, offer))
+    ladder = (AuthorityTier("front_line", 100.0), AuthorityTier("director"))
+    with pytest.raises(PolicyError, match=r"exploration.max_tier: 'manager' is not an authority"):
+        dataclasses.replace(policy, guardrails=guard, authority=ladder)
     ok = dataclasses.replace(
         policy,
         offers=(offer,),
         guardrails=guard,
-        authority=(AuthorityTier("front_line", 100.0), AuthorityTier("director")),
+        authority=ladder,
+        exploration=Exploration(0.05),
     )
     assert isinstance(ok, Policy)
     assert ok.tier_for(101) == "director"

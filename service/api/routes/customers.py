@@ -41,7 +41,9 @@ def no_recommendation(customer_id: str) -> HTTPException:
     summary="The latest stored recommendation for a customer",
     description=(
         "The recommendation the last batch run (`keepwise` batch command) stored for the "
-        "customer, with its `recommendation_id` to cite in a decision report. Any role may "
+        "customer, with its `recommendation_id` to cite in a decision report, and the replay "
+        "fields (`inputs_sha256`, `propensity`, `explored`, `greedy_action`, "
+        "`decision_inputs`) that let a candidate policy be judged on the log. Any role may "
         "call it; a key limited to an account manager or region sees only its own customers "
         "and gets 404 for every other, exactly as for an unknown id."
     ),

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from model.bundle import ModelBundle
 from model.explain import explain_rows
-from model.policy import load_policy
+from model.policy import Exploration, load_policy
 from model.recommend import recommend, recommend_records
 from service.api.feature_row import FEATURE_DTYPES, FeatureRow, rows_to_records
 from service.api.routes.recommendations import INLINE_ROWS
@@ -246,3 +246,38 @@ def test_start_up_and_reload_keep_the_loaded_heap_out_of_garbage_collection(
         reloaded = client.post("/v1/model/reload", headers=keys.header("admin"))
         assert reloaded.status_code == 200
         assert gc.get_freeze_count() > 10_000
+
+
+def test_the_api_and_the_batch_draw_the_same_experiments_and_hash_the_same_inputs(
+    features: pl.DataFrame, bundles: dict[str, ModelBundle]
+) -> None:
+    # a policy that explores a third of the customers, so that many are explored
+    base = serving_model(bundles["1"], "1")
+    policy = dataclasses.replace(
+        base.policy, exploration=Exploration(share=0.3, max_tier="manager")
+    )
+    serving = dataclasses.replace(base, policy=policy)
+    table = features.select(list(FEATURE_DTYPES)).head(400)
+    rows = [FeatureRow.model_validate(row) for row in table.to_dicts()]
+    api = score_rows(rows, AS_OF, serving).recommendations
+    batch = recommend(table, serving.bundle, policy, as_of=AS_OF, model_version="1")
+    replay = ("action", "greedy_action", "propensity", "explored", "inputs_sha256")
+    for got, want in zip(api, batch.iter_rows(named=True), strict=True):
+        public = got.model_dump(mode="json")
+        assert {name: public[name] for name in replay} == {name: want[name] for name in replay}
+        assert public["offer"]["kind"] == want["offer_kind"]
+        assert public["model_version"] == "1"
+        assert len(public["inputs_sha256"]) == 64
+    explored = batch.filter("explored")
+    assert explored.height > 60
+    assert (explored["propensity"] < 0.3).all()
+    assert (
+        batch.filter(~pl.col("explored") & (pl.col("action") != "end"))["propensity"] == 0.7
+    ).all()
+    # the hash is of the inputs: one more unit of revenue changes it, and nothing else does
+    changed = table.with_columns(
+        pl.col("revenue_12m") + pl.when(pl.int_range(400) == 0).then(1.0).otherwise(0.0)
+    )
+    again = recommend(changed, serving.bundle, policy, as_of=AS_OF, model_version="2")
+    same = batch["inputs_sha256"] == again["inputs_sha256"]
+    assert not same[0] and same[1:].all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from features.config import FeatureConfig
 from features.loader import load_tables
 from features.pipeline import build_features
+from model.policy import Exploration, Policy
 from model.recommend import recommend
 from service.api.schemas import recommendation_payload
 from service.jobs.output import OutputError
@@ -24,6 +26,11 @@ from tests.service.jobs.conftest import copy_export
 pytestmark = pytest.mark.slow
 
 DECISION = ("action", "ev_retain", "ev_best_offer", "ev_end", "offer_kind", "approval_tier")
+
+
+def greedy_only(policy: Policy) -> Policy:
+    """The policy without its exploration share."""
+    return dataclasses.replace(policy, exploration=Exploration())
 
 
 def job(export: Path, out: Path, bundle, policy, **options) -> ScoreJob:
@@ -265,11 +272,13 @@ def test_columnar_payloads_equal_the_public_model_row_by_row(single):
 
 
 def test_a_budget_funds_the_best_offers_across_parts_and_is_never_exceeded(
-    single, export, bundle, policy, tmp_path
+    export, bundle, policy, tmp_path
 ):
     from model.decide import allocate_budget
 
-    unlimited, whole = single
+    policy = greedy_only(policy)  # exploration after the budget: the next test
+    whole = tmp_path / "unlimited.parquet"
+    run_score_job(job(export, whole, bundle, policy))
     rows = pl.read_parquet(whole)
     wanted = rows.filter(pl.col("action") == "compensate")["offer_expected_cost"].sum()
     budget = round(wanted / 3, 2)
@@ -279,6 +288,9 @@ def test_a_budget_funds_the_best_offers_across_parts_and_is_never_exceeded(
 
     spent = budgeted.filter(pl.col("action") == "compensate")["offer_expected_cost"].sum()
     assert 0 < spent <= budget
+    # without exploration the kernel's budgeted action is the recommendation, with certainty
+    assert budgeted["greedy_action"].equals(budgeted["action"].alias("greedy_action"))
+    assert (budgeted["propensity"] == 1.0).all() and not budgeted["explored"].any()
     outcome = result.summary["offer_budget"]
     assert outcome["expected_cost_funded"] == pytest.approx(spent, abs=0.01)
     assert outcome["funded"] + outcome["not_funded"] == outcome["candidates"]
@@ -306,6 +318,41 @@ def test_a_budget_funds_the_best_offers_across_parts_and_is_never_exceeded(
         else:
             assert cost > left - 1e-9
     assert all("budget" in " ".join(r) for r in dropped["reasons"])
+
+
+def test_experiments_are_funded_only_with_what_the_greedy_budget_leaves(
+    export, bundle, policy, tmp_path
+):
+    assert policy.exploration.share > 0  # the shipped policy explores
+    greedy = greedy_only(policy)
+    unlimited = tmp_path / "unlimited.parquet"
+    run_score_job(job(export, unlimited, bundle, greedy))
+    wanted = pl.read_parquet(unlimited).filter(pl.col("action") == "compensate")
+    for budget in (round(wanted["offer_expected_cost"].sum() / 3, 2), 1e9):
+        outs = {}
+        for name, chosen in (("greedy", greedy), ("exploring", policy)):
+            outs[name] = tmp_path / f"{name}-{budget}.parquet"
+            result = run_score_job(
+                job(export, outs[name], bundle, chosen, budget=budget, customers_per_part=600)
+            )
+        rows = pl.read_parquet(outs["exploring"])
+        spent = rows.filter(pl.col("action") == "compensate")["offer_expected_cost"].sum()
+        assert spent <= budget
+        explored = rows.filter("explored")
+        assert explored.height > 0
+        assert not (explored["action"] == "end").any()
+        # the customers not explored keep the greedy budgeted decision, to the bit
+        kept = rows.filter(~pl.col("explored")).select("customer_id", *DECISION)
+        greedy_rows = pl.read_parquet(outs["greedy"]).select("customer_id", *DECISION)
+        assert kept.equals(greedy_rows.join(kept, on="customer_id", how="semi"))
+        outcome = result.summary["offer_budget"]
+        offered = explored.filter(pl.col("action") == "compensate")
+        if outcome["allowance_per_experiment"] is not None:
+            allowance = outcome["allowance_per_experiment"]
+            assert (offered["offer_expected_cost"] <= allowance + 0.005).all()
+        assert result.summary["exploration"]["customers_explored"] == explored.height
+        if budget == 1e9:  # plenty left: retain customers are offered experiments
+            assert (offered["greedy_action"] == "retain").sum() > 0
 
 
 def test_deciding_a_part_on_several_threads_gives_the_same_bytes(

@@ -41,7 +41,7 @@ def test_the_stored_portfolio_columns_are_the_batchs_figures(
             "account_manager",
             "action",
             "approval_tier",
-            chosen_value().alias("expected_value"),
+            chosen_value(scored.columns).alias("expected_value"),
             "ev_retain",
             "p_churn",
             "monthly_margin",
