@@ -6,14 +6,18 @@ candidate policy can be graded. The run:
 
 1. generates a world (20,000 customers by default), trains the models on it
    (:func:`model.training.train_from_tables`) and recommends at the training test snapshot,
-   where the oracle is written (:func:`model.recommend.recommend`): the decision inputs and the
-   model's ``ev_*`` values of every action, as ``keepwise score`` writes them;
-2. per repeat (seed ``s``), the **logging policy** is the default policy with an exploration
-   share ``epsilon`` (:func:`explore`): a customer whose best action is not "end" gets, with
-   probability ``epsilon``, an action drawn uniformly from retain and the catalogue's offers
-   (the greedy one included), so ``pi_0(a | x) = (1 - epsilon) [a = greedy] + epsilon / K``
-   over those ``K`` actions, and 1 for a greedy "end" (never explored, never an exploration
-   draw);
+   where the oracle is written (:func:`model.recommend.recommend` without exploration): the
+   kernel's decisions, the decision inputs and the model's ``ev_*`` values of every action;
+2. per repeat (seed ``s``), the **logging policy** is the policy in force with its exploration
+   (``[exploration]``: share ``epsilon``, authority ``max_tier``), applied by the product's
+   :func:`model.exploration.explore` to the kernel's decisions, so the log -- action, offer,
+   ``propensity``, ``explored`` -- is what ``keepwise score`` writes (:func:`logged_decisions`).
+   A customer whose kernel action is retain or compensate is explored with probability
+   ``epsilon`` and then gets one of its allowed alternatives ``E_i`` (retain, or an offer the
+   exploration tier may grant, other than the greedy one) uniformly:
+   ``pi_0(g_i | x) = 1 - epsilon``, ``pi_0(a | x) = epsilon / |E_i|``; a customer the kernel
+   ends is never explored (propensity 1). The product's draw hashes (customer, ``as_of``,
+   policy version), so repeat ``s`` logs under the version ``"<version>-r<s>"``;
 3. the realised reward of the logged action is drawn from the oracle: ``r = V_a + se_a sqrt(R)
    z`` with ``z ~ N(0, 1)``, ``V_a`` the oracle's mean over its ``R`` draws and
    ``se_a sqrt(R)`` the spread of one draw (:func:`draw_rewards`; see "Limits" below);
@@ -28,12 +32,12 @@ Reported per candidate and estimator over the repeats: coverage of the 90% inter
 
 Limits. The oracle integrates the acceptance of an offer exactly and keeps only the mean and
 standard error per action, so a reward here is the mean plus normal noise of one draw's spread,
-not one simulated realisation (an accepted-or-declined, churned-or-not path). The exploration is
-this script's own until ``model/exploration.py`` lands (:func:`explore` states the semantics it
-assumes).
+not one simulated realisation (an accepted-or-declined, churned-or-not path). A candidate that
+changes the rule for ending has no support in the log (nobody the kernel ends is explored):
+IPS and SNIPS cannot judge it, and DR only through the model's own values.
 
 Run: ``python -m experiments.off_policy_evaluation --customers 20000 --world-seed 2718
---repeats 10 --share 0.05`` (results in ``docs/off_policy.md``).
+--repeats 10`` (the policy's own share; results in ``docs/off_policy.md``).
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ import polars as pl
 from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.world import generate_world
 from model.churn import ChurnParams
+from model.decision_inputs import inputs_of
+from model.exploration import allowed_offers, choose, explore, offer_terms
+from model.kernel import ACTIONS
 from model.off_policy import ESTIMATORS, arm_of, evaluate_policy, redecide
 from model.policy import Policy, load_policy
 from model.recommend import recommend
@@ -66,42 +73,54 @@ DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "policies" / "default.tom
 LEVEL = 0.90
 
 
-def explore(decisions: pl.DataFrame, policy: Policy, share: float, seed: int) -> pl.DataFrame:
-    """The logging policy: the kernel's decisions with an exploration share.
+def logged_decisions(decisions: pl.DataFrame, policy: Policy, seed: int) -> pl.DataFrame:
+    """The decision log of one repeat: the product's exploration (:func:`model.exploration.explore`)
+    applied to the kernel's decisions, as ``keepwise score`` writes it.
 
-    A customer whose decided action is not "end" is explored with probability ``share``: the
-    logged action is then drawn uniformly from retain and every catalogue offer (the decided
-    one included). ``propensity`` is the probability of the logged action,
-    ``(1 - share) [a = decided] + share / K``; a decided "end" is logged with propensity 1.
+    The product's draw is a hash of (customer, ``as_of``, policy version), so the repeat's seed
+    enters through the version: ``"<version>-r<seed>"`` (as ``experiments/exploration_cost.py``
+    does); every other number of the policy is the one in force.
+    """
+    as_of = decisions.get_column("as_of")[0]
+    repeat = dataclasses.replace(policy, version=f"{policy.version}-r{seed}")
+    return explore(decisions, repeat, as_of=as_of)
+
+
+def logging_distribution(decisions: pl.DataFrame, policy: Policy) -> pl.DataFrame:
+    """``pi_0(a | x)`` of every arm under the policy's exploration (no budget).
+
+    :func:`model.exploration.choose`'s ``distribution`` over retain and the catalogue's offers,
+    built from the same allowed set the batch uses; "end" gets 1 where the kernel ended the
+    customer (never explored). It does not depend on the draws.
 
     Returns:
-        ``decisions`` with ``action`` and ``offer_kind`` of the logged action, ``propensity``
-        and ``explored``.
+        ``customer_id`` and one probability column per arm (``retain``, ``offer_<kind>``,
+        ``end``); each row sums to one.
     """
-    arms = ["retain", *(f"offer_{offer.kind}" for offer in policy.offers)]
-    k = len(arms)
-    rng = np.random.default_rng(seed)
     n = decisions.height
-    greedy = decisions.select(arm_of())["arm"].to_numpy()
-    explorable = greedy != "end"
-    explored = explorable & (rng.random(n) < share)
-    drawn = np.array(arms, dtype=object)[rng.integers(0, k, n)]
-    logged = np.where(explored, drawn, greedy)
-    propensity = np.where(
-        explorable, np.where(logged == greedy, 1 - share + share / k, share / k), 1.0
+    inputs = inputs_of(decisions.columns)
+    matrix = decisions.select(pl.col(c).cast(pl.Float64) for c in inputs.numeric).to_numpy()
+    index = {name: k for k, name in enumerate(inputs.numeric)}
+    terms = offer_terms(
+        lambda name: np.ascontiguousarray(matrix[:, index[name]], dtype=np.float64),
+        decisions.columns,
+        decisions.get_column("segment").cast(pl.String).to_list(),
+        policy,
     )
-    offer = np.array(
-        [a.removeprefix("offer_") if a.startswith("offer_") else None for a in logged],
-        dtype=object,
+    greedy = np.array([ACTIONS.index(a) for a in decisions.get_column("action").to_list()])
+    kinds = {offer.kind: j for j, offer in enumerate(policy.offers)}
+    greedy_offer = np.array([kinds.get(k, 0) for k in decisions.get_column("offer_kind").to_list()])
+    zeros = np.zeros(n)
+    choice = choose(
+        greedy, greedy_offer, allowed_offers(terms, policy), zeros, zeros, policy.exploration.share
     )
-    action = np.where(
-        np.char.startswith(logged.astype(str), "offer_"), "compensate", logged.astype(str)
-    )
-    return decisions.with_columns(
-        action=pl.Series(action.tolist(), dtype=pl.String),
-        offer_kind=pl.Series(offer.tolist(), dtype=pl.String),
-        propensity=pl.Series(propensity, dtype=pl.Float64),
-        explored=pl.Series(explored),
+    arms = ["retain", *(f"offer_{offer.kind}" for offer in policy.offers)]
+    return pl.DataFrame(
+        {
+            "customer_id": decisions.get_column("customer_id"),
+            **{arm: choice.distribution[:, j] for j, arm in enumerate(arms)},
+            "end": (choice.greedy_slot < 0).astype(np.float64),
+        }
     )
 
 
@@ -129,11 +148,19 @@ def draw_rewards(
 
 
 def candidates(policy: Policy) -> dict[str, Policy]:
-    """The candidates judged: cheaper offers only, and a stricter rule for ending."""
+    """The candidates judged.
+
+    Two change the choice among retain and the offers, which exploration supports: cheaper
+    offers only (refund, discount, gift) and no training offer. One changes the rule for
+    ending, which the log cannot support (a customer the kernel ends is never explored): it is
+    kept to show what the estimators do without support.
+    """
     cheap = tuple(o for o in policy.offers if o.kind in ("refund", "discount", "gift"))
+    no_training = tuple(o for o in policy.offers if o.kind != "training")
     guard = policy.guardrails
     return {
         "cheaper-offers": dataclasses.replace(policy, version="cheaper-offers", offers=cheap),
+        "no-training": dataclasses.replace(policy, version="no-training", offers=no_training),
         "stricter-end": dataclasses.replace(
             policy,
             version="stricter-end",
@@ -185,7 +212,11 @@ def build_setup(customers: int, world_seed: int, policy: Policy) -> Setup:
     started = time.perf_counter()
     test = result.split.test
     as_of = test["as_of"][0]
-    decisions = recommend(test, result.bundle, policy, as_of=as_of, model_version="ope", drivers=0)
+    decisions = recommend(
+        test, result.bundle, policy, as_of=as_of, model_version="ope", drivers=0, explore=False
+    )
+    if "as_of" not in decisions.columns:
+        decisions = decisions.with_columns(as_of=pl.lit(as_of))
     oracle = oracle_long(world.truth_action_values, as_of)
     known = decisions.join(oracle.select("customer_id").unique(), on="customer_id", how="semi")
     if known.height < decisions.height:
@@ -196,7 +227,8 @@ def build_setup(customers: int, world_seed: int, policy: Policy) -> Setup:
 
 def cached_setup(folder: Path, customers: int, world_seed: int, policy: Policy) -> Setup:
     """:func:`build_setup`, kept in ``folder`` (decisions, oracle, timings) for later runs with
-    the same world size, seed and policy version."""
+    the same world size, seed and policy version. The key knows nothing of the code: clear the
+    folder when training or the kernel changed."""
     stem = folder / f"ope-{customers}-{world_seed}-{policy.version}"
     paths = {name: stem.with_name(f"{stem.name}.{name}.parquet") for name in ("log", "oracle")}
     meta = stem.with_name(f"{stem.name}.json")
@@ -222,12 +254,15 @@ def run_repeats(
 ) -> pl.DataFrame:
     """One row per (candidate, seed, estimator): estimate, interval, truth, covered."""
     rows = []
+    logging_policy = dataclasses.replace(
+        setup.policy, exploration=dataclasses.replace(setup.policy.exploration, share=share)
+    )
+    in_force_truth = _in_force_truth(setup, logging_policy)
     judged = candidates(setup.policy)
     candidate_arms = {name: redecide(setup.decisions, p) for name, p in judged.items()}
     truths = {name: true_value(arms, setup.oracle) for name, arms in candidate_arms.items()}
     for seed in seeds:
-        log = explore(setup.decisions, setup.policy, share, seed)
-        in_force_truth = _in_force_truth(setup, share)
+        log = logged_decisions(setup.decisions, logging_policy, seed)
         rewards = draw_rewards(log, setup.oracle, setup.oracle_draws, seed + 10_000)
         for name, candidate in judged.items():
             result = evaluate_policy(
@@ -286,19 +321,16 @@ def _graded(est, truth: float) -> dict[str, float | bool]:
     }
 
 
-def _in_force_truth(setup: Setup, share: float) -> float:
-    """The logging policy's true value: sum over actions of pi_0(a | x) V_a, averaged."""
-    arms = ["retain", *(f"offer_{o.kind}" for o in setup.policy.offers)]
-    greedy = setup.decisions.select("customer_id", arm_of())
+def _in_force_truth(setup: Setup, logging_policy: Policy) -> float:
+    """The logging policy's true value: ``(1/n) sum_i sum_a pi_0(a | x_i) V_a(x_i)``."""
+    distribution = logging_distribution(setup.decisions, logging_policy)
+    arms = [c for c in distribution.columns if c != "customer_id"]
     wide = setup.oracle.pivot("arm", index="customer_id", values="value")
-    joined = greedy.join(wide, on="customer_id", how="left")
-    explorable = joined["arm"] != "end"
-    uniform = joined.select(pl.mean_horizontal(arms)).to_series()
-    chosen = joined.select(
-        pl.coalesce([pl.when(pl.col("arm") == a).then(pl.col(a)) for a in [*arms, "end"]])
-    ).to_series()
-    value = pl.when(explorable).then((1 - share) * chosen + share * uniform).otherwise(chosen)
-    return float(pl.select(value.alias("v")).to_series().cast(pl.Float64).to_numpy().mean())
+    joined = distribution.join(wide, on="customer_id", how="left", suffix="_value")
+    value = pl.sum_horizontal(
+        pl.when(pl.col(a) > 0).then(pl.col(a) * pl.col(f"{a}_value")).otherwise(0.0) for a in arms
+    )
+    return float(joined.select(value.alias("v")).to_series().cast(pl.Float64).to_numpy().mean())
 
 
 def summarise(results: pl.DataFrame) -> pl.DataFrame:
@@ -325,7 +357,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument(
-        "--share", type=float, nargs="+", default=[0.05], help="Exploration share(s)."
+        "--share",
+        type=float,
+        nargs="+",
+        default=None,
+        help="Exploration share(s) of the logging policy (default: the policy's own).",
     )
     parser.add_argument(
         "--interval", choices=("analytic", "bootstrap"), nargs="+", default=["analytic"]
@@ -347,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     results = pl.concat(
         [
             run_repeats(setup, share, seeds, interval)
-            for share in args.share
+            for share in args.share or [policy.exploration.share]
             for interval in args.interval
         ]
     )
