@@ -217,8 +217,9 @@ def test_a_candidate_never_supported_by_the_log_gets_a_plain_warning(tmp_path):
     )
     candidate = tmp_path / "never_end.toml"
     candidate.write_text(
-        re.sub(r'(?m)^version = ".*"$', 'version = "never-end"', DEFAULT.read_text(), count=1)
-        .replace(
+        re.sub(
+            r'(?m)^version = ".*"$', 'version = "never-end"', DEFAULT.read_text(), count=1
+        ).replace(
             'protected_segments = ["public_sector"]',
             'protected_segments = ["public_sector", "enterprise"]',
         )
@@ -286,8 +287,9 @@ def test_the_candidate_is_judged_on_a_real_policy_change(world_log, tmp_path):
     assert ended > 0
     never_end = tmp_path / "never_end.toml"
     never_end.write_text(
-        re.sub(r'(?m)^version = ".*"$', 'version = "never-end"', DEFAULT.read_text(), count=1)
-        .replace(
+        re.sub(
+            r'(?m)^version = ".*"$', 'version = "never-end"', DEFAULT.read_text(), count=1
+        ).replace(
             'protected_segments = ["public_sector"]',
             'protected_segments = ["public_sector", "enterprise", "mid_market", "small_business"]',
         )
