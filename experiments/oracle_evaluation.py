@@ -12,7 +12,9 @@ For customer ``i`` with protected-segment flag ``P_i`` (the policy's guard-rail)
     offer_only_i  = max(V_retain, V_offer_k for all k)          (no "end")
     policy_i      = V of the action the policy chose (its offer kind for "compensate")
     top_decile_i  = V_offer_{k*} for the top 10% by the model's churn risk, else V_retain
-                    (k* = the offer the policy would make)
+                    (k* = the kernel's own offer, before exploration: on an explored row the
+                    recommended kind was drawn at random, so k* is the first catalogue offer
+                    reaching ``ev_best_offer``, the kernel's rule, :mod:`model.kernel`)
 
 Totals over the snapshot's customers are compared with "retain everyone" (``sum V_retain``):
 
@@ -26,7 +28,8 @@ only the customers the policy compensated (ended or retained customers add nothi
 measures the offers alone.
 
 The model's own promise is put next to the truth: ``model_gain_i = EV_chosen - EV_retain``
-from the decision's expected values (``ev_retain``, ``ev_best_offer``, ``ev_end``), and
+from the decision's expected values (:func:`model.portfolio.chosen_value`: an offer at its own
+kind's ``ev_offer_<kind>``, so an explored offer is not credited with the best offer's value), and
 ``sum model_gain`` is compared with the true gain ``sum (policy_i - V_retain)``. Per archetype of
 the world (:func:`by_archetype`) the same sums show where the gain comes from and where offers
 lose money in truth.
@@ -34,12 +37,15 @@ lose money in truth.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
 import polars as pl
 
+from model.exploration import EXPLORED
 from model.policy import Policy
+from model.portfolio import OFFER_VALUE_PREFIX, chosen_value
 
 TOP_DECILE = 0.9  # churn-risk quantile above which the baseline makes its offer
 
@@ -152,17 +158,18 @@ def chosen_true_values(
     values = true_action_values(action_values, as_of, policy)
     has_values = all(c in recommendations.columns for c in ("ev_retain", "ev_best_offer", "ev_end"))
     model_gain = (
-        pl.when(pl.col("action") == "compensate")
-        .then(pl.col("ev_best_offer"))
-        .when(pl.col("action") == "end")
-        .then(pl.col("ev_end"))
-        .otherwise(pl.col("ev_retain"))
-        - pl.col("ev_retain")
+        chosen_value(recommendations.columns) - pl.col("ev_retain")
         if has_values
         else pl.lit(None, dtype=pl.Float64)
     )
     chosen = recommendations.select(
-        "customer_id", "action", "offer_kind", "segment", "p_churn", model_gain=model_gain
+        "customer_id",
+        "action",
+        "offer_kind",
+        "segment",
+        "p_churn",
+        model_gain=model_gain,
+        greedy_offer_kind=greedy_offer_kind(recommendations.columns, kinds),
     ).join(values, on="customer_id", how="left")
     unknown = chosen.filter(pl.col("true_retain").is_null())
     if unknown.height:
@@ -171,8 +178,9 @@ def chosen_true_values(
             f"the simulated oracle at {as_of} has no values for {unknown.height} of "
             f"{chosen.height} recommended customers, e.g. {examples}"
         )
-    offer_value = pl.coalesce(
-        [pl.when(pl.col("offer_kind") == k).then(pl.col(f"true_offer_{k}")) for k in kinds]
+    offer_value, greedy_offer_value = (
+        pl.coalesce([pl.when(pl.col(kind) == k).then(pl.col(f"true_offer_{k}")) for k in kinds])
+        for kind in ("offer_kind", "greedy_offer_kind")
     )
     decile = chosen["p_churn"].quantile(TOP_DECILE)
     offers = [f"true_offer_{k}" for k in kinds]
@@ -188,7 +196,7 @@ def chosen_true_values(
         .then(offer_value)
         .otherwise(pl.col("true_end")),
         true_top_decile=pl.when(pl.col("p_churn") >= decile)
-        .then(offer_value)
+        .then(greedy_offer_value)
         .otherwise(pl.col("true_retain")),
         true_oracle=pl.max_horizontal(
             "true_retain", *offers, pl.when(end_allowed).then(pl.col("true_end"))
@@ -200,6 +208,30 @@ def chosen_true_values(
         true_end=pl.col("true_end"),
         model_gain=pl.col("model_gain"),
     )
+
+
+def greedy_offer_kind(columns: Sequence[str], kinds: Sequence[str]) -> pl.Expr:
+    """The offer kind the kernel chose for each row, before exploration.
+
+    A row not explored (or a frame without the replay columns) keeps its ``offer_kind``. An
+    explored row's ``offer_kind`` may be the drawn offer; the kernel's is the first catalogue
+    offer reaching ``ev_best_offer`` (:mod:`model.kernel`), read from the ``ev_offer_<kind>``
+    columns, which exploration leaves unchanged (:mod:`model.exploration`).
+
+    Args:
+        columns: The recommendations' columns.
+        kinds: The policy's offer kinds, in catalogue order.
+    """
+    needed = [EXPLORED, "ev_best_offer", *(f"{OFFER_VALUE_PREFIX}{k}" for k in kinds)]
+    if not kinds or not set(needed) <= set(columns):
+        return pl.col("offer_kind")
+    kernel_kind = pl.coalesce(
+        [
+            pl.when(pl.col(f"{OFFER_VALUE_PREFIX}{k}") == pl.col("ev_best_offer")).then(pl.lit(k))
+            for k in kinds
+        ]
+    )
+    return pl.when(pl.col(EXPLORED)).then(kernel_kind).otherwise(pl.col("offer_kind"))
 
 
 def compare_with_oracle(

@@ -679,7 +679,7 @@ def download_bundle(
     target.mkdir(parents=True, exist_ok=True)
     try:
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{settings.model_name}@{alias}", dst_path=str(target)
+            artifact_uri=f"models:/{settings.model_name}/{version}", dst_path=str(target)
         )
     except MlflowException as error:
         raise RegistryError(

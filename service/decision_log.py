@@ -45,6 +45,29 @@ def read_decision_log(database_url: str) -> DecisionLog:
     Raises:
         DecisionLogError: the URL is invalid, or the store cannot be read.
     """
+    shown, absent = locate_store(database_url)
+    if absent is not None:
+        logger.info("no decision log: %s does not exist", absent)
+        return DecisionLog(None, f"no store at {absent}")
+    try:
+        with Store(database_url) as store:
+            reports = store.offer_reports()
+    except StoreError as error:
+        raise DecisionLogError(f"cannot read the decision log at {shown}: {error}") from None
+    logger.info("decision log %s: %d reports with an offer", shown, reports.height)
+    return DecisionLog(reports, shown)
+
+
+def locate_store(database_url: str) -> tuple[str, Path | None]:
+    """Where the decision log of ``database_url`` is, without creating it.
+
+    Returns:
+        The URL without its password, and the SQLite file's path when that file does not
+        exist (there is no log then; opening a store would create it), else None.
+
+    Raises:
+        DecisionLogError: the URL is invalid.
+    """
     try:
         url = parse_url(database_url)
     except StoreError as error:
@@ -53,12 +76,5 @@ def read_decision_log(database_url: str) -> DecisionLog:
     if url.get_backend_name() == "sqlite" and not is_memory_sqlite(url):
         path = Path(url.database or "")
         if not path.is_file():
-            logger.info("no decision log: %s does not exist", path)
-            return DecisionLog(None, f"no store at {path}")
-    try:
-        with Store(database_url) as store:
-            reports = store.offer_reports()
-    except StoreError as error:
-        raise DecisionLogError(f"cannot read the decision log at {shown}: {error}") from None
-    logger.info("decision log %s: %d reports with an offer", shown, reports.height)
-    return DecisionLog(reports, shown)
+            return shown, path
+    return shown, None

@@ -38,6 +38,7 @@ from model.monitoring import (
     monitor,
 )
 from model.registry import MlflowSettings, RegistryError, log_monitoring_run, version_for_alias
+from service.decision_log import DecisionLogError, locate_store
 from service.jobs.export_parts import ExportError, ExportFolder
 from service.jobs.score import summary_path
 from service.storage import Store, StoreError
@@ -45,7 +46,6 @@ from service.storage import Store, StoreError
 logger = logging.getLogger(__name__)
 
 _EXTRA_COLUMNS = ("recommendation_id", "action", "as_of", "policy_version")
-_LOG_PAGE = 1000  # the decision log's largest page (service.storage.store.MAX_PAGE)
 
 
 @dataclass(frozen=True)
@@ -271,46 +271,26 @@ def later_labels(
 def read_decision_log(database_url: str, scored: pl.DataFrame) -> pl.DataFrame | None:
     """Reports of the decision log citing the scored recommendations (None: no store there).
 
-    A SQLite file that does not exist is no store (it is not created); any other store is
-    read page by page, newest first.
+    Found as ``keepwise train`` finds it (:func:`service.decision_log.locate_store`): a SQLite
+    file that does not exist is no store and is not created. A store at any revision is read
+    (:meth:`service.storage.Store.recommendation_verdicts`); nothing is migrated or written.
 
     Raises:
-        MonitoringError: The store cannot be read.
+        MonitoringError: The URL is invalid or the store cannot be read.
     """
-    local = _sqlite_file(database_url)
-    if local is not None and not local.exists():
+    try:
+        shown, absent = locate_store(database_url)
+    except DecisionLogError as error:
+        raise MonitoringError(f"cannot read the decision log: {error}") from None
+    if absent is not None:
         return None
-    wanted = set(scored["recommendation_id"].cast(pl.String).drop_nulls().to_list())
-    rows: list[dict[str, Any]] = []
+    wanted = scored["recommendation_id"].cast(pl.String).drop_nulls().unique()
     try:
         with Store(database_url) as store:
-            offset = 0
-            while True:
-                page = store.list_decisions(limit=_LOG_PAGE, offset=offset)
-                rows += [
-                    {
-                        "recommendation_id": d.recommendation_id,
-                        "followed_recommendation": d.followed_recommendation,
-                        "recorded_at": d.recorded_at,
-                    }
-                    for d in page
-                    if d.recommendation_id in wanted
-                ]
-                if len(page) < _LOG_PAGE:
-                    break
-                offset += _LOG_PAGE
+            verdicts = store.recommendation_verdicts()
     except StoreError as error:
-        raise MonitoringError(
-            f"cannot read the decision log at {_safe(database_url)}: {error}"
-        ) from None
-    return pl.DataFrame(
-        rows,
-        schema={
-            "recommendation_id": pl.String,
-            "followed_recommendation": pl.Boolean,
-            "recorded_at": pl.Datetime("us", "UTC"),
-        },
-    )
+        raise MonitoringError(f"cannot read the decision log at {shown}: {error}") from None
+    return verdicts.filter(pl.col("recommendation_id").is_in(wanted.implode()))
 
 
 def _check_same_run(scored: pl.DataFrame, summary: dict[str, Any], path: Path) -> None:
@@ -410,13 +390,6 @@ def _record(
         },
         artifacts=[result.report_path, result.plot_path],
     )
-
-
-def _sqlite_file(url: str) -> Path | None:
-    if not url.startswith("sqlite:///"):
-        return None
-    path = url.removeprefix("sqlite:///").split("?", 1)[0]
-    return Path(path) if path and path != ":memory:" else None
 
 
 def _safe(url: str) -> str:

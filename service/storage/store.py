@@ -103,6 +103,12 @@ logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MAX_PAGE = 1000  # largest ``limit`` list_decisions accepts
+RECOMMENDATION_VERDICTS: dict[str, pl.DataType] = {
+    "recommendation_id": pl.String(),
+    "followed_recommendation": pl.Boolean(),
+    "recorded_at": pl.Datetime("us", "UTC"),
+}
+"""The frame :meth:`Store.recommendation_verdicts` returns."""
 DEFAULT_BUSY_TIMEOUT_S = 30.0
 _WRITE_ATTEMPTS = 3  # for a decision whose connection was lost mid-write
 _MIGRATION_LOCK_KEY = 0x6B77_6D69  # "kwmi": PostgreSQL advisory lock held while migrating
@@ -540,6 +546,35 @@ class Store:
         with self._database_errors("list decisions"), self._transaction(write=False) as conn:
             rows = conn.execute(query).all()
         return [_decision_from_row(row) for row in rows]
+
+    def recommendation_verdicts(self) -> pl.DataFrame:
+        """Every report citing a recommendation: whether it was followed, and when recorded.
+
+        Reads only columns every revision has, so a store not yet migrated to the head is read
+        too (``keepwise monitor`` reads stores that ``serve`` has not upgraded). Nothing is
+        migrated or written.
+
+        Returns:
+            ``recommendation_id``, ``followed_recommendation`` (null when the report does not
+            say) and ``recorded_at`` (UTC), oldest recorded first.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        query = (
+            select(
+                decisions.c.recommendation_id,
+                decisions.c.followed_recommendation,
+                decisions.c.recorded_at,
+            )
+            .where(decisions.c.recommendation_id.is_not(None))
+            .order_by(decisions.c.recorded_at, decisions.c.id)
+        )
+        with self._database_errors("read the decision log"), self._transaction(write=False) as conn:
+            rows = conn.execute(query).all()
+        return pl.DataFrame(
+            [tuple(row) for row in rows], schema=RECOMMENDATION_VERDICTS, orient="row"
+        )
 
     def offer_reports(self) -> pl.DataFrame:
         """Every report that records an offer, for training (oldest recorded first).

@@ -141,3 +141,45 @@ def test_the_model_promise_is_set_against_the_true_gain_per_archetype():
     assert math.isnan(
         compare_with_oracle(decided.drop("ev_end"), VALUES, POLICY).model_expected_gain
     )
+
+
+def test_an_explored_offer_is_valued_as_itself_and_the_baseline_keeps_the_kernel_offer():
+    """B's kernel chose the gift (its best offer); exploration drew the refund instead (policy
+    2024.6 explores 5% of decisions). The model promised the refund's value, not the gift's, and
+    the top-decile baseline makes the kernel's offer, not the drawn one."""
+    kinds = [offer.kind for offer in POLICY.offers]
+    assert {"gift", "refund"} <= set(kinds)
+    model_offer_values = {"gift": [1500.0, 0.0], "refund": [1100.0, 0.0]}
+    decided = _recommendations(
+        [
+            ("B", "compensate", "refund", "mid_market", 0.5),
+            ("D", "retain", "discount", "small_business", 0.05),
+        ]
+    ).with_columns(
+        ev_retain=pl.Series([900.0, 450.0]),
+        ev_end=pl.Series([-3000.0, -2500.0]),
+        **{
+            f"ev_offer_{k}": pl.Series(model_offer_values.get(k, [-9000.0, -9000.0])) for k in kinds
+        },
+        greedy_action=pl.Series(["compensate", "retain"]),
+        propensity=pl.Series([0.05 / 3, 1.0]),
+        explored=pl.Series([True, False]),
+    )
+    decided = decided.with_columns(
+        ev_best_offer=pl.max_horizontal(*(f"ev_offer_{k}" for k in kinds))
+    )
+
+    per_customer = chosen_true_values(decided, VALUES, POLICY).sort("customer_id")
+    result = compare_with_oracle(decided, VALUES, POLICY)
+
+    # the refund was made: its true value, and the model's promise for the refund (1,100 - 900)
+    assert per_customer["true_policy"].to_list() == [1200.0, 500.0]
+    assert per_customer["model_gain"].to_list() == [200.0, 0.0]
+    assert result.model_expected_gain == pytest.approx(200.0)
+    # B is the top decile by churn risk: the baseline makes the kernel's gift (1,600 in truth)
+    assert per_customer["true_top_decile"].to_list() == [1600.0, 500.0]
+    assert result.top_decile == pytest.approx(1600.0 + 500.0)
+    # not explored, the row's own offer is the kernel's
+    assert compare_with_oracle(
+        decided.with_columns(explored=pl.lit(False)), VALUES, POLICY
+    ).top_decile == pytest.approx(1200.0 + 500.0)

@@ -220,3 +220,37 @@ def test_a_version_without_checksums_is_loaded_in_a_child_first(damaged, tmp_pat
     MlflowClient().delete_model_version_tag(settings.model_name, str(version), BUNDLE_DIGESTS_TAG)
     with pytest.raises(RegistryError, match=r"churn/booster.txt cannot be loaded.*SIGABRT"):
         download_bundle(settings, CHAMPION, tmp_path / "download")
+
+
+def test_a_promotion_during_download_does_not_mislabel_the_bundle(tmp_path, trained, monkeypatch):
+    """The alias moves to another version right after it was resolved: the bundle returned is
+    still the resolved version's, so the version it is labelled with is the one that scores."""
+    import json
+
+    import model.registry as registry
+
+    settings = MlflowSettings(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    versions = {}
+    for name in ("first", "second"):
+        folder = trained.bundle.save(tmp_path / name)
+        meta = json.loads((folder / "bundle.json").read_text())
+        (folder / "bundle.json").write_text(json.dumps({**meta, "test_label": name}))
+        versions[name] = log_and_register(
+            folder, settings=settings, params={}, metrics={"empc": 1.0}, tags={}
+        ).version
+    client = MlflowClient()
+    client.set_registered_model_alias(settings.model_name, CHAMPION, str(versions["first"]))
+    resolve = registry.version_for_alias
+
+    def resolve_then_promote(settings_: MlflowSettings, alias: str) -> int | None:
+        resolved = resolve(settings_, alias)
+        client.set_registered_model_alias(settings.model_name, alias, str(versions["second"]))
+        return resolved
+
+    monkeypatch.setattr(registry, "version_for_alias", resolve_then_promote)
+
+    folder, version = download_bundle(settings, CHAMPION, tmp_path / "download")
+
+    assert version == versions["first"]
+    assert json.loads((folder / "bundle.json").read_text())["test_label"] == "first"
+    assert version_for_alias(settings, CHAMPION) == versions["second"]  # the promotion happened
