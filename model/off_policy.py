@@ -41,7 +41,8 @@ deterministic. ``interval="bootstrap"`` gives instead the percentile interval of
 nonparametric bootstrap over customers (Efron & Tibshirani 1993, ch. 13; reproducible: the seed
 is an argument), which follows a skewed estimator. Neither is trustworthy when the candidate's
 changes are matched by few heavily weighted rows: on the synthetic world
-(``docs/off_policy.md``) a candidate changing 2,892 of 12,720 decisions under 5% exploration
+(``docs/off_policy.md``, the superseded policy-2024.4 run) a candidate changing 2,892 of 12,720
+decisions under 5% exploration
 (about 21 matched rows of weight 140 carry the change) got 86% coverage from DR's analytic
 90% interval and 80% from the bootstrap, which cannot create the heavy rows a sample lacks.
 
