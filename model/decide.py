@@ -203,16 +203,24 @@ def withhold_offers(
     outputs = set(output_columns(policy))
     inputs = [c for c in decisions.columns if c not in outputs]
     redecided = _decide_frame(decisions[rows].select(inputs), policy, book, funded=~withheld[rows])
-    patch = redecided.select(BUDGET_COLUMNS).with_columns(
+    return replace_at_rows(decisions, rows, redecided.select(BUDGET_COLUMNS))
+
+
+def replace_at_rows(frame: pl.DataFrame, rows: np.ndarray, patch: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with ``patch``'s columns replaced at positions ``rows`` (in that order).
+
+    The other rows and columns, the column order and the row order stay as they were.
+    """
+    changes = patch.rename({c: f"{c}_new" for c in patch.columns}).with_columns(
         _row=pl.Series(rows, dtype=pl.Int64), _patched=pl.lit(True)
     )
-    merged = decisions.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
-    merged = merged.join(patch, on="_row", how="left", suffix="_new", maintain_order="left")
+    merged = frame.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
+    merged = merged.join(changes, on="_row", how="left", maintain_order="left")
     return merged.select(
         pl.when(pl.col("_patched")).then(pl.col(f"{c}_new")).otherwise(pl.col(c)).alias(c)
-        if c in BUDGET_COLUMNS
+        if c in patch.columns
         else pl.col(c)
-        for c in decisions.columns
+        for c in frame.columns
     )
 
 

@@ -74,6 +74,7 @@ import numpy as np
 import polars as pl
 
 from model import reason_text as rt
+from model.decide import replace_at_rows
 from model.decision_inputs import inputs_of, segment_codes, to_customers
 from model.kernel import ACTIONS, COMPENSATE, END, RETAIN, decide_arrays, per_policy
 from model.policy import Exploration, Policy
@@ -418,23 +419,11 @@ def _greedy_values(
 
 def _patched(frame: pl.DataFrame, rows: np.ndarray, patch: list[dict[str, Any]]) -> pl.DataFrame:
     """``frame`` with :data:`CHANGED_COLUMNS` replaced at ``rows`` by ``patch``."""
-    changes = pl.DataFrame(
-        {
-            "_row": pl.Series(rows, dtype=pl.Int64),
-            **{
-                f"{name}_new": pl.Series([p[name] for p in patch], dtype=frame.schema[name])
-                for name in CHANGED_COLUMNS
-            },
-        }
-    ).with_columns(_patched=pl.lit(True))
-    merged = frame.with_row_index("_row").with_columns(pl.col("_row").cast(pl.Int64))
-    merged = merged.join(changes, on="_row", how="left", maintain_order="left")
-    return merged.select(
-        pl.when(pl.col("_patched")).then(pl.col(f"{c}_new")).otherwise(pl.col(c)).alias(c)
-        if c in CHANGED_COLUMNS
-        else pl.col(c)
-        for c in frame.columns
-    )
+    columns = {
+        name: pl.Series([p[name] for p in patch], dtype=frame.schema[name])
+        for name in CHANGED_COLUMNS
+    }
+    return replace_at_rows(frame, rows, pl.DataFrame(columns))
 
 
 # --- records (the API) --------------------------------------------------------------------------

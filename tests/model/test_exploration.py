@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from model.decide import allocate_budget, decide, ev_columns
+from model.decide import DECISION_COLUMNS, allocate_budget, decide, ev_columns
 from model.decide_rows import decide_records
 from model.exploration import (
     CHANGED_COLUMNS,
@@ -196,26 +196,7 @@ def test_an_explored_offer_carries_the_models_figures_for_that_offer(
         rows = offered.filter(pl.col("offer_kind") == kind)
         alone = dataclasses.replace(policy, offers=(policy.offer(kind),))
         inputs = rows.select(greedy.columns).drop(
-            *[c for c in greedy.columns if c.startswith("ev_offer_")],
-            "action",
-            "ev_retain",
-            "ev_best_offer",
-            "ev_end",
-            "offer_kind",
-            "offer_cost",
-            "offer_acceptance",
-            "offer_expected_cost",
-            "offer_churn_reduction",
-            "churn_after_offer",
-            "offer_complaint_saving",
-            "exit_cost",
-            "margin_upper",
-            "end_allowed",
-            "approval_tier",
-            "blocked_reason",
-            "reasons",
-            "policy_version",
-            "horizon_months",
+            *[c for c in greedy.columns if c.startswith("ev_offer_")], *DECISION_COLUMNS
         )
         single = decide(inputs, alone)
         for column in (
