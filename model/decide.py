@@ -75,6 +75,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# The chosen offer's terms, as decide() writes them (after offer_kind).
+OFFER_TERM_COLUMNS: tuple[str, ...] = (
+    "offer_cost",
+    "offer_acceptance",
+    "offer_expected_cost",
+    "offer_churn_reduction",
+    "churn_after_offer",
+    "offer_complaint_saving",
+)
 # Columns decide() appends (plus one ev_offer_<kind> per catalogue offer, after ev_best_offer).
 DECISION_COLUMNS: tuple[str, ...] = (
     "action",
@@ -82,12 +91,7 @@ DECISION_COLUMNS: tuple[str, ...] = (
     "ev_best_offer",
     "ev_end",
     "offer_kind",
-    "offer_cost",
-    "offer_acceptance",
-    "offer_expected_cost",
-    "offer_churn_reduction",
-    "churn_after_offer",
-    "offer_complaint_saving",
+    *OFFER_TERM_COLUMNS,
     "exit_cost",
     "margin_upper",
     "end_allowed",

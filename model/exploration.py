@@ -74,7 +74,7 @@ import numpy as np
 import polars as pl
 
 from model import reason_text as rt
-from model.decide import replace_at_rows
+from model.decide import OFFER_TERM_COLUMNS, replace_at_rows
 from model.decision_inputs import inputs_of, segment_codes, to_customers
 from model.kernel import ACTIONS, COMPENSATE, END, RETAIN, decide_arrays, per_policy
 from model.policy import Exploration, Policy
@@ -86,22 +86,9 @@ REPLAY_COLUMNS: tuple[str, ...] = (GREEDY_ACTION, PROPENSITY, EXPLORED)
 CHANGED_COLUMNS: tuple[str, ...] = (
     "action",
     "offer_kind",
-    "offer_cost",
-    "offer_acceptance",
-    "offer_expected_cost",
-    "offer_churn_reduction",
-    "churn_after_offer",
-    "offer_complaint_saving",
+    *OFFER_TERM_COLUMNS,
     "approval_tier",
     "reasons",
-)
-_OFFER_TERMS: tuple[str, ...] = (
-    "offer_cost",
-    "offer_acceptance",
-    "offer_expected_cost",
-    "offer_churn_reduction",
-    "churn_after_offer",
-    "offer_complaint_saving",
 )
 _SALT = "keepwise-exploration"
 _UNIT = 2.0**-53
@@ -227,7 +214,7 @@ class OfferTerms:
 
     Attributes:
         ev: ``V_o``.
-        terms: ``offer_cost``, ``offer_acceptance``, ... (:data:`_OFFER_TERMS`) -> (n, K).
+        terms: ``offer_cost``, ``offer_acceptance``, ... (:data:`OFFER_TERM_COLUMNS`) -> (n, K).
     """
 
     ev: np.ndarray
@@ -266,7 +253,7 @@ def offer_terms(
     unknown = np.full(n, np.nan)
     values = {name: column(name) for name in inputs.numeric}
     ev = np.empty((n, len(policy.offers)))
-    terms = {name: np.empty((n, len(policy.offers))) for name in _OFFER_TERMS}
+    terms = {name: np.empty((n, len(policy.offers))) for name in OFFER_TERM_COLUMNS}
     for j in range(len(policy.offers)):
         single = _single_offer_policy(policy, j)
         customers = to_customers(
@@ -274,7 +261,7 @@ def offer_terms(
         )
         d = decide_arrays(customers, single)
         ev[:, j] = np.broadcast_to(d.ev_best_offer, n)
-        for name in _OFFER_TERMS:
+        for name in OFFER_TERM_COLUMNS:
             terms[name][:, j] = np.broadcast_to(getattr(d, name), n)
     return OfferTerms(ev=ev, terms=terms)
 
@@ -530,7 +517,7 @@ def _explored_row(
     kinds = policy.offer_kinds
     if slot == 0:  # retain: the offer columns keep describing the best offer considered
         best = greedy_slot - 1
-        offer = {name: float(terms.terms[name][row, best]) for name in _OFFER_TERMS}
+        offer = {name: float(terms.terms[name][row, best]) for name in OFFER_TERM_COLUMNS}
         values: dict[str, Any] = {
             "action": ACTIONS[RETAIN],
             "offer_kind": kinds[best],
@@ -541,7 +528,7 @@ def _explored_row(
         chosen = _NO_OFFER
     else:
         j = slot - 1
-        offer = {name: float(terms.terms[name][row, j]) for name in _OFFER_TERMS}
+        offer = {name: float(terms.terms[name][row, j]) for name in OFFER_TERM_COLUMNS}
         values = {
             "action": ACTIONS[COMPENSATE],
             "offer_kind": kinds[j],
