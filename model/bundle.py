@@ -119,12 +119,36 @@ class ModelBundle:
         Raises:
             BundleError: required columns are missing.
         """
+        self._check_columns(features)
+        return self._scores(features, self.churn.predict_proba(features))
+
+    def score_and_churn_leaves(
+        self, features: pl.DataFrame
+    ) -> tuple[pl.DataFrame, np.ndarray | None]:
+        """:meth:`score`, and the churn model's leaves the churn scores were summed from (for
+        :meth:`model.churn.ChurnModel.contributions_of_leaves`; see
+        :meth:`model.churn.ChurnModel.predict_proba_and_leaves`). The same scores.
+
+        Returns:
+            :meth:`score`'s frame, and ``(rows, trees)`` leaf indices or None.
+
+        Raises:
+            BundleError: required columns are missing.
+        """
+        self._check_columns(features)
+        p_churn, leaves = self.churn.predict_proba_and_leaves(features)
+        return self._scores(features, p_churn), leaves
+
+    def _check_columns(self, features: pl.DataFrame) -> None:
         missing = [c for c in ["customer_id", *self.feature_columns] if c not in features.columns]
         if missing:
             raise BundleError(
                 f"the feature rows lack {len(missing)} column(s) the model needs: "
                 f"{', '.join(missing[:10])}"
             )
+
+    def _scores(self, features: pl.DataFrame, p_churn: np.ndarray) -> pl.DataFrame:
+        """:meth:`score`'s frame, given the churn probabilities."""
         margin = (
             self.value.predict(features)
             if self.value is not None
@@ -133,7 +157,7 @@ class ModelBundle:
         scores = pl.DataFrame(
             {
                 "customer_id": features["customer_id"],
-                "p_churn": self.churn.predict_proba(features),
+                "p_churn": p_churn,
                 "monthly_margin": margin,
                 "monthly_margin_se": self.margin_uncertainty.standard_errors(features, margin),
             }

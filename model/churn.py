@@ -29,7 +29,9 @@ calibration) into one additive contribution per feature plus a bias, all in log-
 the methods of :mod:`model.explain`: exact TreeSHAP (LightGBM ``pred_contrib``), or a per-leaf
 table (:mod:`model.leaf_contributions`) — the leaf means of TreeSHAP fitted at training
 (:attr:`ChurnModel.leaf_shap`, the default) or Saabas path contributions (the default for a
-model saved without that table).
+model saved without that table). The batch scores and explains from one leaf prediction
+(:meth:`ChurnModel.predict_proba_and_leaves`): ``f(x_i)`` is the sum of the leaves' outputs in
+tree order, the same bits as LightGBM's own sum (:class:`model.leaf_contributions.LeafOutputs`).
 
 Serialisation. A model is its booster (``model_to_string``) plus JSON for the feature encoding
 (category levels), the calibration map, the parameters and a training summary; see
@@ -64,6 +66,7 @@ from model.gbm import (
 from model.leaf_contributions import (
     CONTRIBUTION_METHODS,
     ContributionMethod,
+    LeafOutputs,
     LeafPredictor,
     LeafTable,
     ScorePredictor,
@@ -326,24 +329,33 @@ class ChurnModel(BoosterArtefact):
         # the ~15 µs predictor set-up of every Booster.predict call
         return ScorePredictor(self.booster, num_threads=self.params.num_threads, raw_score=True)
 
-    def _contributions(self, matrix: np.ndarray, method: ContributionMethod | None) -> np.ndarray:
-        """``(rows, features + 1)`` contributions then bias, by ``method`` (None: the default)."""
+    @functools.cached_property
+    def _leaf_outputs(self) -> LeafOutputs | None:
+        return LeafOutputs.of(self.booster)
+
+    def _table(self, method: ContributionMethod | None) -> LeafTable | None:
+        """The leaf table of ``method`` (None: the default); None for ``treeshap``."""
         method = method or self.contribution_method
         if method == "treeshap":
-            return predict(
-                self.booster, matrix, num_threads=self.params.num_threads, pred_contrib=True
-            )
+            return None
         if method == "leaf_shap":
             if self.leaf_shap is None:
                 raise ValueError(
                     "this churn model carries no leaf-SHAP table (saved before it existed; "
                     "retrain it): use the 'saabas' or 'treeshap' method"
                 )
-            table = self.leaf_shap
-        elif method == "saabas":
-            table = self._saabas
-        else:
-            raise ValueError(f"unknown contribution method {method!r}; use {CONTRIBUTION_METHODS}")
+            return self.leaf_shap
+        if method == "saabas":
+            return self._saabas
+        raise ValueError(f"unknown contribution method {method!r}; use {CONTRIBUTION_METHODS}")
+
+    def _contributions(self, matrix: np.ndarray, method: ContributionMethod | None) -> np.ndarray:
+        """``(rows, features + 1)`` contributions then bias, by ``method`` (None: the default)."""
+        table = self._table(method)
+        if table is None:
+            return predict(
+                self.booster, matrix, num_threads=self.params.num_threads, pred_contrib=True
+            )
         return table.contributions(self._leaves(matrix))
 
     @property
@@ -385,6 +397,28 @@ class ChurnModel(BoosterArtefact):
         """
         return self.calibrator.apply(self.predict_raw(frame))
 
+    def predict_proba_and_leaves(
+        self, frame: pl.DataFrame | pl.LazyFrame
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`predict_proba` and the leaves it was summed from, for
+        :meth:`contributions_of_leaves`: one pass through the trees for both (the batch's case).
+
+        Returns:
+            The same probabilities as :meth:`predict_proba`, and the ``(rows, trees)`` leaf
+            indices, or None (and the probabilities from :meth:`predict_proba`'s path) when the
+            booster's raw score is not a plain sum of constant leaves.
+
+        Raises:
+            FeatureFrameError: A feature column is missing or has an unusable dtype.
+        """
+        matrix = self._matrix(frame)
+        outputs = self._leaf_outputs
+        if outputs is None:
+            raw = predict(self.booster, matrix, num_threads=self.params.num_threads, raw_score=True)
+            return self.calibrator.apply(raw), None
+        leaves = self._leaves(matrix)
+        return self.calibrator.apply(outputs.raw_scores(leaves)), leaves
+
     def predict_proba_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """:meth:`predict_proba` for records (one mapping per row; the online path)."""
         return self.calibrator.apply(self._raw_scores(self.encoding.matrix_from_records(records)))
@@ -416,7 +450,24 @@ class ChurnModel(BoosterArtefact):
         Raises:
             ValueError: An unknown method, or ``leaf_shap`` for a model without its table.
         """
-        values = self._contributions(self._matrix(frame), method)
+        return self._contribution_frame(self._contributions(self._matrix(frame), method))
+
+    def contributions_of_leaves(
+        self, leaves: np.ndarray, method: ContributionMethod | None = None
+    ) -> pl.DataFrame:
+        """:meth:`contributions` of the rows that reached ``leaves`` (from
+        :meth:`predict_proba_and_leaves`), by a per-leaf table method.
+
+        Raises:
+            ValueError: ``method`` is ``treeshap`` (it needs the features), unknown, or
+                ``leaf_shap`` for a model without its table; ``leaves`` has the wrong shape.
+        """
+        table = self._table(method)
+        if table is None:
+            raise ValueError("treeshap contributions need the feature rows, not their leaves")
+        return self._contribution_frame(table.contributions(leaves))
+
+    def _contribution_frame(self, values: np.ndarray) -> pl.DataFrame:
         names = [*self.encoding.feature_columns, BIAS_COLUMN]
         return pl.DataFrame(
             {name: values[:, j] for j, name in enumerate(names)},

@@ -314,6 +314,27 @@ def explain_rows(
     return top_drivers(model.contributions(frame, method), frame, k, direction=direction)
 
 
+def explain_leaves(
+    model: ChurnModel,
+    leaves: np.ndarray,
+    frame: pl.DataFrame,
+    k: int = 3,
+    *,
+    direction: DirectionFilter = "both",
+    method: ContributionMethod | None = None,
+) -> list[list[Driver]]:
+    """:func:`explain_rows` for rows whose churn-model leaves are known already (from
+    :meth:`model.churn.ChurnModel.predict_proba_and_leaves`): the same drivers, without
+    predicting the leaves again.
+
+    Args:
+        model, frame, k, direction: As for :func:`explain_rows`.
+        leaves: ``(rows, trees)`` leaf indices of ``frame``'s rows, in the same order.
+        method: A per-leaf table method (``leaf_shap`` or ``saabas``); None: the default.
+    """
+    return top_drivers(model.contributions_of_leaves(leaves, method), frame, k, direction=direction)
+
+
 def explain_records(
     model: ChurnModel,
     records: Sequence[Mapping[str, object]],

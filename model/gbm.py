@@ -25,7 +25,10 @@ Determinism: boosters are trained with ``deterministic=True``, ``force_row_wise=
 ``seed`` and a fixed ``num_threads``; with the same data, parameters, thread count and LightGBM
 build, two trainings give bit-identical models. Thread count is passed to every ``predict`` call
 rather than set on a loaded booster (``reset_parameter(num_threads)`` on a booster loaded from a
-string can crash LightGBM 4.7).
+string can crash LightGBM 4.7). Predictions do not depend on the thread count (LightGBM splits
+the rows between threads and sums each row's trees in tree order on one thread), so a batch may
+predict with more threads than the model was trained with: :func:`prediction_threads` sets that
+count for the calls made inside it, on the thread that enters it.
 
 Damaged files: LightGBM 4.7 aborts the whole process (``std::terminate``, SIGABRT) when it parses
 a truncated or malformed model text, which Python cannot catch. :func:`check_model_files` parses
@@ -42,7 +45,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -562,6 +567,37 @@ def load_artefact(
     return metadata, (path / _BOOSTER_FILE).read_text(encoding="utf-8")
 
 
+# Threads of every matrix prediction made in a prediction_threads block (None: the model's own).
+_PREDICTION_THREADS: ContextVar[int | None] = ContextVar("prediction_threads", default=None)
+
+
+@contextmanager
+def prediction_threads(threads: int | None) -> Iterator[None]:
+    """Within the block, matrix predictions (:func:`predict`,
+    :func:`model.leaf_contributions.leaf_indices`, the matrix path of
+    :class:`model.leaf_contributions.ScorePredictor`) use ``threads`` LightGBM threads instead of
+    the model's ``num_threads``; None leaves the models' own. The predictions are the same
+    (tested); only the time changes. Applies to the thread (or task) that enters the block.
+
+    Raises:
+        ValueError: ``threads`` is below 1.
+    """
+    if threads is not None and threads < 1:
+        raise ValueError(f"prediction threads must be >= 1, got {threads}")
+    token = _PREDICTION_THREADS.set(threads)
+    try:
+        yield
+    finally:
+        _PREDICTION_THREADS.reset(token)
+
+
+def threads_for(num_threads: int) -> int:
+    """The thread count for a matrix prediction by a model of ``num_threads``: the enclosing
+    :func:`prediction_threads` block's, if any, else ``num_threads``."""
+    override = _PREDICTION_THREADS.get()
+    return num_threads if override is None else override
+
+
 def predict(
     booster: lgb.Booster,
     matrix: np.ndarray,
@@ -575,7 +611,7 @@ def predict(
     Args:
         booster: The booster.
         matrix: Encoded features.
-        num_threads: Threads for this call.
+        num_threads: Threads for this call (unless inside :func:`prediction_threads`).
         raw_score: Return the raw score (log-odds for the binary objective).
         pred_contrib: Return per-feature SHAP contributions plus the bias (last column).
 
@@ -590,7 +626,7 @@ def predict(
             matrix,
             raw_score=raw_score,
             pred_contrib=pred_contrib,
-            num_threads=num_threads,
+            num_threads=threads_for(num_threads),
         ),
         dtype=np.float64,
     )

@@ -30,6 +30,8 @@ from typing import Any, Literal
 import lightgbm as lgb
 import numpy as np
 
+from model.gbm import threads_for
+
 try:  # LightGBM's ctypes handle to its C API, for the single-row fast path (LeafPredictor)
     from lightgbm.basic import _LIB, _c_str, _safe_call
 except ImportError:  # pragma: no cover - another LightGBM build: Booster.predict only
@@ -203,8 +205,63 @@ def leaf_indices(booster: lgb.Booster, matrix: np.ndarray, *, num_threads: int) 
     trees = booster.num_trees()
     if matrix.shape[0] == 0:
         return np.empty((0, trees), dtype=np.int64)
-    leaves = booster.predict(matrix, pred_leaf=True, num_threads=num_threads)
+    leaves = booster.predict(matrix, pred_leaf=True, num_threads=threads_for(num_threads))
     return np.asarray(leaves, dtype=np.int64).reshape(matrix.shape[0], trees)
+
+
+@dataclass(frozen=True, eq=False)
+class LeafOutputs:
+    """Every leaf's output, to sum the raw scores of rows from their leaf indices.
+
+    LightGBM's raw score of a row is ``((0.0 + v_0[l_0]) + v_1[l_1]) + ...``: the output of the
+    leaf ``l_t`` the row reaches in tree ``t``, added tree by tree in tree order
+    (``GBDT::PredictRaw``). Adding the same doubles in the same order gives the same bits, so
+    one ``predict(pred_leaf=True)`` serves both a row's score and its per-leaf contributions
+    (:class:`LeafTable`) instead of walking the trees twice.
+
+    Attributes:
+        offsets: Position of tree ``t``'s leaf 0 in ``values``; ``offsets[-1]`` is the leaf count.
+        values: Every leaf's output (LightGBM's own double, ``LGBM_BoosterGetLeafValue``).
+    """
+
+    offsets: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, booster: lgb.Booster) -> LeafOutputs | None:
+        """The leaf outputs of ``booster``, or None when its raw score is not the plain sum of
+        constant leaves (linear trees, several trees per iteration, random-forest averaging)."""
+        model = booster.dump_model()
+        if (
+            model.get("num_tree_per_iteration", 1) != 1
+            or model.get("average_output", False)
+            or booster.params.get("linear_tree")
+            or any(tree.get("is_linear") for tree in model["tree_info"])
+        ):
+            return None
+        counts = [int(tree["num_leaves"]) for tree in model["tree_info"]]
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        values = np.array(
+            [booster.get_leaf_output(t, leaf) for t, n in enumerate(counts) for leaf in range(n)],
+            dtype=np.float64,
+        )
+        return cls(offsets=offsets, values=values)
+
+    def raw_scores(self, leaves: np.ndarray) -> np.ndarray:
+        """``(rows,)`` raw scores of the rows that reached ``leaves`` (``(rows, trees)``, from
+        :func:`leaf_indices`): the same bits as ``predict(raw_score=True)``.
+
+        Raises:
+            ValueError: ``leaves`` does not have one column per tree.
+        """
+        trees = len(self.offsets) - 1
+        if leaves.ndim != 2 or leaves.shape[1] != trees:
+            raise ValueError(f"expected leaf indices of shape (rows, {trees}), got {leaves.shape}")
+        total = np.zeros(leaves.shape[0], dtype=np.float64)
+        by_tree = np.ascontiguousarray(leaves.T)
+        for t in range(trees):
+            total += self.values[self.offsets[t] : self.offsets[t + 1]].take(by_tree[t])
+        return total
 
 
 class _FastConfig:
@@ -330,7 +387,7 @@ class ScorePredictor:
             if matrix.shape[0] == 0:
                 return np.empty((0, classes) if classes > 1 else (0,))
             scores = self.booster.predict(
-                matrix, raw_score=self.raw_score, num_threads=self.num_threads
+                matrix, raw_score=self.raw_score, num_threads=threads_for(self.num_threads)
             )
             return np.asarray(scores, dtype=np.float64)
         config = getattr(self._local, "config", None)

@@ -27,9 +27,16 @@ from model.churn import ChurnModel
 from model.decide import decide
 from model.decide_rows import decide_records
 from model.decision_inputs import months_in_window
-from model.explain import explain_records, explain_rows, reason_column, reason_text
+from model.explain import (
+    explain_leaves,
+    explain_records,
+    explain_rows,
+    reason_column,
+    reason_text,
+)
 from model.exploration import explore as explore_decided
 from model.exploration import explore_records, not_explored
+from model.gbm import prediction_threads
 from model.leaf_contributions import ContributionMethod
 from model.policy import Policy
 from model.replay import INPUTS_SHA256, inputs_sha256_column, inputs_sha256_records
@@ -153,6 +160,7 @@ def recommend(
     explain: Literal["all", "non_retain"] = "all",
     drivers_method: ContributionMethod | None = None,
     explore: bool = True,
+    predict_threads: int | None = None,
 ) -> pl.DataFrame:
     """Recommendations for feature rows (one per customer).
 
@@ -172,6 +180,9 @@ def recommend(
         explore: apply the policy's exploration share (:mod:`model.exploration`); False
             leaves every action the kernel's (``propensity`` 1), for a budgeted batch that
             explores after funding its offers.
+        predict_threads: LightGBM threads of the models' predictions
+            (:func:`model.gbm.prediction_threads`; the same results with any count); None:
+            each model's own.
 
     Returns:
         decide()'s columns plus ``greedy_action``, ``propensity`` and ``explored``
@@ -179,27 +190,44 @@ def recommend(
         sentences), ``model_version``, ``as_of`` and ``inputs_sha256`` (:mod:`model.replay`),
         in the order of ``features``.
     """
-    scores = bundle.score(features)
-    decisions = decide(decision_inputs(features, scores), policy, language=language)
-    decisions = (
-        explore_decided(decisions, policy, as_of=as_of, language=language)
-        if explore
-        else not_explored(decisions)
-    )
     if drivers < 0:
         raise ValueError(f"drivers must be >= 0, got {drivers}")
     if explain not in ("all", "non_retain"):
         raise ValueError(f"explain must be 'all' or 'non_retain', got {explain!r}")
-    explained: list[list[Any]] = [[] for _ in range(features.height)]
-    if drivers:
-        wanted = (
-            (decisions.get_column("action") != "retain").to_numpy()
-            if explain == "non_retain"
-            else np.ones(features.height, dtype=bool)
+    with prediction_threads(predict_threads):
+        # a per-leaf table explains from the leaves the churn scores were summed from
+        by_leaves = (
+            drivers > 0 and (drivers_method or bundle.churn.contribution_method) != "treeshap"
         )
-        rows = features if wanted.all() else features.filter(pl.Series(wanted))
-        found = iter(explain_rows(bundle.churn, rows, drivers, method=drivers_method))
-        explained = [next(found) if row_wanted else [] for row_wanted in wanted]
+        if by_leaves:
+            scores, leaves = bundle.score_and_churn_leaves(features)
+        else:
+            scores, leaves = bundle.score(features), None
+        decisions = decide(decision_inputs(features, scores), policy, language=language)
+        decisions = (
+            explore_decided(decisions, policy, as_of=as_of, language=language)
+            if explore
+            else not_explored(decisions)
+        )
+        explained: list[list[Any]] = [[] for _ in range(features.height)]
+        if drivers:
+            wanted = (
+                (decisions.get_column("action") != "retain").to_numpy()
+                if explain == "non_retain"
+                else np.ones(features.height, dtype=bool)
+            )
+            every = bool(wanted.all())
+            rows = features if every else features.filter(pl.Series(wanted))
+            if leaves is None:
+                found = explain_rows(bundle.churn, rows, drivers, method=drivers_method)
+            else:
+                rows_leaves = leaves if every else leaves[wanted]
+                del leaves
+                found = explain_leaves(
+                    bundle.churn, rows_leaves, rows, drivers, method=drivers_method
+                )
+            drivers_of = iter(found)
+            explained = [next(drivers_of) if row_wanted else [] for row_wanted in wanted]
     return (
         decisions.join(
             value_waterfall(features, scores), on="customer_id", how="left", maintain_order="left"

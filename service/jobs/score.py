@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import tempfile
 import time
 import uuid
@@ -96,6 +97,9 @@ class ScoreJob:
             that 2 pay off (docs/benchmarks.md: not measurable under the load it was tried).
         keep_runs: After publishing, keep the store's history to this many newest runs
             (:meth:`service.storage.Store.prune_runs`); None keeps every run.
+        predict_threads: LightGBM threads of each model prediction while deciding
+            (:func:`model.gbm.prediction_threads`; the output is the same bytes with any
+            count); None: the cores this process may use, shared among ``decide_threads``.
     """
 
     data: Path
@@ -113,6 +117,7 @@ class ScoreJob:
     language: str = "en"
     decide_threads: int = 1
     keep_runs: int | None = None
+    predict_threads: int | None = None
 
 
 @dataclass
@@ -140,6 +145,13 @@ class ScoreResult:
 
 class ScoreJobError(ValueError):
     """The job cannot start (bad output path, no date to score at)."""
+
+
+def available_cores() -> int:
+    """Processors this process may run on (its CPU affinity where the system tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def summary_path(out: Path) -> Path:
@@ -185,6 +197,11 @@ def run_score_job(job: ScoreJob, *, on_progress: Progress | None = None) -> Scor
         language=job.language,
         decide_threads=job.decide_threads,
         explore=budget is None,
+        predict_threads=(
+            job.predict_threads
+            if job.predict_threads is not None
+            else max(1, available_cores() // max(1, job.decide_threads))
+        ),
     )
     staging = Staging(job.out)
     try:

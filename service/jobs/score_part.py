@@ -55,6 +55,9 @@ class ScoringSettings:
         explore: Apply the policy's exploration share while deciding the part; a budgeted run
             sets False and explores after funding its offers
             (:func:`service.jobs.score.run_score_job`).
+        predict_threads: LightGBM threads of each prediction (:func:`model.gbm.prediction_threads`:
+            the same scores with any count); None keeps each model's own (1). The batch job sets
+            the machine's cores; the Spark runner keeps None (one task per core already).
     """
 
     as_of: date
@@ -67,6 +70,7 @@ class ScoringSettings:
     features: FeatureConfig = FeatureConfig()
     decide_threads: int = 1
     explore: bool = True
+    predict_threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,7 @@ def _recommend(table: pl.DataFrame, settings: ScoringSettings) -> pl.DataFrame:
             explain="all" if settings.explain_retained else "non_retain",
             language=settings.language,
             explore=settings.explore,
+            predict_threads=settings.predict_threads,
         )
 
     threads = max(1, min(settings.decide_threads, table.height // _MIN_ROWS_PER_THREAD))

@@ -22,6 +22,7 @@ from model.explain import (
     Driver,
     DriverAgreement,
     driver_agreement,
+    explain_leaves,
     explain_records,
     explain_rows,
     humanise,
@@ -33,6 +34,7 @@ from model.explain import (
 from model.leaf_contributions import (
     CONTRIBUTION_METHODS,
     ContributionError,
+    LeafOutputs,
     LeafPredictor,
     LeafTable,
     fit_leaf_shap_table,
@@ -232,6 +234,92 @@ def test_one_row_fast_path_finds_the_leaves_predict_finds_on_every_thread(
     for leaves in found.values():
         np.testing.assert_array_equal(leaves, want)
     np.testing.assert_array_equal(predictor(matrix[:5]), want[:5])
+
+
+def test_scores_summed_from_the_leaves_are_lightgbms_to_the_bit(
+    model: ChurnModel, data: pl.DataFrame
+) -> None:
+    rows = pl.concat([data, _awkward_rows(data)], how="diagonal_relaxed")
+    probabilities, leaves = model.predict_proba_and_leaves(rows)
+    assert leaves is not None
+    assert np.array_equal(leaves, leaf_indices(model.booster, model._matrix(rows), num_threads=1))
+    assert np.array_equal(probabilities, model.predict_proba(rows))  # bits, not approximately
+    outputs = LeafOutputs.of(model.booster)
+    assert outputs is not None
+    assert np.array_equal(outputs.raw_scores(leaves), model.predict_raw(rows))
+    with pytest.raises(ValueError, match="shape"):
+        outputs.raw_scores(leaves[:, :-1])
+
+
+def test_boosters_whose_score_is_not_a_sum_of_leaves_are_scored_by_lightgbm(
+    data: pl.DataFrame,
+) -> None:
+    x = np.random.default_rng(0).normal(size=(300, 3))
+    y = (x[:, 0] + x[:, 1] > 0).astype(float)
+    linear = lgb.train(
+        {"objective": "regression", "linear_tree": True, "verbose": -1, "num_threads": 1},
+        lgb.Dataset(x, y),
+        num_boost_round=3,
+    )
+    forest = lgb.train(
+        {
+            "objective": "regression",
+            "boosting": "rf",
+            "bagging_fraction": 0.5,
+            "bagging_freq": 1,
+            "verbose": -1,
+            "num_threads": 1,
+        },
+        lgb.Dataset(x, y),
+        num_boost_round=3,
+    )
+    multiclass = lgb.train(
+        {"objective": "multiclass", "num_class": 3, "verbose": -1, "num_threads": 1},
+        lgb.Dataset(x, np.arange(300) % 3),
+        num_boost_round=2,
+    )
+    assert LeafOutputs.of(linear) is None
+    assert LeafOutputs.of(forest) is None
+    assert LeafOutputs.of(multiclass) is None
+
+
+def test_drivers_from_the_scores_leaves_are_the_drivers_of_the_rows(
+    model: ChurnModel, data: pl.DataFrame
+) -> None:
+    rows = data.head(200)
+    _, leaves = model.predict_proba_and_leaves(rows)
+    assert leaves is not None
+    for method in ("leaf_shap", "saabas"):
+        assert model.contributions_of_leaves(leaves, method).equals(
+            model.contributions(rows, method)
+        )
+        assert explain_leaves(model, leaves, rows, 3, method=method) == explain_rows(
+            model, rows, 3, method=method
+        )
+    with pytest.raises(ValueError, match="treeshap"):
+        model.contributions_of_leaves(leaves, "treeshap")
+
+
+def test_predictions_on_several_lightgbm_threads_are_the_same_bits(
+    model: ChurnModel, data: pl.DataFrame
+) -> None:
+    from model.gbm import prediction_threads, threads_for
+
+    rows = pl.concat([data] * 4)
+    one = (model.predict_raw(rows), model.contributions(rows), model.predict_proba_and_leaves(rows))
+    with prediction_threads(3):
+        assert threads_for(1) == 3
+        three = (
+            model.predict_raw(rows),
+            model.contributions(rows),
+            model.predict_proba_and_leaves(rows),
+        )
+    assert threads_for(1) == 1  # the block's count ends with it
+    assert np.array_equal(one[0], three[0])
+    assert one[1].equals(three[1])
+    assert np.array_equal(one[2][0], three[2][0]) and np.array_equal(one[2][1], three[2][1])
+    with pytest.raises(ValueError, match=">= 1"), prediction_threads(0):
+        pass
 
 
 def test_a_model_that_has_explained_a_row_still_pickles(
