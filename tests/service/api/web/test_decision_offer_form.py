@@ -1,14 +1,17 @@
 """The web page's "Record a decision" form carries the offer block of ``POST /v1/decisions``:
-what a manager reports there reaches the decision log that `keepwise train` learns from."""
+what a manager reports there reaches the decision log that `keepwise train` learns from; and a
+recommendation drawn as an experiment says so on the customer's page."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+from service.storage import Store
 from tests.service.api.support import AppFactory, Customer, Keys, start
 from tests.service.api.web.pages import csrf, sign_in
 
@@ -138,3 +141,18 @@ def test_a_wrong_offer_is_refused_naming_the_field_and_nothing_is_stored(
     assert response.status_code == 422
     assert message in response.text
     assert _log(web, keys, own) == before
+
+
+def test_an_experiment_is_marked_as_one_on_the_customer_page(
+    web: TestClient, database_url: str, features: pl.DataFrame
+) -> None:
+    with Store(database_url) as store:
+        stored = [store.latest_recommendation(c) for c in features["customer_id"]]
+    explored = [s for s in stored if s is not None and s.payload.get("explored")]
+    chosen = [s for s in stored if s is not None and s.payload.get("explored") is False]
+    assert explored and chosen  # the default policy explores 5% of the customers
+    page = web.get(f"/web/customers/{explored[0].customer_id}").text
+    assert '<span class="tag experiment">experiment</span>' in page
+    greedy = str(explored[0].payload["greedy_action"])
+    assert f"instead of the model's best action ({greedy})" in page
+    assert "experiment</span>" not in web.get(f"/web/customers/{chosen[0].customer_id}").text
