@@ -5,9 +5,9 @@ the horizon and discount rate, the cost rates behind the cost to serve, the **of
 (what each remedy costs, how often it is accepted, how much it cuts churn), the **exit costs** of
 ending a relationship, the **authority tiers** (who may approve how much) and the
 **guard-rails** that keep automatic recommendations inside the strategy (protected segments are
-never ended, "end" needs enough history -- unless the loss is certain -- and a margin that is
-negative with high confidence, an offer budget for batch runs). See DESIGN.md, business cases 1,
-2, 8 and 9.
+never ended, "end" needs enough history -- unless the loss is certain or the stake pays for the
+risk -- and a margin that is negative with high confidence, an offer budget for batch runs). See
+DESIGN.md, business cases 1, 2, 8 and 9.
 
 Policy file format (TOML)
 -------------------------
