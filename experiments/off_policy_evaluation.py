@@ -58,9 +58,7 @@ import polars as pl
 from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.world import generate_world
 from model.churn import ChurnParams
-from model.decision_inputs import inputs_of
-from model.exploration import choose, exploration_support, explore, offer_terms
-from model.kernel import ACTIONS
+from model.exploration import explore, logging_distribution
 from model.off_policy import ESTIMATORS, arm_of, evaluate_policy, redecide
 from model.policy import Policy, load_policy
 from model.recommend import recommend
@@ -84,44 +82,6 @@ def logged_decisions(decisions: pl.DataFrame, policy: Policy, seed: int) -> pl.D
     as_of = decisions.get_column("as_of")[0]
     repeat = dataclasses.replace(policy, version=f"{policy.version}-r{seed}")
     return explore(decisions, repeat, as_of=as_of)
-
-
-def logging_distribution(decisions: pl.DataFrame, policy: Policy) -> pl.DataFrame:
-    """``pi_0(a | x)`` of every arm under the policy's exploration (no budget).
-
-    :func:`model.exploration.choose`'s ``distribution`` over retain and the catalogue's offers,
-    built from the same allowed set the batch uses; "end" gets 1 where the kernel ended the
-    customer (never explored). It does not depend on the draws.
-
-    Returns:
-        ``customer_id`` and one probability column per arm (``retain``, ``offer_<kind>``,
-        ``end``); each row sums to one.
-    """
-    n = decisions.height
-    inputs = inputs_of(decisions.columns)
-    matrix = decisions.select(pl.col(c).cast(pl.Float64) for c in inputs.numeric).to_numpy()
-    index = {name: k for k, name in enumerate(inputs.numeric)}
-    terms = offer_terms(
-        lambda name: np.ascontiguousarray(matrix[:, index[name]], dtype=np.float64),
-        decisions.columns,
-        decisions.get_column("segment").cast(pl.String).to_list(),
-        policy,
-    )
-    greedy = np.array([ACTIONS.index(a) for a in decisions.get_column("action").to_list()])
-    kinds = {offer.kind: j for j, offer in enumerate(policy.offers)}
-    greedy_offer = np.array([kinds.get(k, 0) for k in decisions.get_column("offer_kind").to_list()])
-    zeros = np.zeros(n)
-    ev_retain = decisions.get_column("ev_retain").cast(pl.Float64).to_numpy()
-    retain, offers = exploration_support(terms, ev_retain, greedy, greedy_offer, policy)
-    choice = choose(greedy, greedy_offer, offers, zeros, zeros, policy.exploration.share, retain)
-    arms = ["retain", *(f"offer_{offer.kind}" for offer in policy.offers)]
-    return pl.DataFrame(
-        {
-            "customer_id": decisions.get_column("customer_id"),
-            **{arm: choice.distribution[:, j] for j, arm in enumerate(arms)},
-            "end": (choice.greedy_slot < 0).astype(np.float64),
-        }
-    )
 
 
 def oracle_long(truth_action_values: pl.DataFrame, as_of: object) -> pl.DataFrame:
