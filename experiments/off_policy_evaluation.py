@@ -112,8 +112,10 @@ def candidates(policy: Policy) -> dict[str, Policy]:
 
     Two change the choice among retain and the offers, which exploration supports: cheaper
     offers only (refund, discount, gift) and no training offer. One changes the rule for
-    ending, which the log cannot support (a customer the kernel ends is never explored): it is
-    kept to show what the estimators do without support.
+    ending (stricter bounds, 24 months of history, no stake rule), which the log cannot support
+    (a customer the kernel ends is never explored): it is kept to show what the estimators do
+    without support. Support is judged with the logging policy (``in_force``), so customers
+    whose experiments could not draw the candidate's action count as unsupported too.
     """
     cheap = tuple(o for o in policy.offers if o.kind in ("refund", "discount", "gift"))
     no_training = tuple(o for o in policy.offers if o.kind != "training")
@@ -129,6 +131,9 @@ def candidates(policy: Policy) -> dict[str, Policy]:
                 end_margin_confidence=0.99,
                 certain_loss_confidence=0.999,
                 min_history_months_to_end=24,
+                end_stake_confidence=None,
+                end_risk_price=None,
+                end_stake_overrides_min_history=False,
             ),
         ),
     }
@@ -233,6 +238,7 @@ def run_repeats(
                 interval="bootstrap" if interval == "bootstrap" else "analytic",
                 bootstrap_samples=1000,
                 seed=seed,
+                in_force=logging_policy,
             )
             common = {
                 "candidate": name,
