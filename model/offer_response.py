@@ -89,14 +89,22 @@ from model.gbm import (
 )
 from model.leaf_contributions import ScorePredictor
 from model.offer_effects import (
+    DAYS_PER_MONTH,
     EvidenceConfig,
+    Exposure,
     KindEvidence,
     Priors,
     cost_ratio,
     kind_evidence,
     pool_kinds,
 )
-from model.offer_history import ARM, COST_COLUMN, OfferHistory
+from model.offer_history import (
+    ARM,
+    CHURN_DAYS_COLUMN,
+    COST_COLUMN,
+    EXPOSURE_COLUMN,
+    OfferHistory,
+)
 from model.policy import Policy
 
 logger = logging.getLogger(__name__)
@@ -106,7 +114,6 @@ Source = Literal["learned", "prior"]
 KEYS: tuple[str, ...] = ("as_of", "customer_id", "kind")
 # The columns the complaint-cost base is computed from (read by name, not as model features).
 BASE_COLUMNS: tuple[str, ...] = ("tenure_days", "cost_to_serve_12m")
-DAYS_PER_MONTH = 365 / 12
 # Strata of a kind's selections by the customer's predicted acceptance of it.
 ACCEPTORS, REFUSERS, ALL = "acceptors", "refusers", "all"
 
@@ -663,7 +670,11 @@ def _kind_evidence(
     config: OfferResponseConfig,
     stratum: str,
 ) -> KindEvidence:
-    """One kind's randomised evidence, with the policy's priors expressed as the model's."""
+    """One kind's randomised evidence, with the policy's priors expressed as the model's.
+
+    Rows with an ``exposure_days`` column may have outcome windows shorter than the horizon
+    (:mod:`model.offer_history`); without it every window is the horizon.
+    """
     offer = policy.offer(kind)
     treated = rows.get_column(ARM).to_numpy().astype(bool)
     churned = rows.get_column("churned").cast(pl.Float64).to_numpy()
@@ -671,12 +682,25 @@ def _kind_evidence(
     if offer.churn_reduction_mode == "absolute":
         # an absolute prior as a relative one, at the held-out customers' churn rate
         held = churned[~treated]
+        held = held[~np.isnan(held)]
         rate = float(held.mean()) if held.size else math.nan
         prior_reduction = min(offer.churn_reduction / rate, 1.0) if rate > 0 else 0.0
     base = monthly_complaint_cost(
         rows.get_column("tenure_days").cast(pl.Float64).to_numpy(),
         rows.get_column("cost_to_serve_12m").cast(pl.Float64).to_numpy(),
     )
+    exposure = None
+    window_months: float | np.ndarray = horizon_months
+    if EXPOSURE_COLUMN in rows.columns:
+        exposure = Exposure.from_days(
+            rows.get_column(EXPOSURE_COLUMN).cast(pl.Float64).to_numpy(),
+            rows.get_column(CHURN_DAYS_COLUMN).cast(pl.Float64).fill_null(math.nan).to_numpy(),
+            horizon_months * DAYS_PER_MONTH,
+        )
+        if exposure.complete:
+            exposure = None  # the complete-window estimators, to the bit
+        else:
+            window_months = np.minimum(exposure.months, horizon_months)
     return kind_evidence(
         kind,
         treated,
@@ -685,7 +709,7 @@ def _kind_evidence(
         cost_ratio(
             rows.get_column(COST_COLUMN).cast(pl.Float64).to_numpy(),
             base,
-            horizon_months,
+            window_months,
             config.evidence,
         ),
         Priors(
@@ -696,6 +720,7 @@ def _kind_evidence(
         config.evidence,
         stratum=stratum,
         holdouts_recorded=holdouts_recorded,
+        exposure=exposure,
     )
 
 

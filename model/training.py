@@ -45,7 +45,7 @@ from model.gbm import categorical_columns_of
 from model.leak_guard import WARN_THRESHOLD, LeakReport, LeakReview, review_features
 from model.metrics import churn_metrics
 from model.offer_history import build_offer_history
-from model.offer_response import fit_offer_response
+from model.offer_response import OfferResponseConfig, fit_offer_response
 from model.policy import Policy
 from model.recommend import decision_inputs
 from model.reported_offers import OfferSources, crm_only_sources, merge_reported_offers
@@ -324,7 +324,12 @@ def train_from_tables(
     step("learning offer acceptance and effects from the offers history (randomised holdouts)")
     offers, sources = _offer_sources(tables, offer_reports, plan.test[0])
     offer_history = build_offer_history(
-        tables, plan.test[0], config.horizon_days, config.features, offers=offers
+        tables,
+        plan.test[0],
+        config.horizon_days,
+        config.features,
+        offers=offers,
+        min_exposure_days=OfferResponseConfig().evidence.min_exposure_days,
     )
     offer_response = fit_offer_response(
         offer_history,
