@@ -90,7 +90,7 @@ from experiments.synthetic.world import default_policy
 from features.pipeline import build_features
 from model.bundle import ModelBundle
 from model.offer_history import build_offer_history
-from model.offer_response import OfferResponseConfig, fit_offer_response
+from model.offer_response import OfferResponseConfig, OfferResponseModel, fit_offer_response
 from model.policy import Policy
 from model.recommend import recommend
 from model.training import TrainingConfig, train_from_tables
@@ -462,6 +462,8 @@ def run_loop(
         logger.info("cycle %s", row)
         if on_cycle is not None:
             on_cycle(row)
+    if isinstance(bundle.offer_response, OfferResponseModel):
+        facts["offer_response_at_end"] = bundle.offer_response.summary()
     return figures, facts
 
 
