@@ -32,7 +32,12 @@ acceptances or refusals, keeps the prior.
 churn reduction) come from the company's randomised holdouts: offered against held-out
 customers of the same campaign selections, converted to the effect on those who accept, and
 shrunk to the policy's priors (:mod:`model.offer_effects`, which states the estimators,
-assumptions and sources). Heterogeneity across customers enters through three observed
+assumptions and sources). An experiment counts as soon as it has
+``EvidenceConfig.min_exposure_days`` of outcome: a history with an ``exposure_days`` column
+(:func:`model.offer_history.build_offer_history` with ``min_exposure_days``) brings censored
+windows, measured as churn per month at risk and complaint cost per month of exposure, and
+shrunk by their effective evidence; with every window complete the estimates are those of
+complete windows, to the bit. Heterogeneity across customers enters through three observed
 quantities the effect scales with -- the customer's own acceptance, complaint cost and churn
 risk -- not through a learned effect model: on the synthetic world a forest of effects fitted
 to a few hundred held-out customers per kind ranks customers by noise (an X-learner forced on
