@@ -31,7 +31,7 @@ from model.bundle import ModelBundle
 from model.policy import Exploration, Policy, load_policy
 from model.portfolio import PortfolioTally
 from model.recommend import recommend
-from model.registry import MlflowSettings, download_bundle
+from model.registry import MlflowSettings, load_registered_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,8 +95,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     base = load_policy(args.policy)
-    bundle_dir, version = download_bundle(MlflowSettings(tracking_uri=args.tracking_uri))
-    bundle = ModelBundle.load(bundle_dir)
+    bundle, version = load_registered_bundle(MlflowSettings(tracking_uri=args.tracking_uri))
     tables = load_tables(args.data).tables
     features = build_features(tables, args.as_of, FeatureConfig()).collect().sort("customer_id")
     truth = pl.scan_parquet(args.data / "truth_action_values.parquet")

@@ -59,7 +59,7 @@ from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.world import generate_world
 from model.churn import ChurnParams
 from model.decision_inputs import inputs_of
-from model.exploration import allowed_offers, choose, explore, offer_terms
+from model.exploration import choose, exploration_support, explore, offer_terms
 from model.kernel import ACTIONS
 from model.off_policy import ESTIMATORS, arm_of, evaluate_policy, redecide
 from model.policy import Policy, load_policy
@@ -111,9 +111,9 @@ def logging_distribution(decisions: pl.DataFrame, policy: Policy) -> pl.DataFram
     kinds = {offer.kind: j for j, offer in enumerate(policy.offers)}
     greedy_offer = np.array([kinds.get(k, 0) for k in decisions.get_column("offer_kind").to_list()])
     zeros = np.zeros(n)
-    choice = choose(
-        greedy, greedy_offer, allowed_offers(terms, policy), zeros, zeros, policy.exploration.share
-    )
+    ev_retain = decisions.get_column("ev_retain").cast(pl.Float64).to_numpy()
+    retain, offers = exploration_support(terms, ev_retain, greedy, greedy_offer, policy)
+    choice = choose(greedy, greedy_offer, offers, zeros, zeros, policy.exploration.share, retain)
     arms = ["retain", *(f"offer_{offer.kind}" for offer in policy.offers)]
     return pl.DataFrame(
         {

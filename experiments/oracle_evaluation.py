@@ -33,10 +33,22 @@ kind's ``ev_offer_<kind>``, so an explored offer is not credited with the best o
 ``sum model_gain`` is compared with the true gain ``sum (policy_i - V_retain)``. Per archetype of
 the world (:func:`by_archetype`) the same sums show where the gain comes from and where offers
 lose money in truth.
+
+Where the policy's gap to the oracle comes from (:func:`gap_by_cause`): every customer's shortfall
+``oracle_i - policy_i >= 0`` is put under exactly one cause, so the causes add up to the gap
+``sum oracle - S``. With ``b_i`` the oracle's best action (ties to retain, then catalogue order,
+then "end"; "end" only where allowed) and ``a_i`` the policy's:
+
+- ``exploration``: the row was explored (whatever it was drawn);
+- ``missed end``: ``b_i`` is "end", ``a_i`` is not; ``wrong end``: ``a_i`` is "end", ``b_i`` not;
+- ``offer that loses``: ``a_i`` an offer, ``b_i`` retain; ``missed offer``: the reverse;
+- ``other offer kind``: both offers, of different kinds;
+- ``same action``: the oracle's own choice (shortfall 0, counted for completeness).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -272,6 +284,98 @@ def compare_with_oracle(
         policy_offer_gain=float(row["offer_gain"]),
         compensated=int(row["compensated"]),
         model_expected_gain=float(row["model_gain"]) if row["model_gain_known"] else float("nan"),
+    )
+
+
+GAP_CAUSES: tuple[str, ...] = (
+    "exploration",
+    "missed end",
+    "wrong end",
+    "offer that loses",
+    "missed offer",
+    "other offer kind",
+    "same action",
+)
+
+
+def gap_by_cause(
+    recommendations: pl.DataFrame,
+    action_values: pl.DataFrame | pl.LazyFrame,
+    policy: Policy,
+    archetypes: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The policy's shortfall against the oracle, per cause (module docstring) and archetype.
+
+    Args:
+        recommendations: output of :func:`model.recommend.recommend` (one snapshot).
+        action_values: ``truth_action_values`` of the same world.
+        policy: the policy the recommendations followed.
+        archetypes: customer_id, archetype (the world's ``truth_customers``); None: one row per
+            cause with archetype "all".
+
+    Returns:
+        archetype, cause, customers, lost (``sum oracle_i - policy_i``), model_gain and
+        true_gain (``sum policy_i - V_retain``), sorted by archetype and cause order.
+    """
+    per_customer = chosen_true_values(recommendations, action_values, policy)
+    as_of = recommendations["as_of"][0]
+    kinds = offer_kinds(policy)
+    wide = true_action_values(action_values, as_of, policy)
+    protected = list(policy.guardrails.protected_segments)
+    actions = ["retain", *kinds, "end"]
+    values = [pl.col("true_retain"), *[pl.col(f"true_offer_{k}") for k in kinds]]
+    end_value = pl.when(pl.col("segment").is_in(protected)).then(None).otherwise("true_end")
+    best = wide.join(recommendations.select("customer_id", "segment"), on="customer_id").select(
+        "customer_id",
+        best=pl.concat_list([*values, end_value.fill_null(-math.inf)])
+        .list.arg_max()
+        .map_elements(lambda i: actions[i], return_dtype=pl.String),
+    )
+    explored = (
+        recommendations.select("customer_id", EXPLORED)
+        if EXPLORED in recommendations.columns
+        else recommendations.select("customer_id", pl.lit(False).alias(EXPLORED))
+    )
+    chosen = pl.when(pl.col("action") == "compensate").then("offer_kind").otherwise("action")
+    is_offer = pl.col("best").is_in(kinds)
+    cause = (
+        pl.when(pl.col(EXPLORED))
+        .then(pl.lit("exploration"))
+        .when((pl.col("best") == "end") & (pl.col("action") != "end"))
+        .then(pl.lit("missed end"))
+        .when((pl.col("action") == "end") & (pl.col("best") != "end"))
+        .then(pl.lit("wrong end"))
+        .when((pl.col("action") == "compensate") & (pl.col("best") == "retain"))
+        .then(pl.lit("offer that loses"))
+        .when((pl.col("action") == "retain") & is_offer)
+        .then(pl.lit("missed offer"))
+        .when((pl.col("action") == "compensate") & is_offer & (chosen != pl.col("best")))
+        .then(pl.lit("other offer kind"))
+        .otherwise(pl.lit("same action"))
+    )
+    labelled = (
+        per_customer.join(best, on="customer_id")
+        .join(explored, on="customer_id")
+        .join(
+            archetypes.select("customer_id", "archetype")
+            if archetypes is not None
+            else per_customer.select("customer_id", archetype=pl.lit("all")),
+            on="customer_id",
+        )
+        .with_columns(cause=cause)
+    )
+    order = {name: k for k, name in enumerate(GAP_CAUSES)}
+    return (
+        labelled.group_by("archetype", "cause")
+        .agg(
+            customers=pl.len(),
+            lost=(pl.col("true_oracle") - pl.col("true_policy")).sum(),
+            model_gain=pl.col("model_gain").sum(),
+            true_gain=(pl.col("true_policy") - pl.col("true_retain")).sum(),
+        )
+        .with_columns(order=pl.col("cause").replace_strict(order, return_dtype=pl.Int64))
+        .sort("archetype", "order")
+        .drop("order")
     )
 
 

@@ -21,7 +21,8 @@ Guard-rails: protected segments are never ended; "end" needs ``m + z se < 0`` at
 ``end_margin_confidence`` -- or a likely loss (``m + z_s se < 0`` at ``end_stake_confidence``)
 where ending gains at least ``end_risk_price * P(m > 0)`` over the best alternative -- and
 ``min_history_months_to_end`` months of history unless the loss is certain (``m + z_c se < 0``
-at ``certain_loss_confidence``).
+at ``certain_loss_confidence``) or, with ``end_stake_overrides_min_history`` (policy 2024.7),
+the stake pays for the risk.
 """
 
 from __future__ import annotations

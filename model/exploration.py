@@ -20,10 +20,12 @@ budgeted batch) and the policy's catalogue of K offers:
 - ``epsilon = exploration.share`` (0 disables exploration; at most 0.5);
 - the exploration authority ``L`` = the ``max_amount`` of ``exploration.max_tier`` (by default
   the lowest tier: an experiment the front line may grant on the spot);
-- the **allowed set** ``A_i = {retain} ∪ {offer o : c_o(i) <= L and V_o(i) is finite
-  [and a_o(i) c_o(i) <= b_i in a budgeted batch]}``, with ``c_o(i)`` the unit cost, ``a_o(i)``
-  the acceptance and ``V_o(i)`` the expected value the kernel gives that offer for this
-  customer, and ``b_i`` the per-experiment allowance below. "End" is never in it;
+- the **allowed set** ``A_i = {retain if V(g_i) - V_retain(i) <= D} ∪ {offer o : c_o(i) <= L
+  and V_o(i) is finite and V(g_i) - V_o(i) <= D [and a_o(i) c_o(i) <= b_i in a budgeted
+  batch]}``, with ``c_o(i)`` the unit cost, ``a_o(i)`` the acceptance and ``V_o(i)`` the
+  expected value the kernel gives that offer for this customer, ``V(g_i)`` the kernel's value
+  of its own action, ``D = exploration.max_expected_loss`` (no bound when unset) and ``b_i`` the
+  per-experiment allowance below. "End" is never in it;
 - the **alternatives** ``E_i = A_i \\ {g_i}``, in the order retain, then catalogue order;
 - customer i is **explorable** when ``g_i`` is retain or compensate, ``epsilon > 0`` and
   ``E_i`` is not empty (a customer whose best action is "end" is never explored);
@@ -38,6 +40,21 @@ budgeted batch) and the policy's catalogue of K offers:
 
 Retain is an alternative to a greedy offer: an offer's effect is measured against making no
 offer, so the control arm must be logged too, and withholding an offer costs no budget.
+
+**What an experiment may give up** (``max_expected_loss = D``, policy 2024.7). Exploration is a
+loss by design, and without a bound its cost falls where offers are worth least: drawn
+uniformly, an explored training (unit cost 900) for a loyal or small account gives up hundreds
+in truth for a figure that was already known to be poor. With ``D`` only alternatives the model
+expects to give up at most ``D`` against its own action are drawn. The draw stays uniform over
+the allowed set and the propensities stay exact (they are computed from the same set), so
+inverse-propensity estimators remain unbiased for every candidate policy whose actions lie in
+the support; a candidate that recommends an alternative the model prices more than ``D``
+below its best has no support on that customer (``choose``'s ``distribution`` gives it
+probability 0; the log's single propensity does not show it). Measured on three
+20,000-customer development worlds (README "Exploration"): with ``D = 250`` the experiments
+still cover every offer kind, training far less often (the kind the model prices furthest
+below the best), and the policy's share of the simulated oracle's gain rises by about half a
+point.
 
 An explored recommendation's money figures are the model's for the action taken: its
 ``offer_*`` columns are the explored offer's (the kernel run with that offer alone, which gives
@@ -156,6 +173,7 @@ def choose(
     u: np.ndarray,
     v: np.ndarray,
     share: float,
+    allowed_retain: np.ndarray | None = None,
 ) -> Choice:
     """Epsilon-greedy over the allowed alternatives (math: the module docstring).
 
@@ -166,12 +184,14 @@ def choose(
         u: Exploration draws, shape (n,).
         v: Pick draws, shape (n,).
         share: ``epsilon``.
+        allowed_retain: Bool (n,): retain is allowed for exploration (None: for everyone).
 
     Returns:
         The recommended slots, their propensities and what was explored.
     """
     n = greedy_action.shape[0]
-    allowed = np.concatenate([np.ones((n, 1), dtype=bool), allowed_offers], axis=1)
+    retain = np.ones(n, dtype=bool) if allowed_retain is None else allowed_retain
+    allowed = np.concatenate([retain[:, None], allowed_offers], axis=1)
     greedy_slot = np.where(
         greedy_action == COMPENSATE, greedy_offer + 1, np.where(greedy_action == END, -1, 0)
     )
@@ -277,6 +297,55 @@ def allowed_offers(
     return allowed
 
 
+def within_loss_bound(
+    terms: OfferTerms,
+    ev_retain: np.ndarray,
+    greedy_action: np.ndarray,
+    greedy_offer: np.ndarray,
+    policy: Policy,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which alternatives the model expects to give up at most ``max_expected_loss``.
+
+    ``V(g_i) - V(a) <= L`` with ``V`` the kernel's expected values (``V_retain`` for retain,
+    ``V_o`` for offer ``o``) and ``g_i`` the kernel's action (module docstring).
+
+    Args:
+        terms: Every offer's figures (:func:`offer_terms`).
+        ev_retain: ``V_retain`` per customer, shape (n,).
+        greedy_action: The kernel's action codes, shape (n,).
+        greedy_offer: Catalogue index of the kernel's best offer, shape (n,).
+        policy: Its ``exploration.max_expected_loss`` is ``L`` (None: everything is within).
+
+    Returns:
+        ``(retain (n,), offers (n, K))`` bool masks.
+    """
+    n, k = terms.ev.shape
+    limit = policy.exploration.max_expected_loss
+    if limit is None:
+        return np.ones(n, dtype=bool), np.ones((n, k), dtype=bool)
+    rows = np.arange(n)
+    offered = terms.ev[rows, np.clip(greedy_offer, 0, max(k - 1, 0))] if k else ev_retain
+    greedy_value = np.where(greedy_action == COMPENSATE, offered, ev_retain)
+    with np.errstate(invalid="ignore"):
+        retain = greedy_value - ev_retain <= limit
+        offers = greedy_value[:, None] - terms.ev <= limit
+    return retain, offers
+
+
+def exploration_support(
+    terms: OfferTerms,
+    ev_retain: np.ndarray,
+    greedy_action: np.ndarray,
+    greedy_offer: np.ndarray,
+    policy: Policy,
+    allowance: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The allowed set ``A_i`` (module docstring): ``(retain (n,), offers (n, K))`` bool masks,
+    for :func:`choose`: :func:`allowed_offers` within :func:`within_loss_bound`."""
+    retain, within = within_loss_bound(terms, ev_retain, greedy_action, greedy_offer, policy)
+    return retain, allowed_offers(terms, policy, allowance) & within
+
+
 def per_experiment_allowance(left: Fraction, drawn: int) -> tuple[float, float]:
     """``(b for a drawn customer, b for one not drawn)``: ``left / drawn`` and
     ``left / (drawn + 1)``, each rounded down to a float (so ``drawn * b <= left`` exactly)."""
@@ -358,7 +427,11 @@ def explore(
     row_allowance = None
     if allowance is not None:
         row_allowance = np.where(u < share, allowance[0], allowance[1])
-    choice = choose(greedy, greedy_offer, allowed_offers(terms, policy, row_allowance), u, v, share)
+    ev_retain = decided.get_column("ev_retain").cast(pl.Float64).to_numpy()
+    retain_ok, offers_ok = exploration_support(
+        terms, ev_retain, greedy, greedy_offer, policy, row_allowance
+    )
+    choice = choose(greedy, greedy_offer, offers_ok, u, v, share, retain_ok)
     result = decided.with_columns(
         pl.col("action").alias(GREEDY_ACTION),
         pl.Series(PROPENSITY, choice.propensity, dtype=pl.Float64),
@@ -452,7 +525,9 @@ def explore_records(
     terms = offer_terms(
         lambda name: matrix[:, index[name]], names, [row["segment"] for row in decided], policy
     )
-    choice = choose(greedy, greedy_offer, allowed_offers(terms, policy), u, v, share)
+    ev_retain = np.array([_float(row["ev_retain"]) for row in decided], dtype=np.float64)
+    retain_ok, offers_ok = exploration_support(terms, ev_retain, greedy, greedy_offer, policy)
+    choice = choose(greedy, greedy_offer, offers_ok, u, v, share, retain_ok)
     result = []
     for i, row in enumerate(decided):
         out = {

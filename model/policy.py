@@ -5,9 +5,9 @@ the horizon and discount rate, the cost rates behind the cost to serve, the **of
 (what each remedy costs, how often it is accepted, how much it cuts churn), the **exit costs** of
 ending a relationship, the **authority tiers** (who may approve how much) and the
 **guard-rails** that keep automatic recommendations inside the strategy (protected segments are
-never ended, "end" needs enough history -- unless the loss is certain -- and a margin that is
-negative with high confidence, an offer budget for batch runs). See DESIGN.md, business cases 1,
-2, 8 and 9.
+never ended, "end" needs enough history -- unless the loss is certain or the stake pays for the
+risk -- and a margin that is negative with high confidence, an offer budget for batch runs). See
+DESIGN.md, business cases 1, 2, 8 and 9.
 
 Policy file format (TOML)
 -------------------------
@@ -72,6 +72,10 @@ name the key. Keys marked *optional* have the stated default; all others are req
                                     #   approximation): the stake pays for the risk of ending a
                                     #   profitable customer. In [0.5, end_margin_confidence];
                                     #   absent = only end_margin_confidence counts
+    end_stake_overrides_min_history = true  # optional, with end_stake_confidence: a customer
+                                    #   the stake rule ends is ended whatever the months of
+                                    #   history (the rule already weighs the chance that the
+                                    #   margin is positive); default false
     offer_budget = 100000.0         # optional: batch budget in expected offer cost
                                     #   (sum of a_o * c_o); absent = no budget
 
@@ -81,6 +85,10 @@ name the key. Keys marked *optional* have the stated default; all others are req
                                     #   alternative drawn at random (a measured experiment)
     max_tier = "front_line"         # optional: the highest approval tier an explored offer may
                                     #   need (an authority role); default: the lowest tier
+    max_expected_loss = 250.0       # optional: an alternative is drawn only when the model
+                                    #   expects it to give up at most this much against the
+                                    #   kernel's action (money over the horizon); absent = no
+                                    #   bound
 
 The shipped company policy is ``policies/default.toml`` at the top of the repository.
 """
@@ -117,7 +125,7 @@ _TOP_KEYS = (
     "guardrails",
     "exploration",
 )
-_EXPLORATION_KEYS = ("share", "max_tier")
+_EXPLORATION_KEYS = ("share", "max_tier", "max_expected_loss")
 #: The largest exploration share a policy may set: beyond it the "experiment" is most of the
 #: decisions, and the greedy action would no longer be the one usually recommended.
 MAX_EXPLORATION_SHARE = 0.5
@@ -141,6 +149,7 @@ _GUARD_KEYS = (
     "certain_loss_confidence",
     "end_stake_confidence",
     "end_risk_price",
+    "end_stake_overrides_min_history",
     "offer_budget",
 )
 
@@ -258,6 +267,8 @@ class GuardRails:
             ``end_risk_price * P(margin > 0)`` over the best alternative. None: no such rule.
         end_risk_price: What the company counts as the cost of ending one customer whose
             margin is in truth positive (money); None with :attr:`end_stake_confidence`.
+        end_stake_overrides_min_history: A customer the stake rule allows to end is not held
+            back by the minimum history (needs :attr:`end_stake_confidence`).
     """
 
     end_requires: str
@@ -268,6 +279,7 @@ class GuardRails:
     certain_loss_confidence: float | None = None
     end_stake_confidence: float | None = None
     end_risk_price: float | None = None
+    end_stake_overrides_min_history: bool = False
 
     def __post_init__(self) -> None:
         _check_range(self.min_history_months_to_end, "guardrails.min_history_months_to_end", 0)
@@ -310,6 +322,18 @@ class GuardRails:
             )
         if price is not None:
             _check_range(price, "guardrails.end_risk_price", low=0.0)
+        overrides = self.end_stake_overrides_min_history
+        if not isinstance(overrides, bool):
+            raise PolicyError(
+                f"guardrails.end_stake_overrides_min_history: expected true or false, got "
+                f"{overrides!r}"
+            )
+        if overrides and stake is None:
+            raise PolicyError(
+                "guardrails.end_stake_overrides_min_history needs guardrails.end_stake_confidence "
+                "and guardrails.end_risk_price: without the stake rule there is nothing to let "
+                "through"
+            )
 
     @property
     def end_margin_z(self) -> float:
@@ -341,10 +365,14 @@ class Exploration:
             0 disables exploration.
         max_tier: The highest authority role an explored offer's unit cost may need; None:
             the lowest tier (an experiment the front line may grant on the spot).
+        max_expected_loss: The most an experiment may give up by the model's own estimate:
+            an alternative ``a`` is drawn only when ``V(greedy) - V(a)`` is at most this (money
+            over the horizon); None: no bound.
     """
 
     share: float = 0.0
     max_tier: str | None = None
+    max_expected_loss: float | None = None
 
     def __post_init__(self) -> None:
         _check_range(self.share, "exploration.share", low=0.0, high=MAX_EXPLORATION_SHARE)
@@ -352,6 +380,8 @@ class Exploration:
             raise PolicyError(
                 f"exploration.max_tier: expected an authority role, got {self.max_tier!r}"
             )
+        if self.max_expected_loss is not None:
+            _check_range(self.max_expected_loss, "exploration.max_expected_loss", low=0.0)
 
 
 @dataclass(frozen=True)
@@ -620,6 +650,7 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
             ),
             end_stake_confidence=_optional_number(guard, "end_stake_confidence", "guardrails."),
             end_risk_price=_optional_number(guard, "end_risk_price", "guardrails."),
+            end_stake_overrides_min_history=guard.get("end_stake_overrides_min_history", False),
         ),
         exploration=exploration,
     )
@@ -633,6 +664,7 @@ def _exploration(data: Mapping[str, Any]) -> Exploration:
     return Exploration(
         share=_required_number(table, "share", "exploration."),
         max_tier=_optional_str(table, "max_tier", "exploration."),
+        max_expected_loss=_optional_number(table, "max_expected_loss", "exploration."),
     )
 
 

@@ -115,6 +115,10 @@ EN = Phrasebook(
             "Only {months} months of history, but the loss is certain: even the "
             "{certain_confidence} upper bound is a loss of about {certain_upper} a month"
         ),
+        "end_short_stake": (
+            "Only {months} months of history, but ending saves enough to accept the risk of "
+            "judging before the {required} months the policy otherwise waits for"
+        ),
         "end_stake": (
             "The loss is likely, not certain: about a {profit_chance} chance that it earns "
             "money, a risk the policy accepts for what ending saves"

@@ -50,6 +50,7 @@ from urllib.parse import unquote, urlparse
 from model.leak_guard import promotion_refusal
 
 if TYPE_CHECKING:
+    from model.bundle import ModelBundle
     from model.model_card import ModelCard
 
 logger = logging.getLogger(__name__)
@@ -654,6 +655,10 @@ def download_bundle(
 ) -> tuple[Path, int]:
     """Fetch the bundle folder of the version behind ``alias``.
 
+    The caller owns the files: with no ``destination`` they go to a new temporary folder that
+    stays until the caller removes it (removed here only if the fetch fails). To use the model
+    and not its files, call :func:`load_registered_bundle`.
+
     Returns:
         (bundle folder, version).
 
@@ -678,22 +683,47 @@ def download_bundle(
     target = destination or Path(tempfile.mkdtemp(prefix="keepwise-model-"))
     target.mkdir(parents=True, exist_ok=True)
     try:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{settings.model_name}/{version}", dst_path=str(target)
-        )
-    except MlflowException as error:
-        raise RegistryError(
-            f"version {version} ({alias}) has no readable artifacts in {uri}: {error}"
-        ) from error
-    bundle = Path(local) / "artifacts" / "bundle"
-    if not bundle.is_dir():
-        raise RegistryError(
-            f"version {version} ({alias}) in {uri} is not a keepwise model "
-            f"(no bundle folder in its artifacts)"
-        )
-    tags = MlflowClient().get_model_version(settings.model_name, str(version)).tags
-    verify_bundle(bundle, tags.get(BUNDLE_DIGESTS_TAG), f"version {version} ({alias}) in {uri}")
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{settings.model_name}/{version}", dst_path=str(target)
+            )
+        except MlflowException as error:
+            raise RegistryError(
+                f"version {version} ({alias}) has no readable artifacts in {uri}: {error}"
+            ) from error
+        bundle = Path(local) / "artifacts" / "bundle"
+        if not bundle.is_dir():
+            raise RegistryError(
+                f"version {version} ({alias}) in {uri} is not a keepwise model "
+                f"(no bundle folder in its artifacts)"
+            )
+        tags = MlflowClient().get_model_version(settings.model_name, str(version)).tags
+        verify_bundle(bundle, tags.get(BUNDLE_DIGESTS_TAG), f"version {version} ({alias}) in {uri}")
+    except BaseException:
+        if destination is None:  # a folder of our own making: nobody else will remove it
+            shutil.rmtree(target, ignore_errors=True)
+        raise
     return bundle, version
+
+
+def load_registered_bundle(
+    settings: MlflowSettings, alias: str = CHAMPION
+) -> tuple[ModelBundle, int]:
+    """Load the version behind ``alias`` into memory; its downloaded files are removed.
+
+    A command that scores and exits needs the bundle, not its files: downloading into a
+    folder of its own and keeping it would leave one model copy in the temporary directory
+    per run (a nightly batch job fills the disk that way).
+
+    Raises:
+        RegistryError: as :func:`download_bundle`.
+        BundleError: the files are not a bundle this keepwise reads.
+    """
+    from model.bundle import ModelBundle
+
+    with tempfile.TemporaryDirectory(prefix="keepwise-model-") as folder:
+        bundle_dir, version = download_bundle(settings, alias, Path(folder))
+        return ModelBundle.load(bundle_dir), version
 
 
 SCORING_EXPERIMENT = "keepwise-scoring"

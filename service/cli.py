@@ -64,7 +64,7 @@ from model.registry import (
     CHAMPION,
     MlflowSettings,
     RegistryError,
-    download_bundle,
+    load_registered_bundle,
     model_card_text,
     promotion_history,
     version_details,
@@ -723,20 +723,20 @@ def evaluate(
     settings = MlflowSettings(tracking_uri=tracking_uri, model_name=model)
     manifest = data / MANIFEST
     try:
-        bundle_dir, version = download_bundle(settings, alias)
+        bundle, version = load_registered_bundle(settings, alias)
         export = export_date_of(
             result.tables, read_manifest(data)["export_date"] if manifest.exists() else None
         )
         truth = scan_truth(data)[1] if (data / "truth_monthly.parquet").exists() else None
         day, metrics = evaluate_bundle(
-            ModelBundle.load(bundle_dir),
+            bundle,
             result.tables,
             export,
             load_policy(policy),
             TrainingConfig(horizon_days=horizon_days),
             truth_monthly=truth,
         )
-    except (RegistryError, PolicyError) as error:
+    except (RegistryError, PolicyError, BundleError) as error:
         raise _fail(str(error)) from None
     except TrainingError as error:
         raise _fail(str(error), EXIT_INVALID_DATA) from None
@@ -757,8 +757,7 @@ def _evaluate_table(table: Path, mapping: Path, settings: MlflowSettings, alias:
         if not path.is_file():
             raise _fail(f"{path} is not a file")
     try:
-        bundle_dir, version = download_bundle(settings, alias)
-        bundle = ModelBundle.load(bundle_dir)
+        bundle, version = load_registered_bundle(settings, alias)
         imported = import_wide_table(table, load_mapping(mapping))
         metrics = evaluate_wide(bundle.churn, imported)
     except (RegistryError, BundleError, MappingError, WideImportError, WideTrainingError) as error:
@@ -1060,13 +1059,13 @@ def demo(
     )
 
     console.rule(f"6. Recommendations as of {as_of}, from the champion model (keepwise score)")
-    bundle_dir, version = download_bundle(settings, CHAMPION)
+    bundle, version = load_registered_bundle(settings, CHAMPION)
     output = out / "recommendations.parquet"
     scored = run_score_job(
         ScoreJob(
             data=world,
             out=output,
-            bundle=ModelBundle.load(bundle_dir),
+            bundle=bundle,
             model_version=str(version),
             policy=load_policy(DEFAULT_POLICY),
             as_of=as_of,
@@ -1140,8 +1139,7 @@ def _scoring_model(
     settings = MlflowSettings(tracking_uri=tracking_uri, model_name=name)
     try:
         decision_policy = load_policy(policy)
-        bundle_dir, version = download_bundle(settings, alias)
-        bundle = ModelBundle.load(bundle_dir)
+        bundle, version = load_registered_bundle(settings, alias)
         check_horizon(decision_policy, bundle.horizon_days)
     except (RegistryError, PolicyError, BundleError) as error:
         raise _fail(str(error)) from None

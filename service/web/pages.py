@@ -34,7 +34,7 @@ from model.registry import (
 from service.api import authority
 from service.api.deps import get_policy
 from service.api.routes.model import model_public
-from service.api.schemas import DecisionRequest
+from service.api.schemas import DecisionRequest, ReportedOfferRequest
 from service.api.whatif import WhatIfError, what_if
 from service.storage import SORT_COLUMNS, DecisionReport, PortfolioFilter
 from service.web import charts
@@ -332,6 +332,7 @@ async def customer(request: Request, customer_id: str, user: UserDep) -> HTMLRes
             "scenario": scenario,
             "scenario_error": scenario_error,
             "params": params,
+            "today": datetime.now(UTC).date().isoformat(),
             "done": params.get("done"),
         },
     )
@@ -351,6 +352,7 @@ async def record_decision(request: Request, customer_id: str, user: UserDep) -> 
         raise PageError(403, f"a {user.key.role} key cannot record decisions; this needs agent")
     stored = await _customer(request, user, customer_id)
     followed = {"followed": True, "overridden": False}.get(form.get("followed", ""))
+    offer = _reported_offer(form)
     try:
         body = DecisionRequest(
             customer_id=stored.customer_id,
@@ -366,11 +368,58 @@ async def record_decision(request: Request, customer_id: str, user: UserDep) -> 
     except ValidationError as error:
         fields = sorted({str(e["loc"][-1]) for e in error.errors() if e["loc"]})
         raise PageError(422, f"please fill in: {', '.join(fields) or 'the form'}") from None
-    report = DecisionReport(**body.model_dump(), recorded_by=user.key.name)
+    report = DecisionReport(
+        **body.model_dump(exclude={"offer"}),
+        recorded_by=user.key.name,
+        offer=None if offer is None else offer.to_record(),
+    )
     await call_store(request.app.state.store.record_decision, report)
     return RedirectResponse(
         f"{PREFIX}/customers/{stored.customer_id}?done=decision#history", status_code=303
     )
+
+
+# the form's answer field: (accepted, holdout) of the report's offer block
+OFFER_ANSWERS = {
+    "accepted": (True, False),
+    "declined": (False, False),
+    "pending": (None, False),
+    "holdout": (None, True),
+}
+
+
+def _reported_offer(form: dict[str, str]) -> ReportedOfferRequest | None:
+    """The form's offer block (``POST /v1/decisions``' ``offer``), or None without a kind.
+
+    Raises:
+        PageError: 422 naming the offer field that is wrong and why.
+    """
+    kind = form.get("offer_kind", "").strip()
+    if not kind:
+        return None
+    answer = form.get("offer_answer", "")
+    if answer not in OFFER_ANSWERS:
+        raise PageError(
+            422, "offer: choose what happened (accepted, declined, no answer yet, held out)"
+        )
+    accepted, holdout = OFFER_ANSWERS[answer]
+    cost = form.get("offer_cost", "").strip()
+    try:
+        return ReportedOfferRequest(
+            kind=kind,  # type: ignore[arg-type]
+            offered_on=form.get("offer_on", ""),  # type: ignore[arg-type]
+            accepted=accepted,
+            cost=None if holdout or not cost else cost,  # type: ignore[arg-type]
+            responded_on=form.get("offer_responded_on") or None,  # type: ignore[arg-type]
+            holdout=holdout,
+        )
+    except ValidationError as error:
+        problems = [
+            (f"{problem['loc'][-1]}: " if problem["loc"] else "")
+            + str(problem["msg"]).removeprefix("Value error, ")
+            for problem in error.errors()
+        ]
+        raise PageError(422, f"offer: {'; '.join(problems)}") from None
 
 
 @router.get("/model", response_class=HTMLResponse)

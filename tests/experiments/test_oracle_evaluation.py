@@ -13,6 +13,7 @@ from experiments.oracle_evaluation import (
     by_archetype,
     chosen_true_values,
     compare_with_oracle,
+    gap_by_cause,
     true_action_values,
 )
 from experiments.synthetic.world import default_policy
@@ -183,3 +184,51 @@ def test_an_explored_offer_is_valued_as_itself_and_the_baseline_keeps_the_kernel
     assert compare_with_oracle(
         decided.with_columns(explored=pl.lit(False)), VALUES, POLICY
     ).top_decile == pytest.approx(1200.0 + 500.0)
+
+
+def test_the_gap_to_the_oracle_is_split_into_causes_that_add_up():
+    values = _values(
+        {
+            "A": {"retain": -5000.0, "end": -2000.0},  # missed end
+            "B": {"retain": 1000.0, "end": -3000.0, "offer_gift": 1600.0, "offer_refund": 1200.0},
+            "C": {"retain": 500.0, "end": -2500.0},  # an offer that loses
+            "D": {"retain": 800.0, "end": -2000.0, "offer_service": 900.0},  # missed offer
+            "E": {"retain": 300.0, "end": 100.0},  # wrongly ended? no: ending is worse
+            "F": {"retain": -4000.0, "end": -1000.0},  # protected: the oracle may not end
+            "G": {"retain": 200.0, "end": -1000.0, "offer_gift": 400.0},  # explored
+        }
+    )
+    decided = _recommendations(
+        [
+            ("A", "retain", None, "enterprise", 0.2),
+            ("B", "compensate", "refund", "mid_market", 0.5),
+            ("C", "compensate", "discount", "small_business", 0.05),
+            ("D", "retain", None, "mid_market", 0.1),
+            ("E", "end", None, "enterprise", 0.1),
+            ("F", "retain", None, "public_sector", 0.1),
+            ("G", "compensate", "refund", "mid_market", 0.1),
+        ]
+    ).with_columns(explored=pl.col("customer_id") == "G")
+    table = gap_by_cause(decided, values, POLICY)
+    lost = dict(zip(table["cause"], table["lost"], strict=True))
+    assert lost == {
+        "missed end": 3000.0,
+        "other offer kind": 400.0,
+        "offer that loses": 100.0,
+        "missed offer": 100.0,
+        "wrong end": 200.0,
+        "same action": 0.0,
+        "exploration": 400.0 - 100.0,
+    }
+    assert set(table["archetype"]) == {"all"}
+    assert table["cause"].to_list()[0] == "exploration"  # in cause order
+    # the causes add up to the gap between the oracle and the policy
+    result = compare_with_oracle(decided, values, POLICY)
+    assert table["lost"].sum() == pytest.approx(result.oracle - result.policy)
+    # per archetype the same customers are split
+    archetypes = pl.DataFrame(
+        {"customer_id": list("ABCDEFG"), "archetype": ["x", "y", "y", "x", "x", "y", "x"]}
+    )
+    split = gap_by_cause(decided, values, POLICY, archetypes)
+    assert split["customers"].sum() == 7
+    assert split.filter(pl.col("archetype") == "x")["lost"].sum() == 3000 + 100 + 200 + 300

@@ -284,12 +284,13 @@ def test_difficult_client_in_a_protected_segment_is_not_ended(policy: Policy) ->
 @pytest.mark.parametrize(
     ("overrides", "blocked"),
     [
-        # 90% upper bound -2300 + 1.282 * 1600 = -250 < 0, but the 95% bound
-        # -2300 + 1.645 * 1600 = +332 is not: the loss is not certain enough to end sooner
+        # 90% upper bound -1000 + 1.282 * 700 = -103 < 0, but the 95% bound
+        # -1000 + 1.645 * 700 = +151 is not: the loss is not certain enough to end sooner, and
+        # the stake (ending gains 140) is below its risk, 25,000 * P(margin > 0) = 1,900
         (
-            {"months_of_history": 5, "monthly_margin_se": 1_600.0},
+            {"months_of_history": 5, "monthly_margin": -1_000.0, "monthly_margin_se": 700.0},
             "end blocked: 5 months of history, policy needs 12 unless the loss is certain at "
-            "95% (upper bound 330 a month)",
+            "95% (upper bound 150 a month)",
         ),
         # upper bound -2300 + 1.282 * 4000 = +2826 >= 0: the loss is not certain enough, and
         # not even likely enough for the stake rule (-2300 + 0.674 * 4000 = +398 >= 0)
@@ -304,10 +305,15 @@ def test_difficult_client_in_a_protected_segment_is_not_ended(policy: Policy) ->
             "end blocked: margin uncertainty unknown",
         ),
         (
-            {"segment": "public_sector", "months_of_history": 2, "monthly_margin_se": 1_600.0},
+            {
+                "segment": "public_sector",
+                "months_of_history": 2,
+                "monthly_margin": -1_000.0,
+                "monthly_margin_se": 700.0,
+            },
             "end blocked: protected segment public_sector; "
             "end blocked: 2 months of history, policy needs 12 unless the loss is certain at "
-            "95% (upper bound 330 a month)",
+            "95% (upper bound 150 a month)",
         ),
     ],
 )
@@ -332,7 +338,12 @@ def test_a_likely_loss_is_ended_when_the_stake_pays_for_the_risk(policy: Policy)
         result["reasons"]
     )
     # without the stake rule the 90% bound blocks
-    guard = dataclasses.replace(policy.guardrails, end_stake_confidence=None, end_risk_price=None)
+    guard = dataclasses.replace(
+        policy.guardrails,
+        end_stake_confidence=None,
+        end_risk_price=None,
+        end_stake_overrides_min_history=False,
+    )
     strict = one(
         decide(
             frame(difficult_client(monthly_margin_se=2_000.0)),
@@ -356,8 +367,46 @@ def test_a_likely_loss_is_ended_when_the_stake_pays_for_the_risk(policy: Policy)
 
 
 def without_certain_loss_rule(policy: Policy) -> Policy:
-    guard = dataclasses.replace(policy.guardrails, certain_loss_confidence=None)
+    guard = dataclasses.replace(
+        policy.guardrails, certain_loss_confidence=None, end_stake_overrides_min_history=False
+    )
     return dataclasses.replace(policy, guardrails=guard)
+
+
+def waiting_for_history(policy: Policy) -> Policy:
+    """``policy`` as before 2024.7: the stake rule does not override the minimum history."""
+    guard = dataclasses.replace(policy.guardrails, end_stake_overrides_min_history=False)
+    return dataclasses.replace(policy, guardrails=guard)
+
+
+def test_a_short_history_is_ended_when_the_stake_pays_for_the_risk(policy: Policy) -> None:
+    # 5 months; the 95% bound -2300 + 1.645 * 1600 = +332 is not a certain loss, but the 75%
+    # bound -2300 + 0.674 * 1600 = -1221 is a likely one, and ending gains far more than the
+    # risk's price, 25,000 * P(margin > 0) = 25,000 * 7.5% (policy 2024.7)
+    row = difficult_client(months_of_history=5, monthly_margin_se=1_600.0)
+    assert policy.guardrails.end_stake_overrides_min_history
+    result = one(decide(frame(row), policy), "difficult")
+    assert result["action"] == "end"
+    assert result["approval_tier"] == "director"
+    assert result["blocked_reason"] is None
+    assert (
+        "Only 5 months of history, but ending saves enough to accept the risk of judging "
+        "before the 12 months the policy otherwise waits for"
+    ) in result["reasons"]
+    assert not any("the loss is certain" in r for r in result["reasons"])
+    # the API says the same
+    assert decide_records([row], policy)[0]["reasons"] == result["reasons"]
+    # a policy that waits for the history unless the loss is certain holds it back
+    held = one(decide(frame(row), waiting_for_history(policy)), "difficult")
+    assert held["action"] != "end"
+    assert held["blocked_reason"] == (
+        "end blocked: 5 months of history, policy needs 12 unless the loss is certain at 95% "
+        "(upper bound 330 a month)"
+    )
+    # protected segments stay protected
+    public = one(decide(frame(row | {"segment": "public_sector"}), policy), "difficult")
+    assert public["action"] != "end"
+    assert public["blocked_reason"] == "end blocked: protected segment public_sector"
 
 
 def test_a_certain_loss_is_ended_despite_a_short_history(policy: Policy) -> None:

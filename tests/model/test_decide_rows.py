@@ -104,8 +104,11 @@ def test_business_cases_match_and_every_branch_is_reached(policy: Policy) -> Non
     rows = [
         difficult_client(customer_id="difficult"),
         difficult_client(customer_id="protected", segment="public_sector"),
-        # too new to judge: the loss is not certain at 95% (-2300 + 1.645 * 1600 > 0)
-        difficult_client(customer_id="new", months_of_history=3, monthly_margin_se=1_600.0),
+        # too new to judge: the loss is not certain at 95% (-1000 + 1.645 * 700 > 0) and the
+        # stake (140) is below its risk (25,000 * P(margin > 0) = 1,900)
+        difficult_client(
+            customer_id="new", months_of_history=3, monthly_margin=-1_000.0, monthly_margin_se=700.0
+        ),
         # as new, but the loss is certain (-2300 + 1.645 * 300 < 0)
         difficult_client(customer_id="certain", months_of_history=3),
         difficult_client(customer_id="unsure", monthly_margin_se=None),

@@ -335,3 +335,99 @@ def test_the_policy_file_takes_an_exploration_table() -> None:
         data["exploration"] = bad
         with pytest.raises(PolicyError, match=re.escape(message)):
             parse_policy(data)
+
+
+def bounded(share: float, loss: float, max_tier: str | None = "manager") -> Policy:
+    policy = exploring(share, max_tier)
+    return dataclasses.replace(
+        policy,
+        exploration=Exploration(share=share, max_tier=max_tier, max_expected_loss=loss),
+    )
+
+
+def model_value_given_up(result: pl.DataFrame, policy: Policy) -> pl.Series:
+    """V(greedy) - V(recommended), from the model's own expected values on each row."""
+    kinds = policy.offer_kinds
+
+    def value_of(action: str, kind: pl.Expr) -> pl.Expr:
+        offered = pl.coalesce([pl.when(kind == k).then(pl.col(f"ev_offer_{k}")) for k in kinds])
+        return pl.when(pl.col(action) == "compensate").then(offered).otherwise("ev_retain")
+
+    greedy_kind = pl.coalesce(
+        [pl.when(pl.col(f"ev_offer_{k}") == pl.col("ev_best_offer")).then(pl.lit(k)) for k in kinds]
+    )
+    return result.select(
+        value_of("greedy_action", greedy_kind) - value_of("action", pl.col("offer_kind"))
+    ).to_series()
+
+
+def test_a_bounded_experiment_gives_up_at_most_the_bound_and_keeps_every_offer_kind(
+    customers: pl.DataFrame,
+) -> None:
+    loss = 250.0
+    free = exploring(0.5, "manager")
+    policy = bounded(0.5, loss)
+    greedy = decide(customers, policy)
+    unbounded = explore(greedy, free, as_of=AS_OF).filter("explored")
+    given_up_free = model_value_given_up(unbounded, free)
+    assert (given_up_free > loss).sum() > 500  # without the bound many experiments cost more
+    result = explore(greedy, policy, as_of=AS_OF)
+    explored = result.filter("explored")
+    assert explored.height > 3_000
+    assert (model_value_given_up(explored, policy) <= loss).all()
+    # the control arm and every offer kind keep support
+    arms = explored.select(
+        pl.when(pl.col("action") == "retain").then(pl.lit("retain")).otherwise("offer_kind")
+    ).to_series()
+    assert set(arms.unique()) == {"retain", *policy.offer_kinds}
+    # the records path draws the same experiments
+    sample = customers.head(400)
+    batch = explore(decide(sample, policy), policy, as_of=AS_OF)
+    online = explore_records(decide_records(sample.to_dicts(), policy), policy, as_of=AS_OF)
+    for want, got in zip(batch.iter_rows(named=True), online, strict=True):
+        for column in (*CHANGED_COLUMNS, "greedy_action", "propensity", "explored"):
+            assert got[column] == want[column], (want["customer_id"], column)
+
+
+def test_a_bounded_experiment_keeps_exact_propensities(customers: pl.DataFrame) -> None:
+    policy = bounded(0.2, 100.0)
+    result = explore(decide(customers, policy), policy, as_of=AS_OF)
+    # a customer whose every alternative costs more than the bound is not explored at all
+    certain = result.filter(pl.col("propensity") == 1.0)
+    assert certain.height > 1_000
+    assert not certain["explored"].any()
+    # the propensities are the draw frequencies over the (smaller) allowed sets: an explored
+    # customer's is share / |E_i| and a kept one's 1 - share
+    explored = result.filter("explored")
+    alternatives = (0.2 / explored["propensity"]).round(9)
+    assert (alternatives == alternatives.round(0)).all()
+    assert alternatives.min() >= 1 and alternatives.max() <= 1 + len(policy.offers)
+    kept = result.filter(~pl.col("explored") & (pl.col("propensity") < 1.0))
+    assert (kept["propensity"] == 0.8).all()
+
+
+def test_choose_leaves_out_a_retain_that_is_not_allowed() -> None:
+    greedy = np.array([1, 1, 0])  # two greedy offers, one retain
+    offers = np.array([0, 1, 0])
+    allowed = np.array([[True, True], [False, True], [True, False]])
+    retain_ok = np.array([False, False, True])
+    u = np.zeros(3)  # everyone drawn
+    v = np.full(3, 0.99)
+    choice = choose(greedy, offers, allowed, u, v, 0.1, retain_ok)
+    # customer 0: only offer 1 is an alternative; customer 1: none (not explorable)
+    assert choice.slot.tolist() == [2, 2, 1]
+    assert choice.explored.tolist() == [True, False, True]
+    assert np.allclose(choice.distribution.sum(axis=1), 1.0)
+    assert choice.distribution[0].tolist() == pytest.approx([0.0, 0.9, 0.1])
+    assert choice.distribution[1].tolist() == [0.0, 0.0, 1.0]
+    assert choice.propensity.tolist() == pytest.approx([0.1, 1.0, 0.1])
+
+
+def test_the_policy_file_takes_a_bound_on_what_an_experiment_gives_up() -> None:
+    data = tomllib.loads(DEFAULT.read_text())
+    assert parse_policy(data).exploration.max_expected_loss == 250.0
+    data["exploration"] = {"share": 0.05, "max_expected_loss": 80}
+    assert parse_policy(data).exploration.max_expected_loss == 80.0
+    data["exploration"] = {"share": 0.05, "max_expected_loss": -1.0}
+    with pytest.raises(PolicyError, match=r"exploration.max_expected_loss: -1.0 is below"):
+        parse_policy(data)

@@ -146,11 +146,24 @@ def test_every_blocked_end_says_why_and_every_end_keeps_the_guard_rails(policy: 
     for reasons in ended.filter(pl.col("margin_upper") < 0)["reasons"]:
         assert not any(r.startswith("The loss is likely, not certain") for r in reasons)
     short = ended.filter(pl.col("months_of_history") < guard.min_history_months_to_end)
-    assert short.height > 0  # the certain-loss rule is exercised ...
     certain_upper = short["monthly_margin"] + guard.certain_loss_z * short["monthly_margin_se"]
-    assert (certain_upper < 0).all()  # ... and only where the loss is certain
-    for reasons in short["reasons"]:
+    certain = short.filter(certain_upper < 0)
+    assert certain.height > 0  # the certain-loss rule is exercised ...
+    for reasons in certain["reasons"]:
         assert any(r.startswith("Only ") and "the loss is certain" in r for r in reasons)
+    # ... and otherwise a short history is ended only by the stake rule (policy 2024.7), which
+    # says so
+    assert guard.end_stake_overrides_min_history
+    early = short.filter(certain_upper >= 0)
+    assert early.height > 0
+    m, se = early["monthly_margin"].to_numpy(), early["monthly_margin_se"].to_numpy()
+    assert (m + guard.end_stake_z * se < 0).all()
+    alternative = np.maximum(early["ev_retain"].to_numpy(), early["ev_best_offer"].to_numpy())
+    gain = early["ev_end"].to_numpy() - alternative
+    assert (gain >= guard.end_risk_price * norm.cdf(m / se)).all()
+    for reasons in early["reasons"]:
+        assert any(r.startswith("Only ") and "accept the risk of judging" in r for r in reasons)
+        assert not any("the loss is certain" in r for r in reasons)
 
 
 _DIGEST = """

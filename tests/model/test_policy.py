@@ -196,7 +196,11 @@ def test_optional_keys_take_their_documented_defaults(document: dict[str, Any]) 
     changed = _with(changed, "guardrails.certain_loss_confidence", ...)
     changed = _with(changed, "guardrails.end_stake_confidence", ...)
     changed = _with(changed, "guardrails.end_risk_price", ...)
+    changed = _with(changed, "guardrails.end_stake_overrides_min_history", ...)
+    changed = _with(changed, "exploration.max_expected_loss", ...)
     policy = parse_policy(changed)
+    assert policy.guardrails.end_stake_overrides_min_history is False
+    assert policy.exploration.max_expected_loss is None  # experiments draw from every allowed
     assert policy.guardrails.certain_loss_confidence is None  # the minimum history always holds
     assert math.isnan(policy.guardrails.certain_loss_z)
     assert policy.guardrails.end_risk_price is None  # only the margin bound allows "end"
@@ -214,6 +218,18 @@ def test_the_stake_rule_needs_both_its_numbers(document: dict[str, Any], given: 
     }[given]
     with pytest.raises(PolicyError, match=r"end_stake_confidence and .*end_risk_price go together"):
         parse_policy(_with(document, other, ...))
+
+
+def test_the_stake_override_of_the_minimum_history_is_checked(document: dict[str, Any]) -> None:
+    assert parse_policy(document).guardrails.end_stake_overrides_min_history is True
+    with pytest.raises(
+        PolicyError, match=r"end_stake_overrides_min_history: expected true or false, got 'yes'"
+    ):
+        parse_policy(_with(document, "guardrails.end_stake_overrides_min_history", "yes"))
+    without_stake = _with(document, "guardrails.end_stake_confidence", ...)
+    without_stake = _with(without_stake, "guardrails.end_risk_price", ...)
+    with pytest.raises(PolicyError, match=r"needs guardrails.end_stake_confidence"):
+        parse_policy(without_stake)
 
 
 def test_custom_segments_can_be_declared_and_protected(document: dict[str, Any]) -> None:

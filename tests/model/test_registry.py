@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from model.registry import (
     RegistryError,
     configure,
     download_bundle,
+    load_registered_bundle,
     log_and_register,
     promote,
     version_for_alias,
@@ -108,6 +110,19 @@ def test_download_bundle_by_alias(registered, store, trained, tmp_path):
     folder, version = download_bundle(store, CHALLENGER, tmp_path)
     assert version == registered.version
     assert ModelBundle.load(folder).feature_columns == trained.bundle.feature_columns
+
+
+def test_a_registered_bundle_is_loaded_without_leaving_its_files(
+    registered, store, trained, tmp_path, monkeypatch
+):
+    """A nightly job loads the model every run: no copy of it may stay in the temp folder."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    bundle, version = load_registered_bundle(store, CHALLENGER)
+    assert version == registered.version
+    assert bundle.feature_columns == trained.bundle.feature_columns
+    assert list(scratch.iterdir()) == []
 
 
 def test_promotion_needs_a_challenger_that_is_not_worse(registered, trained, store, tmp_path):
@@ -213,6 +228,18 @@ def test_a_truncated_artifact_is_refused_before_lightgbm_parses_it(damaged, tmp_
     message = str(refused.value)
     assert f"version {version} (champion)" in message
     assert "churn/booster.txt differs from the file registered" in message
+
+
+def test_a_failed_download_removes_the_folder_it_made(damaged, tmp_path, monkeypatch):
+    settings, _ = damaged
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with pytest.raises(RegistryError, match="differs from the file registered"):
+        download_bundle(settings, CHAMPION)
+    with pytest.raises(RegistryError, match="differs from the file registered"):
+        load_registered_bundle(settings, CHAMPION)
+    assert list(scratch.iterdir()) == []
 
 
 def test_a_version_without_checksums_is_loaded_in_a_child_first(damaged, tmp_path):

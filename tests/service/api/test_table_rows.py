@@ -33,7 +33,7 @@ from typer.testing import CliRunner
 
 from model.bundle import ModelBundle
 from model.policy import load_policy
-from model.registry import MlflowSettings, download_bundle
+from model.registry import MlflowSettings, load_registered_bundle
 from service.api.schemas import EXAMPLE_FEATURES, recommendation_from_row
 from service.api.serving import load_serving_model
 from service.cli import EXIT_USAGE
@@ -374,8 +374,7 @@ def test_a_reload_to_another_kind_of_model_changes_the_documented_body(
 
 def _save_as(wide: Wide, folder: Path, **changes: Any) -> Path:
     """The registered bundle saved to ``folder`` with ``changes`` (e.g. another horizon)."""
-    bundle_dir, _ = download_bundle(MlflowSettings(tracking_uri=wide.uri, model_name=NAME))
-    bundle = ModelBundle.load(bundle_dir)
+    bundle, _ = load_registered_bundle(MlflowSettings(tracking_uri=wide.uri, model_name=NAME))
     return dataclasses.replace(bundle, **changes).save(folder)
 
 

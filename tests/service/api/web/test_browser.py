@@ -70,10 +70,15 @@ def test_filter_follow_what_if_decide_approve_and_see_the_history(
     page.get_by_label("Where (branch, channel, site)").fill("Phone")
     page.get_by_label("Authority used").fill("front_line: none, escalated to the director")
     page.get_by_label("Outcome").fill("Escalated for the end decision")
+    page.get_by_label("Offer made").select_option("training")
+    page.get_by_label("What happened").select_option("declined")
+    page.get_by_label("Its cost if accepted").fill("900")
     page.get_by_role("button", name="Record decision").click()
     page.wait_for_url(re.compile(r"done=decision"))
     assert page.get_by_role("status").first.inner_text() == "Decision recorded."
-    assert "Account review after escalations" in page.locator("#history").inner_text()
+    history = page.locator("#history").inner_text()
+    assert "Account review after escalations" in history
+    assert re.search(r"Offer training on \d{4}-\d{2}-\d{2}: declined, cost 900", history)
     page.close()
 
     director = _sign_in(chromium, site, keys.tokens["director"])
