@@ -58,9 +58,7 @@ import polars as pl
 from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.world import generate_world
 from model.churn import ChurnParams
-from model.decision_inputs import inputs_of
-from model.exploration import choose, exploration_support, explore, offer_terms
-from model.kernel import ACTIONS
+from model.exploration import explore, logging_distribution
 from model.off_policy import ESTIMATORS, arm_of, evaluate_policy, redecide
 from model.policy import Policy, load_policy
 from model.recommend import recommend
@@ -84,44 +82,6 @@ def logged_decisions(decisions: pl.DataFrame, policy: Policy, seed: int) -> pl.D
     as_of = decisions.get_column("as_of")[0]
     repeat = dataclasses.replace(policy, version=f"{policy.version}-r{seed}")
     return explore(decisions, repeat, as_of=as_of)
-
-
-def logging_distribution(decisions: pl.DataFrame, policy: Policy) -> pl.DataFrame:
-    """``pi_0(a | x)`` of every arm under the policy's exploration (no budget).
-
-    :func:`model.exploration.choose`'s ``distribution`` over retain and the catalogue's offers,
-    built from the same allowed set the batch uses; "end" gets 1 where the kernel ended the
-    customer (never explored). It does not depend on the draws.
-
-    Returns:
-        ``customer_id`` and one probability column per arm (``retain``, ``offer_<kind>``,
-        ``end``); each row sums to one.
-    """
-    n = decisions.height
-    inputs = inputs_of(decisions.columns)
-    matrix = decisions.select(pl.col(c).cast(pl.Float64) for c in inputs.numeric).to_numpy()
-    index = {name: k for k, name in enumerate(inputs.numeric)}
-    terms = offer_terms(
-        lambda name: np.ascontiguousarray(matrix[:, index[name]], dtype=np.float64),
-        decisions.columns,
-        decisions.get_column("segment").cast(pl.String).to_list(),
-        policy,
-    )
-    greedy = np.array([ACTIONS.index(a) for a in decisions.get_column("action").to_list()])
-    kinds = {offer.kind: j for j, offer in enumerate(policy.offers)}
-    greedy_offer = np.array([kinds.get(k, 0) for k in decisions.get_column("offer_kind").to_list()])
-    zeros = np.zeros(n)
-    ev_retain = decisions.get_column("ev_retain").cast(pl.Float64).to_numpy()
-    retain, offers = exploration_support(terms, ev_retain, greedy, greedy_offer, policy)
-    choice = choose(greedy, greedy_offer, offers, zeros, zeros, policy.exploration.share, retain)
-    arms = ["retain", *(f"offer_{offer.kind}" for offer in policy.offers)]
-    return pl.DataFrame(
-        {
-            "customer_id": decisions.get_column("customer_id"),
-            **{arm: choice.distribution[:, j] for j, arm in enumerate(arms)},
-            "end": (choice.greedy_slot < 0).astype(np.float64),
-        }
-    )
 
 
 def oracle_long(truth_action_values: pl.DataFrame, as_of: object) -> pl.DataFrame:
@@ -152,8 +112,10 @@ def candidates(policy: Policy) -> dict[str, Policy]:
 
     Two change the choice among retain and the offers, which exploration supports: cheaper
     offers only (refund, discount, gift) and no training offer. One changes the rule for
-    ending, which the log cannot support (a customer the kernel ends is never explored): it is
-    kept to show what the estimators do without support.
+    ending (stricter bounds, 24 months of history, no stake rule), which the log cannot support
+    (a customer the kernel ends is never explored): it is kept to show what the estimators do
+    without support. Support is judged with the logging policy (``in_force``), so customers
+    whose experiments could not draw the candidate's action count as unsupported too.
     """
     cheap = tuple(o for o in policy.offers if o.kind in ("refund", "discount", "gift"))
     no_training = tuple(o for o in policy.offers if o.kind != "training")
@@ -169,6 +131,9 @@ def candidates(policy: Policy) -> dict[str, Policy]:
                 end_margin_confidence=0.99,
                 certain_loss_confidence=0.999,
                 min_history_months_to_end=24,
+                end_stake_confidence=None,
+                end_risk_price=None,
+                end_stake_overrides_min_history=False,
             ),
         ),
     }
@@ -273,6 +238,7 @@ def run_repeats(
                 interval="bootstrap" if interval == "bootstrap" else "analytic",
                 bootstrap_samples=1000,
                 seed=seed,
+                in_force=logging_policy,
             )
             common = {
                 "candidate": name,

@@ -376,6 +376,51 @@ def drawn_count(decided: pl.DataFrame, policy: Policy, as_of: date) -> int:
     return int(((u < share) & (greedy != "end")).sum())
 
 
+def logging_distribution(decisions: pl.DataFrame, policy: Policy) -> pl.DataFrame:
+    """``pi_0(a | x)`` of every arm under the policy's exploration (no budget).
+
+    :func:`choose`'s ``distribution`` over retain and the catalogue's offers, built from the
+    same allowed set the batch uses (:func:`exploration_support`); "end" gets 1 where the kernel
+    ended the customer (never explored). It does not depend on the draws. With a portfolio
+    budget the batch's allowed set is narrower (each experiment's cost is capped by what the
+    budget leaves), so this is then an upper bound of the support.
+
+    Args:
+        decisions: The kernel's decisions before exploration (:func:`model.decide.decide`):
+            the decision inputs, ``segment``, ``action``, ``offer_kind`` and ``ev_retain``.
+        policy: The policy whose exploration drew the log.
+
+    Returns:
+        ``customer_id`` and one probability column per arm (``retain``, ``offer_<kind>``,
+        ``end``); each row sums to one.
+    """
+    n = decisions.height
+    inputs = inputs_of(decisions.columns)
+    matrix = decisions.select(pl.col(c).cast(pl.Float64) for c in inputs.numeric).to_numpy()
+    index = {name: k for k, name in enumerate(inputs.numeric)}
+    terms = offer_terms(
+        lambda name: np.ascontiguousarray(matrix[:, index[name]], dtype=np.float64),
+        decisions.columns,
+        decisions.get_column("segment").cast(pl.String).to_list(),
+        policy,
+    )
+    greedy = np.array([ACTIONS.index(a) for a in decisions.get_column("action").to_list()])
+    kinds = {offer.kind: j for j, offer in enumerate(policy.offers)}
+    greedy_offer = np.array([kinds.get(k, 0) for k in decisions.get_column("offer_kind").to_list()])
+    zeros = np.zeros(n)
+    ev_retain = decisions.get_column("ev_retain").cast(pl.Float64).to_numpy()
+    retain, offers = exploration_support(terms, ev_retain, greedy, greedy_offer, policy)
+    choice = choose(greedy, greedy_offer, offers, zeros, zeros, policy.exploration.share, retain)
+    arms = ["retain", *(f"offer_{offer.kind}" for offer in policy.offers)]
+    return pl.DataFrame(
+        {
+            "customer_id": decisions.get_column("customer_id"),
+            **{arm: choice.distribution[:, j] for j, arm in enumerate(arms)},
+            "end": (choice.greedy_slot < 0).astype(np.float64),
+        }
+    )
+
+
 # --- frames (the batch) -------------------------------------------------------------------------
 
 

@@ -51,9 +51,15 @@ arm (only these carry information for IPS/SNIPS), the effective sample size
 ``ESS = (sum w)^2 / sum w^2`` (Kish), the largest weight, and **support**: the rows where the
 candidate's arm had no chance of being logged -- the log took another arm with propensity 1
 (the policy in force never explores a customer it ends), or the arm was never taken for any
-customer the candidate gives it to. IPS and SNIPS assume ``pi_0(e_i | x_i) > 0``; on those rows
-they have nothing to go on and DR rests on the model alone, so all three are biased there by
-as much as the model is wrong; a warning says so in plain words.
+customer the candidate gives it to. Given the policy that wrote the log (``in_force``), support
+is judged exactly: ``pi_0(e_i | x_i)`` is recomputed from the logged decision inputs
+(:func:`model.exploration.logging_distribution`; an experiment draws only among the
+alternatives the policy allows that customer, e.g. within its ``max_expected_loss``), and every
+row where it is 0 is unsupported -- after checking that this policy reproduces the logged
+propensities (otherwise it is not the one that wrote the log, and support falls back to the
+propensity-1 rule). IPS and SNIPS assume ``pi_0(e_i | x_i) > 0``; on unsupported rows they have
+nothing to go on and DR rests on the model alone, so all three are biased there by as much as
+the model is wrong; a warning says so in plain words.
 """
 
 from __future__ import annotations
@@ -426,6 +432,13 @@ def redecide(log: pl.DataFrame, candidate: Policy) -> pl.DataFrame:
         OffPolicyError: The log lacks decision inputs.
         model.decision_inputs.DecisionInputError: The inputs break a rule of the kernel.
     """
+    decided = decide(_logged_inputs(log), candidate)
+    decided = allocate_budget(decided, candidate.guardrails.offer_budget, candidate)
+    evs = [c for c in decided.columns if c.startswith("ev_") and c != "ev_best_offer"]
+    return decided.select("customer_id", arm_of(), *evs)
+
+
+def _logged_inputs(log: pl.DataFrame) -> pl.DataFrame:
     missing = [c for c in REQUIRED_COLUMNS if c not in log.columns]
     if missing:
         raise OffPolicyError(
@@ -437,10 +450,38 @@ def redecide(log: pl.DataFrame, candidate: Policy) -> pl.DataFrame:
         for c in log.columns
         if c in REQUIRED_COLUMNS or c in OPTIONAL_COLUMNS or c.startswith(OFFER_PREFIXES)
     ]
-    decided = decide(log.select(inputs), candidate)
-    decided = allocate_budget(decided, candidate.guardrails.offer_budget, candidate)
-    evs = [c for c in decided.columns if c.startswith("ev_") and c != "ev_best_offer"]
-    return decided.select("customer_id", arm_of(), *evs)
+    return log.select(inputs)
+
+
+def logging_chances(log: pl.DataFrame, in_force: Policy, *arms: np.ndarray) -> list[np.ndarray]:
+    """``pi_0(a_i | x_i)`` under ``in_force``'s exploration for each array of arms, from the
+    logged decision inputs.
+
+    The kernel re-decides each customer with ``in_force`` (as the batch did before exploring)
+    and :func:`model.exploration.logging_distribution` gives each arm's probability; an arm the
+    policy does not know (not in its catalogue) has probability 0.
+
+    Args:
+        log: The decision log (one row per customer) with the decision inputs.
+        in_force: The policy that wrote the log.
+        arms: Arrays of one arm per log row (``retain``, ``end``, ``offer_<kind>``).
+
+    Raises:
+        OffPolicyError: The log lacks decision inputs.
+        model.decision_inputs.DecisionInputError: The inputs break a rule of the kernel.
+    """
+    from model.exploration import logging_distribution
+
+    distribution = logging_distribution(decide(_logged_inputs(log), in_force), in_force)
+    columns = [c for c in distribution.columns if c != "customer_id"]
+    matrix = distribution.select(columns).to_numpy()
+    index = {arm: j for j, arm in enumerate(columns)}
+    rows = np.arange(log.height)
+    chances = []
+    for given in arms:
+        slots = np.array([index.get(str(arm), -1) for arm in given], dtype=np.int64)
+        chances.append(np.where(slots >= 0, matrix[rows, np.clip(slots, 0, None)], 0.0))
+    return chances
 
 
 def evaluate_policy(
@@ -453,6 +494,7 @@ def evaluate_policy(
     bootstrap_samples: int = DEFAULT_BOOTSTRAP_SAMPLES,
     seed: int = 0,
     source: str = "decision log",
+    in_force: Policy | None = None,
 ) -> PolicyEvaluation:
     """Estimate the candidate's value per customer on the log, next to the policy in force.
 
@@ -468,6 +510,9 @@ def evaluate_policy(
         bootstrap_samples: Resamples for ``"bootstrap"``.
         seed: Bootstrap seed.
         source: Name of the log in messages.
+        in_force: The policy that wrote the log, if known: support is then judged from its
+            exploration's distribution per customer (module docstring), not only from
+            propensities of 1.
 
     Raises:
         OffPolicyError: Bad log or outcomes (see :func:`check_log`), no rows with outcomes, or a
@@ -498,18 +543,24 @@ def evaluate_policy(
     logged_np, target_np = logged.to_numpy(), target_arm.to_numpy()
     q_logged = _pick(q, logged_np)
     q_target = _pick(q, target_np)
+    propensity = joined.get_column("propensity").cast(pl.Float64).to_numpy()
     influence = influence_terms(
         logged_np,
-        joined.get_column("propensity").cast(pl.Float64).to_numpy(),
+        propensity,
         joined.get_column("reward").cast(pl.Float64).to_numpy(),
         target_np,
         q_logged,
         q_target,
     )
-    candidate_est, difference, in_force = estimate_values(
+    candidate_est, difference, in_force_est = estimate_values(
         influence, level=level, interval=interval, bootstrap_samples=bootstrap_samples, seed=seed
     )
-    overlap = _overlap(influence, logged_np, target_np)
+    no_chance = None
+    if in_force is not None:
+        no_chance, mismatch = _no_chance(joined, in_force, logged_np, target_np, propensity)
+        if mismatch:
+            warnings.append(mismatch)
+    overlap = _overlap(influence, logged_np, target_np, no_chance)
     warnings.extend(_overlap_warnings(overlap, target_np))
     changed = _changed_values(joined, target, arms)
     if changed:
@@ -522,7 +573,7 @@ def evaluate_policy(
     return PolicyEvaluation(
         candidate=candidate_est,
         difference=difference,
-        in_force=in_force,
+        in_force=in_force_est,
         overlap=overlap,
         by_arm=_by_arm(influence, logged_np, target_np, arms),
         level=level,
@@ -588,7 +639,34 @@ def _examples(ids: pl.Series | Sequence[object], k: int = 3) -> str:
     return ", ".join(str(v) for v in list(ids)[:k])
 
 
-def _overlap(influence: Influence, logged: np.ndarray, target: np.ndarray) -> Overlap:
+def _no_chance(
+    log: pl.DataFrame,
+    in_force: Policy,
+    logged: np.ndarray,
+    target: np.ndarray,
+    propensity: np.ndarray,
+) -> tuple[np.ndarray | None, str]:
+    """Rows whose candidate arm had probability 0 under ``in_force``, or None and a warning
+    when ``in_force`` does not reproduce the logged propensities."""
+    of_logged, of_target = logging_chances(log, in_force, logged, target)
+    differ = ~np.isclose(of_logged, propensity, rtol=1e-9, atol=0)
+    if differ.any():
+        examples = _examples(log.filter(pl.Series(differ))["customer_id"])
+        return None, (
+            f"{int(differ.sum())} of {differ.size} logged propensities differ from those policy "
+            f"{in_force.version} gives (e.g. customer(s) {examples}): it is not the policy that "
+            "wrote the log (or the run had a portfolio budget, which narrows the experiments), so "
+            "support is judged from the logged propensities alone"
+        )
+    return of_target <= 0, ""
+
+
+def _overlap(
+    influence: Influence,
+    logged: np.ndarray,
+    target: np.ndarray,
+    no_chance: np.ndarray | None = None,
+) -> Overlap:
     weights = influence.weights
     matched = weights > 0
     total, squares = weights.sum(), (weights**2).sum()
@@ -599,6 +677,8 @@ def _overlap(influence: Influence, logged: np.ndarray, target: np.ndarray) -> Ov
     # differs there, its action could not have been logged for that customer
     certain = influence.propensity >= 1.0
     unsupported = np.isin(target, unsupported_arms) | (~matched & certain)
+    if no_chance is not None:
+        unsupported |= no_chance
     return Overlap(
         rows=int(weights.size),
         matched=int(matched.sum()),
@@ -624,10 +704,11 @@ def _overlap_warnings(overlap: Overlap, target: np.ndarray) -> list[str]:
         )
         warnings.append(
             f"no support for {overlap.unsupported_rows} customer(s): the candidate chooses an "
-            f"action the log could not have taken for them{never}, because the policy in force "
-            'chose another with certainty (it never explores an "end" or where exploration is '
-            "off); there IPS and SNIPS count nothing and DR relies on the model alone, so their "
-            "figures are biased by as much as the model is wrong on these customers"
+            f"action the log could not have taken for them{never}: the policy in force chose "
+            'another with certainty (it never explores an "end" or where exploration is off) '
+            "or its experiments could not draw that action for them; there IPS and SNIPS count "
+            "nothing and DR relies on the model alone, so their figures are biased by as much "
+            "as the model is wrong on these customers"
         )
     if 0 < overlap.effective_sample_size < 100:
         warnings.append(

@@ -33,6 +33,7 @@ from model.off_policy import (
 )
 from model.policy import Policy, PolicyError, load_policy
 from service.console import frame_table, make_console
+from service.settings import DEFAULT_POLICY
 
 OUTCOME_COLUMN = "realised_value"
 ESTIMATOR_LABELS = {
@@ -184,6 +185,16 @@ def evaluate_policy_command(
         ),
     ] = "analytic",
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    in_force: Annotated[
+        Path | None,
+        typer.Option(
+            "--in-force",
+            help="The policy (TOML) that wrote the log, to judge support exactly (which "
+            "actions its experiments could draw for each customer). Default: the shipped "
+            "policy when its version is the log's; otherwise support is judged from "
+            "propensities of 1 alone.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Estimate a candidate policy's value per customer on the decision log, next to the
@@ -201,6 +212,7 @@ def evaluate_policy_command(
         _fail(f"--policy {policy} cannot be read: {error.strerror or error}", usage)
     try:
         logged = _read_frame(log, "--log")
+        writer = _policy_in_force(in_force, logged)
         rewards = (
             outcomes_from_file(outcomes)
             if outcomes is not None
@@ -215,6 +227,7 @@ def evaluate_policy_command(
             bootstrap_samples=DEFAULT_BOOTSTRAP_SAMPLES,
             seed=seed,
             source=f"decision log {log.name}",
+            in_force=writer,
         )
     except EvaluateInputError as error:
         _fail(str(error), error.code)
@@ -226,6 +239,28 @@ def evaluate_policy_command(
         _print(result, candidate)
     for warning in result.warnings:
         errors.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
+
+
+def _policy_in_force(path: Path | None, log: pl.DataFrame) -> Policy | None:
+    """The policy that wrote the log: ``--in-force``, else the shipped one if the log names
+    its version (and only it), else None."""
+    _, usage = _exit_codes()
+    if path is not None:
+        try:
+            return load_policy(path)
+        except PolicyError as error:
+            raise EvaluateInputError(f"--in-force {path}: {error}", usage) from None
+        except OSError as error:
+            raise EvaluateInputError(
+                f"--in-force {path} cannot be read: {error.strerror or error}", usage
+            ) from None
+    shipped = load_policy(DEFAULT_POLICY)
+    versions = (
+        set(log.get_column("policy_version").cast(pl.String).unique().to_list())
+        if "policy_version" in log.columns
+        else set()
+    )
+    return shipped if versions == {shipped.version} else None
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -12,11 +12,11 @@ from experiments.off_policy_evaluation import (
     DEFAULT_POLICY,
     Setup,
     logged_decisions,
-    logging_distribution,
     run_repeats,
     summarise,
 )
 from model.decide import decide
+from model.exploration import logging_distribution
 from model.off_policy import arm_of
 from model.policy import load_policy
 from tests.model.test_exploration import population

@@ -4,6 +4,7 @@ exact, the policy in force judged by itself gives the log's mean, and bad logs a
 from __future__ import annotations
 
 import dataclasses
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import polars as pl
 import pytest
 
 from model.decide import decide
+from model.exploration import explore
 from model.off_policy import (
     OffPolicyError,
     analytic_interval,
@@ -322,3 +324,73 @@ def test_a_candidate_offer_the_policy_in_force_never_priced_is_refused(policy):
     assert "offer_refund" in redecide(log, policy)["arm"].to_list()
     with pytest.raises(OffPolicyError, match="no column ev_offer_[a-z]+: the candidate chooses"):
         evaluate_policy(log, _outcomes(log, 15), policy)
+
+
+# --- support judged from the exploration of the policy that wrote the log -------------------------
+
+
+@pytest.fixture(scope="module")
+def explored_log(policy) -> pl.DataFrame:
+    decided = decide(_inputs(3000, seed=21), policy)
+    return explore(decided, policy, as_of=date(2025, 1, 1))
+
+
+def _generous(policy, kind: str = "training"):
+    """A candidate that believes ``kind`` works wonders, so it makes that offer far more often."""
+    offers = tuple(
+        dataclasses.replace(o, acceptance=0.95, churn_reduction=0.9) if o.kind == kind else o
+        for o in policy.offers
+    )
+    return dataclasses.replace(policy, version="generous", offers=offers)
+
+
+def test_an_arm_the_experiments_could_not_draw_is_unsupported_given_the_policy_in_force(
+    explored_log, policy
+):
+    assert policy.exploration.max_expected_loss is not None  # the shipped policy bounds it
+    candidate = _generous(policy)
+    outcomes = _outcomes(explored_log, seed=22)
+    loose = evaluate_policy(explored_log, outcomes, candidate)
+    exact = evaluate_policy(explored_log, outcomes, candidate, in_force=policy)
+    # which rows could not have been logged with the candidate's arm, from the logged values:
+    # not ended, another arm logged, and the arm gives up more than the bound against the
+    # kernel's own action (the experiments draw only within it)
+    target = redecide(explored_log, candidate)["arm"].to_numpy()
+    logged = explored_log.select(arm_of())["arm"].to_numpy()
+    greedy = explored_log["greedy_action"].to_numpy()
+    greedy_value = np.where(
+        greedy == "compensate",
+        explored_log["ev_best_offer"].to_numpy(),
+        explored_log["ev_retain"].to_numpy(),
+    )
+    target_value = np.array(
+        [explored_log[f"ev_{arm}"][i] for i, arm in enumerate(target)], dtype=np.float64
+    )
+    beyond = (
+        (greedy != "end")
+        & (target != logged)
+        & (greedy_value - target_value > policy.exploration.max_expected_loss)
+    )
+    certain = (explored_log["propensity"].to_numpy() >= 1.0) & (target != logged)
+    assert beyond.sum() > 20 and (beyond & ~certain).sum() > 20
+    assert loose.overlap.unsupported_rows == int(certain.sum())
+    assert exact.overlap.unsupported_rows == int((beyond | certain).sum())
+    unsupported = exact.overlap.unsupported_rows
+    assert any(w.startswith(f"no support for {unsupported}") for w in exact.warnings)
+    # the estimates themselves do not change: only what is said about them
+    assert exact.candidate["dr"].value == loose.candidate["dr"].value
+
+
+def test_a_policy_that_did_not_write_the_log_is_named_and_support_falls_back(explored_log, policy):
+    other = dataclasses.replace(
+        policy, exploration=dataclasses.replace(policy.exploration, share=0.2)
+    )
+    outcomes = _outcomes(explored_log, seed=23)
+    candidate = _generous(policy)
+    loose = evaluate_policy(explored_log, outcomes, candidate)
+    wrong = evaluate_policy(explored_log, outcomes, candidate, in_force=other)
+    assert any(
+        "logged propensities differ from those policy" in w and "not the policy that wrote" in w
+        for w in wrong.warnings
+    )
+    assert wrong.overlap.unsupported_rows == loose.overlap.unsupported_rows

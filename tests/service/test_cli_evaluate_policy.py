@@ -303,3 +303,30 @@ def test_the_candidate_is_judged_on_a_real_policy_change(world_log, tmp_path):
     assert result["overlap"]["matched"] == result["overlap"]["rows"] - ended
     assert result["difference"]["ips"]["value"] != 0.0
     assert result["candidate_policy_version"] == "never-end"
+
+
+def test_the_shipped_policy_judges_support_when_it_wrote_the_log(files):
+    # this log claims propensity 1 everywhere, which the shipped policy (it explores 5%) would
+    # not have logged: the command says so instead of trusting the log's support
+    version = load_policy(DEFAULT).version
+    code, _, err = _run(
+        "--policy", files["policy"], "--log", files["log"], "--outcomes", files["outcomes"]
+    )
+    assert code == EXIT_OK, err
+    assert f"of 800 logged propensities differ from those policy {version} gives" in err
+
+
+def test_an_unreadable_in_force_policy_is_a_usage_error(files, tmp_path):
+    missing = tmp_path / "old.toml"
+    code, _, err = _run(
+        "--policy",
+        files["policy"],
+        "--log",
+        files["log"],
+        "--outcomes",
+        files["outcomes"],
+        "--in-force",
+        missing,
+    )
+    assert code == EXIT_USAGE
+    assert f"--in-force {missing} cannot be read" in err
