@@ -22,14 +22,21 @@ at the first day ``T_c`` of a month:
    and exploration's cost is the true value given up, ``sum_{i explored} (V_greedy_i -
    V_explored_i)``, with the greedy action the recommendation the same model and policy make
    with exploration switched off;
-3. **act**: a simulated front line follows each recommendation with a fixed chance
+3. **act**: the CRM holds out a random share (``LoopConfig.holdout_share``, 20% as in the
+   company's own campaigns of the generated history) of the recommended offers as the campaign's
+   control group: not contacted, recorded in the ``offers`` table as holdouts of their kind. A
+   simulated front line follows each other recommendation with a fixed chance
    (:data:`ADHERENCE`): offers (explored ones alike) are made by the account manager as
    recommended, "end" is a decision managers often override; whatever is not followed becomes
-   "retain". The followed actions go to the world;
+   "retain". The followed actions and the holdouts go to the world. The holdouts' cost is the
+   true value of the recommended offers not made, ``sum_{i held out} (V_offer_{k_i} -
+   V_retain_i)``;
 4. **the world responds**: one month of :mod:`experiments.synthetic.dynamics`; offers made land
-   in the CRM ``offers`` table with their answers (targeted, not held out);
+   in the CRM ``offers`` table with their answers (targeted, not held out), holdouts as
+   held-out rows;
 5. **retrain**: the offer-response model is refitted on the new export
-   (:func:`model.offer_history.build_offer_history` with the cutoff ``T_{c+1}``, then
+   (:func:`model.offer_history.build_offer_history` with the cutoff ``T_{c+1}`` and the partial
+   outcome windows of ``EvidenceConfig.min_exposure_days`` or more, then
    :func:`model.offer_response.fit_offer_response`, the features and parameters of the first
    training); churn and value models stay those of the first training (see below).
 
@@ -39,14 +46,23 @@ here, so the decision log would add no rows.
 
 What can be learned within twelve cycles: answers arrive within weeks, so acceptance per kind
 and customer is learned from the loop's own offers; an offer's *effect* needs a randomised
-control arm and a complete outcome window of the policy horizon (12 months), so no experiment of
-the loop completes within twelve monthly cycles and effects stay at the priors. The full
+control arm (the holdouts) and some months of outcome: the experiments enter the effects
+estimate with partial outcome windows, churn per month at risk and complaint cost per month of
+exposure (:mod:`model.offer_effects`, "Partial outcome windows"), shrunk to the priors by their
+effective evidence. The full
 ``keepwise train`` would not use the loop's offers at all: it learns offers only up to its test
 snapshot, one horizon before the export (:func:`model.training.train_from_tables`), which is why
 the loop refits the offer-response model itself with the export date as cutoff.
 
-Seeds: world ``s`` is ``WorldConfig(seed=s)``; the front line's adherence draws come from
-``numpy.random.default_rng([s, 17, cycle])``, a stream the world never uses.
+Control group: the CRM's holdouts, not exploration's retain arm. Exploration
+(:mod:`model.exploration`) sends a greedy offer's customer to retain with probability
+``epsilon / |E_i|`` (5% over six or seven alternatives: under 1% of the offers, a dozen customers
+a month over all kinds), too few for ``min_rows_per_arm`` per kind within the loop, and it is
+recorded in the decision log only; a holdout share of the campaign is how the company's history
+was built and lands in the same ``offers`` table the model already learns from.
+
+Seeds: world ``s`` is ``WorldConfig(seed=s)``; the front line's adherence and holdout draws come
+from ``numpy.random.default_rng([s, 17, cycle])``, a stream the world never uses.
 """
 
 from __future__ import annotations
@@ -74,7 +90,7 @@ from experiments.synthetic.world import default_policy
 from features.pipeline import build_features
 from model.bundle import ModelBundle
 from model.offer_history import build_offer_history
-from model.offer_response import fit_offer_response
+from model.offer_response import OfferResponseConfig, OfferResponseModel, fit_offer_response
 from model.policy import Policy
 from model.recommend import recommend
 from model.training import TrainingConfig, train_from_tables
@@ -105,6 +121,10 @@ class LoopConfig:
         company_remedies: the company ran its own remedy programme with randomised holdouts
             before the loop (the world's default ``targeted_offer_prob``), so the first training
             already has evidence about offers: the reference of what that evidence is worth.
+        holdout_share: share of the recommended offers the CRM holds out at random as the
+            control group (0: none, the loop then cannot learn effects).
+        min_exposure_days: the shortest outcome window an experiment enters the refit with
+            (None: ``EvidenceConfig.min_exposure_days``; the horizon: complete windows only).
     """
 
     customers: int = 20_000
@@ -114,6 +134,14 @@ class LoopConfig:
     oracle_draws: int = 12
     max_customers_for_training: int | None = None
     company_remedies: bool = False
+    holdout_share: float = WorldConfig.targeted_holdout_share
+    min_exposure_days: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.holdout_share < 1:
+            raise ValueError(
+                f"LoopConfig.holdout_share must be in [0, 1), got {self.holdout_share}"
+            )
 
     def world(self) -> WorldConfig:
         return WorldConfig(
@@ -137,16 +165,21 @@ class CycleFigures:
     compensated: int
     ended: int
     explored: int
+    held_out: int  # recommended offers the CRM held out (control group)
     offer_share: float  # recommendations' offers: share of the offer-only oracle's gain
     start_model_offer_share: float  # the same snapshot decided by the first (priors-only) model
     oracle_share: float  # recommendations: share of the oracle's gain
     followed_offer_share: float  # the front line's actual offers, same definition
     exploration_cost: float  # true value given up by the explored recommendations
     exploration_model_cost: float  # the model's own estimate of it
+    holdout_cost: float  # true value of the held-out recommended offers over retain
+    holdout_model_cost: float  # the model's own estimate of it
     offers_made: int
     offers_accepted: int
     answers_by_kind: dict[str, int]
     acceptance_learned: list[str]
+    effects_learned: list[str]  # kinds with a stratum whose effects rest on randomised evidence
+    experiments_by_kind: dict[str, int]  # randomised selections (offered + held out) in the refit
     seconds: float
 
 
@@ -163,25 +196,41 @@ def _without_exploration(policy: Policy) -> Policy | None:
     return dataclasses.replace(policy, **switched_off)
 
 
-def follow(recommendations: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
-    """The front line's actions: each recommendation carried out with :data:`ADHERENCE`.
+def follow(
+    recommendations: pl.DataFrame, rng: np.random.Generator, holdout_share: float = 0.0
+) -> pl.DataFrame:
+    """The front line's actions: holdouts drawn at random, the rest carried out with
+    :data:`ADHERENCE`.
 
     Args:
         recommendations: customer_id, action, offer_kind (one row per customer).
-        rng: the front line's stream for this cycle (one uniform per row, in row order).
+        rng: the front line's stream for this cycle (one uniform per row for adherence, then
+            one per row for the holdout, in row order).
+        holdout_share: chance that a recommended offer is held out (action ``hold_out`` with
+            the kind: recorded as a holdout, not contacted).
 
     Returns:
-        customer_id, action, offer_kind, followed: what was actually done.
+        customer_id, action, offer_kind, followed: what was actually done (``followed`` is
+        false for a holdout).
     """
     u = rng.random(recommendations.height)
+    held = pl.Series("held", rng.random(recommendations.height) < holdout_share) & (
+        recommendations.get_column("action") == "compensate"
+    )
     chance = recommendations.get_column("action").replace_strict(
         ADHERENCE, default=1.0, return_dtype=pl.Float64
     )
-    followed = pl.Series("followed", u < chance.to_numpy())
+    followed = pl.Series("followed", u < chance.to_numpy()) & ~held
     return recommendations.select("customer_id", "action", "offer_kind").with_columns(
         followed,
-        action=pl.when(followed).then("action").otherwise(pl.lit("retain")),
-        offer_kind=pl.when(followed & (pl.col("action") == "compensate")).then("offer_kind"),
+        action=pl.when(held)
+        .then(pl.lit("hold_out"))
+        .when(followed)
+        .then("action")
+        .otherwise(pl.lit("retain")),
+        offer_kind=pl.when(held | (followed & (pl.col("action") == "compensate"))).then(
+            "offer_kind"
+        ),
     )
 
 
@@ -206,6 +255,20 @@ def _exploration_cost(
     return true_cost, model_cost
 
 
+def _holdout_cost(
+    recs: pl.DataFrame, done: pl.DataFrame, action_values: pl.DataFrame, policy: Policy
+) -> tuple[float, float]:
+    """(true, model) value of the held-out recommended offers over retain."""
+    held = done.filter(pl.col("action") == "hold_out").select("customer_id")
+    if held.height == 0:
+        return 0.0, 0.0
+    chosen = chosen_true_values(
+        recs.join(held, on="customer_id", how="semi"), action_values, policy
+    )
+    true_cost = _total(chosen["true_policy"]) - _total(chosen["true_retain"])
+    return true_cost, _total(chosen["model_gain"])
+
+
 def first_training(
     world: SteppedWorld, policy: Policy, config: LoopConfig
 ) -> tuple[ModelBundle, dict[str, Any]]:
@@ -227,15 +290,30 @@ def refit_offer_response(
     cutoff: date,
     population: pl.DataFrame,
     policy: Policy,
-) -> tuple[ModelBundle, dict[str, int], list[str]]:
-    """The bundle with its offer-response model refitted on every answer before ``cutoff``.
+    min_exposure_days: int | None = None,
+) -> tuple[ModelBundle, dict[str, Any]]:
+    """The bundle with its offer-response model refitted on every answer before ``cutoff`` and
+    every experiment with ``min_exposure_days`` of outcome before it.
+
+    Args:
+        bundle: the bundle whose offer-response model is replaced.
+        tables: the CRM export at ``cutoff``.
+        cutoff: the export date.
+        population: snapshot rows for the support classifiers.
+        policy: priors and kinds.
+        min_exposure_days: None: ``EvidenceConfig.min_exposure_days``.
 
     Returns:
-        The bundle, answered offers per kind in the evidence, and the kinds whose acceptance is
-        learned (the rest keep the prior).
+        The bundle and what the refit saw: ``answers`` (answered offers per kind),
+        ``experiments`` (randomised selections per kind), ``acceptance_learned`` and
+        ``effects_learned`` (kinds).
     """
     features = TrainingConfig().features
-    history = build_offer_history(tables, cutoff, bundle.horizon_days, features)
+    if min_exposure_days is None:
+        min_exposure_days = OfferResponseConfig().evidence.min_exposure_days
+    history = build_offer_history(
+        tables, cutoff, bundle.horizon_days, features, min_exposure_days=min_exposure_days
+    )
     model = fit_offer_response(
         history,
         population,
@@ -243,9 +321,19 @@ def refit_offer_response(
         feature_columns=bundle.churn.feature_columns,
         categorical_columns=bundle.churn.categorical_columns,
     )
-    answers = dict(history.answers.group_by("kind").len().sort("kind").iter_rows())
-    learned = [k for k, fit in model.fits.items() if fit.acceptance_source == "learned"]
-    return dataclasses.replace(bundle, offer_response=model), answers, learned
+    seen = {
+        "answers": dict(history.answers.group_by("kind").len().sort("kind").iter_rows()),
+        "experiments": dict(history.experiments.group_by("kind").len().sort("kind").iter_rows()),
+        "acceptance_learned": [
+            k for k, fit in model.fits.items() if fit.acceptance_source == "learned"
+        ],
+        "effects_learned": [
+            k
+            for k, fit in model.fits.items()
+            if any(fit.effect_source(stratum) == "learned" for stratum in fit.strata)
+        ],
+    }
+    return dataclasses.replace(bundle, offer_response=model), seen
 
 
 def run_loop(
@@ -281,8 +369,6 @@ def run_loop(
     facts["offer_response_at_start"] = bundle.summary.get("offer_response")
     start_bundle = bundle
     figures: list[CycleFigures] = []
-    answers: dict[str, int] = {}
-    learned: list[str] = []
     for cycle in range(config.cycles):
         began = time.perf_counter()
         as_of = world.as_of
@@ -315,10 +401,20 @@ def run_loop(
                 features, bundle, greedy_policy, as_of=as_of, model_version=version, drivers=0
             )
             exploration_cost, model_cost = _exploration_cost(recs, greedy, truth, policy)
-        done = follow(recs, np.random.default_rng([config.seed, ADHERENCE_STREAM, cycle]))
+        done = follow(
+            recs,
+            np.random.default_rng([config.seed, ADHERENCE_STREAM, cycle]),
+            config.holdout_share,
+        )
+        holdout_cost, holdout_model_cost = _holdout_cost(recs, done, truth, policy)
         followed = compare_with_oracle(
             recs.select("customer_id", "segment", "p_churn", "as_of").join(
-                done.select("customer_id", "action", "offer_kind"), on="customer_id"
+                done.select(  # a holdout is not contacted: retain
+                    "customer_id",
+                    action=pl.col("action").replace("hold_out", "retain"),
+                    offer_kind=pl.when(pl.col("action") != "hold_out").then("offer_kind"),
+                ),
+                on="customer_id",
             ),
             truth,
             policy,
@@ -329,12 +425,13 @@ def run_loop(
         new_offers = next_tables["offers"].filter(
             (pl.col("offered_at") >= as_of) & pl.col("targeted")
         )
-        bundle, answers, learned = refit_offer_response(
+        bundle, seen = refit_offer_response(
             bundle,
             _lazy(next_tables),
             world.as_of,
             features.with_columns(as_of=pl.lit(as_of)),
             policy,
+            config.min_exposure_days,
         )
         row = CycleFigures(
             seed=config.seed,
@@ -344,22 +441,29 @@ def run_loop(
             compensated=comparison.compensated,
             ended=int((recs["action"] == "end").sum()),
             explored=explored,
+            held_out=int((done["action"] == "hold_out").sum()),
             offer_share=comparison.offer_share_of_offer_only_gain,
             start_model_offer_share=start_comparison.offer_share_of_offer_only_gain,
             oracle_share=comparison.share_of_oracle_gain(comparison.policy),
             followed_offer_share=followed.offer_share_of_offer_only_gain,
             exploration_cost=exploration_cost,
             exploration_model_cost=model_cost,
+            holdout_cost=holdout_cost,
+            holdout_model_cost=holdout_model_cost,
             offers_made=made,
             offers_accepted=int(new_offers["accepted"].fill_null(False).sum()),
-            answers_by_kind=answers,
-            acceptance_learned=learned,
+            answers_by_kind=seen["answers"],
+            acceptance_learned=seen["acceptance_learned"],
+            effects_learned=seen["effects_learned"],
+            experiments_by_kind=seen["experiments"],
             seconds=time.perf_counter() - began,
         )
         figures.append(row)
         logger.info("cycle %s", row)
         if on_cycle is not None:
             on_cycle(row)
+    if isinstance(bundle.offer_response, OfferResponseModel):
+        facts["offer_response_at_end"] = bundle.offer_response.summary()
     return figures, facts
 
 
@@ -369,8 +473,14 @@ def figures_frame(figures: Sequence[CycleFigures]) -> pl.DataFrame:
     for f in figures:
         row = dataclasses.asdict(f)
         answers = row.pop("answers_by_kind")
+        experiments = row.pop("experiments_by_kind")
         row["acceptance_learned"] = ",".join(row["acceptance_learned"])
-        rows.append(row | {f"answers_{k}": v for k, v in answers.items()})
+        row["effects_learned"] = ",".join(row["effects_learned"])
+        rows.append(
+            row
+            | {f"answers_{k}": v for k, v in answers.items()}
+            | {f"experiments_{k}": v for k, v in experiments.items()}
+        )
     return pl.DataFrame(rows)
 
 
@@ -402,7 +512,12 @@ def summarise(run_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame | None]:
             offers_made=pl.col("offers_made").mean(),
             offers_accepted=pl.col("offers_accepted").mean(),
             explored=pl.col("explored").mean(),
+            start_model_offer_share_mean=pl.col("start_model_offer_share").mean(),
+            learning_min=(pl.col("offer_share") - pl.col("start_model_offer_share")).min(),
+            learning_max=(pl.col("offer_share") - pl.col("start_model_offer_share")).max(),
             exploration_cost=pl.col("exploration_cost").mean(),
+            held_out=pl.col("held_out").mean(),
+            holdout_cost=pl.col("holdout_cost").mean(),
             seconds=pl.col("seconds").mean(),
         )
         .sort("cycle")
@@ -466,6 +581,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="reference: the company ran a remedy programme with holdouts before the loop",
     )
     parser.add_argument(
+        "--holdout-share",
+        type=float,
+        default=LoopConfig.holdout_share,
+        help="share of the recommended offers held out as the control group",
+    )
+    parser.add_argument(
+        "--min-exposure-days",
+        type=int,
+        default=None,
+        help="shortest outcome window of an experiment in the refit (365: complete windows)",
+    )
+    parser.add_argument(
         "--archetypes", action="store_true", help="also write where the gain comes from per cycle"
     )
     args = parser.parse_args(argv)
@@ -478,6 +605,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             cycles=args.cycles,
             oracle_draws=args.oracle_draws,
             company_remedies=args.company_remedies,
+            holdout_share=args.holdout_share,
+            min_exposure_days=args.min_exposure_days,
         )
         tag = "_remedies" if args.company_remedies else ""
         done: list[CycleFigures] = []

@@ -32,6 +32,39 @@ offer changes nothing (the exclusion restriction); where a contact alone harms (
 "sleeping dog"), the harm is attributed to acceptance, so the product ``a * effect`` -- what the
 decision uses -- stays right while the split between the two is not.
 
+**Partial outcome windows.** An experiment need not wait for its whole horizon. A selection made
+at ``as_of`` is observed up to the cutoff: its window is ``E_j = min(H, cutoff - as_of)``
+(:mod:`model.offer_history`), at least ``min_exposure_days``; a row with ``E_j < H`` is censored
+there. Both outcomes are then measured per month of exposure (Kalbfleisch & Prentice 2002, *The
+Statistical Analysis of Failure Time Data*, 2nd ed., ch. 1-2, for the censored churn):
+
+- *churn* by the discrete-time product-limit estimator on monthly intervals ``m = 1..12`` of
+  ``L = 365/12`` days: row ``j`` is observed in the ``e_j = max(1, round(E_j / L))`` first
+  intervals, a churner churns in interval ``k_j = min(floor(t_j / L) + 1, e_j)`` (``t_j`` the
+  days from ``as_of`` to its end). Per arm, ``n_m`` rows are at risk in interval ``m`` (observed
+  that long and not churned before) and ``d_m`` churn in it; the monthly hazard is
+  ``h_m = d_m / n_m`` and survival ``S(M) = prod_{m <= M} (1 - h_m)``, with Greenwood's variance
+  ``Var S(M) = S(M)^2 sum_{m <= M} d_m / (n_m (n_m - d_m))``. ``M`` is the last interval with at
+  least ``min_rows_per_arm`` rows at risk in both arms. When ``M`` is short of the horizon's 12
+  intervals, the hazard of the months observed is carried on (a piecewise-constant hazard whose
+  last piece is the average of the observed ones): ``S(H) = S(M)^(12/M)``, ``Var S(H) =
+  (12/M)^2 S(H)^2 sum d_m / (n_m (n_m - d_m))``. The horizon churn of the arm is ``C = 1 - S(H)``
+  and ``ITT_C`` and ``r_k`` follow as above from ``C_1`` and ``C_0``. The assumption this adds:
+  the offer's hazard ratio in the months not yet observed is that of the months observed.
+- *complaint cost* per month of exposure: ``y_j = min(K_j / (E_j b_j), q)`` with ``E_j`` in
+  months and ``K_j`` the window's cost, and each arm's mean weighted by exposure,
+  ``ybar = sum E_j y_j / sum E_j``, with the variance of a weighted mean,
+  ``sum E_j^2 (y_j - ybar)^2 / (sum E_j)^2 * n / (n - 1)``. The assumption: the monthly
+  complaint-cost saving of the months observed holds for the rest of the horizon.
+
+With every window complete (``E_j = H``) both reduce to the complete-window estimators above:
+the product-limit estimate of an uncensored arm is its churn share, and equal weights give the
+plain mean and its variance; the code then takes the complete-window path itself, so that a long
+history's estimates are the same to the bit. Less exposure gives the estimates larger standard
+errors (fewer months at risk, fewer months of cost, an extrapolation factor ``12/M`` on the log
+survival), and the shrinkage below then leaves more to the prior: the data's weight ``w`` falls
+with the effective evidence. Rows with less than ``min_exposure_days`` of outcome are not used.
+
 **Shrinkage.** Each estimate ``theta_hat`` with standard error ``s`` is combined with the
 policy's prior ``theta_0`` (the offer catalogue of ``policies/default.toml``), whose uncertainty
 is ``sigma_0``, by the normal-normal posterior mean (precision weighting; Gelman et al. 2013,
@@ -79,6 +112,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from features.assembly import DAYS_PER_MONTH
+
 Source = Literal["randomised", "prior"]
 # Fewest kinds with an estimate of an effect for the kinds to be pooled (tau^2 needs a few).
 MIN_POOLED_KINDS = 3
@@ -90,7 +125,12 @@ class EvidenceConfig:
 
     Attributes:
         min_rows_per_arm: Fewest offered and fewest held-out selections of a kind for its
-            effects to be estimated (fewer: the prior, and the reason says so).
+            effects to be estimated (fewer: the prior, and the reason says so); also the fewest
+            rows at risk in each arm for a month to enter the churn estimate of partial windows.
+        min_exposure_days: ``min_exposure_days``, the shortest outcome window of an experiment
+            row (module docstring, "Partial outcome windows"). 28 days: one month of outcome
+            for a selection of any month (February included); the horizon itself restores
+            complete windows only.
         cost_base_floor: ``f``, added to the monthly complaint-cost base (money per month).
         winsorise_at: ``q``, the largest horizon complaint cost counted, in units of the
             customer's own base ``H * b``.
@@ -100,6 +140,7 @@ class EvidenceConfig:
     """
 
     min_rows_per_arm: int = 30
+    min_exposure_days: int = 28
     cost_base_floor: float = 10.0
     winsorise_at: float = 10.0
     acceptance_prior_offers: float = 20.0
@@ -110,6 +151,13 @@ class EvidenceConfig:
         if isinstance(self.min_rows_per_arm, bool) or self.min_rows_per_arm < 2:
             raise ValueError(
                 f"EvidenceConfig.min_rows_per_arm must be >= 2, got {self.min_rows_per_arm!r}"
+            )
+        if isinstance(self.min_exposure_days, bool) or not (
+            isinstance(self.min_exposure_days, int) and self.min_exposure_days >= 1
+        ):
+            raise ValueError(
+                f"EvidenceConfig.min_exposure_days must be a positive integer, got "
+                f"{self.min_exposure_days!r}"
             )
         for name in (
             "cost_base_floor",
@@ -307,6 +355,7 @@ def kind_evidence(
     *,
     stratum: str = "all",
     holdouts_recorded: bool = True,
+    exposure: Exposure | None = None,
 ) -> KindEvidence:
     """Estimate and shrink one kind's acceptance and effects (module docstring).
 
@@ -314,13 +363,16 @@ def kind_evidence(
         kind: The offer kind.
         treated: Per selection, offered (True) or held out (False).
         accepted: Per selection, 1.0 accepted, 0.0 declined, NaN unanswered or held out.
-        churned: Per selection, churn within the horizon (0/1).
-        cost_ratio: Per selection, ``y``: the horizon complaint cost in units of ``H b``
-            (already winsorised).
+        churned: Per selection, churn within its outcome window (0/1; NaN: unknown, the row
+            does not enter the churn estimate).
+        cost_ratio: Per selection, ``y``: the window's complaint cost in units of ``E b``
+            (already winsorised; :func:`cost_ratio`).
         priors: The policy's priors for the kind.
         config: Thresholds and prior uncertainties.
         stratum: The name of the selections given (reported as is).
         holdouts_recorded: False when the offers table records no holdouts at all.
+        exposure: The rows' outcome windows when some may be shorter than the horizon; None:
+            every window is complete.
 
     Returns:
         The kind's evidence.
@@ -333,8 +385,18 @@ def kind_evidence(
     answers = accepted[treated & ~np.isnan(accepted)]
     n_answered, n_accepted = int(answers.size), int(answers.sum())
     acceptance = _acceptance(n_accepted, n_answered, priors.acceptance, config)
-    c1, c0 = _mean(churned[treated]), _mean(churned[~treated])
-    y1, y0 = _mean(cost_ratio[treated]), _mean(cost_ratio[~treated])
+    complete = exposure is None or exposure.complete
+    if complete:
+        c1, c0 = _mean(churned[treated]), _mean(churned[~treated])
+        y1, y0 = _mean(cost_ratio[treated]), _mean(cost_ratio[~treated])
+    else:
+        assert exposure is not None
+        churn_arms = _horizon_churn(treated, churned, exposure, config.min_rows_per_arm)
+        (c1, c1_var), (c0, c0_var) = churn_arms
+        weights = exposure.months
+        (y1, y1_var), (y0, y0_var) = (
+            _weighted_mean(cost_ratio[arm], weights[arm]) for arm in (treated, ~treated)
+        )
 
     if not holdouts_recorded:
         reason = (
@@ -360,16 +422,20 @@ def kind_evidence(
             f"randomised: {n1} offered ({n_answered} answered, {n_accepted} accepted) vs "
             f"{n0} held out"
         )
+        if not complete:
+            assert exposure is not None
+            reason += "; " + exposure.describe(treated)
         rate = n_accepted / n_answered
+        if complete:
+            y1_var, y0_var = _var_mean(cost_ratio[treated]), _var_mean(cost_ratio[~treated])
+            c1_var, c0_var = _var_mean(churned[treated]), _var_mean(churned[~treated])
         # complaint cost: rho = (y0 - y1) / a, se from the two arms' variances
         rho = (y0 - y1) / rate
-        rho_se = math.sqrt(_var_mean(cost_ratio[treated]) + _var_mean(cost_ratio[~treated])) / rate
+        rho_se = math.sqrt(y1_var + y0_var) / rate
         # churn: r = (1 - c1 / c0) / a, delta method on the ratio c1 / c0
         if c0 > 0:
             ratio = c1 / c0
-            ratio_var = (_var_mean(churned[treated]) + ratio**2 * _var_mean(churned[~treated])) / (
-                c0**2
-            )
+            ratio_var = (c1_var + ratio**2 * c0_var) / (c0**2)
             r, r_se = (1.0 - ratio) / rate, math.sqrt(ratio_var) / rate
         else:
             r, r_se = math.nan, math.nan
@@ -394,19 +460,121 @@ def kind_evidence(
     )
 
 
+@dataclass(frozen=True)
+class Exposure:
+    """The outcome windows of a kind's selections (module docstring, "Partial outcome windows").
+
+    Attributes:
+        months: ``E_j`` in months (``days / (365 / 12)``), at most :attr:`horizon_months`.
+        churn_months: Months from ``as_of`` to the churn of a churned row (NaN otherwise).
+        horizon_months: ``H`` in months.
+    """
+
+    months: np.ndarray
+    churn_months: np.ndarray
+    horizon_months: float
+
+    @classmethod
+    def from_days(
+        cls, exposure_days: np.ndarray, churn_days: np.ndarray, horizon_days: float
+    ) -> Exposure:
+        """From the offer history's ``exposure_days`` and ``churn_days`` (null as NaN)."""
+        return cls(
+            np.asarray(exposure_days, dtype=np.float64) / DAYS_PER_MONTH,
+            np.asarray(churn_days, dtype=np.float64) / DAYS_PER_MONTH,
+            horizon_days / DAYS_PER_MONTH,
+        )
+
+    def subset(self, rows: np.ndarray) -> Exposure:
+        """The windows of the selected rows (a boolean mask or indices)."""
+        return Exposure(self.months[rows], self.churn_months[rows], self.horizon_months)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every window covers the horizon (to within rounding of days to months)."""
+        return bool((self.months >= self.horizon_months - 1e-9).all())
+
+    def describe(self, treated: np.ndarray) -> str:
+        """The effective evidence in words: rows and horizon-equivalents per arm."""
+        parts = []
+        for name, arm in (("offered", treated), ("held out", ~treated)):
+            months = self.months[arm]
+            short = int((months < self.horizon_months - 1e-9).sum())
+            full = float(months.sum() / self.horizon_months)
+            parts.append(f"{name} {full:.0f} horizon-equivalents ({short} partial windows)")
+        return ", ".join(parts)
+
+
+def _horizon_churn(
+    treated: np.ndarray, churned: np.ndarray, exposure: Exposure, min_at_risk: int
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Per arm (offered, held out): the horizon churn ``C = 1 - S(H)`` and its variance, by the
+    discrete-time product-limit estimator with the last observed hazard carried on (module
+    docstring). NaN without a month that has ``min_at_risk`` rows at risk in both arms."""
+    intervals = max(1, round(exposure.horizon_months))
+    known = ~np.isnan(churned)
+    tables = []
+    for arm in (treated & known, ~treated & known):
+        observed = np.clip(np.rint(exposure.months[arm]), 1, intervals).astype(np.int64)
+        gone = churned[arm] > 0
+        when = np.where(
+            gone, np.minimum(np.floor(np.nan_to_num(exposure.churn_months[arm])) + 1, observed), 0
+        ).astype(np.int64)
+        last = np.where(gone, when, observed)  # last interval at risk
+        m = np.arange(1, intervals + 1)
+        at_risk = (last[None, :] >= m[:, None]).sum(axis=1)
+        deaths = np.bincount(when[gone], minlength=intervals + 1)[1:]
+        tables.append((at_risk.astype(np.float64), deaths.astype(np.float64)))
+    enough = np.minimum(tables[0][0], tables[1][0]) >= min_at_risk
+    if not enough[0]:
+        return (math.nan, math.nan), (math.nan, math.nan)
+    months = int(np.argmin(enough)) if not enough.all() else intervals
+    power = exposure.horizon_months / months
+    result = []
+    for risk_counts, death_counts in tables:
+        n, d = risk_counts[:months], death_counts[:months]
+        survival = float(np.prod(1 - d / n))
+        with np.errstate(divide="ignore"):
+            greenwood = float((d / (n * (n - d))).sum()) if (n > d).all() else math.inf
+        horizon_survival = survival**power
+        variance = (power * horizon_survival) ** 2 * greenwood
+        result.append((1 - horizon_survival, variance if math.isfinite(variance) else math.nan))
+    return result[0], result[1]
+
+
+def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """The weighted mean and its variance, ``sum w^2 (y - ybar)^2 / (sum w)^2 * n / (n - 1)``
+    (equal weights: the plain mean and ``var / n``)."""
+    n = values.size
+    if n == 0:
+        return math.nan, math.nan
+    total = float(weights.sum())
+    mean = float((weights * values).sum() / total)
+    if n < 2:
+        return mean, math.nan
+    variance = float((weights**2 * (values - mean) ** 2).sum() / total**2 * n / (n - 1))
+    return mean, variance
+
+
 def cost_ratio(
-    horizon_cost: np.ndarray, base: np.ndarray, horizon_months: float, config: EvidenceConfig
+    window_cost: np.ndarray,
+    base: np.ndarray,
+    window_months: float | np.ndarray,
+    config: EvidenceConfig,
 ) -> np.ndarray:
-    """``y = min(K / (H (cc + f)), q)``: horizon complaint cost in units of the customer's base.
+    """``y = min(K / (E (cc + f)), q)``: the window's complaint cost in units of the customer's
+    base.
 
     Args:
-        horizon_cost: ``K``, complaint handling cost over the horizon.
+        window_cost: ``K``, complaint handling cost over the outcome window.
         base: ``cc``, trailing complaint cost per month at ``as_of`` (>= 0).
-        horizon_months: ``H`` in months.
+        window_months: ``E`` in months: the horizon ``H`` for complete windows, or per row.
         config: The floor ``f`` and the cap ``q``.
     """
-    scale = horizon_months * (np.asarray(base, dtype=np.float64) + config.cost_base_floor)
-    return np.minimum(np.asarray(horizon_cost, dtype=np.float64) / scale, config.winsorise_at)
+    scale = np.asarray(window_months, dtype=np.float64) * (
+        np.asarray(base, dtype=np.float64) + config.cost_base_floor
+    )
+    return np.minimum(np.asarray(window_cost, dtype=np.float64) / scale, config.winsorise_at)
 
 
 def _acceptance(accepted: int, answered: int, prior: float, config: EvidenceConfig) -> Shrunk:

@@ -7,13 +7,19 @@ offered, and are not contacted. This module turns that history into two point-in
 the offer-response model learns from (:mod:`model.offer_response`):
 
 - **experiments**: one row per targeted selection ``(customer, month, kind)``, offered
-  (``treated``) or held out, whose outcome window is complete before ``cutoff``. Features are
-  the customer's features at ``as_of``, the first day of the selection's month (events strictly
-  before it; the grievance that triggered the selection is usually in the month before), and the
-  outcomes are those of the horizon ``[as_of, as_of + H)``: ``churned`` (:mod:`features.labels`)
-  and ``realised_cost_to_serve``, the complaint handling cost of the horizon with exactly the
-  definition of :mod:`features.profitability`. Treated rows carry ``accepted`` (true, false, or
-  null when unanswered).
+  (``treated``) or held out, with at least ``min_exposure_days`` of outcome before ``cutoff``
+  (by default the whole horizon ``H``). Features are the customer's features at ``as_of``, the
+  first day of the selection's month (events strictly before it; the grievance that triggered
+  the selection is usually in the month before), and the outcomes are those of the observed
+  window ``[as_of, as_of + E)`` with ``E = min(H, cutoff - as_of)`` days (``exposure_days``):
+  ``churned`` (:mod:`features.labels` on that window), ``churn_days`` (days from ``as_of`` to
+  the end of the relationship for a churned row, else null: when in the window the churn
+  happened) and ``realised_cost_to_serve``, the complaint handling cost of the window with
+  exactly the definition of :mod:`features.profitability`. Treated rows carry ``accepted``
+  (true, false, or null when unanswered). A row with ``E < H`` is censored at the cutoff:
+  :mod:`model.offer_effects` turns it into churn per month at risk and complaint cost per
+  month of exposure. Under the non-contractual churn definition (no order in the window) a
+  window shorter than ``H`` says nothing about churn: ``churned`` is null on such rows.
 - **answers**: one row per answered targeted offer (not a holdout) with ``offered_at`` and
   ``responded_at`` before ``cutoff`` and the features at the first day of its month; the label
   is ``accepted``. Answers arrive within weeks, so these rows reach up to ``cutoff`` itself.
@@ -52,6 +58,8 @@ logger = logging.getLogger(__name__)
 
 COST_COLUMN = "realised_cost_to_serve"
 ARM = "treated"
+EXPOSURE_COLUMN = "exposure_days"
+CHURN_DAYS_COLUMN = "churn_days"
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,10 @@ class OfferHistory:
 
     Attributes:
         experiments: ``as_of``, ``customer_id``, ``kind``, ``treated`` (bool), ``accepted``
-            (bool, null when held out or unanswered), the feature columns, ``churned`` and
-            ``realised_cost_to_serve``; sorted by ``as_of``, ``customer_id``, ``kind``.
+            (bool, null when held out or unanswered), the feature columns, ``churned``,
+            ``realised_cost_to_serve``, ``exposure_days`` (the observed outcome window, at most
+            the horizon) and ``churn_days`` (null unless churned); sorted by ``as_of``,
+            ``customer_id``, ``kind``.
         answers: ``as_of``, ``customer_id``, ``kind``, ``accepted`` (bool) and the feature
             columns; sorted the same way.
         cutoff: Outcomes and answers are known up to (not including) this day.
@@ -91,6 +101,7 @@ def build_offer_history(
     config: FeatureConfig,
     *,
     offers: pl.DataFrame | None = None,
+    min_exposure_days: int | None = None,
 ) -> OfferHistory:
     """Experiments (selections with holdouts and outcomes) and answers, known before ``cutoff``.
 
@@ -103,10 +114,23 @@ def build_offer_history(
         offers: The offers to read selections and answers from, in the ``offers`` contract's
             shape; ``tables["offers"]`` when omitted. Features and outcomes always come from
             ``tables``.
+        min_exposure_days: The shortest outcome window an experiment row may have (at least
+            1; more than the horizon counts as the horizon); None: the whole horizon (complete
+            windows only, the estimators of :mod:`model.offer_effects` before partial windows).
 
     Returns:
         The offer history.
+
+    Raises:
+        ValueError: ``min_exposure_days`` is not a positive integer.
     """
+    if min_exposure_days is None:
+        min_exposure_days = horizon_days
+    if isinstance(min_exposure_days, bool) or not (
+        isinstance(min_exposure_days, int) and min_exposure_days >= 1
+    ):
+        raise ValueError(f"min_exposure_days must be a positive integer, got {min_exposure_days!r}")
+    min_exposure_days = min(min_exposure_days, horizon_days)
     offers = tables["offers"].collect() if offers is None else offers
     schema = offers.schema
     targeted = pl.col("targeted").fill_null(True) if "targeted" in schema else pl.lit(True)
@@ -121,9 +145,8 @@ def build_offer_history(
         "responded_at",
     )
     keys = ["as_of", "customer_id", "kind"]
-    window = timedelta(days=horizon_days)
     grouped = (
-        selections.filter(pl.col("as_of") + window <= cutoff)
+        selections.filter(pl.col("as_of") + timedelta(days=min_exposure_days) <= cutoff)
         .group_by(keys)
         .agg(
             pl.col(ARM).any(),
@@ -142,13 +165,16 @@ def build_offer_history(
     recorded = has_holdouts(offers)
     if not recorded:
         grouped = grouped.clear()
-    experiments = _with_features(tables, grouped, config, horizon_days)
+    experiments = _with_features(tables, grouped, config, (horizon_days, cutoff))
     answers = _with_features(tables, answered, config, None)
     logger.info(
-        "offer history before %s: %d randomised selections (%d held out), %d answered offers",
+        "offer history before %s: %d randomised selections (%d held out, %d with a window "
+        "shorter than %d days), %d answered offers",
         cutoff,
         experiments.height,
         int((~experiments[ARM]).sum()) if experiments.height else 0,
+        int((experiments[EXPOSURE_COLUMN] < horizon_days).sum()) if experiments.height else 0,
+        horizon_days,
         answers.height,
     )
     return OfferHistory(
@@ -160,9 +186,9 @@ def build_offer_history(
     )
 
 
-def _outcome_group(as_of: date, horizon_days: int, config: FeatureConfig) -> FeatureGroup:
-    """The horizon's complaint handling cost, by :mod:`features.profitability`'s definition."""
-    aggregations, _ = window_aggregations(Window.following(as_of, horizon_days), "_h", config)
+def _outcome_group(as_of: date, window_days: int, config: FeatureConfig) -> FeatureGroup:
+    """The window's complaint handling cost, by :mod:`features.profitability`'s definition."""
+    aggregations, _ = window_aggregations(Window.following(as_of, window_days), "_h", config)
     complaints = tuple(agg for agg in aggregations if agg.table == "complaints")
     return FeatureGroup(
         name="offer outcomes",
@@ -172,16 +198,25 @@ def _outcome_group(as_of: date, horizon_days: int, config: FeatureConfig) -> Fea
     )
 
 
+def _outcome_groups(as_of: date, window_days: int, config: FeatureConfig) -> list[FeatureGroup]:
+    """Churn and complaint cost over ``[as_of, as_of + window_days)``."""
+    return [
+        labels.feature_group(as_of, window_days, config),
+        _outcome_group(as_of, window_days, config),
+    ]
+
+
 def _with_features(
     tables: Mapping[str, pl.LazyFrame],
     rows: pl.DataFrame,
     config: FeatureConfig,
-    horizon_days: int | None,
+    outcomes: tuple[int, date] | None,
 ) -> pl.DataFrame:
-    """``rows`` joined to the customers' features at their ``as_of`` (and outcomes)."""
+    """``rows`` joined to the customers' features at their ``as_of`` (and, with ``outcomes =
+    (horizon_days, cutoff)``, the outcomes of the window ``[as_of, min(as_of + H, cutoff))``)."""
     dates = rows.get_column("as_of").unique().sort().to_list()
     if not dates:
-        return _empty_like(tables, rows, config, horizon_days)
+        return _empty_like(tables, rows, config, outcomes)
     customers = rows.select("customer_id").unique().lazy()
     # restrict every table to the selected customers once; each month then reads that sample
     names = list(tables)
@@ -202,38 +237,65 @@ def _with_features(
         who = rows.filter(pl.col("as_of") == as_of).select("customer_id").unique().lazy()
         month = {n: frame.join(who, on="customer_id", how="semi") for n, frame in small.items()}
         groups = list(feature_groups(as_of, config))
-        if horizon_days is not None:
-            groups += [
-                labels.feature_group(as_of, horizon_days, config),
-                _outcome_group(as_of, horizon_days, config),
-            ]
-        plans.append(
-            assemble(month, as_of, config, groups).with_columns(pl.lit(as_of).alias("as_of"))
-        )
+        window = 0
+        if outcomes is not None:
+            horizon_days, cutoff = outcomes
+            window = min(horizon_days, (cutoff - as_of).days)
+            groups += _outcome_groups(as_of, window, config)
+        plan = assemble(month, as_of, config, groups).with_columns(pl.lit(as_of).alias("as_of"))
+        if outcomes is not None:
+            plan = plan.with_columns(pl.lit(window, dtype=pl.Int32).alias(EXPOSURE_COLUMN))
+        plans.append(plan)
     features = pl.concat(pl.collect_all(plans), how="vertical")
     if "realised_net_margin" in features.columns:
         features = features.drop("realised_net_margin")
+    if outcomes is not None:
+        features = _with_churn_time(features, small["customers"], outcomes[0], config)
     return rows.join(features, on=["as_of", "customer_id"], how="inner").sort(
         ["as_of", "customer_id", "kind"]
     )
+
+
+def _with_churn_time(
+    features: pl.DataFrame, customers: pl.LazyFrame, horizon_days: int, config: FeatureConfig
+) -> pl.DataFrame:
+    """``churn_days`` of the churned rows; ``churned`` null on a short window when churn is
+    defined by the absence of orders (a short window cannot tell it)."""
+    ends = customers.select("customer_id", "end_date").collect()
+    churn_days = (pl.col("end_date") - pl.col("as_of")).dt.total_days().cast(pl.Int32)
+    frame = features.join(ends, on="customer_id", how="left").with_columns(
+        pl.when(pl.col("churned") & pl.col("end_date").is_not_null())
+        .then(churn_days)
+        .alias(CHURN_DAYS_COLUMN)
+    )
+    if config.churn_definition != "contractual":
+        frame = frame.with_columns(
+            pl.when(pl.col(EXPOSURE_COLUMN) >= horizon_days)
+            .then(pl.col("churned"))
+            .alias("churned"),
+            pl.lit(None, dtype=pl.Int32).alias(CHURN_DAYS_COLUMN),
+        )
+    return frame.drop("end_date")
 
 
 def _empty_like(
     tables: Mapping[str, pl.LazyFrame],
     rows: pl.DataFrame,
     config: FeatureConfig,
-    horizon_days: int | None,
+    outcomes: tuple[int, date] | None,
 ) -> pl.DataFrame:
     """An empty table with the columns :func:`_with_features` would give."""
     as_of = date(2000, 1, 1)
     groups = list(feature_groups(as_of, config))
-    if horizon_days is not None:
-        groups += [
-            labels.feature_group(as_of, horizon_days, config),
-            _outcome_group(as_of, horizon_days, config),
-        ]
+    if outcomes is not None:
+        groups += _outcome_groups(as_of, outcomes[0], config)
     empty = {name: frame.clear() for name, frame in tables.items()}
     features = assemble(empty, as_of, config, groups).collect().clear()
     if "realised_net_margin" in features.columns:
         features = features.drop("realised_net_margin")
+    if outcomes is not None:
+        features = features.with_columns(
+            pl.lit(None, dtype=pl.Int32).alias(EXPOSURE_COLUMN),
+            pl.lit(None, dtype=pl.Int32).alias(CHURN_DAYS_COLUMN),
+        )
     return rows.clear().join(features.drop("customer_id"), how="cross")

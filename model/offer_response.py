@@ -32,7 +32,12 @@ acceptances or refusals, keeps the prior.
 churn reduction) come from the company's randomised holdouts: offered against held-out
 customers of the same campaign selections, converted to the effect on those who accept, and
 shrunk to the policy's priors (:mod:`model.offer_effects`, which states the estimators,
-assumptions and sources). Heterogeneity across customers enters through three observed
+assumptions and sources). An experiment counts as soon as it has
+``EvidenceConfig.min_exposure_days`` of outcome: a history with an ``exposure_days`` column
+(:func:`model.offer_history.build_offer_history` with ``min_exposure_days``) brings censored
+windows, measured as churn per month at risk and complaint cost per month of exposure, and
+shrunk by their effective evidence; with every window complete the estimates are those of
+complete windows, to the bit. Heterogeneity across customers enters through three observed
 quantities the effect scales with -- the customer's own acceptance, complaint cost and churn
 risk -- not through a learned effect model: on the synthetic world a forest of effects fitted
 to a few hundred held-out customers per kind ranks customers by noise (an X-learner forced on
@@ -89,14 +94,22 @@ from model.gbm import (
 )
 from model.leaf_contributions import ScorePredictor
 from model.offer_effects import (
+    DAYS_PER_MONTH,
     EvidenceConfig,
+    Exposure,
     KindEvidence,
     Priors,
     cost_ratio,
     kind_evidence,
     pool_kinds,
 )
-from model.offer_history import ARM, COST_COLUMN, OfferHistory
+from model.offer_history import (
+    ARM,
+    CHURN_DAYS_COLUMN,
+    COST_COLUMN,
+    EXPOSURE_COLUMN,
+    OfferHistory,
+)
 from model.policy import Policy
 
 logger = logging.getLogger(__name__)
@@ -106,7 +119,6 @@ Source = Literal["learned", "prior"]
 KEYS: tuple[str, ...] = ("as_of", "customer_id", "kind")
 # The columns the complaint-cost base is computed from (read by name, not as model features).
 BASE_COLUMNS: tuple[str, ...] = ("tenure_days", "cost_to_serve_12m")
-DAYS_PER_MONTH = 365 / 12
 # Strata of a kind's selections by the customer's predicted acceptance of it.
 ACCEPTORS, REFUSERS, ALL = "acceptors", "refusers", "all"
 
@@ -663,7 +675,11 @@ def _kind_evidence(
     config: OfferResponseConfig,
     stratum: str,
 ) -> KindEvidence:
-    """One kind's randomised evidence, with the policy's priors expressed as the model's."""
+    """One kind's randomised evidence, with the policy's priors expressed as the model's.
+
+    Rows with an ``exposure_days`` column may have outcome windows shorter than the horizon
+    (:mod:`model.offer_history`); without it every window is the horizon.
+    """
     offer = policy.offer(kind)
     treated = rows.get_column(ARM).to_numpy().astype(bool)
     churned = rows.get_column("churned").cast(pl.Float64).to_numpy()
@@ -671,12 +687,25 @@ def _kind_evidence(
     if offer.churn_reduction_mode == "absolute":
         # an absolute prior as a relative one, at the held-out customers' churn rate
         held = churned[~treated]
+        held = held[~np.isnan(held)]
         rate = float(held.mean()) if held.size else math.nan
         prior_reduction = min(offer.churn_reduction / rate, 1.0) if rate > 0 else 0.0
     base = monthly_complaint_cost(
         rows.get_column("tenure_days").cast(pl.Float64).to_numpy(),
         rows.get_column("cost_to_serve_12m").cast(pl.Float64).to_numpy(),
     )
+    exposure = None
+    window_months: float | np.ndarray = horizon_months
+    if EXPOSURE_COLUMN in rows.columns:
+        exposure = Exposure.from_days(
+            rows.get_column(EXPOSURE_COLUMN).cast(pl.Float64).to_numpy(),
+            rows.get_column(CHURN_DAYS_COLUMN).cast(pl.Float64).fill_null(math.nan).to_numpy(),
+            horizon_months * DAYS_PER_MONTH,
+        )
+        if exposure.complete:
+            exposure = None  # the complete-window estimators, to the bit
+        else:
+            window_months = np.minimum(exposure.months, horizon_months)
     return kind_evidence(
         kind,
         treated,
@@ -685,7 +714,7 @@ def _kind_evidence(
         cost_ratio(
             rows.get_column(COST_COLUMN).cast(pl.Float64).to_numpy(),
             base,
-            horizon_months,
+            window_months,
             config.evidence,
         ),
         Priors(
@@ -696,6 +725,7 @@ def _kind_evidence(
         config.evidence,
         stratum=stratum,
         holdouts_recorded=holdouts_recorded,
+        exposure=exposure,
     )
 
 

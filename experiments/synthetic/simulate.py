@@ -245,16 +245,24 @@ class OutsideActions:
         kind: personal offer kind index (``OFFER_KINDS`` order) or -1 for none.
         cost: what the offer costs the company if accepted.
         end: the company ends the relationship at the start of the month.
+        held_kind: the kind index of a targeted selection held out at random (recorded in the
+            offers table with ``holdout`` true, not contacted: a CRM's control group), or -1.
     """
 
     kind: np.ndarray
     cost: np.ndarray
     end: np.ndarray
+    held_kind: np.ndarray
 
     @classmethod
     def none(cls, n: int) -> OutsideActions:
         """No outside action for any of ``n`` customers."""
-        return cls(np.full(n, -1, dtype=np.int64), np.zeros(n), np.zeros(n, dtype=bool))
+        return cls(
+            np.full(n, -1, dtype=np.int64),
+            np.zeros(n),
+            np.zeros(n, dtype=bool),
+            np.full(n, -1, dtype=np.int64),
+        )
 
 
 class ChunkSimulation:
@@ -430,12 +438,14 @@ def _with_outside(
     selection: Selection, outside: OutsideActions, state: WorldState, idx: np.ndarray
 ) -> Selection:
     """Business as usual with the outside actions in place of it where there are some."""
-    kind, end = outside.kind[idx], outside.end[idx]
-    overridden = (kind >= 0) | end
+    kind, end, held_kind = outside.kind[idx], outside.end[idx], outside.held_kind[idx]
+    held = (held_kind >= 0) & (kind < 0) & ~end
+    overridden = (kind >= 0) | end | held
     if not overridden.any():
         return selection
     usual = selection.actions
     offered = overridden & (kind >= 0) & ~end
+    selected = offered | held  # the targeted selection: contacted or held out
     actions = Actions(
         kind=np.where(overridden, np.where(end, -1, kind), usual.kind),
         personal=np.where(overridden, True, usual.personal),
@@ -447,9 +457,9 @@ def _with_outside(
     answers = np.where(state.grievance_month[idx], state.last_complaint[idx], 0)
     return Selection(
         actions=actions,
-        held_kind=np.where(overridden, -1, selection.held_kind),
-        targeted=np.where(overridden, offered, selection.targeted),
-        answers=np.where(overridden, np.where(offered, answers, 0), selection.answers),
+        held_kind=np.where(overridden, np.where(held, held_kind, -1), selection.held_kind),
+        targeted=np.where(overridden, selected, selection.targeted),
+        answers=np.where(overridden, np.where(selected, answers, 0), selection.answers),
     )
 
 

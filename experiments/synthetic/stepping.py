@@ -9,8 +9,11 @@ still goes out). An offer is personal: the customer accepts with their own accep
 probability, the company pays ``cost_fixed + cost_revenue_multiple * R`` from the policy
 catalogue if accepted (``R`` the true monthly revenue, the price the oracle puts on it:
 :func:`experiments.synthetic.oracle.policy_offer_cost`), and the CRM's ``offers`` table records
-it as a targeted offer with its answer, as a CRM would. An ``end`` ends the relationship at the
-start of the month: no orders, complaints or invoices after it, ``end_date`` set.
+it as a targeted offer with its answer, as a CRM would. A ``hold_out`` is a customer selected
+for an offer kind and held out at random as the control group of a campaign: not contacted, and
+recorded in the ``offers`` table with ``holdout`` true, no cost and no answer, exactly as the
+company's own history records its holdouts. An ``end`` ends the relationship at the start of the
+month: no orders, complaints or invoices after it, ``end_date`` set.
 
 At any month's start the world exports its CRM tables as of that day (the same five tables,
 columns and dtypes as ``keepwise generate`` writes, so training and scoring read them
@@ -49,7 +52,7 @@ from model.policy import Policy
 
 logger = logging.getLogger(__name__)
 
-ACTIONS = ("retain", "compensate", "end")
+ACTIONS = ("retain", "compensate", "end", "hold_out")
 
 
 class SteppedWorldError(ValueError):
@@ -148,13 +151,13 @@ class SteppedWorld:
         """Simulate the current month with the given actions and move to the next.
 
         Args:
-            actions: ``customer_id``, ``action`` (retain, compensate or end) and ``offer_kind``
-                (the kind for compensate); customers not listed, and ``retain`` rows, keep
-                business as usual. None is business as usual for everyone.
+            actions: ``customer_id``, ``action`` (retain, compensate, end or hold_out) and
+                ``offer_kind`` (the kind for compensate and hold_out); customers not listed, and
+                ``retain`` rows, keep business as usual. None is business as usual for everyone.
 
         Raises:
-            SteppedWorldError: an unknown customer, action or offer kind, or a compensate row
-                without a kind.
+            SteppedWorldError: an unknown customer, action or offer kind, or a compensate or
+                hold_out row without a kind.
         """
         outside = None if actions is None else self._outside(actions)
         for k, chunk in enumerate(self._chunks):
@@ -187,6 +190,9 @@ class SteppedWorld:
             kinds = actions.get_column("offer_kind").to_numpy()[mine]
             outside = OutsideActions.none(chunk.n)
             outside.end[index] = act == "end"
+            held = np.flatnonzero(act == "hold_out")
+            if held.size:
+                outside.held_kind[index[held]] = [KIND[k_] for k_ in kinds[held]]
             offer = np.flatnonzero(act == "compensate")
             if offer.size:
                 kind_index = np.array([KIND[k_] for k_ in kinds[offer]], dtype=np.int64)
@@ -214,7 +220,8 @@ def _check_actions(actions: pl.DataFrame, policy: Policy) -> None:
         )
     kinds = [offer.kind for offer in policy.offers]
     bad = actions.filter(
-        (pl.col("action") == "compensate") & ~pl.col("offer_kind").is_in(kinds).fill_null(False)
+        pl.col("action").is_in(["compensate", "hold_out"])
+        & ~pl.col("offer_kind").is_in(kinds).fill_null(False)
     )
     if bad.height:
         row = bad.row(0, named=True)

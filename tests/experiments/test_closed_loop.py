@@ -269,6 +269,67 @@ def test_a_tiny_loop_runs_end_to_end_and_learns_from_its_own_offers():
     for f in figures:
         assert np.isfinite(f.offer_share) and np.isfinite(f.oracle_share)
         assert f.explored == 0 or f.exploration_cost != 0
+        # the CRM holds out a fifth of the recommended offers; they are the refit's controls
+        assert 0.1 * f.compensated < f.held_out < 0.3 * f.compensated
+        assert f.holdout_cost != 0
+    assert sum(first.experiments_by_kind.values()) == first.offers_made + first.held_out
+
+
+def test_the_crm_holds_out_a_random_share_of_the_recommended_offers_only():
+    n = 20_000
+    recs = pl.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(n)],
+            "action": ["compensate", "end", "retain", "compensate"] * (n // 4),
+            "offer_kind": ["gift", None, None, "refund"] * (n // 4),
+        }
+    )
+    done = follow(recs, np.random.default_rng(0), holdout_share=0.2)
+    joined = recs.join(done, on="customer_id", suffix="_done")
+    held = joined.filter(pl.col("action_done") == "hold_out")
+    assert (held["action"] == "compensate").all() and not held["followed"].any()
+    assert held["offer_kind_done"].equals(held["offer_kind"])
+    assert abs(held.height / (n / 2) - 0.2) < 0.015
+    offered = joined.filter(pl.col("action") == "compensate")
+    made = offered.filter(pl.col("action_done") == "compensate").height
+    assert abs(made / (n / 2) - 0.8 * ADHERENCE["compensate"]) < 0.015
+    # the adherence draws are those of a loop without holdouts: who is followed does not move
+    without = follow(recs, np.random.default_rng(0))
+    kept = done.filter(pl.col("action") != "hold_out").join(without, on="customer_id")
+    assert kept["followed"].equals(kept["followed_right"], check_names=False)
+
+
+def test_a_holdout_is_recorded_as_such_and_not_contacted(policy, started):
+    world = _stepped(policy, started=started)
+    active = _truth_active(world)["customer_id"].head(40)
+    held, offered = active.head(20), active.tail(20)
+    world.advance(
+        pl.DataFrame(
+            {
+                "customer_id": pl.concat([held, offered]),
+                "action": ["hold_out"] * 20 + ["compensate"] * 20,
+                "offer_kind": "refund",
+            }
+        )
+    )
+    world.advance()
+    offers = world.crm_tables()["offers"].filter(
+        (pl.col("offered_at") >= START) & (pl.col("offered_at") < date(2023, 2, 1))
+    )
+    mine = offers.filter(pl.col("customer_id").is_in(held.implode()))
+    assert mine.height == 20 and mine["holdout"].all() and mine["targeted"].all()
+    assert (mine["kind"] == "refund").all() and (mine["cost"] == 0).all()
+    assert mine["accepted"].null_count() == 20 and mine["responded_at"].null_count() == 20
+    theirs = offers.filter(pl.col("customer_id").is_in(offered.implode()))
+    assert theirs.height == 20 and not theirs["holdout"].any()
+    assert theirs["accepted"].null_count() == 0
+    with pytest.raises(SteppedWorldError, match="None"):
+        world.advance(
+            pl.DataFrame(
+                {"customer_id": ["C0000001"], "action": ["hold_out"], "offer_kind": [None]},
+                schema_overrides={"offer_kind": pl.String},
+            )
+        )
 
 
 def test_the_learning_curve_png_is_deterministic_and_refuses_ragged_runs(tmp_path):

@@ -6,6 +6,7 @@ from datetime import date, timedelta
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from experiments.synthetic.config import WorldConfig
 from experiments.synthetic.world import generate_world
@@ -81,3 +82,62 @@ def test_without_a_holdout_column_there_is_no_experiment(tables) -> None:
     assert history.experiments.height == 0
     assert history.answers.height > 0
     assert set(history.experiments.columns) >= {"treated", "churned", COST_COLUMN}
+
+
+def test_partial_windows_are_censored_at_the_cutoff(tables) -> None:
+    complete = build_offer_history(tables, CUTOFF, HORIZON, FeatureConfig())
+    partial = build_offer_history(tables, CUTOFF, HORIZON, FeatureConfig(), min_exposure_days=28)
+    experiments = partial.experiments
+    exposure = experiments["exposure_days"]
+    # the same complete-window rows, and more: selections with 28 days to a year of outcome
+    keys = ["as_of", "customer_id", "kind"]
+    full = experiments.filter(exposure == HORIZON)
+    assert_frame_equal(
+        full.select(keys, "treated", "churned", COST_COLUMN),
+        complete.experiments.select(keys, "treated", "churned", COST_COLUMN),
+    )
+    short = experiments.filter(exposure < HORIZON)
+    assert short.height > 100 and (~short["treated"]).sum() > 20
+    window = (pl.lit(CUTOFF) - pl.col("as_of")).dt.total_days()
+    assert short.select((pl.col("exposure_days") == window).all()).item()
+    assert short.select((pl.col("exposure_days") >= 28).all()).item()
+    # point in time: outcomes only from the window before the cutoff
+    customers = tables["customers"].collect().select("customer_id", "end_date")
+    ends = experiments.join(customers, on="customer_id")
+    in_window = ends.select(
+        (pl.col("end_date") < pl.col("as_of") + pl.duration(days=pl.col("exposure_days")))
+        .fill_null(False)
+        .alias("ends"),
+        "churned",
+        "churn_days",
+        expected_days=(pl.col("end_date") - pl.col("as_of")).dt.total_days(),
+    )
+    assert in_window["churned"].equals(in_window["ends"], check_names=False)
+    churned = in_window.filter(pl.col("churned"))
+    assert churned.height > 0 and churned["churn_days"].equals(
+        churned["expected_days"].cast(pl.Int32), check_names=False
+    )
+    assert in_window.filter(~pl.col("churned"))["churn_days"].null_count() == (
+        in_window.filter(~pl.col("churned")).height
+    )
+    # point in time: an export taken at the cutoff gives the same rows and outcomes
+    at_cutoff = dict(
+        tables,
+        customers=tables["customers"].with_columns(
+            pl.when(pl.col("end_date") < CUTOFF).then(pl.col("end_date")).alias("end_date")
+        ),
+        complaints=tables["complaints"].filter(pl.col("opened_at") < CUTOFF),
+        orders=tables["orders"].filter(pl.col("order_date") < CUTOFF),
+        offers=tables["offers"].filter(pl.col("offered_at") < CUTOFF),
+    )
+    assert tables["complaints"].filter(pl.col("opened_at") >= CUTOFF).collect().height > 0
+    then = build_offer_history(at_cutoff, CUTOFF, HORIZON, FeatureConfig(), min_exposure_days=28)
+    assert_frame_equal(
+        then.experiments.select(keys, "churned", "churn_days", "exposure_days", COST_COLUMN),
+        experiments.select(keys, "churned", "churn_days", "exposure_days", COST_COLUMN),
+    )
+
+
+def test_a_bad_minimum_exposure_is_refused(tables) -> None:
+    with pytest.raises(ValueError, match="min_exposure_days"):
+        build_offer_history(tables, CUTOFF, HORIZON, FeatureConfig(), min_exposure_days=0)
