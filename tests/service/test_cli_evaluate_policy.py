@@ -36,6 +36,13 @@ def _run(*args: str | Path) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, " ".join(result.stderr.split())
 
 
+def _run_files(files: dict[str, Path], *extra: str | Path) -> tuple[int, str, str]:
+    """The command on the fixture's policy, log and outcomes, with ``extra`` options."""
+    return _run(
+        "--policy", files["policy"], "--log", files["log"], "--outcomes", files["outcomes"], *extra
+    )
+
+
 def _inputs(n: int, seed: int) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     return pl.DataFrame(
@@ -74,24 +81,14 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_the_candidate_is_shown_next_to_the_policy_in_force(files):
-    code, out, err = _run(
-        "--policy", files["policy"], "--log", files["log"], "--outcomes", files["outcomes"]
-    )
+    code, out, err = _run_files(files)
     assert code == EXIT_OK, err
     assert "on-policy mean" in out and "doubly robust" in out and "SNIPS" in out
     assert "overlap: 800 of 800 logged decisions (100.0%)" in out
 
 
 def test_json_gives_the_log_mean_for_the_policy_in_force_judged_by_itself(files):
-    code, out, err = _run(
-        "--policy",
-        files["policy"],
-        "--log",
-        files["log"],
-        "--outcomes",
-        files["outcomes"],
-        "--json",
-    )
+    code, out, err = _run_files(files, "--json")
     assert code == EXIT_OK, err
     result = json.loads(out)
     mean = pl.read_csv(files["outcomes"])["realised_value"].mean()
@@ -309,24 +306,13 @@ def test_the_shipped_policy_judges_support_when_it_wrote_the_log(files):
     # this log claims propensity 1 everywhere, which the shipped policy (it explores 5%) would
     # not have logged: the command says so instead of trusting the log's support
     version = load_policy(DEFAULT).version
-    code, _, err = _run(
-        "--policy", files["policy"], "--log", files["log"], "--outcomes", files["outcomes"]
-    )
+    code, _, err = _run_files(files)
     assert code == EXIT_OK, err
     assert f"of 800 logged propensities differ from those policy {version} gives" in err
 
 
 def test_an_unreadable_in_force_policy_is_a_usage_error(files, tmp_path):
     missing = tmp_path / "old.toml"
-    code, _, err = _run(
-        "--policy",
-        files["policy"],
-        "--log",
-        files["log"],
-        "--outcomes",
-        files["outcomes"],
-        "--in-force",
-        missing,
-    )
+    code, _, err = _run_files(files, "--in-force", missing)
     assert code == EXIT_USAGE
     assert f"--in-force {missing} cannot be read" in err
