@@ -100,6 +100,9 @@ class ScoreJob:
         predict_threads: LightGBM threads of each model prediction while deciding
             (:func:`model.gbm.prediction_threads`; the output is the same bytes with any
             count); None: the cores this process may use, shared among ``decide_threads``.
+            1 by default: on the 2-core build machine two threads made the 1M run 24-35%
+            slower (their OpenMP threads compete with reading and featurising the next part;
+            docs/benchmarks.md).
     """
 
     data: Path
@@ -117,7 +120,7 @@ class ScoreJob:
     language: str = "en"
     decide_threads: int = 1
     keep_runs: int | None = None
-    predict_threads: int | None = None
+    predict_threads: int | None = 1
 
 
 @dataclass
