@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from model.decide import DECISION_COLUMNS, allocate_budget, decide, ev_columns
+from model.decide import DECISION_COLUMNS, OFFER_TERM_COLUMNS, allocate_budget, decide, ev_columns
 from model.decide_rows import decide_records
 from model.exploration import (
     CHANGED_COLUMNS,
@@ -199,14 +199,7 @@ def test_an_explored_offer_carries_the_models_figures_for_that_offer(
             *[c for c in greedy.columns if c.startswith("ev_offer_")], *DECISION_COLUMNS
         )
         single = decide(inputs, alone)
-        for column in (
-            "offer_cost",
-            "offer_acceptance",
-            "offer_expected_cost",
-            "offer_churn_reduction",
-            "churn_after_offer",
-            "offer_complaint_saving",
-        ):
+        for column in OFFER_TERM_COLUMNS:
             assert rows[column].equals(single[column]), (kind, column)
         # the offer's expected value is the one the full catalogue gave, to the bit
         assert rows[f"ev_offer_{kind}"].equals(single["ev_best_offer"].alias(f"ev_offer_{kind}"))
