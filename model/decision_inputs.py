@@ -106,7 +106,12 @@ class Inputs:
 
 def inputs_of(names: Iterable[str]) -> Inputs:
     """The inputs named by a frame's columns or the union of records' keys."""
-    names = set(names)
+    return _inputs_of(frozenset(names))
+
+
+@functools.lru_cache(maxsize=64)
+def _inputs_of(names: frozenset[str]) -> Inputs:
+    # cached: the API asks this for the same keys on every request (decision and exploration)
 
     def kinds(prefix: str) -> tuple[str, ...]:
         return tuple(sorted(c.removeprefix(prefix) for c in names if c.startswith(prefix)))

@@ -78,7 +78,6 @@ offer and to offers that cost nothing; leave headroom for them.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -93,8 +92,8 @@ import polars as pl
 from model import reason_text as rt
 from model.decide import OFFER_TERM_COLUMNS, replace_at_rows
 from model.decision_inputs import inputs_of, segment_codes, to_customers
-from model.kernel import ACTIONS, COMPENSATE, END, RETAIN, decide_arrays, per_policy
-from model.policy import Exploration, Policy
+from model.kernel import ACTIONS, COMPENSATE, END, RETAIN, price_offers
+from model.policy import Policy
 
 EXPLORED, PROPENSITY, GREEDY_ACTION = "explored", "propensity", "greedy_action"
 #: The columns every recommendation gets from this module.
@@ -241,24 +240,18 @@ class OfferTerms:
     terms: Mapping[str, np.ndarray]
 
 
-def _single_offer_policy(policy: Policy, j: int) -> Policy:
-    return per_policy(
-        policy,
-        ("exploration offer", j),
-        lambda: dataclasses.replace(policy, offers=(policy.offers[j],), exploration=Exploration()),
-    )
-
-
 def offer_terms(
     column: Callable[[str], np.ndarray],
     names: Sequence[str],
     segments: Sequence[Any],
     policy: Policy,
 ) -> OfferTerms:
-    """Every catalogue offer's figures for every customer: the kernel with that offer alone.
+    """Every catalogue offer's figures for every customer, as the kernel prices them.
 
-    The kernel prices each offer elementwise and independently of the others, so the values are
-    the bits the full catalogue gives (``V_o`` equals the row's ``ev_offer_<kind>``; tested).
+    One pricing pass over the whole catalogue (:func:`model.kernel.price_offers`, the part of
+    the kernel that prices each offer elementwise and independently of the others), so the
+    values are the bits the decision itself used (``V_o`` equals the row's
+    ``ev_offer_<kind>``; tested).
 
     Args:
         column: The validated values of a decision input by name (float64, NaN for null).
@@ -272,18 +265,26 @@ def offer_terms(
     n = len(segments)
     unknown = np.full(n, np.nan)
     values = {name: column(name) for name in inputs.numeric}
-    ev = np.empty((n, len(policy.offers)))
-    terms = {name: np.empty((n, len(policy.offers))) for name in OFFER_TERM_COLUMNS}
-    for j in range(len(policy.offers)):
-        single = _single_offer_policy(policy, j)
-        customers = to_customers(
-            lambda k: values[inputs.numeric[k]], unknown, inputs, segment, single
-        )
-        d = decide_arrays(customers, single)
-        ev[:, j] = np.broadcast_to(d.ev_best_offer, n)
-        for name in OFFER_TERM_COLUMNS:
-            terms[name][:, j] = np.broadcast_to(getattr(d, name), n)
-    return OfferTerms(ev=ev, terms=terms)
+    customers = to_customers(lambda k: values[inputs.numeric[k]], unknown, inputs, segment, policy)
+    priced = price_offers(customers, policy)
+    p = customers.p_churn
+
+    def stacked(per_offer: Sequence[Any]) -> np.ndarray:
+        if not per_offer:
+            return np.empty((n, 0))
+        return np.column_stack([v if np.shape(v) == (n,) else np.full(n, v) for v in per_offer])
+
+    acceptance, cost = stacked(priced.acceptance), stacked(priced.cost)
+    after = stacked(priced.churn_after)
+    terms = {
+        "offer_cost": cost,
+        "offer_acceptance": acceptance,
+        "offer_expected_cost": acceptance * cost,
+        "offer_churn_reduction": (p if np.shape(p) == (n,) else np.full(n, p))[:, None] - after,
+        "churn_after_offer": after,
+        "offer_complaint_saving": stacked(priced.saving),
+    }
+    return OfferTerms(ev=stacked(priced.ev_offers), terms={k: terms[k] for k in OFFER_TERM_COLUMNS})
 
 
 def allowed_offers(

@@ -267,6 +267,10 @@ class _Arrays(Backend):
         return np.choose(index, values)
 
     def annuities(self, risks, horizon, delta):
+        # one pass over all the risks (elementwise: the bits of one call per risk); a call per
+        # risk cost a few microseconds each, most of a one-customer request's pricing
+        if len({np.shape(risk) for risk in risks}) == 1:
+            return list(annuity(np.stack(risks), horizon, delta))
         return [annuity(risk, horizon, delta) for risk in risks]
 
     def profit_chance(self, margin, se):
@@ -450,25 +454,35 @@ def profit_chance(margin: np.ndarray, se: np.ndarray) -> np.ndarray:
         return ndtr(margin / se)
 
 
-def decide_arrays(
-    customers: Customers, policy: Policy, funded: Value = True, xp: Backend = ARRAYS
-) -> Decisions:
-    """Decide (math: see the module docstring).
+class OfferPrices(NamedTuple):
+    """Every catalogue offer priced for the customers, in the form of the inputs (one list entry
+    per offer, in catalogue order): the part of :func:`decide_arrays` that does not choose.
 
-    Args:
-        customers: The validated inputs (:mod:`model.decision_inputs` and the entry points
-            build them), arrays for :data:`ARRAYS` or one customer's scalars for
-            :data:`SCALARS`.
-        policy: The retention policy.
-        funded: Whether a wanted offer is funded (per customer, or one value for all).
-        xp: :data:`ARRAYS` or :data:`SCALARS`, matching ``customers``.
-
-    Returns:
-        The decisions, with the reasons and blocks that apply, in the form of ``customers``.
+    Attributes:
+        ev_retain: ``V_retain``.
+        ev_offers: ``V_o``.
+        acceptance: ``a_o``.
+        cost: ``c_o``, the unit cost paid if accepted.
+        churn_after: ``p'_o``.
+        saving: ``s_o``, the monthly complaint cost saved if accepted.
     """
-    c, where, isnan, not_ = customers, xp.where, xp.isnan, xp.not_
+
+    ev_retain: Value
+    ev_offers: list[Value]
+    acceptance: list[Value]
+    cost: list[Value]
+    churn_after: list[Value]
+    saving: list[Value]
+
+
+def price_offers(customers: Customers, policy: Policy, xp: Backend = ARRAYS) -> OfferPrices:
+    """``V_retain`` and, per catalogue offer, ``V_o`` with the terms it is made of (module
+    docstring). Each offer is priced elementwise and independently of the others, so an offer's
+    figures are the same bits whatever else the catalogue holds; :func:`decide_arrays` chooses
+    among them, and exploration (:mod:`model.exploration`) reads them for every offer.
+    """
+    c, where, isnan = customers, xp.where, xp.isnan
     p, margin = c.p_churn, c.margin
-    catalogue = _catalogue(policy)
 
     # a share of the bill is priced on at least the margin the bill must carry (see the
     # docstring: a new customer's trailing revenue can be 0 while the bill is not)
@@ -497,6 +511,36 @@ def decide_arrays(
         a * ((margin + s) * annuity_after - k) + (1.0 - a) * ev_retain
         for a, s, annuity_after, k in zip(acceptance, saving, annuities[1:], cost, strict=True)
     ]
+    return OfferPrices(ev_retain, ev_offers, acceptance, cost, p_after, saving)
+
+
+def decide_arrays(
+    customers: Customers, policy: Policy, funded: Value = True, xp: Backend = ARRAYS
+) -> Decisions:
+    """Decide (math: see the module docstring).
+
+    Args:
+        customers: The validated inputs (:mod:`model.decision_inputs` and the entry points
+            build them), arrays for :data:`ARRAYS` or one customer's scalars for
+            :data:`SCALARS`.
+        policy: The retention policy.
+        funded: Whether a wanted offer is funded (per customer, or one value for all).
+        xp: :data:`ARRAYS` or :data:`SCALARS`, matching ``customers``.
+
+    Returns:
+        The decisions, with the reasons and blocks that apply, in the form of ``customers``.
+    """
+    c, where, isnan, not_ = customers, xp.where, xp.isnan, xp.not_
+    p, margin = c.p_churn, c.margin
+    catalogue = _catalogue(policy)
+    priced = price_offers(customers, policy, xp)
+    ev_retain, ev_offers = priced.ev_retain, priced.ev_offers
+    acceptance, cost, p_after, saving = (
+        priced.acceptance,
+        priced.cost,
+        priced.churn_after,
+        priced.saving,
+    )
     # the first catalogue offer reaching the best value
     best = xp.first_max(ev_offers)
     ev_best, best_acceptance, best_cost, best_after, best_saving = (
