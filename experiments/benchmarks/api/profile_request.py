@@ -104,7 +104,12 @@ async def _request(app: Any, body: bytes, token: str, query: str) -> tuple[int, 
 
 
 async def _main(args: argparse.Namespace) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="keepwise-profile-"))
+    with tempfile.TemporaryDirectory(prefix="keepwise-profile-") as scratch:
+        await _profile(args, Path(scratch))
+
+
+async def _profile(args: argparse.Namespace, folder: Path) -> None:
+    """Serve from a scratch store in ``folder`` (removed afterwards by the caller)."""
     token, entry = new_api_key("bench", "viewer", KeyScope())
     settings = Settings(
         database_url=f"sqlite:///{folder / 'bench.db'}",
