@@ -57,8 +57,8 @@ below the best), and the policy's share of the simulated oracle's gain rises by 
 point.
 
 An explored recommendation's money figures are the model's for the action taken: its
-``offer_*`` columns are the explored offer's (the kernel run with that offer alone, which gives
-the same bits as the full catalogue), the ``ev_*`` columns are unchanged (the model's expected
+``offer_*`` columns are the explored offer's (as the kernel prices it,
+:func:`model.kernel.price_offers`: the bits the decision itself used), the ``ev_*`` columns are unchanged (the model's expected
 value of every action), and the expected value given up, ``V(g_i) - V(a)``, is the model's
 estimate of the experiment's cost (the batch summary adds it up: :func:`exploration_summary`).
 
