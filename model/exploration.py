@@ -58,9 +58,10 @@ point.
 
 An explored recommendation's money figures are the model's for the action taken: its
 ``offer_*`` columns are the explored offer's (as the kernel prices it,
-:func:`model.kernel.price_offers`: the bits the decision itself used), the ``ev_*`` columns are unchanged (the model's expected
-value of every action), and the expected value given up, ``V(g_i) - V(a)``, is the model's
-estimate of the experiment's cost (the batch summary adds it up: :func:`exploration_summary`).
+:func:`model.kernel.price_offers`: the bits the decision itself used), the ``ev_*`` columns
+are unchanged (the model's expected value of every action), and the expected value given up,
+``V(g_i) - V(a)``, is the model's estimate of the experiment's cost (the batch summary adds it
+up: :func:`exploration_summary`).
 
 **Budget** (batch ``--budget`` / ``offer_budget``): experiments are funded only with what the
 greedy allocation leaves. The greedy allocation (:mod:`model.budget`) runs first, as without
