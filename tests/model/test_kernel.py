@@ -72,6 +72,22 @@ def test_annuity_of_a_customer_does_not_depend_on_its_neighbours() -> None:
     assert strided.tobytes() == whole[::3].tobytes()
 
 
+def test_annuities_of_many_risks_in_one_call_are_the_bits_of_one_call_each() -> None:
+    # the array backend prices retain and every offer in one annuity call (one request's
+    # pricing was mostly per-call overhead); each risk's annuity must not change by a bit
+    rng = np.random.default_rng(11)
+    risks = [rng.uniform(0, 1, 257) for _ in range(7)]
+    risks[2][::5] = 1.0
+    risks[3][::3] = 0.0
+    together = ARRAYS.annuities(risks, 12, 1 / 1.008)
+    for risk, value in zip(risks, together, strict=True):
+        assert np.asarray(value).tobytes() == annuity(risk, 12, 1 / 1.008).tobytes()
+    # risks of different shapes (a scalar prior beside per-customer arrays) go one by one
+    mixed = ARRAYS.annuities([risks[0], np.float64(0.25)], 12, 1 / 1.008)
+    assert mixed[0].tobytes() == annuity(risks[0], 12, 1 / 1.008).tobytes()
+    assert float(mixed[1]) == float(annuity(np.array([0.25]), 12, 1 / 1.008)[0])
+
+
 def test_profit_chance_is_the_same_bits_for_one_customer_and_for_many() -> None:
     rng = np.random.default_rng(5)
     margin = np.concatenate(
