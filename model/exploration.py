@@ -367,15 +367,21 @@ def budget_left(budget: float, funded_costs: Sequence[float]) -> Fraction:
     return max(left, Fraction(0))
 
 
-def drawn_count(decided: pl.DataFrame, policy: Policy, as_of: date) -> int:
-    """How many customers of a decided chunk are drawn for an experiment: ``u < epsilon`` and
-    a greedy action of retain or compensate (``M`` of the module docstring, per chunk)."""
+def drawn(decided: pl.DataFrame, policy: Policy, as_of: date) -> np.ndarray:
+    """Bool per row: the customer is drawn for an experiment, ``u < epsilon`` and a greedy
+    action of retain or compensate (whether an alternative is then allowed is not checked)."""
     share = policy.exploration.share
     if share == 0 or decided.is_empty():
-        return 0
+        return np.zeros(decided.height, dtype=bool)
     u, _ = draws(decided.get_column("customer_id").to_list(), as_of, policy.version)
     greedy = decided.get_column("action").to_numpy()
-    return int(((u < share) & (greedy != "end")).sum())
+    return (u < share) & (greedy != "end")
+
+
+def drawn_count(decided: pl.DataFrame, policy: Policy, as_of: date) -> int:
+    """How many customers of a decided chunk are drawn for an experiment (:func:`drawn`;
+    ``M`` of the module docstring, per chunk)."""
+    return int(drawn(decided, policy, as_of).sum())
 
 
 def logging_distribution(decisions: pl.DataFrame, policy: Policy) -> pl.DataFrame:

@@ -34,8 +34,8 @@ from model.explain import (
     reason_column,
     reason_text,
 )
+from model.exploration import drawn, explore_records, not_explored
 from model.exploration import explore as explore_decided
-from model.exploration import explore_records, not_explored
 from model.gbm import prediction_threads
 from model.leaf_contributions import ContributionMethod
 from model.policy import Policy
@@ -179,7 +179,9 @@ def recommend(
             churn model's default.
         explore: apply the policy's exploration share (:mod:`model.exploration`); False
             leaves every action the kernel's (``propensity`` 1), for a budgeted batch that
-            explores after funding its offers.
+            explores after funding its offers. With ``explain="non_retain"`` the customers
+            drawn for an experiment are then explained too, whatever their action: an
+            experiment may later turn their "retain" into an offer, which needs its drivers.
         predict_threads: LightGBM threads of the models' predictions
             (:func:`model.gbm.prediction_threads`; the same results with any count); None:
             each model's own.
@@ -211,11 +213,12 @@ def recommend(
         )
         explained: list[list[Any]] = [[] for _ in range(features.height)]
         if drivers:
-            wanted = (
-                (decisions.get_column("action") != "retain").to_numpy()
-                if explain == "non_retain"
-                else np.ones(features.height, dtype=bool)
-            )
+            if explain == "non_retain":
+                wanted = (decisions.get_column("action") != "retain").to_numpy()
+                if not explore:  # a later experiment may offer to a retained customer
+                    wanted |= drawn(decisions, policy, as_of)
+            else:
+                wanted = np.ones(features.height, dtype=bool)
             every = bool(wanted.all())
             rows = features if every else features.filter(pl.Series(wanted))
             if leaves is None:

@@ -353,6 +353,10 @@ def test_experiments_are_funded_only_with_what_the_greedy_budget_leaves(
         assert result.summary["exploration"]["customers_explored"] == explored.height
         if budget == 1e9:  # plenty left: retain customers are offered experiments
             assert (offered["greedy_action"] == "retain").sum() > 0
+        # an experiment decided after the budget explains its offer like any other: every
+        # customer not retained has churn drivers, the explored ones included
+        not_retained = rows.filter(pl.col("action") != "retain")
+        assert (not_retained["churn_drivers"].list.len() > 0).all()
 
 
 def test_deciding_a_part_on_several_threads_gives_the_same_bytes(
