@@ -406,3 +406,32 @@ def by_archetype(per_customer: pl.DataFrame, archetypes: pl.DataFrame) -> pl.Dat
         )
         .sort("archetype")
     )
+
+
+def offers_by_archetype(per_customer: pl.DataFrame, archetypes: pl.DataFrame) -> pl.DataFrame:
+    """Where the offers earn or lose: the compensated customers per archetype and offer kind.
+
+    The breakdown behind :func:`by_archetype`'s ``offer_true_gain``: which kinds of offer went
+    to which customers, what the decisions expected of them and what they did in truth.
+
+    Args:
+        per_customer: Output of :func:`chosen_true_values`.
+        archetypes: customer_id, archetype (the world's ``truth_customers``).
+
+    Returns:
+        One row per (archetype, offer_kind) with at least one offer, sorted: offers,
+        model_gain (expected over retaining them), true_gain (the oracle's value of the offer
+        over retaining them) and losing (offers whose true gain is negative).
+    """
+    return (
+        per_customer.filter(pl.col("action") == "compensate")
+        .join(archetypes.select("customer_id", "archetype"), on="customer_id")
+        .group_by("archetype", "offer_kind")
+        .agg(
+            offers=pl.len(),
+            model_gain=pl.col("model_gain").sum(),
+            true_gain=pl.col("true_offer_gain").sum(),
+            losing=(pl.col("true_offer_gain") < 0).sum(),
+        )
+        .sort("archetype", "offer_kind")
+    )

@@ -21,7 +21,12 @@ import numpy as np
 import polars as pl
 
 from experiments import plots
-from experiments.oracle_evaluation import by_archetype, chosen_true_values, compare_with_oracle
+from experiments.oracle_evaluation import (
+    by_archetype,
+    chosen_true_values,
+    compare_with_oracle,
+    offers_by_archetype,
+)
 from features.wide_import import ASSUMED_HORIZON_DAYS, import_wide_table, load_mapping
 from features.wide_spec import SPEC_KEY, spec_from_import
 from model.bundle import ModelBundle
@@ -132,8 +137,9 @@ def _oracle_metrics(
     truth_action_values: pl.LazyFrame,
     truth_customers: pl.LazyFrame | None = None,
     truth_monthly: pl.LazyFrame | None = None,
-) -> tuple[dict[str, float], list[dict[str, object]]]:
-    """The test snapshot's decisions judged by the simulated oracle: metrics, archetype table."""
+) -> tuple[dict[str, float], dict[str, list[dict[str, object]]]]:
+    """The test snapshot's decisions judged by the simulated oracle: metrics, and the tables
+    per archetype (and per archetype and offer kind) by their MLflow document names."""
     test = result.split.test
     as_of = test["as_of"][0]
     decided = recommend(test, result.bundle, policy, as_of=as_of, model_version="", drivers=0)
@@ -175,17 +181,24 @@ def _oracle_metrics(
         metrics["ended_share_of_positive_true_margin"] = (
             ended / positive.height if positive.height else float("nan")
         )
-    table: list[dict[str, object]] = []
+    tables: dict[str, list[dict[str, object]]] = {}
     if truth_customers is not None:
         archetypes = truth_customers.select("customer_id", "archetype").collect()
-        per_archetype = by_archetype(chosen_true_values(decided, values, policy), archetypes)
-        table = per_archetype.to_dicts()
+        per_customer = chosen_true_values(decided, values, policy)
+        per_archetype = by_archetype(per_customer, archetypes)
+        tables = {
+            "oracle_by_archetype.json": per_archetype.to_dicts(),
+            # where the offers' gain comes from: per archetype and offer kind
+            "offers_by_archetype_and_kind.json": offers_by_archetype(
+                per_customer, archetypes
+            ).to_dicts(),
+        }
         for name in ("oracle_gain", "true_gain", "offer_true_gain", "model_gain"):
             for archetype, value in zip(
                 per_archetype["archetype"], per_archetype[name].cast(pl.Float64), strict=True
             ):
                 metrics[f"oracle.{archetype}.{name}"] = float(value)
-    return metrics, table
+    return metrics, tables
 
 
 def _value_by_archetype(
@@ -267,11 +280,11 @@ def run_tracked_training(
         offer_reports=offer_reports,
     )
     sources = result.offer_sources
-    oracle_table: list[dict[str, object]] = []
+    oracle_tables: dict[str, list[dict[str, object]]] = {}
     if truth_action_values is not None:
         if on_step:
             on_step("judging the test snapshot's decisions against the simulated oracle (truth)")
-        oracle_metrics, oracle_table = _oracle_metrics(
+        oracle_metrics, oracle_tables = _oracle_metrics(
             result, policy, truth_action_values, truth_customers, truth_monthly
         )
         result.metrics |= oracle_metrics
@@ -314,8 +327,7 @@ def run_tracked_training(
         }
         if value_report:
             documents["value_by_archetype.json"] = value_report
-        if oracle_table:
-            documents["oracle_by_archetype.json"] = oracle_table
+        documents |= oracle_tables
         params["decision_log"] = decision_log or "none"
         source_metrics: dict[str, float] = {}
         if sources is not None:

@@ -14,6 +14,7 @@ from experiments.oracle_evaluation import (
     chosen_true_values,
     compare_with_oracle,
     gap_by_cause,
+    offers_by_archetype,
     true_action_values,
 )
 from experiments.synthetic.world import default_policy
@@ -138,6 +139,14 @@ def test_the_model_promise_is_set_against_the_true_gain_per_archetype():
     assert rows["complainer"]["model_gain"] == pytest.approx(400 + 50)
     # the oracle may not end protected C (a "difficult" row here): its best is the service offer
     assert rows["difficult"]["oracle_gain"] == pytest.approx(3000 + 500)
+    # per archetype and kind: the loss is D's discount, not the complainers' offers as a whole
+    per_kind = offers_by_archetype(chosen_true_values(decided, VALUES, POLICY), archetypes)
+    assert per_kind.select("archetype", "offer_kind", "offers", "losing").rows() == [
+        ("complainer", "discount", 1, 1),
+        ("complainer", "refund", 1, 0),
+    ]
+    assert per_kind["true_gain"].to_list() == pytest.approx([-100.0, 200.0])
+    assert per_kind["model_gain"].to_list() == pytest.approx([50.0, 400.0])
     # without the decisions' expected values the promise is unknown, not zero
     assert math.isnan(
         compare_with_oracle(decided.drop("ev_end"), VALUES, POLICY).model_expected_gain

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -54,6 +55,20 @@ def test_train_json_then_promote_then_models(tmp_path):
         assert f"value_mae_vs_truth.{archetype}" in logged, archetype
     artifacts = {a.path for a in client.list_artifacts(run["run_id"], "evaluation")}
     assert "evaluation/value_by_archetype.json" in artifacts
+    # the offers' true gain per archetype comes with its breakdown by offer kind
+    documents = {}
+    for name in ("oracle_by_archetype", "offers_by_archetype_and_kind"):
+        assert f"evaluation/{name}.json" in artifacts
+        local = client.download_artifacts(run["run_id"], f"evaluation/{name}.json", str(tmp_path))
+        documents[name] = json.loads(Path(local).read_text())
+    for row in documents["oracle_by_archetype"]:
+        kinds = [
+            r
+            for r in documents["offers_by_archetype_and_kind"]
+            if r["archetype"] == row["archetype"]
+        ]
+        assert sum(r["offers"] for r in kinds) == row["compensated"]
+        assert sum(r["true_gain"] for r in kinds) == pytest.approx(row["offer_true_gain"])
     # the CRM path reports the leak guard's judgement like the wide path
     assert run["excluded_features"] == [] and run["leak_guard"]["kept_leaks"] == []
     assert run["metrics"]["leak_guard_kept_features"] == 0.0
