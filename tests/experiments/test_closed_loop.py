@@ -222,15 +222,19 @@ def test_the_world_refuses_to_run_past_its_last_month(policy, started):
         world.advance()
 
 
-def test_the_front_line_follows_with_the_stated_adherence():
-    n = 20_000
-    recs = pl.DataFrame(
+def _recommendations(n: int) -> pl.DataFrame:
+    """n recommendations, a quarter each: gift, end, retain, refund."""
+    return pl.DataFrame(
         {
             "customer_id": [f"C{i}" for i in range(n)],
             "action": ["compensate", "end", "retain", "compensate"] * (n // 4),
             "offer_kind": ["gift", None, None, "refund"] * (n // 4),
         }
     )
+
+
+def test_the_front_line_follows_with_the_stated_adherence():
+    recs = _recommendations(20_000)
     done = follow(recs, np.random.default_rng(0))
     again = follow(recs, np.random.default_rng(0))
     assert_frame_equal(done, again)
@@ -277,13 +281,7 @@ def test_a_tiny_loop_runs_end_to_end_and_learns_from_its_own_offers():
 
 def test_the_crm_holds_out_a_random_share_of_the_recommended_offers_only():
     n = 20_000
-    recs = pl.DataFrame(
-        {
-            "customer_id": [f"C{i}" for i in range(n)],
-            "action": ["compensate", "end", "retain", "compensate"] * (n // 4),
-            "offer_kind": ["gift", None, None, "refund"] * (n // 4),
-        }
-    )
+    recs = _recommendations(n)
     done = follow(recs, np.random.default_rng(0), holdout_share=0.2)
     joined = recs.join(done, on="customer_id", suffix="_done")
     held = joined.filter(pl.col("action_done") == "hold_out")
