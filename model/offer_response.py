@@ -70,7 +70,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -121,6 +121,14 @@ KEYS: tuple[str, ...] = ("as_of", "customer_id", "kind")
 BASE_COLUMNS: tuple[str, ...] = ("tenure_days", "cost_to_serve_12m")
 # Strata of a kind's selections by the customer's predicted acceptance of it.
 ACCEPTORS, REFUSERS, ALL = "acceptors", "refusers", "all"
+ACCEPTANCE_STRATA: tuple[str, ...] = (ALL, ACCEPTORS, REFUSERS)
+# Within each, by the customer's complaint state when selected (``state_column`` of the config).
+CALM, COMPLAINING = "calm", "complaining"
+STATES: tuple[str, ...] = (CALM, COMPLAINING)
+STRATA: tuple[str, ...] = (
+    *ACCEPTANCE_STRATA,
+    *(f"{stratum}/{state}" for stratum in ACCEPTANCE_STRATA for state in STATES),
+)
 
 
 # --- configuration --------------------------------------------------------------------------------
@@ -201,6 +209,10 @@ class OfferResponseConfig:
         support_quantile: A customer is inside a kind's evidence when their score ``s_k`` is at
             least this quantile of the scores of the kind's own experiment population
             (module docstring).
+        state_column: A count feature that splits each stratum's selections into
+            :data:`CALM` (0) and :data:`COMPLAINING` (above 0) customers, whose effects are
+            estimated apart wherever the selections hold both (module docstring, "Complaint
+            state"); None, or a column outside the features: no split.
         max_population_rows: At most this many snapshot rows (a seeded sample) train the
             support classifiers.
         seed: LightGBM seed and sampling seed.
@@ -225,6 +237,7 @@ class OfferResponseConfig:
     unpooled_kinds: tuple[str, ...] = ("training",)
     acceptor_threshold: float = 0.2
     support_quantile: float = 0.05
+    state_column: str | None = "complaints_3m"
     max_population_rows: int = 60_000
     seed: int = 0
     num_threads: int = 1
@@ -339,6 +352,8 @@ class OfferResponseModel:
     _acceptance_levels: tuple[str, ...] = field(repr=False)
     _support: lgb.Booster | None = field(repr=False)
     _support_classes: tuple[str, ...] = field(repr=False)
+    # the column of the complaint-state split (None: no split; a model pickled before it: None)
+    state_column: str | None = None
 
     @property
     def feature_columns(self) -> list[str]:
@@ -440,16 +455,34 @@ class OfferResponseModel:
             inside = support[:, table["column"]] >= table["threshold"][None, :]
         all_strata = np.isnan(acceptance)
         refuser = acceptance < self.config.acceptor_threshold
-        churn = np.where(
-            all_strata,
-            table["churn_all"],
-            np.where(refuser, table["churn_refusers"], table["churn_acceptors"]),
-        )
-        complaints = np.where(
-            all_strata,
-            table["complaints_all"],
-            np.where(refuser, table["complaints_refusers"], table["complaints_acceptors"]),
-        )
+
+        def by_stratum(quantity: str, suffix: str = "") -> np.ndarray:
+            return np.where(
+                all_strata,
+                table[f"{quantity}_{ALL}{suffix}"],
+                np.where(
+                    refuser,
+                    table[f"{quantity}_{REFUSERS}{suffix}"],
+                    table[f"{quantity}_{ACCEPTORS}{suffix}"],
+                ),
+            )
+
+        churn, complaints = by_stratum("churn"), by_stratum("complaints")
+        if self.state_column is not None:
+            # a learned effect of the customer's complaint state overrides the stratum's
+            state = matrix[:, self.encoding.feature_columns.index(self.state_column)][:, None]
+            for quantity in ("churn", "complaints"):
+                cell = np.where(
+                    state == 0,
+                    by_stratum(quantity, f"/{CALM}"),
+                    np.where(state > 0, by_stratum(quantity, f"/{COMPLAINING}"), np.nan),
+                )
+                stratum_value = churn if quantity == "churn" else complaints
+                chosen = np.where(np.isnan(cell), stratum_value, cell)
+                if quantity == "churn":
+                    churn = chosen
+                else:
+                    complaints = chosen
         floor = self.config.evidence.cost_base_floor
         uplift = np.clip(np.where(inside, churn * risk[:, None], np.nan), -1.0, 1.0)
         saving = np.where(inside, complaints * (base + floor)[:, None], np.nan)
@@ -472,7 +505,7 @@ class OfferResponseModel:
                 "shift",
                 "column",
                 "threshold",
-                *(f"{q}_{s}" for q in ("churn", "complaints") for s in (ALL, ACCEPTORS, REFUSERS)),
+                *(f"{q}_{s}" for q in ("churn", "complaints") for s in STRATA),
             )
         }
         for kind in self.kinds:
@@ -485,7 +518,7 @@ class OfferResponseModel:
             table["threshold"].append(
                 threshold if threshold is not None and supported else math.nan
             )
-            for stratum in (ALL, ACCEPTORS, REFUSERS):
+            for stratum in STRATA:
                 evidence = fit.strata.get(stratum)
                 if evidence is not None and fit.effect_source(stratum) == "learned":
                     churn = evidence.churn_reduction.value
@@ -569,14 +602,23 @@ def fit_offer_response(
 
     booster, levels, verdicts = _fit_acceptance(answers, kinds, encoding, config)
     horizon_months = history.horizon_days / DAYS_PER_MONTH
+    state_column = config.state_column if config.state_column in feature_columns else None
     fits: dict[str, KindFit] = {}
     for kind in kinds:
         rows = experiments.filter(pl.col("kind") == kind)
-        evidence = _kind_evidence(
-            kind, rows, policy, horizon_months, history.holdouts_recorded, config, ALL
+        evidence_of = functools.partial(
+            _selected_evidence,
+            kind,
+            rows,
+            policy,
+            horizon_months,
+            history.holdouts_recorded,
+            config,
         )
+        evidence = evidence_of(None, ALL)
         learned, reason = verdicts[kind]
         shift = 0.0
+        stratum = np.full(rows.height, ALL)
         strata = {ALL: evidence}
         if learned and booster is not None:
             shift = _acceptance_shift(
@@ -588,18 +630,9 @@ def fit_offer_response(
             )
             raw = _raw_acceptance(booster, encoding.matrix(rows), config)
             stratum = _stratum_of(expit(raw + shift), config.acceptor_threshold)
-            strata = {
-                name: _kind_evidence(
-                    kind,
-                    rows.filter(pl.Series(stratum == name)),
-                    policy,
-                    horizon_months,
-                    history.holdouts_recorded,
-                    config,
-                    name,
-                )
-                for name in (ACCEPTORS, REFUSERS)
-            }
+            strata = {name: evidence_of(stratum == name, name) for name in (ACCEPTORS, REFUSERS)}
+        if state_column is not None:
+            strata |= _state_cells(rows, stratum, state_column, evidence_of)
         fits[kind] = KindFit(
             kind=kind,
             acceptance_source="learned" if learned else "prior",
@@ -640,7 +673,44 @@ def fit_offer_response(
         _acceptance_levels=levels,
         _support=support[0],
         _support_classes=support[1],
+        state_column=state_column,
     )
+
+
+def _selected_evidence(
+    kind: str,
+    rows: pl.DataFrame,
+    policy: Policy,
+    horizon_months: float,
+    holdouts_recorded: bool,
+    config: OfferResponseConfig,
+    selected: np.ndarray | None,
+    stratum: str,
+) -> KindEvidence:
+    """:func:`_kind_evidence` of the ``selected`` rows (None: all of them)."""
+    these = rows if selected is None else rows.filter(pl.Series(selected))
+    return _kind_evidence(kind, these, policy, horizon_months, holdouts_recorded, config, stratum)
+
+
+def _state_cells(
+    rows: pl.DataFrame,
+    stratum: np.ndarray,
+    state_column: str,
+    evidence_of: Callable[[np.ndarray | None, str], KindEvidence],
+) -> dict[str, KindEvidence]:
+    """The evidence of each stratum's calm and complaining selections, for the strata whose
+    selections hold both states (where all are of one state, the stratum already is the cell).
+    """
+    count = rows.get_column(state_column).cast(pl.Float64).to_numpy()
+    state = {CALM: count == 0, COMPLAINING: count > 0}
+    cells: dict[str, KindEvidence] = {}
+    for name in np.unique(stratum):
+        in_stratum = stratum == name
+        if all((in_stratum & selected).any() for selected in state.values()):
+            for state_name, selected in state.items():
+                cell = f"{name}/{state_name}"
+                cells[cell] = evidence_of(in_stratum & selected, cell)
+    return cells
 
 
 def _pooled(fits: Mapping[str, KindFit], unpooled: Sequence[str] = ()) -> dict[str, KindFit]:
@@ -649,7 +719,7 @@ def _pooled(fits: Mapping[str, KindFit], unpooled: Sequence[str] = ()) -> dict[s
     strata: dict[str, dict[str, KindEvidence]] = {
         kind: dict(fit.strata) for kind, fit in fits.items()
     }
-    for stratum in (ALL, ACCEPTORS, REFUSERS):
+    for stratum in STRATA:
         members = [
             kind
             for kind, fit in fits.items()
