@@ -39,9 +39,26 @@ windows, measured as churn per month at risk and complaint cost per month of exp
 shrunk by their effective evidence; with every window complete the estimates are those of
 complete windows, to the bit. Heterogeneity across customers enters through three observed
 quantities the effect scales with -- the customer's own acceptance, complaint cost and churn
-risk -- not through a learned effect model: on the synthetic world a forest of effects fitted
+risk -- and the complaint state the effects are estimated by (below), not through a learned
+effect model: on the synthetic world a forest of effects fitted
 to a few hundred held-out customers per kind ranks customers by noise (an X-learner forced on
 those arms gave Spearman correlations of 0.01-0.20 with the true effect).
+
+**Complaint state.** Within each stratum of predicted acceptance, the selections are split by
+the customer's complaint state when selected (``OfferResponseConfig.state_column``, complaints
+in the last 3 months): :data:`CALM` (none) and :data:`COMPLAINING`. Where a stratum's selections
+hold both, each state's effects are estimated (and shrunk, and pooled across kinds) on its own,
+and a customer gets the effects of their own state where that state's evidence is randomised;
+otherwise the stratum's. A remedy repairs a grievance; a calm customer has none for it to
+repair, and one number per kind for both mixes the two. In the closed loop
+(``experiments.closed_loop``) the policy, once it has learned effects, offers broadly, calm
+loyal and small accounts enter the experiments, and with one estimate per kind the offers to
+recoverable complainers fell away on two seeds of three; split, the offer decisions' share of
+the offer-only oracle's gain after 12 cycles went from 31.9% / 64.9% / 22.2% to 62.1% / 59.4% /
+59.9% (seed 3 offers to 2,075 recoverable complainers, true gain 4.3M, against 1,304 and 1.7M;
+docs/closed_loop.md). Where every selection had complained (the generated world's own campaigns
+follow complaints), the cells would be the strata themselves and nothing changes, to the bit (a
+test).
 
 **Support.** A kind's experiment speaks for customers like those the company selected for it,
 and no further (Stuart, Cole, Bradshaw & Leaf 2011, "The use of propensity scores to assess the
@@ -284,7 +301,9 @@ class KindFit:
         evidence: The kind's randomised evidence, all selections together (its acceptance is
             the one the predictions are shifted to).
         strata: The evidence per stratum of predicted acceptance (:data:`ACCEPTORS`,
-            :data:`REFUSERS`) when the kind's acceptance is learned, else ``{"all": evidence}``.
+            :data:`REFUSERS`) when the kind's acceptance is learned, else ``{"all": evidence}``;
+            and, for each stratum whose selections hold calm and complaining customers, the
+            evidence of each state (``"acceptors/calm"``, ...; module docstring).
         support_threshold: The score ``s_k`` below which a customer is outside the kind's
             evidence (None: the effects are the prior for everyone).
     """

@@ -28,9 +28,10 @@ from features.config import FeatureConfig
 from features.pipeline import build_training_set, feature_columns
 from model.decide import decide
 from model.decide_rows import decide_records
+from model.decision_inputs import monthly_complaint_cost
 from model.gbm import FeatureFrameError, categorical_columns_of
 from model.offer_history import OfferHistory, build_offer_history
-from model.offer_response import OfferResponseModel, fit_offer_response
+from model.offer_response import OfferResponseConfig, OfferResponseModel, fit_offer_response
 from model.policy import load_policy
 
 POLICY = load_policy(Path(__file__).resolve().parents[2] / "policies" / "default.toml")
@@ -237,6 +238,100 @@ def test_difficult_clients_get_low_acceptance(fitted: Fitted) -> None:
         assert float(group.median()) < 0.15, (kind, group.median())
         assert float(group.mean()) < 0.5 * float(others.mean()), (kind, group.mean())
     assert checked >= 4
+
+
+# --- complaint state ------------------------------------------------------------------------------
+
+
+def _effect_rows(model: OfferResponseModel) -> dict[tuple[str, str], dict]:
+    return {(r["kind"], r["stratum"]): r for r in model.summary()}
+
+
+def test_where_every_selection_had_complained_the_state_split_changes_nothing(
+    fitted: Fitted,
+) -> None:
+    """The generated world selects customers for a remedy after they complain, so every
+    experiment row is complaining: the cells would be the strata themselves."""
+    assert fitted.history.experiments["complaints_3m"].min() > 0  # the premise
+    assert fitted.model.state_column == "complaints_3m"
+    assert all("/" not in stratum for _, stratum in _effect_rows(fitted.model))
+    unsplit = fit_offer_response(
+        fitted.history,
+        fitted.population,
+        policy=POLICY,
+        feature_columns=FEATURES,
+        categorical_columns=fitted.categorical,
+        config=OfferResponseConfig(state_column=None),
+    )
+    risk = np.linspace(0.01, 0.6, fitted.snapshot.height)
+    assert unsplit.predict(fitted.snapshot, risk).equals(
+        fitted.model.predict(fitted.snapshot, risk)
+    )
+
+
+def test_calm_and_complaining_selections_get_their_own_effects(fitted: Fitted) -> None:
+    """Half the selections made calm (no complaint in the 3 months before), and their outcomes
+    shuffled among them, so an offer does nothing for them: each stratum's calm and complaining
+    selections are estimated apart, and a customer gets the effect of their own state."""
+    experiments = fitted.history.experiments
+    rng = np.random.default_rng(7)
+    calm = rng.random(experiments.height) < 0.5
+    outcomes = ["churned", "realised_cost_to_serve", "exposure_days", "churn_days"]
+    shuffled = (
+        experiments.filter(pl.Series(calm))
+        .select(outcomes)
+        .sample(fraction=1.0, shuffle=True, seed=8)
+    )
+    index = np.flatnonzero(calm)
+    columns = {}
+    for name in outcomes:
+        values = experiments[name].to_list()
+        for i, value in zip(index, shuffled[name].to_list(), strict=True):
+            values[i] = value
+        columns[name] = pl.Series(name, values, dtype=experiments.schema[name])
+    experiments = experiments.with_columns(
+        *columns.values(),
+        complaints_3m=pl.when(pl.Series(calm)).then(0).otherwise(pl.col("complaints_3m")),
+    )
+    model = _fit(
+        replace(fitted.history, experiments=experiments), fitted.population, fitted.categorical
+    )
+    rows = _effect_rows(model)
+    cells = [(k, s) for k, s in rows if "/" in s]
+    assert cells
+    for kind, cell in cells:
+        stratum = cell.split("/")[0]
+        parts = [rows[(kind, f"{stratum}/{state}")] for state in ("calm", "complaining")]
+        for count in ("offered", "held_out"):
+            assert sum(p[count] for p in parts) == rows[(kind, stratum)][count], (kind, cell)
+
+    snapshot = fitted.snapshot
+    predicted = model.predict(snapshot, np.full(snapshot.height, 0.2))
+    floor = model.config.evidence.cost_base_floor
+    base = monthly_complaint_cost(
+        snapshot["tenure_days"].cast(pl.Float64).to_numpy(),
+        snapshot["cost_to_serve_12m"].cast(pl.Float64).to_numpy(),
+    )
+    state = np.where(snapshot["complaints_3m"].to_numpy() == 0, "calm", "complaining")
+    checked = 0
+    for kind in KINDS:
+        acceptance = predicted[f"accept_{kind}"].to_numpy()
+        saving = predicted[f"complaint_saving_{kind}"].to_numpy().astype(np.float64)
+        for i in np.flatnonzero(~np.isnan(saving)):
+            stratum = (
+                "all"
+                if np.isnan(acceptance[i])
+                else "refusers"
+                if acceptance[i] < model.config.acceptor_threshold
+                else "acceptors"
+            )
+            cell = rows.get((kind, f"{stratum}/{state[i]}"))
+            if cell is None or cell["effect_source"] != "learned":
+                continue
+            assert saving[i] == pytest.approx(cell["complaint_reduction_value"] * (base[i] + floor))
+            checked += 1
+    assert {state[i] for i in range(snapshot.height)} == {"calm", "complaining"}
+    assert checked > 100
 
 
 # --- serialisation, determinism, invariance -------------------------------------------------------
