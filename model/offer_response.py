@@ -487,7 +487,7 @@ class OfferResponseModel:
             )
 
         churn, complaints = by_stratum("churn"), by_stratum("complaints")
-        if self.state_column is not None:
+        if self.state_column is not None and self._state_cells_learned:
             # a learned effect of the customer's complaint state overrides the stratum's
             state = matrix[:, self.encoding.feature_columns.index(self.state_column)][:, None]
             for quantity in ("churn", "complaints"):
@@ -550,6 +550,15 @@ class OfferResponseModel:
         arrays["column"] = arrays["column"].astype(np.int64)
         return arrays
 
+    @functools.cached_property
+    def _state_cells_learned(self) -> bool:
+        """Whether any kind has a complaint-state cell with learned effects."""
+        return any(
+            "/" in stratum and fit.effect_source(stratum) == "learned"
+            for fit in self.fits.values()
+            for stratum in fit.strata
+        )
+
     def _support_probabilities(self, matrix: np.ndarray) -> np.ndarray | None:
         """``s_k(x)``, one column per kind of :attr:`_support_classes`."""
         if self._support is None:
@@ -574,7 +583,7 @@ class OfferResponseModel:
         return {k: v for k, v in self.__dict__.items() if k not in _CACHED}
 
 
-_CACHED = ("_kind_table", "_scorers")
+_CACHED = ("_kind_table", "_scorers", "_state_cells_learned")
 
 
 # --- fitting --------------------------------------------------------------------------------------
