@@ -635,15 +635,14 @@ def fit_offer_response(
     for kind in kinds:
         rows = experiments.filter(pl.col("kind") == kind)
         evidence_of = functools.partial(
-            _selected_evidence,
-            kind,
-            rows,
-            policy,
-            horizon_months,
-            history.holdouts_recorded,
-            config,
+            _kind_evidence,
+            kind=kind,
+            policy=policy,
+            horizon_months=horizon_months,
+            holdouts_recorded=history.holdouts_recorded,
+            config=config,
         )
-        evidence = evidence_of(None, ALL)
+        evidence = evidence_of(rows=rows, stratum=ALL)
         learned, reason = verdicts[kind]
         shift = 0.0
         stratum = np.full(rows.height, ALL)
@@ -658,7 +657,10 @@ def fit_offer_response(
             )
             raw = _raw_acceptance(booster, encoding.matrix(rows), config)
             stratum = _stratum_of(expit(raw + shift), config.acceptor_threshold)
-            strata = {name: evidence_of(stratum == name, name) for name in (ACCEPTORS, REFUSERS)}
+            strata = {
+                name: evidence_of(rows=rows.filter(pl.Series(stratum == name)), stratum=name)
+                for name in (ACCEPTORS, REFUSERS)
+            }
         if state_column is not None:
             strata |= _state_cells(rows, stratum, state_column, evidence_of)
         fits[kind] = KindFit(
@@ -705,26 +707,11 @@ def fit_offer_response(
     )
 
 
-def _selected_evidence(
-    kind: str,
-    rows: pl.DataFrame,
-    policy: Policy,
-    horizon_months: float,
-    holdouts_recorded: bool,
-    config: OfferResponseConfig,
-    selected: np.ndarray | None,
-    stratum: str,
-) -> KindEvidence:
-    """:func:`_kind_evidence` of the ``selected`` rows (None: all of them)."""
-    these = rows if selected is None else rows.filter(pl.Series(selected))
-    return _kind_evidence(kind, these, policy, horizon_months, holdouts_recorded, config, stratum)
-
-
 def _state_cells(
     rows: pl.DataFrame,
     stratum: np.ndarray,
     state_column: str,
-    evidence_of: Callable[[np.ndarray | None, str], KindEvidence],
+    evidence_of: Callable[..., KindEvidence],
 ) -> dict[str, KindEvidence]:
     """The evidence of each stratum's calm and complaining selections, for the strata whose
     selections hold both states (where all are of one state, the stratum already is the cell).
@@ -737,7 +724,8 @@ def _state_cells(
         if all((in_stratum & selected).any() for selected in state.values()):
             for state_name, selected in state.items():
                 cell = f"{name}/{state_name}"
-                cells[cell] = evidence_of(in_stratum & selected, cell)
+                these = rows.filter(pl.Series(in_stratum & selected))
+                cells[cell] = evidence_of(rows=these, stratum=cell)
     return cells
 
 

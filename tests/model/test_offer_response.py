@@ -65,7 +65,11 @@ def _tables(world: World) -> dict[str, pl.LazyFrame]:
 
 
 def _fit(
-    history: OfferHistory, population: pl.DataFrame, categorical: list[str], policy=POLICY
+    history: OfferHistory,
+    population: pl.DataFrame,
+    categorical: list[str],
+    policy=POLICY,
+    config: OfferResponseConfig | None = None,
 ) -> OfferResponseModel:
     return fit_offer_response(
         history,
@@ -73,6 +77,7 @@ def _fit(
         policy=policy,
         feature_columns=FEATURES,
         categorical_columns=categorical,
+        config=config,
     )
 
 
@@ -255,12 +260,10 @@ def test_where_every_selection_had_complained_the_state_split_changes_nothing(
     assert fitted.history.experiments["complaints_3m"].min() > 0  # the premise
     assert fitted.model.state_column == "complaints_3m"
     assert all("/" not in stratum for _, stratum in _effect_rows(fitted.model))
-    unsplit = fit_offer_response(
+    unsplit = _fit(
         fitted.history,
         fitted.population,
-        policy=POLICY,
-        feature_columns=FEATURES,
-        categorical_columns=fitted.categorical,
+        fitted.categorical,
         config=OfferResponseConfig(state_column=None),
     )
     risk = np.linspace(0.01, 0.6, fitted.snapshot.height)
