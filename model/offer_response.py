@@ -40,9 +40,9 @@ shrunk by their effective evidence; with every window complete the estimates are
 complete windows, to the bit. Heterogeneity across customers enters through three observed
 quantities the effect scales with -- the customer's own acceptance, complaint cost and churn
 risk -- and the complaint state the effects are estimated by (below), not through a learned
-effect model: on the synthetic world a forest of effects fitted
-to a few hundred held-out customers per kind ranks customers by noise (an X-learner forced on
-those arms gave Spearman correlations of 0.01-0.20 with the true effect).
+effect model: on the synthetic world a forest of effects fitted to a few hundred held-out
+customers per kind ranks customers by noise (an X-learner forced on those arms gave Spearman
+correlations of 0.01-0.20 with the true effect).
 
 **Complaint state.** Within each stratum of predicted acceptance, the selections are split by
 the customer's complaint state when selected (``OfferResponseConfig.state_column``, complaints
@@ -488,20 +488,18 @@ class OfferResponseModel:
 
         churn, complaints = by_stratum("churn"), by_stratum("complaints")
         if self.state_column is not None and self._state_cells_learned:
-            # a learned effect of the customer's complaint state overrides the stratum's
             state = matrix[:, self.encoding.feature_columns.index(self.state_column)][:, None]
-            for quantity in ("churn", "complaints"):
+
+            def by_state(quantity: str, stratum_value: np.ndarray) -> np.ndarray:
+                # a learned effect of the customer's complaint state overrides the stratum's
                 cell = np.where(
                     state == 0,
                     by_stratum(quantity, f"/{CALM}"),
                     np.where(state > 0, by_stratum(quantity, f"/{COMPLAINING}"), np.nan),
                 )
-                stratum_value = churn if quantity == "churn" else complaints
-                chosen = np.where(np.isnan(cell), stratum_value, cell)
-                if quantity == "churn":
-                    churn = chosen
-                else:
-                    complaints = chosen
+                return np.where(np.isnan(cell), stratum_value, cell)
+
+            churn, complaints = by_state("churn", churn), by_state("complaints", complaints)
         floor = self.config.evidence.cost_base_floor
         uplift = np.clip(np.where(inside, churn * risk[:, None], np.nan), -1.0, 1.0)
         saving = np.where(inside, complaints * (base + floor)[:, None], np.nan)
