@@ -271,6 +271,7 @@ def offer_terms(
     p = customers.p_churn
 
     def stacked(per_offer: Sequence[Any]) -> np.ndarray:
+        # not np.broadcast_to: its microseconds a call made a one-customer request 0.2 ms slower
         if not per_offer:
             return np.empty((n, 0))
         return np.column_stack([v if np.shape(v) == (n,) else np.full(n, v) for v in per_offer])

@@ -533,14 +533,7 @@ def decide_arrays(
     c, where, isnan, not_ = customers, xp.where, xp.isnan, xp.not_
     p, margin = c.p_churn, c.margin
     catalogue = _catalogue(policy)
-    priced = price_offers(customers, policy, xp)
-    ev_retain, ev_offers = priced.ev_retain, priced.ev_offers
-    acceptance, cost, p_after, saving = (
-        priced.acceptance,
-        priced.cost,
-        priced.churn_after,
-        priced.saving,
-    )
+    ev_retain, ev_offers, acceptance, cost, p_after, saving = price_offers(customers, policy, xp)
     # the first catalogue offer reaching the best value
     best = xp.first_max(ev_offers)
     ev_best, best_acceptance, best_cost, best_after, best_saving = (

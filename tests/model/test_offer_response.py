@@ -286,14 +286,8 @@ def test_calm_and_complaining_selections_get_their_own_effects(fitted: Fitted) -
         .sample(fraction=1.0, shuffle=True, seed=8)
     )
     index = np.flatnonzero(calm)
-    columns = {}
-    for name in outcomes:
-        values = experiments[name].to_list()
-        for i, value in zip(index, shuffled[name].to_list(), strict=True):
-            values[i] = value
-        columns[name] = pl.Series(name, values, dtype=experiments.schema[name])
     experiments = experiments.with_columns(
-        *columns.values(),
+        *(experiments[name].clone().scatter(index, shuffled[name]) for name in outcomes),
         complaints_3m=pl.when(pl.Series(calm)).then(0).otherwise(pl.col("complaints_3m")),
     )
     model = _fit(
